@@ -1,0 +1,164 @@
+/* conf.c - cluster membership: its wire form, one-server-at-a-time changes
+ * (thesis §4.1) and keeping the leader's per-follower progress in step with
+ * whatever configuration is newest in the log.
+ */
+#include "raft/raft_int.h"
+
+#include <string.h>
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+size_t raft_conf_encode(const struct raft_conf *c, uint8_t *buf)
+{
+    uint32_t n = c->n;
+    for (int i = 0; i < 4; i++)
+        buf[i] = (uint8_t)(n >> (8 * i));
+    size_t off = 4;
+    for (uint32_t i = 0; i < n; i++) {
+        put_u64(buf + off, c->m[i].id);
+        buf[off + 8] = c->m[i].role;
+        off += 9;
+    }
+    return off;
+}
+
+int raft_conf_decode(const uint8_t *buf, size_t len, struct raft_conf *c)
+{
+    if (!buf || len < 4)
+        return RAFT_EINVAL;
+    uint32_t n = (uint32_t)buf[0] | (uint32_t)buf[1] << 8 | (uint32_t)buf[2] << 16 |
+                 (uint32_t)buf[3] << 24;
+    if (n > RAFT_MAX_MEMBERS || len != 4 + (size_t)n * 9)
+        return RAFT_EINVAL;
+    struct raft_conf out;
+    memset(&out, 0, sizeof(out));
+    out.n = n;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *p = buf + 4 + i * 9;
+        out.m[i].id = get_u64(p);
+        out.m[i].role = p[8];
+        if (out.m[i].id == RAFT_NONE || (out.m[i].role != RAFT_VOTER && out.m[i].role != RAFT_LEARNER))
+            return RAFT_EINVAL;
+        for (uint32_t j = 0; j < i; j++)
+            if (out.m[j].id == out.m[i].id)
+                return RAFT_EINVAL;
+    }
+    *c = out;
+    return 0;
+}
+
+const struct raft_member *raft_conf_find(const struct raft_conf *c, raft_id id)
+{
+    for (uint32_t i = 0; i < c->n; i++)
+        if (c->m[i].id == id)
+            return &c->m[i];
+    return NULL;
+}
+
+unsigned raft_conf_voters(const struct raft_conf *c)
+{
+    unsigned n = 0;
+    for (uint32_t i = 0; i < c->n; i++)
+        n += c->m[i].role == RAFT_VOTER;
+    return n;
+}
+
+void conf_apply(struct raft *r, const struct raft_conf *c, raft_index index)
+{
+    struct raft_progress old[RAFT_MAX_MEMBERS];
+    unsigned n_old = r->n_prs;
+    memcpy(old, r->prs, n_old * sizeof(old[0]));
+    r->conf = *c;
+    r->conf_index = index;
+    r->n_prs = 0;
+    for (uint32_t i = 0; i < c->n; i++) {
+        struct raft_progress *pr = &r->prs[r->n_prs++];
+        bool kept = false;
+        for (unsigned j = 0; j < n_old; j++)
+            if (old[j].id == c->m[i].id) {
+                *pr = old[j];
+                kept = true;
+            }
+        if (!kept) {
+            progress_reset(pr, log_last_index(&r->log) + 1);
+            pr->id = c->m[i].id;
+            /* a newcomer must not count as "heard from" for check-quorum */
+            pr->recent_active = true;
+        }
+        pr->role = c->m[i].role;
+    }
+    if (r->role == RAFT_LEADER) {
+        if (r->transferee != RAFT_NONE && !raft_is_voter(r, r->transferee))
+            transfer_abort(r);
+        replication_maybe_commit(r); /* the quorum may have shrunk */
+    }
+}
+
+void conf_recompute(struct raft *r)
+{
+    for (raft_index i = log_last_index(&r->log); i > r->log.prev_index; i--) {
+        const struct raft_entry *e = log_get(&r->log, i);
+        struct raft_conf c;
+        if (e->type == RAFT_ENTRY_CONF && raft_conf_decode(e->data, e->len, &c) == 0) {
+            conf_apply(r, &c, i);
+            return;
+        }
+    }
+    conf_apply(r, &r->snap.conf, 0);
+}
+
+int conf_change_make(const struct raft *r, const struct raft_conf_change *cc, struct raft_conf *out)
+{
+    if (!cc || cc->id == RAFT_NONE)
+        return RAFT_EINVAL;
+    *out = r->conf;
+    struct raft_member *mb = NULL;
+    for (uint32_t i = 0; i < out->n; i++)
+        if (out->m[i].id == cc->id)
+            mb = &out->m[i];
+    switch (cc->op) {
+    case RAFT_CONF_ADD_LEARNER:
+    case RAFT_CONF_ADD_VOTER:
+        if (mb || out->n >= RAFT_MAX_MEMBERS)
+            return RAFT_EINVAL;
+        out->m[out->n].id = cc->id;
+        out->m[out->n].role = cc->op == RAFT_CONF_ADD_VOTER ? RAFT_VOTER : RAFT_LEARNER;
+        out->n++;
+        return 0;
+    case RAFT_CONF_PROMOTE: {
+        if (!mb || mb->role != RAFT_LEARNER)
+            return RAFT_EINVAL;
+        /* A voter that cannot keep up would stall commits (thesis 4.2.1). */
+        const struct raft_progress *pr = NULL;
+        for (unsigned i = 0; i < r->n_prs; i++)
+            if (r->prs[i].id == cc->id)
+                pr = &r->prs[i];
+        if (!pr || pr->match + r->cfg.learner_max_lag < log_last_index(&r->log))
+            return RAFT_ELAGGING;
+        mb->role = RAFT_VOTER;
+        return 0;
+    }
+    case RAFT_CONF_REMOVE:
+        if (!mb)
+            return RAFT_EINVAL;
+        if (mb->role == RAFT_VOTER && raft_conf_voters(out) == 1)
+            return RAFT_EINVAL; /* the last voter cannot leave */
+        *mb = out->m[out->n - 1];
+        out->n--;
+        return 0;
+    default:
+        return RAFT_EINVAL;
+    }
+}

@@ -1,0 +1,219 @@
+/* raft_int.h - the consensus core's private state, shared by its files.
+ *
+ * Nothing outside src/raft includes this.  Each concern lives in its own
+ * file (log.c, election.c, replication.c, ...); this header is where they
+ * meet: the struct raft itself and the small internal API between files.
+ */
+#ifndef RAFTKV_RAFT_INT_H
+#define RAFTKV_RAFT_INT_H
+
+#include "raft/raft.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* A broken internal invariant is a bug in this library, never bad input:
+ * stop at once rather than replicate a corrupt state. */
+#define RAFT_ASSERT(cond)                                                      \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            fprintf(stderr, "raft: invariant failed at %s:%d: %s\n", __FILE__, \
+                    __LINE__, #cond);                                          \
+            abort();                                                           \
+        }                                                                      \
+    } while (0)
+
+#define RAFT_MAX_INFLIGHT 256
+
+/* ---- in-memory log (log.c) -------------------------------------------- */
+
+/* Entries [prev_index+1, prev_index+n] live in ents[head, head+n); their
+ * payloads live back to back in bytes[bhead, btail).  Both arrays only grow
+ * at the tail, shrink at the tail (conflict truncation) or at the head
+ * (compaction), so two sliding buffers do the job with one copy per entry and
+ * no allocation per entry. */
+struct raft_log {
+    struct raft_entry *ents;
+    size_t head, n, cap;
+    uint8_t *bytes;
+    size_t bhead, btail, bcap;
+    raft_index prev_index; /* the entry just before the first one we hold */
+    raft_term prev_term;
+};
+
+void log_init(struct raft_log *l);
+void log_free(struct raft_log *l);
+static inline raft_index log_first_index(const struct raft_log *l) { return l->prev_index + 1; }
+static inline raft_index log_last_index(const struct raft_log *l) { return l->prev_index + l->n; }
+raft_term log_last_term(const struct raft_log *l);
+/* 0 and *term set, or RAFT_ECOMPACTED / RAFT_EUNAVAIL. */
+int log_term(const struct raft_log *l, raft_index i, raft_term *term);
+/* Term at i, or 0 when i is outside what we know (0 is never a real term). */
+raft_term log_term_or0(const struct raft_log *l, raft_index i);
+const struct raft_entry *log_get(const struct raft_log *l, raft_index i);
+int log_append(struct raft_log *l, raft_term term, uint8_t type, const void *data, uint32_t len);
+void log_truncate_from(struct raft_log *l, raft_index i);
+void log_compact_to(struct raft_log *l, raft_index i);
+void log_reset(struct raft_log *l, raft_index prev_index, raft_term prev_term);
+size_t log_memory(const struct raft_log *l);
+/* Number of entries starting at from that fit the limits (at least one when from <= last). */
+size_t log_batch(const struct raft_log *l, raft_index from, uint32_t max_entries, uint32_t max_bytes);
+
+/* ---- per-follower replication progress (progress.c) ------------------ */
+
+enum pr_state { PR_PROBE = 0, PR_REPLICATE = 1, PR_SNAPSHOT = 2 };
+
+struct raft_progress {
+    raft_id id;
+    uint8_t role;  /* enum raft_member_role */
+    uint8_t state; /* enum pr_state */
+    bool probe_sent;    /* PROBE: one append is out; wait for an answer */
+    bool recent_active; /* heard from since the last check-quorum round */
+    raft_index match, next;
+    raft_index pending_snapshot;
+    uint64_t read_ack; /* highest read-index round it acknowledged */
+    unsigned stall_ticks; /* ticks with appends in flight and no progress */
+    /* last index carried by each in-flight AppendEntries, oldest first */
+    raft_index inflight[RAFT_MAX_INFLIGHT];
+    uint32_t in_start, in_count;
+};
+
+void progress_reset(struct raft_progress *pr, raft_index next);
+void progress_become_probe(struct raft_progress *pr);
+void progress_become_replicate(struct raft_progress *pr);
+void progress_become_snapshot(struct raft_progress *pr, raft_index snap_index);
+bool progress_maybe_update(struct raft_progress *pr, raft_index index);
+bool progress_maybe_decr(struct raft_progress *pr, raft_index rejected, raft_index hint_next);
+bool progress_inflight_full(const struct raft_progress *pr, uint32_t max_inflight);
+void progress_inflight_add(struct raft_progress *pr, raft_index last);
+void progress_inflight_free_to(struct raft_progress *pr, raft_index index);
+bool progress_paused(const struct raft_progress *pr, uint32_t max_inflight);
+
+/* ---- the node --------------------------------------------------------- */
+
+struct raft_pending_read {
+    uint64_t ctx;
+    raft_id from;     /* RAFT_NONE: asked locally */
+    raft_index index; /* 0 until the leader has committed in its term */
+    uint64_t round;   /* heartbeat round that must be acknowledged */
+};
+
+/* A growable array of fixed-size items, reused batch after batch so the hot
+ * path allocates only while it is still learning its working-set size. */
+struct raft_vec {
+    void *items;
+    size_t n, cap;
+};
+
+struct raft {
+    struct raft_config cfg;
+    raft_id id;
+
+    /* persistent (Figure 2) */
+    raft_term term;
+    raft_id vote;
+    struct raft_log log;
+
+    /* volatile */
+    enum raft_role role;
+    raft_id lead;
+    raft_index commit;
+    raft_index applied;   /* handed out for applying */
+    raft_index persisted; /* durable here, and still part of our log */
+    raft_index unstable;  /* first index not yet handed out for persisting */
+
+    /* membership: the newest configuration in the log takes effect at once */
+    struct raft_conf conf;
+    raft_index conf_index;         /* entry that set conf; 0 if from snapshot */
+    raft_index pending_conf_index; /* leader: no new change until commit >= this */
+    struct raft_snapshot_meta snap; /* latest snapshot the application holds */
+
+    /* leader */
+    struct raft_progress prs[RAFT_MAX_MEMBERS];
+    unsigned n_prs;
+    raft_id transferee;
+    unsigned transfer_elapsed;
+    bool committed_in_term; /* a current-term entry is committed */
+
+    /* elections */
+    raft_id granted[RAFT_MAX_MEMBERS];
+    raft_id rejected[RAFT_MAX_MEMBERS];
+    unsigned n_granted, n_rejected;
+    unsigned election_elapsed;
+    unsigned heartbeat_elapsed;
+    unsigned randomized_timeout;
+    uint64_t rng;
+
+    /* read index */
+    uint64_t read_round; /* last heartbeat round broadcast */
+    bool read_round_wanted;
+    struct raft_vec reads; /* struct raft_pending_read, FIFO */
+
+    /* output */
+    struct raft_vec msgs;      /* struct raft_msg */
+    struct raft_vec msgs_ap;   /* after persist */
+    struct raft_vec read_out;  /* struct raft_read_state */
+    struct raft_hard_state prev_hs;
+    raft_id prev_lead;
+    enum raft_role prev_role;
+    raft_term prev_term;
+    bool snap_in_pending;
+    struct raft_snapshot_meta snap_in;
+    void *snap_in_data;
+    size_t snap_in_len;
+};
+
+/* raft.c */
+struct raft_msg *raft_msg_new(struct raft *r, uint8_t type, raft_id to);
+void *raft_vec_push(struct raft_vec *v, size_t item_size);
+unsigned raft_quorum(const struct raft *r);
+struct raft_progress *raft_progress_get(struct raft *r, raft_id id);
+bool raft_is_voter(const struct raft *r, raft_id id);
+bool raft_append_entry(struct raft *r, raft_term term, uint8_t type, const void *data, uint32_t len);
+
+/* election.c */
+void election_reset_timeout(struct raft *r);
+void election_become_follower(struct raft *r, raft_term term, raft_id lead);
+void election_become_leader(struct raft *r);
+void election_campaign(struct raft *r, bool pre_vote, bool transfer);
+void election_tick(struct raft *r);
+void election_handle_vote(struct raft *r, const struct raft_msg *m);
+void election_handle_vote_resp(struct raft *r, const struct raft_msg *m);
+bool election_in_lease(const struct raft *r);
+
+/* replication.c */
+void replication_tick(struct raft *r);
+void replication_broadcast_heartbeat(struct raft *r, uint64_t round);
+void replication_send_all(struct raft *r);
+bool replication_has_sendable(const struct raft *r);
+void replication_handle_append(struct raft *r, const struct raft_msg *m);
+void replication_handle_append_resp(struct raft *r, const struct raft_msg *m);
+void replication_handle_heartbeat(struct raft *r, const struct raft_msg *m);
+void replication_handle_heartbeat_resp(struct raft *r, const struct raft_msg *m);
+bool replication_maybe_commit(struct raft *r);
+void replication_commit_to(struct raft *r, raft_index index);
+
+/* readindex.c */
+int readindex_request(struct raft *r, raft_id from, uint64_t ctx);
+void readindex_on_commit_in_term(struct raft *r);
+void readindex_release(struct raft *r);
+void readindex_fail_all(struct raft *r, int err);
+void readindex_handle_resp(struct raft *r, const struct raft_msg *m);
+void readindex_start_round(struct raft *r);
+
+/* transfer.c */
+void transfer_abort(struct raft *r);
+void transfer_maybe_finish(struct raft *r, struct raft_progress *pr);
+void transfer_tick(struct raft *r);
+void transfer_handle_timeout_now(struct raft *r, const struct raft_msg *m);
+
+/* snapshot.c */
+void snapshot_send(struct raft *r, struct raft_progress *pr);
+void snapshot_handle(struct raft *r, const struct raft_msg *m);
+
+/* conf.c */
+void conf_apply(struct raft *r, const struct raft_conf *c, raft_index index);
+void conf_recompute(struct raft *r);
+int conf_change_make(const struct raft *r, const struct raft_conf_change *cc, struct raft_conf *out);
+
+#endif

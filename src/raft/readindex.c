@@ -1,0 +1,132 @@
+/* readindex.c - linearizable reads without writing the log (thesis §6.4).
+ *
+ * A read asked at the leader (or forwarded by a follower) is stamped with the
+ * commit index and the next heartbeat round.  Once a majority has answered
+ * that round, nobody else can have been leader with a newer commit, so the
+ * state machine may serve the read as soon as it has applied that index.
+ * Reads that arrive together share one round: raft_ready() broadcasts at
+ * most one round per batch, however many reads wait on it.
+ */
+#include "raft/raft_int.h"
+
+#include <string.h>
+
+static struct raft_pending_read *reads_at(struct raft *r, size_t i)
+{
+    return &((struct raft_pending_read *)r->reads.items)[i];
+}
+
+static void emit(struct raft *r, const struct raft_pending_read *p, int err)
+{
+    if (p->from == RAFT_NONE || p->from == r->id) {
+        struct raft_read_state *rs = raft_vec_push(&r->read_out, sizeof(*rs));
+        RAFT_ASSERT(rs != NULL);
+        rs->ctx = p->ctx;
+        rs->index = err ? 0 : p->index;
+        rs->err = err;
+        return;
+    }
+    struct raft_msg *m = raft_msg_new(r, RAFT_MSG_READ_INDEX_RESP, p->from);
+    m->ctx = p->ctx;
+    m->index = err ? 0 : p->index;
+    m->reject = err != 0;
+}
+
+int readindex_request(struct raft *r, raft_id from, uint64_t ctx)
+{
+    struct raft_pending_read *p = raft_vec_push(&r->reads, sizeof(*p));
+    if (!p)
+        return RAFT_ENOMEM;
+    p->ctx = ctx;
+    p->from = from;
+    if (r->committed_in_term) {
+        p->index = r->commit;
+        p->round = r->read_round + 1;
+        r->read_round_wanted = true;
+    }
+    /* else: our commit index may be stale until the no-op of this term
+     * commits; readindex_on_commit_in_term() stamps it then. */
+    readindex_release(r);
+    return 0;
+}
+
+void readindex_on_commit_in_term(struct raft *r)
+{
+    for (size_t i = 0; i < r->reads.n; i++) {
+        struct raft_pending_read *p = reads_at(r, i);
+        if (p->index == 0) {
+            p->index = r->commit;
+            p->round = r->read_round + 1;
+            r->read_round_wanted = true;
+        }
+    }
+    readindex_release(r);
+}
+
+void readindex_start_round(struct raft *r)
+{
+    r->read_round++;
+    r->read_round_wanted = false;
+    replication_broadcast_heartbeat(r, r->read_round);
+    readindex_release(r);
+}
+
+/* The newest round a quorum of voters (us included) has acknowledged. */
+static uint64_t quorum_round(struct raft *r)
+{
+    raft_index acks[RAFT_MAX_MEMBERS];
+    unsigned n = 0;
+    for (unsigned i = 0; i < r->n_prs; i++) {
+        const struct raft_progress *pr = &r->prs[i];
+        if (pr->role != RAFT_VOTER)
+            continue;
+        acks[n++] = pr->id == r->id ? r->read_round : pr->read_ack;
+    }
+    unsigned q = raft_quorum(r);
+    if (n < q)
+        return 0;
+    for (unsigned i = 1; i < n; i++)
+        for (unsigned j = i; j > 0 && acks[j] > acks[j - 1]; j--) {
+            raft_index t = acks[j];
+            acks[j] = acks[j - 1];
+            acks[j - 1] = t;
+        }
+    return acks[q - 1];
+}
+
+void readindex_release(struct raft *r)
+{
+    if (r->role != RAFT_LEADER || r->reads.n == 0)
+        return;
+    uint64_t acked = quorum_round(r);
+    size_t k = 0;
+    /* FIFO: rounds never decrease along the queue, and unstamped reads
+     * (index 0) can only sit at its front. */
+    while (k < r->reads.n) {
+        struct raft_pending_read *p = reads_at(r, k);
+        if (p->index == 0 || p->round == 0 || p->round > r->read_round || p->round > acked)
+            break;
+        emit(r, p, RAFT_OK);
+        k++;
+    }
+    if (k) {
+        memmove(r->reads.items, reads_at(r, k), (r->reads.n - k) * sizeof(struct raft_pending_read));
+        r->reads.n -= k;
+    }
+}
+
+void readindex_fail_all(struct raft *r, int err)
+{
+    for (size_t i = 0; i < r->reads.n; i++)
+        emit(r, reads_at(r, i), err);
+    r->reads.n = 0;
+}
+
+void readindex_handle_resp(struct raft *r, const struct raft_msg *m)
+{
+    struct raft_read_state *rs = raft_vec_push(&r->read_out, sizeof(*rs));
+    RAFT_ASSERT(rs != NULL);
+    rs->ctx = m->ctx;
+    rs->index = m->reject ? 0 : m->index;
+    rs->err = m->reject ? RAFT_ELOSTLEADER : RAFT_OK;
+}

@@ -1,0 +1,96 @@
+/* snapshot.c - log compaction and InstallSnapshot (Raft §7).
+ *
+ * The core never holds snapshot bytes of its own: the application says which
+ * index its latest durable snapshot covers, the core forgets the log before
+ * it, and asks the application (via a SNAPSHOT message carrying only the
+ * metadata) to ship that snapshot to a follower that fell behind it.
+ */
+#include "raft/raft_int.h"
+
+#include <string.h>
+
+int raft_snapshot_taken(struct raft *r, raft_index index)
+{
+    if (index <= r->snap.index)
+        return 0;
+    if (index > r->applied)
+        return RAFT_EINVAL;
+    raft_term term;
+    if (log_term(&r->log, index, &term) != 0)
+        return RAFT_ECOMPACTED;
+    struct raft_snapshot_meta meta = {.index = index, .term = term, .conf = r->snap.conf};
+    /* the membership in force at index: the newest configuration entry at
+     * or before it, else the one the previous snapshot carried */
+    for (raft_index i = index; i > r->log.prev_index; i--) {
+        const struct raft_entry *e = log_get(&r->log, i);
+        if (e->type == RAFT_ENTRY_CONF && raft_conf_decode(e->data, e->len, &meta.conf) == 0)
+            break;
+    }
+    r->snap = meta;
+    if (index > r->cfg.snapshot_trailing)
+        log_compact_to(&r->log, index - r->cfg.snapshot_trailing);
+    return 0;
+}
+
+void snapshot_send(struct raft *r, struct raft_progress *pr)
+{
+    RAFT_ASSERT(r->snap.index >= r->log.prev_index && r->snap.index > 0);
+    struct raft_msg *m = raft_msg_new(r, RAFT_MSG_SNAPSHOT, pr->id);
+    m->snap = r->snap;
+    m->index = r->snap.index;
+    m->log_term = r->snap.term;
+    progress_become_snapshot(pr, r->snap.index);
+}
+
+void raft_report_snapshot(struct raft *r, raft_id to, bool ok)
+{
+    if (r->role != RAFT_LEADER)
+        return;
+    struct raft_progress *pr = raft_progress_get(r, to);
+    if (!pr || pr->state != PR_SNAPSHOT)
+        return;
+    if (!ok)
+        pr->pending_snapshot = 0;
+    progress_become_probe(pr);
+    /* On success wait for the follower's own acknowledgement before
+     * sending more; it is on its way. */
+    pr->probe_sent = ok;
+}
+
+void snapshot_handle(struct raft *r, const struct raft_msg *m)
+{
+    const struct raft_snapshot_meta *s = &m->snap;
+    struct raft_msg *out;
+    if (s->index <= r->commit) {
+        out = raft_msg_new(r, RAFT_MSG_APPEND_RESP, m->from);
+        out->index = r->commit;
+        return;
+    }
+    raft_term t;
+    if (log_term(&r->log, s->index, &t) == 0 && t == s->term) {
+        /* We already hold everything it covers; just learn it is committed. */
+        replication_commit_to(r, s->index);
+        out = raft_msg_new(r, RAFT_MSG_APPEND_RESP, m->from);
+        out->index = r->commit;
+        return;
+    }
+    void *copy = NULL;
+    if (m->snap_len) {
+        if (!m->snap_data || !(copy = malloc(m->snap_len)))
+            return;
+        memcpy(copy, m->snap_data, m->snap_len);
+    }
+    free(r->snap_in_data);
+    r->snap_in_data = copy;
+    r->snap_in_len = m->snap_len;
+    r->snap_in = *s;
+    r->snap_in_pending = true;
+
+    log_reset(&r->log, s->index, s->term);
+    r->snap = *s;
+    r->commit = r->applied = r->persisted = s->index;
+    r->unstable = s->index + 1;
+    conf_apply(r, &s->conf, 0);
+    out = raft_msg_new(r, RAFT_MSG_APPEND_RESP, m->from);
+    out->index = s->index;
+}

@@ -1,0 +1,73 @@
+/* transfer.c - leadership transfer (thesis §3.10): stop taking proposals,
+ * bring the target's log up to ours, then tell it to campaign at once with
+ * TimeoutNow.  Gives up after an election timeout so a dead target cannot
+ * freeze writes.
+ */
+#include "raft/raft_int.h"
+
+static void send_timeout_now(struct raft *r, raft_id to)
+{
+    raft_msg_new(r, RAFT_MSG_TIMEOUT_NOW, to);
+}
+
+int raft_transfer_leader(struct raft *r, raft_id target)
+{
+    if (r->role != RAFT_LEADER)
+        return RAFT_ENOTLEADER;
+    if (target == RAFT_NONE) {
+        /* best candidate: the most caught-up voter */
+        raft_index best = 0;
+        for (unsigned i = 0; i < r->n_prs; i++) {
+            const struct raft_progress *pr = &r->prs[i];
+            if (pr->id == r->id || pr->role != RAFT_VOTER)
+                continue;
+            if (target == RAFT_NONE || pr->match > best) {
+                target = pr->id;
+                best = pr->match;
+            }
+        }
+        if (target == RAFT_NONE)
+            return RAFT_EINVAL;
+    }
+    if (target == r->id)
+        return 0;
+    if (!raft_is_voter(r, target))
+        return RAFT_EINVAL;
+    if (r->transferee == target)
+        return 0;
+    r->transferee = target;
+    r->transfer_elapsed = 0;
+    struct raft_progress *pr = raft_progress_get(r, target);
+    RAFT_ASSERT(pr != NULL);
+    transfer_maybe_finish(r, pr);
+    return 0;
+}
+
+void transfer_maybe_finish(struct raft *r, struct raft_progress *pr)
+{
+    if (r->transferee == pr->id && pr->match == log_last_index(&r->log))
+        send_timeout_now(r, pr->id);
+}
+
+void transfer_abort(struct raft *r)
+{
+    r->transferee = RAFT_NONE;
+    r->transfer_elapsed = 0;
+}
+
+void transfer_tick(struct raft *r)
+{
+    if (r->transferee == RAFT_NONE)
+        return;
+    if (++r->transfer_elapsed >= r->cfg.election_ticks)
+        transfer_abort(r);
+}
+
+void transfer_handle_timeout_now(struct raft *r, const struct raft_msg *m)
+{
+    (void)m;
+    if (r->role == RAFT_LEADER || !raft_is_voter(r, r->id))
+        return;
+    /* The leader asked: skip pre-vote, and voters waive leader stickiness. */
+    election_campaign(r, false, true);
+}
