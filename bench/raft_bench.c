@@ -3,8 +3,9 @@
  * next node's raft_step(), storage "durable" at once.  What is left is the
  * core's own cost: appending, batching, replicating, committing, applying.
  *
- * Usage: raft-bench [--entries N] [--size BYTES] [--batch K] [--nodes 3|5]
- * Prints entries/s, MB/s and in-memory log bytes per entry.
+ * Usage: raft-bench [--entries N] [--size BYTES] [--batch K] [--nodes 1..5] [--runs R]
+ * Prints the median entries/s over R runs with the range, and the in-memory
+ * log's bytes per entry.
  */
 #include "raft/raft.h"
 
@@ -80,28 +81,74 @@ static void pump(struct bench *b)
     }
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Propose `entries` payloads in batches and wait until every node applied
+ * them all; the rate counts the leader's applies over wall time. */
+static int throughput_run(struct bench *b, const uint8_t *payload, uint32_t size,
+                          uint64_t entries, uint32_t batch, double *rate)
+{
+    struct raft *leader = b->nodes[0];
+    uint64_t start_applied[MAXN];
+    for (unsigned i = 0; i < b->n; i++)
+        start_applied[i] = b->applied_entries[i];
+    double t0 = now_s();
+    uint64_t proposed = 0;
+    while (proposed < entries) {
+        for (uint32_t k = 0; k < batch && proposed < entries; k++, proposed++)
+            if (raft_propose(leader, payload, size, NULL, NULL) != 0) {
+                fprintf(stderr, "raft-bench: propose failed\n");
+                return -1;
+            }
+        pump(b);
+        if ((proposed / batch) % 256 == 0)
+            for (unsigned i = 0; i < b->n; i++)
+                raft_snapshot_taken(b->nodes[i], b->applied_index[i]);
+    }
+    pump(b);
+    double dt = now_s() - t0;
+    uint64_t done = b->applied_entries[0] - start_applied[0];
+    /* Followers learn the final commit index from the next heartbeat. */
+    raft_tick(leader);
+    pump(b);
+    for (unsigned i = 0; i < b->n; i++)
+        if (b->applied_entries[i] - start_applied[i] != done || done != entries) {
+            fprintf(stderr, "raft-bench: node %u applied %llu, leader %llu, proposed %llu\n",
+                    i + 1, (unsigned long long)(b->applied_entries[i] - start_applied[i]),
+                    (unsigned long long)done, (unsigned long long)entries);
+            return -1;
+        }
+    *rate = (double)done / dt;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     uint64_t entries = 2000000;
     uint32_t size = 100, batch = 1024;
-    unsigned n = 3;
+    unsigned n = 3, runs = 5;
     static const struct option opts[] = {
         {"entries", required_argument, 0, 'e'}, {"size", required_argument, 0, 's'},
         {"batch", required_argument, 0, 'b'},   {"nodes", required_argument, 0, 'n'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+        {"runs", required_argument, 0, 'r'},    {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
     };
-    for (int c; (c = getopt_long(argc, argv, "e:s:b:n:h", opts, NULL)) != -1;) {
+    for (int c; (c = getopt_long(argc, argv, "e:s:b:n:r:h", opts, NULL)) != -1;) {
         switch (c) {
         case 'e': entries = strtoull(optarg, NULL, 10); break;
         case 's': size = (uint32_t)strtoul(optarg, NULL, 10); break;
         case 'b': batch = (uint32_t)strtoul(optarg, NULL, 10); break;
         case 'n': n = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 'r': runs = (unsigned)strtoul(optarg, NULL, 10); break;
         default:
-            printf("usage: raft-bench [--entries N] [--size BYTES] [--batch K] [--nodes 1..5]\n");
+            printf("usage: raft-bench [--entries N] [--size BYTES] [--batch K] [--nodes 1..5] [--runs R]\n");
             return c == 'h' ? 0 : 2;
         }
     }
-    if (n < 1 || n > MAXN || batch == 0 || entries == 0) {
+    if (n < 1 || n > MAXN || batch == 0 || entries == 0 || runs == 0) {
         fprintf(stderr, "raft-bench: bad arguments\n");
         return 2;
     }
@@ -144,45 +191,21 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < n; i++)
         raft_snapshot_taken(b.nodes[i], b.applied_index[i]);
 
-    /* Phase 2: throughput, compacting as a real node would. */
-    uint64_t start_applied[MAXN];
-    for (unsigned i = 0; i < n; i++)
-        start_applied[i] = b.applied_entries[i];
-    double t0 = now_s();
-    uint64_t proposed = 0;
-    while (proposed < entries) {
-        for (uint32_t k = 0; k < batch && proposed < entries; k++, proposed++)
-            if (raft_propose(leader, payload, size, NULL, NULL) != 0) {
-                fprintf(stderr, "raft-bench: propose failed\n");
-                return 1;
-            }
-        pump(&b);
-        if ((proposed / batch) % 256 == 0)
-            for (unsigned i = 0; i < n; i++)
-                raft_snapshot_taken(b.nodes[i], b.applied_index[i]);
-    }
-    pump(&b);
-    double dt = now_s() - t0;
-    uint64_t done = b.applied_entries[0] - start_applied[0];
-    /* Followers learn the final commit index from the next heartbeat. */
-    raft_tick(leader);
-    pump(&b);
-    for (unsigned i = 0; i < n; i++)
-        if (b.applied_entries[i] - start_applied[i] != done) {
-            fprintf(stderr, "raft-bench: node %u applied %llu, leader %llu\n", i + 1,
-                    (unsigned long long)(b.applied_entries[i] - start_applied[i]),
-                    (unsigned long long)done);
+    /* Phase 2: throughput, compacting as a real node would; repeated so the
+     * summary can give a median and a range rather than one lucky run. */
+    double rates[64];
+    if (runs > 64)
+        runs = 64;
+    for (unsigned run = 0; run < runs; run++) {
+        if (throughput_run(&b, payload, size, entries, batch, &rates[run]) != 0)
             return 1;
-        }
-    if (done != entries) {
-        fprintf(stderr, "raft-bench: applied %llu of %llu\n", (unsigned long long)done,
-                (unsigned long long)entries);
-        return 1;
     }
-    printf("raft-bench: nodes=%u entries=%llu size=%u batch=%u: %.0f entries/s, %.1f MB/s, "
-           "%.2f s; log memory %.1f bytes/entry (%llu entries held)\n",
-           n, (unsigned long long)done, size, batch, (double)done / dt,
-           (double)done * size / dt / 1e6, dt, per_entry, (unsigned long long)hold);
+    qsort(rates, runs, sizeof(rates[0]), cmp_double);
+    double median = runs % 2 ? rates[runs / 2] : (rates[runs / 2 - 1] + rates[runs / 2]) / 2;
+    printf("raft-bench: nodes=%u entries=%llu size=%u batch=%u runs=%u: median %.0f entries/s "
+           "(min %.0f, max %.0f), %.1f MB/s; log memory %.1f bytes/entry (%llu entries held)\n",
+           n, (unsigned long long)entries, size, batch, runs, median, rates[0], rates[runs - 1],
+           median * size / 1e6, per_entry, (unsigned long long)hold);
     for (unsigned i = 0; i < n; i++)
         raft_free(b.nodes[i]);
     free(payload);

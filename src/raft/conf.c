@@ -94,7 +94,8 @@ void conf_apply(struct raft *r, const struct raft_conf *c, raft_index index)
         if (!kept) {
             progress_reset(pr, log_last_index(&r->log) + 1);
             pr->id = c->m[i].id;
-            /* a newcomer must not count as "heard from" for check-quorum */
+            /* Give a newcomer one check-quorum round to answer before its
+             * silence can count against the leader. */
             pr->recent_active = true;
         }
         pr->role = c->m[i].role;
