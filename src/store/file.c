@@ -136,7 +136,7 @@ int format_check(const char *path, const uint8_t *b, uint64_t len, const char *m
     uint32_t ver = get_le32(b + 8);
     if (ver != STORE_FORMAT_VERSION)
         return serr_set(e, -EPROTONOSUPPORT,
-                        "%s: format version %u is not supported (this build reads version %d)",
+                        "%s: offset 8: format version %u is not supported (this build reads version %d)",
                         path, ver, STORE_FORMAT_VERSION);
     return 0;
 }

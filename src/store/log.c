@@ -154,7 +154,7 @@ static int cut_tail(struct log *lg, const char *path, struct seg *s,
             return serr_set(e, rc, "fsync directory %s: %s", lg->dir, strerror(-rc));
     } else {
         if ((rc = sys_ftruncate(s->fd, (off_t)sc->valid_size)) < 0)
-            return serr_set(e, rc, "truncate %s: %s", path, strerror(-rc));
+            return serr_set(e, rc, "ftruncate %s: %s", path, strerror(-rc));
         if ((rc = sys_fdatasync(s->fd)) < 0)
             return serr_set(e, rc, "fdatasync %s: %s", path, strerror(-rc));
     }
@@ -439,7 +439,7 @@ int log_truncate(struct log *lg, uint64_t from, struct serr *e)
     /* Make the cut durable before new records land where the old ones were:
      * a crash must never leave old and new records interleaved. */
     if ((rc = sys_ftruncate(s->fd, (off_t)cut_at)) < 0)
-        serr_set(e, rc, "truncate %s: %s", path, strerror(-rc));
+        serr_set(e, rc, "ftruncate %s: %s", path, strerror(-rc));
     else if ((rc = sys_fdatasync(s->fd)) < 0)
         serr_set(e, rc, "fdatasync %s: %s", path, strerror(-rc));
     else if (unlinked && (rc = sys_fsync(lg->dirfd)) < 0)
