@@ -175,7 +175,9 @@ int raft_restore(struct raft *r, const struct raft_hard_state *hs,
         prev_term = snap->term;
     }
     for (size_t i = 0; i < n; i++) {
-        if (entries[i].index != prev + 1 + i || entries[i].term < (i ? entries[i - 1].term : prev_term))
+        if (entries[i].index != prev + 1 + i || entries[i].term == 0 ||
+            entries[i].term < (i ? entries[i - 1].term : prev_term) ||
+            (entries[i].len && !entries[i].data))
             return RAFT_EINVAL;
     }
     if (hs && (n ? entries[n - 1].term : prev_term) > hs->term)

@@ -23,7 +23,8 @@
  *          everything from step 1 of this batch, and of every earlier batch,
  *          is durable;
  *       4. apply rd.snapshot (if any) and then rd.committed in order;
- *       5. answer rd.reads once the state machine has applied rd.reads[i].index;
+ *       5. answer rd.reads once the state machine has applied rd.reads[i].index
+ *          (a read with err != RAFT_OK failed: retry or report it);
  *       raft_advance(r, &rd);
  *   }
  *   ... later, when storage says entries up to (index, term) are durable:
@@ -294,6 +295,10 @@ int raft_propose(struct raft *r, const void *data, uint32_t len,
                  raft_index *index_out, raft_term *term_out);
 int raft_propose_conf(struct raft *r, const struct raft_conf_change *cc,
                       raft_index *index_out);
+/* Ask for a read index; the answer comes back in a later ready batch as a
+ * raft_read_state with the same ctx.  On a follower the request travels to
+ * the leader and back, and a lost message means no answer at all: the driver
+ * must time reads out (as it times out proposals whose entry never commits). */
 int raft_read_index(struct raft *r, uint64_t ctx);
 int raft_transfer_leader(struct raft *r, raft_id target); /* RAFT_NONE: best follower */
 int raft_campaign(struct raft *r); /* start an election now (tests, tools) */
