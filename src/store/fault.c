@@ -18,7 +18,7 @@
 static atomic_ulong calls[STORE_FAULT_NOPS];
 static atomic_ulong fail_at[STORE_FAULT_NOPS]; /* 0 = disarmed */
 static atomic_int fail_err[STORE_FAULT_NOPS];
-static atomic_bool tracking;
+static atomic_bool tracking, fake_sync;
 
 /* Power-cut bookkeeping, by path: bytes known durable. */
 struct tracked {
@@ -63,6 +63,7 @@ void store_fault_reset(void)
         atomic_store(&calls[i], 0);
     }
     atomic_store(&tracking, false);
+    atomic_store(&fake_sync, false);
     pthread_mutex_lock(&track_mu);
     track_clear_locked();
     pthread_mutex_unlock(&track_mu);
@@ -76,6 +77,11 @@ unsigned long store_fault_count(enum store_fault_op op)
 void store_fault_track(bool on)
 {
     atomic_store(&tracking, on);
+}
+
+void store_fault_fake_sync(bool on)
+{
+    atomic_store(&fake_sync, on);
 }
 
 /* 0, or the armed -errno for this call. */
@@ -265,7 +271,7 @@ int sys_fdatasync(int fd)
     int rc = hit(STORE_FAULT_FDATASYNC);
     if (rc)
         return rc;
-    if (fdatasync(fd) < 0)
+    if (!atomic_load_explicit(&fake_sync, memory_order_relaxed) && fdatasync(fd) < 0)
         return -errno;
     track_fd(fd, true, -1);
     return 0;
@@ -276,7 +282,7 @@ int sys_fsync(int fd)
     int rc = hit(STORE_FAULT_FSYNC);
     if (rc)
         return rc;
-    if (fsync(fd) < 0)
+    if (!atomic_load_explicit(&fake_sync, memory_order_relaxed) && fsync(fd) < 0)
         return -errno;
     track_fd(fd, true, -1);
     return 0;

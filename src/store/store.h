@@ -180,6 +180,10 @@ unsigned long store_fault_count(enum store_fault_op op);
  * back to a random length between that and its current size, sometimes
  * zeroing a page of the unsynced part first (what a real crash leaves). */
 void store_fault_track(bool on);
+/* Make fdatasync/fsync return at once without syncing (tracking still counts
+ * them as synced): lets seeded crash tests run thousands of sequences fast.
+ * Never for anything but tests; store_fault_reset() turns it off. */
+void store_fault_fake_sync(bool on);
 void store_fault_power_cut(uint64_t seed);
 /* Drop a store as a crash would: no further writes or syncs of queued work
  * (a batch already being written finishes), no clean shutdown. */
