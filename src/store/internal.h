@@ -214,6 +214,7 @@ struct store {
     struct serr err;
     uint64_t q_records; /* records in the queue */
     uint64_t last_batch_records;
+    bool batch_waiting; /* writer is in batch_wait() */
 
     /* (mu) durable files */
     struct log log;

@@ -119,9 +119,11 @@ static void batch_wait(struct store *st)
     dl.tv_nsec += (long)st->opts.batch_wait_us * 1000;
     dl.tv_sec += dl.tv_nsec / 1000000000;
     dl.tv_nsec %= 1000000000;
+    st->batch_waiting = true;
     while (st->q_records < st->last_batch_records && !st->stop && !st->crash)
         if (pthread_cond_timedwait(&st->work, &st->mu, &dl) == ETIMEDOUT)
             break;
+    st->batch_waiting = false;
 }
 
 static void *writer_main(void *arg)
