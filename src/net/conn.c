@@ -1,0 +1,504 @@
+/* conn.c - framed connection: in-place frame decoding, a chunked output
+ * queue flushed with sendmsg/iovec, and a lifetime protocol that keeps the
+ * struct alive while any of its callbacks runs, so user code may close or
+ * destroy the connection from anywhere. */
+#include "net/conn.h"
+
+#include "common/addr.h"
+#include "net/framing.h"
+#include "net/net_int.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define OUT_CHUNK (64u * 1024u)
+#define IOV_BATCH 64
+#define READS_PER_WAKEUP 4     /* then let other connections have a turn */
+#define MIN_READ (16u * 1024u) /* never read() into a sliver of buffer */
+#define LINGER_SECONDS 5.0     /* close_after_flush gives up on a non-reader */
+
+struct chunk {
+    struct chunk *next;
+    size_t head, tail, cap; /* unsent bytes are data[head..tail) */
+    uint8_t data[];
+};
+
+struct net_conn {
+    struct ev_loop *loop;
+    int fd;
+    ev_io rio, wio;
+    ev_timer defer; /* deferred close callback, resumed dispatch, linger */
+    struct net_decoder dec;
+    struct chunk *out_head, *out_tail;
+    size_t pending;
+    struct net_conn_limits lim;
+    struct net_conn_ops ops;
+    void *ud;
+
+    unsigned depth;         /* our libev callbacks on the stack */
+    bool closed;            /* fd gone; on_close pending (unless destroyed) */
+    bool destroyed;         /* free when depth drops to 0; no callbacks */
+    bool reading;
+    bool dispatch_pending;  /* frames buffered while reading was off */
+    bool flush_then_close;
+    enum net_close_reason reason;
+    int err;
+
+    struct net_conn_stats st;
+    void (*release)(struct net_conn *c, void *arg);
+    void *release_arg;
+    char peer[ADDR_STRLEN];
+};
+
+static const char *const reason_names[] = {
+    [NET_CLOSE_LOCAL] = "closed locally",
+    [NET_CLOSE_EOF] = "closed by peer",
+    [NET_CLOSE_ERROR] = "socket error",
+    [NET_CLOSE_PROTOCOL] = "protocol error (frame too large)",
+    [NET_CLOSE_SLOW_READER] = "peer not reading (output limit reached)",
+    [NET_CLOSE_NOMEM] = "out of memory",
+};
+
+const char *net_close_reason_str(enum net_close_reason r)
+{
+    return r <= NET_CLOSE_NOMEM ? reason_names[r] : "?";
+}
+
+int net_socket_prepare(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fl = fcntl(fd, F_GETFL), one = 1;
+
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+        return -errno;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+        (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return 0;
+}
+
+/* ---- lifetime ----------------------------------------------------------- */
+
+static void free_output(struct net_conn *c)
+{
+    while (c->out_head) {
+        struct chunk *next = c->out_head->next;
+        free(c->out_head);
+        c->out_head = next;
+    }
+    c->out_tail = NULL;
+    c->pending = 0;
+}
+
+static void conn_free(struct net_conn *c)
+{
+    ev_timer_stop(c->loop, &c->defer);
+    ev_io_stop(c->loop, &c->rio);
+    ev_io_stop(c->loop, &c->wio);
+    if (c->fd >= 0)
+        close(c->fd);
+    free_output(c);
+    net_decoder_free(&c->dec);
+    if (c->release)
+        c->release(c, c->release_arg);
+    free(c);
+}
+
+/* Every entry from libev brackets its work with enter/leave; leave returns
+ * true when c was freed and must not be touched again. */
+static void enter(struct net_conn *c)
+{
+    c->depth++;
+}
+
+static bool leave(struct net_conn *c)
+{
+    if (--c->depth == 0 && c->destroyed) {
+        conn_free(c);
+        return true;
+    }
+    return false;
+}
+
+/* Release the socket and buffers now; the callback waits for the loop. */
+static void shut(struct net_conn *c, enum net_close_reason reason, int err)
+{
+    if (c->closed)
+        return;
+    c->closed = true;
+    c->reason = reason;
+    c->err = err;
+    ev_io_stop(c->loop, &c->rio);
+    ev_io_stop(c->loop, &c->wio);
+    close(c->fd);
+    c->fd = -1;
+    free_output(c);
+    net_decoder_free(&c->dec);
+    ev_timer_stop(c->loop, &c->defer);
+    ev_timer_set(&c->defer, 0., 0.);
+    ev_timer_start(c->loop, &c->defer);
+}
+
+void net_conn_close(struct net_conn *c, int err)
+{
+    shut(c, NET_CLOSE_LOCAL, err);
+}
+
+void net_conn_destroy(struct net_conn *c)
+{
+    shut(c, NET_CLOSE_LOCAL, 0);
+    ev_timer_stop(c->loop, &c->defer);
+    c->destroyed = true;
+    if (c->depth == 0)
+        conn_free(c);
+}
+
+void net_conn_set_release_hook(struct net_conn *c, void (*fn)(struct net_conn *, void *), void *arg)
+{
+    c->release = fn;
+    c->release_arg = arg;
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+/* Space for one frame of len payload bytes at the queue's end, header
+ * written; NULL with *r set on failure. */
+static uint8_t *out_reserve(struct net_conn *c, size_t len, int *r)
+{
+    size_t need = NET_FRAME_HDR + len;
+    struct chunk *t = c->out_tail;
+
+    if (c->closed || c->flush_then_close) {
+        *r = -EPIPE;
+        return NULL;
+    }
+    if (len > c->lim.max_frame || len > NET_FRAME_MAX_LIMIT) {
+        *r = -EMSGSIZE;
+        return NULL;
+    }
+    if (c->pending + need > c->lim.max_pending_output) {
+        shut(c, NET_CLOSE_SLOW_READER, -ENOBUFS);
+        *r = -ENOBUFS;
+        return NULL;
+    }
+    if (!t || t->cap - t->tail < need) {
+        size_t cap = need > OUT_CHUNK ? need : OUT_CHUNK;
+        t = malloc(sizeof(*t) + cap);
+        if (!t) {
+            shut(c, NET_CLOSE_NOMEM, -ENOMEM);
+            *r = -ENOMEM;
+            return NULL;
+        }
+        t->next = NULL;
+        t->head = t->tail = 0;
+        t->cap = cap;
+        if (c->out_tail)
+            c->out_tail->next = t;
+        else
+            c->out_head = t;
+        c->out_tail = t;
+    }
+    uint8_t *p = t->data + t->tail;
+    net_frame_put_header(p, (uint32_t)len);
+    t->tail += need;
+    c->pending += need;
+    c->st.frames_out++;
+    if (!ev_is_active(&c->wio))
+        ev_io_start(c->loop, &c->wio);
+    return p + NET_FRAME_HDR;
+}
+
+int net_conn_send(struct net_conn *c, const void *payload, size_t len)
+{
+    int r = 0;
+    uint8_t *p = out_reserve(c, len, &r);
+
+    if (!p)
+        return r;
+    if (len)
+        memcpy(p, payload, len);
+    return 0;
+}
+
+int net_conn_send_msg(struct net_conn *c, const ProtobufCMessage *msg)
+{
+    int r = 0;
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *p = out_reserve(c, len, &r);
+
+    if (!p)
+        return r;
+    protobuf_c_message_pack(msg, p);
+    return 0;
+}
+
+/* Drops n sent bytes from the queue front; keeps one emptied standard chunk
+ * for reuse so a steady request/response flow does not malloc per frame. */
+static void out_consume(struct net_conn *c, size_t n)
+{
+    c->pending -= n;
+    c->st.bytes_out += n;
+    while (n) {
+        struct chunk *h = c->out_head;
+        size_t k = h->tail - h->head < n ? h->tail - h->head : n;
+        h->head += k;
+        n -= k;
+        if (h->head < h->tail)
+            break;
+        if (h == c->out_tail && h->cap == OUT_CHUNK) {
+            h->head = h->tail = 0;
+            break;
+        }
+        c->out_head = h->next;
+        if (!c->out_head)
+            c->out_tail = NULL;
+        free(h);
+    }
+}
+
+/* Writes until the queue is empty or the socket is full.  Returns true if
+ * the queue was drained. */
+static bool out_write(struct net_conn *c)
+{
+    while (!c->closed && c->pending) {
+        struct iovec iov[IOV_BATCH];
+        struct msghdr mh = { .msg_iov = iov };
+        size_t total = 0;
+
+        for (struct chunk *k = c->out_head; k && mh.msg_iovlen < IOV_BATCH; k = k->next) {
+            if (k->tail == k->head)
+                continue;
+            iov[mh.msg_iovlen].iov_base = k->data + k->head;
+            iov[mh.msg_iovlen].iov_len = k->tail - k->head;
+            total += k->tail - k->head;
+            mh.msg_iovlen++;
+        }
+        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                shut(c, NET_CLOSE_ERROR, -errno);
+            return false;
+        }
+        out_consume(c, (size_t)n);
+        if ((size_t)n < total)
+            return false; /* socket buffer full */
+    }
+    if (c->closed)
+        return false;
+    ev_io_stop(c->loop, &c->wio);
+    if (c->flush_then_close)
+        shut(c, NET_CLOSE_LOCAL, c->err);
+    return true;
+}
+
+int net_conn_flush(struct net_conn *c)
+{
+    if (c->closed)
+        return -EPIPE;
+    out_write(c);
+    return 0;
+}
+
+void net_conn_close_after_flush(struct net_conn *c, int err)
+{
+    if (c->closed || c->flush_then_close)
+        return;
+    if (!c->pending) {
+        shut(c, NET_CLOSE_LOCAL, err);
+        return;
+    }
+    c->flush_then_close = true;
+    c->err = err;
+    ev_io_stop(c->loop, &c->rio);
+    ev_timer_stop(c->loop, &c->defer);
+    ev_timer_set(&c->defer, LINGER_SECONDS, 0.);
+    ev_timer_start(c->loop, &c->defer);
+}
+
+static void wio_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct net_conn *c = w->data;
+
+    enter(c);
+    if (out_write(c) && c->ops.on_drain && !c->closed)
+        c->ops.on_drain(c, c->ud);
+    leave(c);
+}
+
+/* ---- input -------------------------------------------------------------- */
+
+static void dispatch(struct net_conn *c)
+{
+    const uint8_t *p;
+    size_t len;
+
+    c->dispatch_pending = false;
+    while (!c->closed && c->reading && !c->flush_then_close) {
+        int r = net_decoder_next(&c->dec, &p, &len);
+        if (r == 0)
+            return;
+        if (r < 0) {
+            shut(c, NET_CLOSE_PROTOCOL, r);
+            return;
+        }
+        c->st.frames_in++;
+        c->ops.on_frame(c, p, len, c->ud);
+    }
+}
+
+static void rio_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct net_conn *c = w->data;
+
+    enter(c);
+    for (int i = 0; i < READS_PER_WAKEUP && !c->closed && c->reading && !c->flush_then_close; i++) {
+        uint8_t *space;
+        size_t avail;
+        if (net_decoder_space(&c->dec, MIN_READ, &space, &avail) < 0) {
+            shut(c, NET_CLOSE_NOMEM, -ENOMEM);
+            break;
+        }
+        ssize_t n = read(c->fd, space, avail);
+        if (n > 0) {
+            net_decoder_commit(&c->dec, (size_t)n);
+            c->st.bytes_in += (uint64_t)n;
+            dispatch(c);
+            if ((size_t)n < avail)
+                break; /* the socket is most likely drained */
+        } else if (n == 0) {
+            /* Replies already queued still get their chance to leave. */
+            out_write(c);
+            shut(c, NET_CLOSE_EOF, 0);
+        } else if (errno == EINTR) {
+            continue;
+        } else {
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                shut(c, NET_CLOSE_ERROR, -errno);
+            break;
+        }
+    }
+    leave(c);
+}
+
+void net_conn_set_reading(struct net_conn *c, bool on)
+{
+    if (c->closed || c->reading == on)
+        return;
+    c->reading = on;
+    if (!on) {
+        ev_io_stop(c->loop, &c->rio);
+        return;
+    }
+    if (c->flush_then_close)
+        return;
+    ev_io_start(c->loop, &c->rio);
+    if (net_decoder_buffered(&c->dec)) {
+        c->dispatch_pending = true;
+        if (!ev_is_active(&c->defer)) {
+            ev_timer_set(&c->defer, 0., 0.);
+            ev_timer_start(c->loop, &c->defer);
+        }
+    }
+}
+
+static void defer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct net_conn *c = w->data;
+
+    enter(c);
+    if (c->flush_then_close && !c->closed)
+        shut(c, NET_CLOSE_LOCAL, c->err); /* linger expired */
+    if (c->closed) {
+        /* shut() re-armed the timer if it ran just now; the callback below
+         * is the one it was armed for. */
+        ev_timer_stop(c->loop, &c->defer);
+        if (!c->destroyed && c->ops.on_close)
+            c->ops.on_close(c, c->reason, c->err, c->ud);
+        c->destroyed = true;
+    } else if (c->dispatch_pending) {
+        dispatch(c);
+    }
+    leave(c);
+}
+
+/* ---- creation and accessors --------------------------------------------- */
+
+struct net_conn *net_conn_new(struct ev_loop *loop, int fd, const struct net_conn_limits *limits,
+                              const struct net_conn_ops *ops, void *ud)
+{
+    struct net_conn *c = calloc(1, sizeof(*c));
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    struct addr a;
+
+    if (!c || net_socket_prepare(fd) < 0) {
+        free(c);
+        close(fd);
+        return NULL;
+    }
+    c->loop = loop;
+    c->fd = fd;
+    c->lim = *limits;
+    c->ops = *ops;
+    c->ud = ud;
+    c->reading = true;
+    net_decoder_init(&c->dec, limits->max_frame);
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+        addr_from_sockaddr(&a, (struct sockaddr *)&ss, sl) == 0)
+        addr_format(&a, c->peer, sizeof(c->peer));
+    else
+        strcpy(c->peer, "?");
+    ev_io_init(&c->rio, rio_cb, fd, EV_READ);
+    ev_io_init(&c->wio, wio_cb, fd, EV_WRITE);
+    ev_timer_init(&c->defer, defer_cb, 0., 0.);
+    c->rio.data = c->wio.data = c->defer.data = c;
+    ev_io_start(loop, &c->rio);
+    return c;
+}
+
+bool net_conn_is_open(const struct net_conn *c)
+{
+    return !c->closed && !c->flush_then_close;
+}
+
+size_t net_conn_pending_output(const struct net_conn *c)
+{
+    return c->pending;
+}
+
+int net_conn_fd(const struct net_conn *c)
+{
+    return c->fd;
+}
+
+void *net_conn_userdata(const struct net_conn *c)
+{
+    return c->ud;
+}
+
+void net_conn_set_userdata(struct net_conn *c, void *ud)
+{
+    c->ud = ud;
+}
+
+const char *net_conn_peer_name(const struct net_conn *c)
+{
+    return c->peer;
+}
+
+void net_conn_get_stats(const struct net_conn *c, struct net_conn_stats *st)
+{
+    *st = c->st;
+}

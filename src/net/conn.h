@@ -1,0 +1,95 @@
+/* conn.h - a framed connection on a non-blocking stream socket, driven by a
+ * libev loop: frames in through on_frame, frames out through a bounded
+ * output queue, and one close callback that says why.  A peer that sends a
+ * bad frame or stops reading is disconnected; nobody else is affected. */
+#ifndef RAFTKV_NET_CONN_H
+#define RAFTKV_NET_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ev_loop;
+struct ProtobufCMessage;
+struct net_conn;
+
+enum net_close_reason {
+    NET_CLOSE_LOCAL,       /* net_conn_close() was called; err as passed */
+    NET_CLOSE_EOF,         /* the peer closed its side; err = 0 */
+    NET_CLOSE_ERROR,       /* read/write failed; err = -errno (-ECONNRESET, ...) */
+    NET_CLOSE_PROTOCOL,    /* frame longer than max_frame; err = -EMSGSIZE */
+    NET_CLOSE_SLOW_READER, /* output queue over max_pending; err = -ENOBUFS */
+    NET_CLOSE_NOMEM,       /* buffer allocation failed; err = -ENOMEM */
+};
+
+const char *net_close_reason_str(enum net_close_reason r);
+
+struct net_conn_ops {
+    /* One complete frame.  payload is valid only during the call.  May call
+     * anything on this or other connections, including net_conn_close() and
+     * net_conn_destroy() on c itself: no further frames are delivered then. */
+    void (*on_frame)(struct net_conn *c, const uint8_t *payload, size_t len, void *ud);
+    /* The connection is closed (fd already closed).  Runs from the event
+     * loop, never from inside a net_conn_* call, exactly once per
+     * connection unless net_conn_destroy() came first.  c is freed when this
+     * returns: drop every pointer to it here. */
+    void (*on_close)(struct net_conn *c, enum net_close_reason reason, int err, void *ud);
+    /* Optional: the output queue just became empty (for flow control). */
+    void (*on_drain)(struct net_conn *c, void *ud);
+};
+
+struct net_conn_limits {
+    size_t max_frame;          /* both directions; config cluster.max_frame_bytes */
+    size_t max_pending_output; /* config cluster.max_pending_output_bytes */
+};
+
+/* Takes ownership of fd (made non-blocking and close-on-exec; TCP_NODELAY
+ * on TCP) and starts reading.  NULL (fd closed) on allocation failure. */
+struct net_conn *net_conn_new(struct ev_loop *loop, int fd, const struct net_conn_limits *limits,
+                              const struct net_conn_ops *ops, void *ud);
+
+/* Queue one frame.  Written when the loop next finds the socket writable,
+ * so frames sent in one loop iteration leave in one writev.  0, or:
+ * -EPIPE the connection is closed/closing; -EMSGSIZE payload over max_frame
+ * (nothing queued, connection stays up); -ENOBUFS the queue would exceed
+ * max_pending_output: the connection is closed as NET_CLOSE_SLOW_READER;
+ * -ENOMEM (closed as NET_CLOSE_NOMEM). */
+int net_conn_send(struct net_conn *c, const void *payload, size_t len);
+/* Same, packing a protobuf-c message straight into the queue. */
+int net_conn_send_msg(struct net_conn *c, const struct ProtobufCMessage *msg);
+
+/* Try to write queued output now instead of at the next loop iteration.
+ * 0 (possibly with output left), -EPIPE if closed.  A write error closes the
+ * connection (callback deferred as always). */
+int net_conn_flush(struct net_conn *c);
+
+/* Close now: fd closed, queued output dropped, no more frames delivered;
+ * on_close(c, NET_CLOSE_LOCAL, err) follows from the loop.  Idempotent. */
+void net_conn_close(struct net_conn *c, int err);
+/* Close after the queued output has been written (or failed); no more
+ * frames are delivered meanwhile.  For "send the error reply, then hang up". */
+void net_conn_close_after_flush(struct net_conn *c, int err);
+/* Close and free with no callback, from anywhere (including this
+ * connection's own callbacks: the free is then deferred until they return). */
+void net_conn_destroy(struct net_conn *c);
+
+/* Stop/resume delivering frames (the socket is not read while stopped), so a
+ * daemon can cap the requests in flight per client.  Resuming delivers
+ * frames already buffered from the loop, not from inside this call. */
+void net_conn_set_reading(struct net_conn *c, bool on);
+
+bool net_conn_is_open(const struct net_conn *c);
+size_t net_conn_pending_output(const struct net_conn *c);
+int net_conn_fd(const struct net_conn *c);      /* -1 once closed */
+void *net_conn_userdata(const struct net_conn *c);
+void net_conn_set_userdata(struct net_conn *c, void *ud);
+/* Remote address as text ("10.0.0.2:40312", "unix:"), for logs. */
+const char *net_conn_peer_name(const struct net_conn *c);
+
+/* Counters since creation. */
+struct net_conn_stats {
+    uint64_t frames_in, frames_out, bytes_in, bytes_out;
+};
+void net_conn_get_stats(const struct net_conn *c, struct net_conn_stats *st);
+
+#endif

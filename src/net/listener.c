@@ -1,0 +1,288 @@
+/* listener.c - binding or inheriting listening sockets and accepting on
+ * them.  Accept errors never stop the daemon: running out of fds pauses
+ * accepting briefly instead of spinning, anything else is skipped. */
+#include "net/listener.h"
+
+#include "net/net_int.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#define ACCEPTS_PER_WAKEUP 64
+#define EMFILE_PAUSE_SECONDS 0.1
+
+struct lconn {
+    struct net_listener *l;
+    struct lconn *prev, *next;
+};
+
+struct net_listener {
+    struct ev_loop *loop;
+    int fd;
+    ev_io io;
+    ev_timer pause;
+    struct net_listener_opts opts;
+    struct net_listener_ops ops;
+    void *ud;
+    size_t nconns;
+    uint64_t refused;
+    struct lconn conns; /* list head of live connections */
+};
+
+/* ---- binding ------------------------------------------------------------ */
+
+/* A socket file is stale when connecting to it is refused: nobody listens.
+ * Unlinking a live one would silently steal it from a running daemon. */
+static int clear_stale_unix(const struct addr *a)
+{
+    const char *path = addr_unix_path(a);
+    struct stat st;
+
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISSOCK(st.st_mode))
+        return -EADDRINUSE;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int r = connect(fd, (const struct sockaddr *)&a->ss, a->len);
+    int e = errno;
+    close(fd);
+    if (r == 0)
+        return -EADDRINUSE;
+    if (e != ECONNREFUSED && e != ENOENT)
+        return -e;
+    return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+int net_listen_bind(const struct addr *a, int backlog, mode_t unix_mode)
+{
+    int fam = addr_family(a), one = 1, fd, r;
+
+    if (fam == AF_UNIX && (r = clear_stale_unix(a)) < 0)
+        return r;
+    fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (fam != AF_UNIX && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+        goto fail;
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
+        goto fail;
+    if (fam == AF_UNIX && chmod(addr_unix_path(a), unix_mode) < 0)
+        goto fail;
+    if (listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0)
+        goto fail;
+    return fd;
+fail:
+    r = -errno;
+    close(fd);
+    return r;
+}
+
+/* ---- socket activation -------------------------------------------------- */
+
+static struct {
+    bool loaded;
+    int n;
+    char **names;
+} inherited;
+
+static int load_inherited(void)
+{
+    if (inherited.loaded)
+        return 0;
+    /* Keep the environment: clearing it is not thread-safe, and nothing we
+     * exec must see LISTEN_FDS anyway because our fds are close-on-exec. */
+    int n = sd_listen_fds_with_names(0, &inherited.names);
+    if (n < 0)
+        return n;
+    inherited.n = n;
+    inherited.loaded = true;
+    for (int i = 0; i < n; i++) {
+        int fd = SD_LISTEN_FDS_START + i;
+        (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    return 0;
+}
+
+int net_listen_fds_named(const char *name, int *fds, size_t max)
+{
+    int r = load_inherited();
+    size_t found = 0;
+
+    if (r < 0)
+        return r;
+    for (int i = 0; i < inherited.n && found < max; i++) {
+        if (!inherited.names || !inherited.names[i] || strcmp(inherited.names[i], name) != 0)
+            continue;
+        int fd = SD_LISTEN_FDS_START + i;
+        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
+            return -ENOTSOCK;
+        fds[found++] = fd;
+    }
+    return (int)found;
+}
+
+int net_listen_open(const char *name, const struct addr *a, int backlog, mode_t unix_mode, bool *inherit)
+{
+    int fd, n = net_listen_fds_named(name, &fd, 1);
+
+    if (inherit)
+        *inherit = n > 0;
+    if (n < 0)
+        return n;
+    if (n > 0) {
+        int r = net_socket_prepare(fd);
+        return r < 0 ? r : fd;
+    }
+    return net_listen_bind(a, backlog, unix_mode);
+}
+
+/* ---- accepting ---------------------------------------------------------- */
+
+static void conn_released(struct net_conn *c, void *arg)
+{
+    struct lconn *lc = arg;
+
+    lc->prev->next = lc->next;
+    lc->next->prev = lc->prev;
+    if (lc->l)
+        lc->l->nconns--;
+    free(lc);
+}
+
+static void accept_one(struct net_listener *l, int fd)
+{
+    struct lconn *lc;
+    struct net_conn *c;
+
+    if (l->nconns >= l->opts.max_conns) {
+        close(fd);
+        l->refused++;
+        if (l->ops.on_refuse)
+            l->ops.on_refuse(l, l->ud);
+        return;
+    }
+    lc = calloc(1, sizeof(*lc));
+    if (!lc) {
+        close(fd);
+        return;
+    }
+    c = net_conn_new(l->loop, fd, &l->opts.limits, l->opts.conn_ops, NULL);
+    if (!c) {
+        free(lc);
+        return;
+    }
+    lc->l = l;
+    lc->next = l->conns.next;
+    lc->prev = &l->conns;
+    l->conns.next->prev = lc;
+    l->conns.next = lc;
+    l->nconns++;
+    net_conn_set_release_hook(c, conn_released, lc);
+    l->ops.on_accept(l, c, l->ud);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct net_listener *l = w->data;
+
+    for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            accept_one(l, fd);
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+            continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            /* Level-triggered: the pending client would wake us forever. */
+            ev_io_stop(loop, &l->io);
+            ev_timer_set(&l->pause, EMFILE_PAUSE_SECONDS, 0.);
+            ev_timer_start(loop, &l->pause);
+        }
+        return; /* EAGAIN and anything unexpected */
+    }
+}
+
+static void pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct net_listener *l = w->data;
+    ev_io_start(loop, &l->io);
+}
+
+struct net_listener *net_listener_new(struct ev_loop *loop, int fd, const struct net_listener_opts *opts,
+                                      const struct net_listener_ops *ops, void *ud)
+{
+    struct net_listener *l = calloc(1, sizeof(*l));
+
+    if (!l) {
+        close(fd);
+        return NULL;
+    }
+    l->loop = loop;
+    l->fd = fd;
+    l->opts = *opts;
+    l->ops = *ops;
+    l->ud = ud;
+    l->conns.next = l->conns.prev = &l->conns;
+    ev_io_init(&l->io, accept_cb, fd, EV_READ);
+    ev_timer_init(&l->pause, pause_cb, 0., 0.);
+    l->io.data = l->pause.data = l;
+    ev_io_start(loop, &l->io);
+    return l;
+}
+
+void net_listener_free(struct net_listener *l)
+{
+    if (!l)
+        return;
+    ev_io_stop(l->loop, &l->io);
+    ev_timer_stop(l->loop, &l->pause);
+    close(l->fd);
+    /* Survivors unlink from each other through their own neighbours; turning
+     * them into a ring of their own keeps that working without the head. */
+    struct lconn *first = l->conns.next, *last = l->conns.prev;
+    for (struct lconn *lc = first; lc != &l->conns; lc = lc->next)
+        lc->l = NULL;
+    if (first != &l->conns) {
+        first->prev = last;
+        last->next = first;
+    }
+    free(l);
+}
+
+size_t net_listener_conns(const struct net_listener *l)
+{
+    return l->nconns;
+}
+
+uint64_t net_listener_refused(const struct net_listener *l)
+{
+    return l->refused;
+}
+
+int net_listener_addr(const struct net_listener *l, struct addr *out)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (getsockname(l->fd, (struct sockaddr *)&ss, &len) < 0)
+        return -errno;
+    return addr_from_sockaddr(out, (struct sockaddr *)&ss, len);
+}
+
+int net_listener_fd(const struct net_listener *l)
+{
+    return l->fd;
+}

@@ -1,0 +1,16 @@
+/* net_int.h - what the files of src/net share with each other and not with
+ * the daemons: socket set-up helpers and the hook by which a listener learns
+ * that one of its connections is gone. */
+#ifndef RAFTKV_NET_INT_H
+#define RAFTKV_NET_INT_H
+
+struct net_conn;
+
+/* Called once, just before c is freed, however it ends. */
+void net_conn_set_release_hook(struct net_conn *c, void (*fn)(struct net_conn *c, void *arg), void *arg);
+
+/* O_NONBLOCK + FD_CLOEXEC; TCP_NODELAY when fd is TCP (Raft and request
+ * latency matter more than packet count).  -errno. */
+int net_socket_prepare(int fd);
+
+#endif
