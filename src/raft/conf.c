@@ -92,7 +92,7 @@ void conf_apply(struct raft *r, const struct raft_conf *c, raft_index index)
                 kept = true;
             }
         if (!kept) {
-            progress_reset(pr, log_last_index(&r->log) + 1);
+            progress_reset(pr, raftlog_last_index(&r->log) + 1);
             pr->id = c->m[i].id;
             /* Give a newcomer one check-quorum round to answer before its
              * silence can count against the leader. */
@@ -109,8 +109,8 @@ void conf_apply(struct raft *r, const struct raft_conf *c, raft_index index)
 
 void conf_recompute(struct raft *r)
 {
-    for (raft_index i = log_last_index(&r->log); i > r->log.prev_index; i--) {
-        const struct raft_entry *e = log_get(&r->log, i);
+    for (raft_index i = raftlog_last_index(&r->log); i > r->log.prev_index; i--) {
+        const struct raft_entry *e = raftlog_get(&r->log, i);
         struct raft_conf c;
         if (e->type == RAFT_ENTRY_CONF && raft_conf_decode(e->data, e->len, &c) == 0) {
             conf_apply(r, &c, i);
@@ -146,7 +146,7 @@ int conf_change_make(const struct raft *r, const struct raft_conf_change *cc, st
         for (unsigned i = 0; i < r->n_prs; i++)
             if (r->prs[i].id == cc->id)
                 pr = &r->prs[i];
-        if (!pr || pr->match + r->cfg.learner_max_lag < log_last_index(&r->log))
+        if (!pr || pr->match + r->cfg.learner_max_lag < raftlog_last_index(&r->log))
             return RAFT_ELAGGING;
         mb->role = RAFT_VOTER;
         return 0;

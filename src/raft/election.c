@@ -80,7 +80,7 @@ void election_become_leader(struct raft *r)
     r->transferee = RAFT_NONE;
     r->committed_in_term = false;
     election_reset_timeout(r);
-    raft_index next = log_last_index(&r->log) + 1;
+    raft_index next = raftlog_last_index(&r->log) + 1;
     for (unsigned i = 0; i < r->n_prs; i++) {
         progress_reset(&r->prs[i], next);
         r->prs[i].recent_active = r->prs[i].id == r->id;
@@ -90,7 +90,7 @@ void election_become_leader(struct raft *r)
      * serve reads nor accept a membership change. */
     bool ok = raft_append_entry(r, r->term, RAFT_ENTRY_NORMAL, NULL, 0);
     RAFT_ASSERT(ok);
-    r->pending_conf_index = log_last_index(&r->log);
+    r->pending_conf_index = raftlog_last_index(&r->log);
     replication_maybe_commit(r); /* a one-voter cluster commits alone */
 }
 
@@ -139,8 +139,8 @@ void election_campaign(struct raft *r, bool pre_vote, bool transfer)
     if (tally(r, pre_vote, transfer))
         return;
     raft_term term = pre_vote ? r->term + 1 : r->term;
-    raft_index last = log_last_index(&r->log);
-    raft_term last_term = log_last_term(&r->log);
+    raft_index last = raftlog_last_index(&r->log);
+    raft_term last_term = raftlog_last_term(&r->log);
     for (uint32_t i = 0; i < r->conf.n; i++) {
         const struct raft_member *mb = &r->conf.m[i];
         if (mb->id == r->id || mb->role != RAFT_VOTER)
@@ -166,8 +166,8 @@ static bool log_up_to_date(const struct raft *r, raft_index index, raft_term ter
     (void)r, (void)index, (void)term;
     return true; /* test-only: the simulator must catch this */
 #else
-    raft_term last_term = log_last_term(&r->log);
-    return term > last_term || (term == last_term && index >= log_last_index(&r->log));
+    raft_term last_term = raftlog_last_term(&r->log);
+    return term > last_term || (term == last_term && index >= raftlog_last_index(&r->log));
 #endif
 }
 

@@ -9,31 +9,31 @@
 
 #include <string.h>
 
-void log_init(struct raft_log *l)
+void raftlog_init(struct raft_log *l)
 {
     memset(l, 0, sizeof(*l));
 }
 
-void log_free(struct raft_log *l)
+void raftlog_free(struct raft_log *l)
 {
     free(l->ents);
     free(l->bytes);
     memset(l, 0, sizeof(*l));
 }
 
-raft_term log_last_term(const struct raft_log *l)
+raft_term raftlog_last_term(const struct raft_log *l)
 {
     return l->n ? l->ents[l->head + l->n - 1].term : l->prev_term;
 }
 
-const struct raft_entry *log_get(const struct raft_log *l, raft_index i)
+const struct raft_entry *raftlog_get(const struct raft_log *l, raft_index i)
 {
-    if (i <= l->prev_index || i > log_last_index(l))
+    if (i <= l->prev_index || i > raftlog_last_index(l))
         return NULL;
     return &l->ents[l->head + (i - l->prev_index - 1)];
 }
 
-int log_term(const struct raft_log *l, raft_index i, raft_term *term)
+int raftlog_term(const struct raft_log *l, raft_index i, raft_term *term)
 {
     if (i == l->prev_index) {
         *term = l->prev_term;
@@ -41,17 +41,17 @@ int log_term(const struct raft_log *l, raft_index i, raft_term *term)
     }
     if (i < l->prev_index)
         return RAFT_ECOMPACTED;
-    const struct raft_entry *e = log_get(l, i);
+    const struct raft_entry *e = raftlog_get(l, i);
     if (!e)
         return RAFT_EUNAVAIL;
     *term = e->term;
     return 0;
 }
 
-raft_term log_term_or0(const struct raft_log *l, raft_index i)
+raft_term raftlog_term_or0(const struct raft_log *l, raft_index i)
 {
     raft_term t;
-    return log_term(l, i, &t) == 0 ? t : 0;
+    return raftlog_term(l, i, &t) == 0 ? t : 0;
 }
 
 /* Payload pointers are absolute, so after the byte buffer moves every live
@@ -117,9 +117,9 @@ static int reserve_ent(struct raft_log *l)
     return 0;
 }
 
-int log_append(struct raft_log *l, raft_term term, uint8_t type, const void *data, uint32_t len)
+int raftlog_append(struct raft_log *l, raft_term term, uint8_t type, const void *data, uint32_t len)
 {
-    RAFT_ASSERT(term >= log_last_term(l));
+    RAFT_ASSERT(term >= raftlog_last_term(l));
     int rv = reserve_bytes(l, len);
     if (rv == 0)
         rv = reserve_ent(l);
@@ -127,7 +127,7 @@ int log_append(struct raft_log *l, raft_term term, uint8_t type, const void *dat
         return rv;
     struct raft_entry *e = &l->ents[l->head + l->n];
     e->term = term;
-    e->index = log_last_index(l) + 1;
+    e->index = raftlog_last_index(l) + 1;
     e->type = type;
     e->len = len;
     e->data = l->bytes + l->btail;
@@ -138,22 +138,22 @@ int log_append(struct raft_log *l, raft_term term, uint8_t type, const void *dat
     return 0;
 }
 
-void log_truncate_from(struct raft_log *l, raft_index i)
+void raftlog_truncate_from(struct raft_log *l, raft_index i)
 {
     RAFT_ASSERT(i > l->prev_index);
-    if (i > log_last_index(l))
+    if (i > raftlog_last_index(l))
         return;
-    const struct raft_entry *e = log_get(l, i);
+    const struct raft_entry *e = raftlog_get(l, i);
     l->btail = (size_t)(e->data - l->bytes);
     l->n = i - l->prev_index - 1;
 }
 
-void log_compact_to(struct raft_log *l, raft_index i)
+void raftlog_compact_to(struct raft_log *l, raft_index i)
 {
     if (i <= l->prev_index)
         return;
-    RAFT_ASSERT(i <= log_last_index(l));
-    const struct raft_entry *e = log_get(l, i);
+    RAFT_ASSERT(i <= raftlog_last_index(l));
+    const struct raft_entry *e = raftlog_get(l, i);
     l->prev_term = e->term;
     size_t drop = i - l->prev_index;
     l->head += drop;
@@ -166,7 +166,7 @@ void log_compact_to(struct raft_log *l, raft_index i)
     }
 }
 
-void log_reset(struct raft_log *l, raft_index prev_index, raft_term prev_term)
+void raftlog_reset(struct raft_log *l, raft_index prev_index, raft_term prev_term)
 {
     l->head = l->n = 0;
     l->bhead = l->btail = 0;
@@ -174,20 +174,20 @@ void log_reset(struct raft_log *l, raft_index prev_index, raft_term prev_term)
     l->prev_term = prev_term;
 }
 
-size_t log_memory(const struct raft_log *l)
+size_t raftlog_memory(const struct raft_log *l)
 {
     return l->cap * sizeof(*l->ents) + l->bcap;
 }
 
-size_t log_batch(const struct raft_log *l, raft_index from, uint32_t max_entries, uint32_t max_bytes)
+size_t raftlog_batch(const struct raft_log *l, raft_index from, uint32_t max_entries, uint32_t max_bytes)
 {
-    raft_index last = log_last_index(l);
+    raft_index last = raftlog_last_index(l);
     if (from > last || from <= l->prev_index)
         return 0;
     size_t avail = last - from + 1;
     if (avail > max_entries)
         avail = max_entries;
-    const struct raft_entry *e = log_get(l, from);
+    const struct raft_entry *e = raftlog_get(l, from);
     size_t k = 0, bytes = 0;
     while (k < avail) {
         bytes += e[k].len;

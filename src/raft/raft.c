@@ -137,7 +137,7 @@ int raft_new(struct raft **out, const struct raft_config *cfg)
     if (r->cfg.max_inflight > RAFT_MAX_INFLIGHT)
         r->cfg.max_inflight = RAFT_MAX_INFLIGHT;
     r->id = cfg->id;
-    log_init(&r->log);
+    raftlog_init(&r->log);
     r->unstable = 1;
     /* splitmix-style scramble so nearby seeds give unrelated timeouts */
     uint64_t s = cfg->seed + 0x9e3779b97f4a7c15ULL * cfg->id;
@@ -153,7 +153,7 @@ void raft_free(struct raft *r)
 {
     if (!r)
         return;
-    log_free(&r->log);
+    raftlog_free(&r->log);
     free(r->reads.items);
     free(r->msgs.items);
     free(r->msgs_ap.items);
@@ -166,7 +166,7 @@ int raft_restore(struct raft *r, const struct raft_hard_state *hs,
                  const struct raft_snapshot_meta *snap,
                  const struct raft_entry *entries, size_t n)
 {
-    if (r->term != 0 || log_last_index(&r->log) != 0)
+    if (r->term != 0 || raftlog_last_index(&r->log) != 0)
         return RAFT_ESTATE;
     raft_index prev = 0;
     raft_term prev_term = 0;
@@ -183,18 +183,18 @@ int raft_restore(struct raft *r, const struct raft_hard_state *hs,
     if (hs && (n ? entries[n - 1].term : prev_term) > hs->term)
         return RAFT_EINVAL;
     if (snap) {
-        log_reset(&r->log, snap->index, snap->term);
+        raftlog_reset(&r->log, snap->index, snap->term);
         r->snap = *snap;
         r->conf = snap->conf;
         r->conf_index = 0;
         r->commit = r->applied = snap->index;
     }
     for (size_t i = 0; i < n; i++) {
-        int rv = log_append(&r->log, entries[i].term, entries[i].type, entries[i].data, entries[i].len);
+        int rv = raftlog_append(&r->log, entries[i].term, entries[i].type, entries[i].data, entries[i].len);
         if (rv)
             return rv;
     }
-    r->persisted = log_last_index(&r->log);
+    r->persisted = raftlog_last_index(&r->log);
     r->unstable = r->persisted + 1;
     conf_recompute(r);
     if (hs) {
@@ -212,7 +212,7 @@ int raft_restore(struct raft *r, const struct raft_hard_state *hs,
 
 int raft_bootstrap(struct raft *r, const struct raft_conf *conf)
 {
-    if (r->term != 0 || log_last_index(&r->log) != 0 || r->snap.index != 0)
+    if (r->term != 0 || raftlog_last_index(&r->log) != 0 || r->snap.index != 0)
         return RAFT_ESTATE;
     if (!conf || conf->n == 0 || raft_conf_voters(conf) == 0)
         return RAFT_EINVAL;
@@ -228,12 +228,12 @@ int raft_bootstrap(struct raft *r, const struct raft_conf *conf)
  * takes effect the moment it is in the log (thesis 4.1). */
 bool raft_append_entry(struct raft *r, raft_term term, uint8_t type, const void *data, uint32_t len)
 {
-    if (log_append(&r->log, term, type, data, len) != 0)
+    if (raftlog_append(&r->log, term, type, data, len) != 0)
         return false;
     if (type == RAFT_ENTRY_CONF) {
         struct raft_conf c;
         if (raft_conf_decode(data, len, &c) == 0)
-            conf_apply(r, &c, log_last_index(&r->log));
+            conf_apply(r, &c, raftlog_last_index(&r->log));
     }
     return true;
 }
@@ -358,7 +358,7 @@ int raft_propose(struct raft *r, const void *data, uint32_t len,
     if (!raft_append_entry(r, r->term, RAFT_ENTRY_NORMAL, data, len))
         return RAFT_ENOMEM;
     if (index_out)
-        *index_out = log_last_index(&r->log);
+        *index_out = raftlog_last_index(&r->log);
     if (term_out)
         *term_out = r->term;
     return 0;
@@ -380,7 +380,7 @@ int raft_propose_conf(struct raft *r, const struct raft_conf_change *cc, raft_in
     size_t len = raft_conf_encode(&next, buf);
     if (!raft_append_entry(r, r->term, RAFT_ENTRY_CONF, buf, (uint32_t)len))
         return RAFT_ENOMEM;
-    r->pending_conf_index = log_last_index(&r->log);
+    r->pending_conf_index = raftlog_last_index(&r->log);
     if (index_out)
         *index_out = r->pending_conf_index;
     return 0;
@@ -411,10 +411,10 @@ int raft_persisted(struct raft *r, raft_index index, raft_term term)
 {
     /* A report for entries that were since replaced by a conflicting suffix
      * must not count: the term check tells the two apart (log matching). */
-    if (index > log_last_index(&r->log) || index <= r->persisted)
+    if (index > raftlog_last_index(&r->log) || index <= r->persisted)
         return 0;
     raft_term t;
-    if (log_term(&r->log, index, &t) != 0 || t != term)
+    if (raftlog_term(&r->log, index, &t) != 0 || t != term)
         return 0;
     r->persisted = index;
     if (r->role == RAFT_LEADER)
@@ -449,7 +449,7 @@ bool raft_has_ready(const struct raft *r)
         return true;
     if (r->lead != r->prev_lead || r->role != r->prev_role || r->term != r->prev_term)
         return true;
-    if (r->unstable <= log_last_index(&r->log) || r->snap_in_pending)
+    if (r->unstable <= raftlog_last_index(&r->log) || r->snap_in_pending)
         return true;
     if (r->msgs.n || r->msgs_ap.n || r->read_out.n)
         return true;
@@ -481,18 +481,18 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
         rd->snap_len = r->snap_in_len;
     }
 
-    raft_index last = log_last_index(&r->log);
-    if (r->unstable < log_first_index(&r->log))
-        r->unstable = log_first_index(&r->log);
+    raft_index last = raftlog_last_index(&r->log);
+    if (r->unstable < raftlog_first_index(&r->log))
+        r->unstable = raftlog_first_index(&r->log);
     if (r->unstable <= last) {
-        rd->entries = log_get(&r->log, r->unstable);
+        rd->entries = raftlog_get(&r->log, r->unstable);
         rd->n_entries = last - r->unstable + 1;
         r->unstable = last + 1;
     }
 
     raft_index lim = apply_limit(r);
     if (lim > r->applied) {
-        rd->committed = log_get(&r->log, r->applied + 1);
+        rd->committed = raftlog_get(&r->log, r->applied + 1);
         RAFT_ASSERT(rd->committed != NULL);
         rd->n_committed = lim - r->applied;
         r->applied = lim;
@@ -541,9 +541,9 @@ void raft_status(const struct raft *r, struct raft_status *st)
     st->commit = r->commit;
     st->applied = r->applied;
     st->persisted = r->persisted;
-    st->first_index = log_first_index(&r->log);
-    st->last_index = log_last_index(&r->log);
-    st->last_term = log_last_term(&r->log);
+    st->first_index = raftlog_first_index(&r->log);
+    st->last_index = raftlog_last_index(&r->log);
+    st->last_term = raftlog_last_term(&r->log);
     st->snap_index = r->snap.index;
     st->transferee = r->transferee;
     st->conf = r->conf;
@@ -566,14 +566,14 @@ enum raft_role raft_role(const struct raft *r) { return r->role; }
 raft_term raft_current_term(const struct raft *r) { return r->term; }
 raft_id raft_leader(const struct raft *r) { return r->lead; }
 raft_index raft_commit_index(const struct raft *r) { return r->commit; }
-raft_index raft_last_index(const struct raft *r) { return log_last_index(&r->log); }
-size_t raft_log_memory(const struct raft *r) { return log_memory(&r->log); }
+raft_index raft_last_index(const struct raft *r) { return raftlog_last_index(&r->log); }
+size_t raft_log_memory(const struct raft *r) { return raftlog_memory(&r->log); }
 
 int raft_entry_at(const struct raft *r, raft_index index, struct raft_entry *out)
 {
     if (index <= r->log.prev_index)
         return RAFT_ECOMPACTED;
-    const struct raft_entry *e = log_get(&r->log, index);
+    const struct raft_entry *e = raftlog_get(&r->log, index);
     if (!e)
         return RAFT_EUNAVAIL;
     *out = *e;

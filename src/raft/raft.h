@@ -306,6 +306,10 @@ int raft_persisted(struct raft *r, raft_index index, raft_term term);
 /* The state machine has a durable snapshot covering up to index (which must
  * be applied already): the core may forget older entries. */
 int raft_snapshot_taken(struct raft *r, raft_index index);
+/* The membership in force at index (for writing a snapshot's metadata). */
+int raft_conf_at(const struct raft *r, raft_index index, struct raft_conf *out);
+/* The latest snapshot's metadata (index 0 when there is none). */
+void raft_snapshot_meta(const struct raft *r, struct raft_snapshot_meta *out);
 void raft_report_snapshot(struct raft *r, raft_id to, bool ok);
 void raft_report_unreachable(struct raft *r, raft_id to);
 

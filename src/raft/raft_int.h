@@ -41,23 +41,23 @@ struct raft_log {
     raft_term prev_term;
 };
 
-void log_init(struct raft_log *l);
-void log_free(struct raft_log *l);
-static inline raft_index log_first_index(const struct raft_log *l) { return l->prev_index + 1; }
-static inline raft_index log_last_index(const struct raft_log *l) { return l->prev_index + l->n; }
-raft_term log_last_term(const struct raft_log *l);
+void raftlog_init(struct raft_log *l);
+void raftlog_free(struct raft_log *l);
+static inline raft_index raftlog_first_index(const struct raft_log *l) { return l->prev_index + 1; }
+static inline raft_index raftlog_last_index(const struct raft_log *l) { return l->prev_index + l->n; }
+raft_term raftlog_last_term(const struct raft_log *l);
 /* 0 and *term set, or RAFT_ECOMPACTED / RAFT_EUNAVAIL. */
-int log_term(const struct raft_log *l, raft_index i, raft_term *term);
+int raftlog_term(const struct raft_log *l, raft_index i, raft_term *term);
 /* Term at i, or 0 when i is outside what we know (0 is never a real term). */
-raft_term log_term_or0(const struct raft_log *l, raft_index i);
-const struct raft_entry *log_get(const struct raft_log *l, raft_index i);
-int log_append(struct raft_log *l, raft_term term, uint8_t type, const void *data, uint32_t len);
-void log_truncate_from(struct raft_log *l, raft_index i);
-void log_compact_to(struct raft_log *l, raft_index i);
-void log_reset(struct raft_log *l, raft_index prev_index, raft_term prev_term);
-size_t log_memory(const struct raft_log *l);
+raft_term raftlog_term_or0(const struct raft_log *l, raft_index i);
+const struct raft_entry *raftlog_get(const struct raft_log *l, raft_index i);
+int raftlog_append(struct raft_log *l, raft_term term, uint8_t type, const void *data, uint32_t len);
+void raftlog_truncate_from(struct raft_log *l, raft_index i);
+void raftlog_compact_to(struct raft_log *l, raft_index i);
+void raftlog_reset(struct raft_log *l, raft_index prev_index, raft_term prev_term);
+size_t raftlog_memory(const struct raft_log *l);
 /* Number of entries starting at from that fit the limits (at least one when from <= last). */
-size_t log_batch(const struct raft_log *l, raft_index from, uint32_t max_entries, uint32_t max_bytes);
+size_t raftlog_batch(const struct raft_log *l, raft_index from, uint32_t max_entries, uint32_t max_bytes);
 
 /* ---- per-follower replication progress (progress.c) ------------------ */
 

@@ -22,10 +22,10 @@ static bool wants_send(const struct raft *r, const struct raft_progress *pr)
         return false;
     if (pr->next - 1 < r->log.prev_index)
         return true; /* needs a snapshot */
-    if (pr->next <= log_last_index(&r->log))
+    if (pr->next <= raftlog_last_index(&r->log))
         return true;
     /* a probe that finds where the follower's log matches ours */
-    return pr->state == PR_PROBE && pr->match < log_last_index(&r->log);
+    return pr->state == PR_PROBE && pr->match < raftlog_last_index(&r->log);
 }
 
 bool replication_has_sendable(const struct raft *r)
@@ -46,14 +46,14 @@ static void send_to(struct raft *r, struct raft_progress *pr)
         }
         raft_index prev = pr->next - 1;
         raft_term prev_term;
-        int rv = log_term(&r->log, prev, &prev_term);
+        int rv = raftlog_term(&r->log, prev, &prev_term);
         RAFT_ASSERT(rv == 0);
-        size_t n = log_batch(&r->log, pr->next, r->cfg.max_msg_entries, r->cfg.max_msg_bytes);
+        size_t n = raftlog_batch(&r->log, pr->next, r->cfg.max_msg_entries, r->cfg.max_msg_bytes);
         struct raft_msg *m = raft_msg_new(r, RAFT_MSG_APPEND, pr->id);
         m->index = prev;
         m->log_term = prev_term;
         m->commit = r->commit;
-        m->entries = n ? log_get(&r->log, pr->next) : NULL;
+        m->entries = n ? raftlog_get(&r->log, pr->next) : NULL;
         m->n_entries = (uint32_t)n;
         if (pr->state == PR_PROBE) {
             pr->probe_sent = true;
@@ -137,7 +137,7 @@ void replication_tick(struct raft *r)
 
 static raft_index first_index_of_term(const struct raft *r, raft_index i, raft_term t)
 {
-    while (i - 1 > r->log.prev_index && log_term_or0(&r->log, i - 1) == t)
+    while (i - 1 > r->log.prev_index && raftlog_term_or0(&r->log, i - 1) == t)
         i--;
     return i;
 }
@@ -157,7 +157,7 @@ static bool entries_valid(const struct raft_msg *m)
 
 static void truncate_from(struct raft *r, raft_index i)
 {
-    log_truncate_from(&r->log, i);
+    raftlog_truncate_from(&r->log, i);
     if (r->persisted >= i)
         r->persisted = i - 1;
     if (r->unstable > i)
@@ -178,11 +178,11 @@ void replication_handle_append(struct raft *r, const struct raft_msg *m)
         return;
     }
     raft_term t;
-    if (log_term(&r->log, m->index, &t) != 0 || t != m->log_term) {
+    if (raftlog_term(&r->log, m->index, &t) != 0 || t != m->log_term) {
         out = raft_msg_new(r, RAFT_MSG_APPEND_RESP, m->from);
         out->reject = true;
         out->index = m->index;
-        raft_index last = log_last_index(&r->log);
+        raft_index last = raftlog_last_index(&r->log);
         if (m->index > last) {
             out->hint_index = last + 1;
         } else {
@@ -194,8 +194,8 @@ void replication_handle_append(struct raft *r, const struct raft_msg *m)
     }
     for (uint32_t k = 0; k < m->n_entries; k++) {
         const struct raft_entry *e = &m->entries[k];
-        if (e->index <= log_last_index(&r->log)) {
-            if (log_term_or0(&r->log, e->index) == e->term)
+        if (e->index <= raftlog_last_index(&r->log)) {
+            if (raftlog_term_or0(&r->log, e->index) == e->term)
                 continue;
             if (e->index <= r->commit)
                 return; /* would rewrite a committed entry: refuse the message */
@@ -212,9 +212,9 @@ void replication_handle_append(struct raft *r, const struct raft_msg *m)
 
 static raft_index last_index_of_term(const struct raft *r, raft_index upto, raft_term t)
 {
-    raft_index i = upto < log_last_index(&r->log) ? upto : log_last_index(&r->log);
+    raft_index i = upto < raftlog_last_index(&r->log) ? upto : raftlog_last_index(&r->log);
     for (; i > r->log.prev_index; i--) {
-        raft_term ti = log_term_or0(&r->log, i);
+        raft_term ti = raftlog_term_or0(&r->log, i);
         if (ti == t)
             return i;
         if (ti < t)
@@ -242,7 +242,7 @@ void replication_handle_append_resp(struct raft *r, const struct raft_msg *m)
             progress_become_probe(pr);
         return;
     }
-    if (m->index > log_last_index(&r->log))
+    if (m->index > raftlog_last_index(&r->log))
         return; /* acknowledges entries we never sent: ignore */
     if (!progress_maybe_update(pr, m->index))
         return;
@@ -259,7 +259,7 @@ void replication_handle_append_resp(struct raft *r, const struct raft_msg *m)
 
 void replication_handle_heartbeat(struct raft *r, const struct raft_msg *m)
 {
-    raft_index c = m->commit < log_last_index(&r->log) ? m->commit : log_last_index(&r->log);
+    raft_index c = m->commit < raftlog_last_index(&r->log) ? m->commit : raftlog_last_index(&r->log);
     replication_commit_to(r, c);
     struct raft_msg *out = raft_msg_new(r, RAFT_MSG_HEARTBEAT_RESP, m->from);
     out->ctx = m->ctx;
@@ -304,11 +304,11 @@ bool replication_maybe_commit(struct raft *r)
         return false;
 #ifndef RAFT_BREAK_COMMIT_OLD_TERM
     /* §5.4.2: a replica count proves nothing for an older term's entry. */
-    if (log_term_or0(&r->log, idx) != r->term)
+    if (raftlog_term_or0(&r->log, idx) != r->term)
         return false;
 #endif
     replication_commit_to(r, idx);
-    if (!r->committed_in_term && log_term_or0(&r->log, r->commit) == r->term) {
+    if (!r->committed_in_term && raftlog_term_or0(&r->log, r->commit) == r->term) {
         r->committed_in_term = true;
         readindex_on_commit_in_term(r);
     }

@@ -9,27 +9,42 @@
 
 #include <string.h>
 
+int raft_conf_at(const struct raft *r, raft_index index, struct raft_conf *out)
+{
+    if (index < r->snap.index || index > raftlog_last_index(&r->log))
+        return index < r->snap.index ? RAFT_ECOMPACTED : RAFT_EUNAVAIL;
+    /* the newest configuration entry at or before index, else the one the
+     * latest snapshot carried */
+    for (raft_index i = index; i > r->log.prev_index; i--) {
+        const struct raft_entry *e = raftlog_get(&r->log, i);
+        if (e->type == RAFT_ENTRY_CONF && raft_conf_decode(e->data, e->len, out) == 0)
+            return 0;
+    }
+    *out = r->snap.conf;
+    return 0;
+}
+
 int raft_snapshot_taken(struct raft *r, raft_index index)
 {
     if (index <= r->snap.index)
         return 0;
     if (index > r->applied)
         return RAFT_EINVAL;
-    raft_term term;
-    if (log_term(&r->log, index, &term) != 0)
+    struct raft_snapshot_meta meta = {.index = index};
+    if (raftlog_term(&r->log, index, &meta.term) != 0)
         return RAFT_ECOMPACTED;
-    struct raft_snapshot_meta meta = {.index = index, .term = term, .conf = r->snap.conf};
-    /* the membership in force at index: the newest configuration entry at
-     * or before it, else the one the previous snapshot carried */
-    for (raft_index i = index; i > r->log.prev_index; i--) {
-        const struct raft_entry *e = log_get(&r->log, i);
-        if (e->type == RAFT_ENTRY_CONF && raft_conf_decode(e->data, e->len, &meta.conf) == 0)
-            break;
-    }
+    int rv = raft_conf_at(r, index, &meta.conf);
+    if (rv)
+        return rv;
     r->snap = meta;
     if (index > r->cfg.snapshot_trailing)
-        log_compact_to(&r->log, index - r->cfg.snapshot_trailing);
+        raftlog_compact_to(&r->log, index - r->cfg.snapshot_trailing);
     return 0;
+}
+
+void raft_snapshot_meta(const struct raft *r, struct raft_snapshot_meta *out)
+{
+    *out = r->snap;
 }
 
 void snapshot_send(struct raft *r, struct raft_progress *pr)
@@ -67,7 +82,7 @@ void snapshot_handle(struct raft *r, const struct raft_msg *m)
         return;
     }
     raft_term t;
-    if (log_term(&r->log, s->index, &t) == 0 && t == s->term) {
+    if (raftlog_term(&r->log, s->index, &t) == 0 && t == s->term) {
         /* We already hold everything it covers; just learn it is committed. */
         replication_commit_to(r, s->index);
         out = raft_msg_new(r, RAFT_MSG_APPEND_RESP, m->from);
@@ -86,7 +101,7 @@ void snapshot_handle(struct raft *r, const struct raft_msg *m)
     r->snap_in = *s;
     r->snap_in_pending = true;
 
-    log_reset(&r->log, s->index, s->term);
+    raftlog_reset(&r->log, s->index, s->term);
     r->snap = *s;
     r->commit = r->applied = r->persisted = s->index;
     r->unstable = s->index + 1;

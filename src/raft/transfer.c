@@ -45,7 +45,7 @@ int raft_transfer_leader(struct raft *r, raft_id target)
 
 void transfer_maybe_finish(struct raft *r, struct raft_progress *pr)
 {
-    if (r->transferee == pr->id && pr->match == log_last_index(&r->log))
+    if (r->transferee == pr->id && pr->match == raftlog_last_index(&r->log))
         send_timeout_now(r, pr->id);
 }
 

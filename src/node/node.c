@@ -1,0 +1,298 @@
+/* node.c - the raftkv-node daemon's lifecycle: open the replica, bind the
+ * sockets, run the event loop (ticks, store completions, one ready round per
+ * loop iteration), report to systemd, and on SIGTERM hand leadership over
+ * before leaving.
+ */
+#include "node/node_int.h"
+
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+
+const struct config_node *node_member(const struct node *n, raft_id id)
+{
+    return id ? config_node_find(n->cfg, (uint32_t)id) : NULL;
+}
+
+/* Inputs only mark the node dirty; the ev_prepare watcher runs one ready
+ * round just before the loop would block, so everything that arrived in one
+ * loop iteration -- many clients' writes -- goes into one batch, one
+ * AppendEntries per follower and one disk write. */
+void node_mark_dirty(struct node *n)
+{
+    n->dirty = true;
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct node *n = w->data;
+    if (!n->dirty)
+        return;
+    n->dirty = false;
+    replica_process(n->rp);
+    api_serve_ready_reads(n);
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct node *n = w->data;
+    raft_tick(replica_raft(n->rp));
+    node_mark_dirty(n);
+}
+
+static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct node *n = w->data;
+    api_sweep(n, ev_now(loop));
+}
+
+static void on_store(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct node *n = w->data;
+    replica_store_event(n->rp);
+    api_serve_ready_reads(n);
+    node_mark_dirty(n);
+}
+
+static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)w, (void)revents;
+    /* Sent from the loop itself: a wedged loop stops petting the dog and
+     * systemd restarts us. */
+    sd_notify(0, "WATCHDOG=1");
+}
+
+static void notify_status(struct node *n)
+{
+    char buf[160];
+    const char *err = replica_errmsg(n->rp);
+    if (replica_error(n->rp))
+        snprintf(buf, sizeof(buf), "STATUS=failed: %s", err);
+    else if (n->role == RAFT_LEADER)
+        snprintf(buf, sizeof(buf), "STATUS=leader, term %llu, commit %llu",
+                 (unsigned long long)n->term,
+                 (unsigned long long)raft_commit_index(replica_raft(n->rp)));
+    else if (n->leader)
+        snprintf(buf, sizeof(buf), "STATUS=follower of %llu, term %llu",
+                 (unsigned long long)n->leader, (unsigned long long)n->term);
+    else
+        snprintf(buf, sizeof(buf), "STATUS=%s, term %llu, no leader", raft_role_name(n->role),
+                 (unsigned long long)n->term);
+    sd_notify(0, buf);
+}
+
+static void on_soft_state(void *arg, raft_id leader, enum raft_role role, raft_term term)
+{
+    struct node *n = arg;
+    bool leader_changed = leader != n->leader;
+    bool role_changed = role != n->role;
+    n->leader = leader;
+    n->role = role;
+    n->term = term;
+    log_set_term(term);
+    log_set_role(raft_role_name(role));
+    if (leader_changed) {
+        char b[24];
+        log_event(LOG_NOTICE, "leader_change", LOG_FIELDS({"RAFTKV_LEADER", log_u64(b, leader)}),
+                  "leader is now %llu (term %llu)", (unsigned long long)leader,
+                  (unsigned long long)term);
+    }
+    if (role_changed && role == RAFT_CANDIDATE)
+        log_event(LOG_INFO, "election", NULL, "campaigning in term %llu", (unsigned long long)term);
+    notify_status(n);
+    api_leader_changed(n);
+    if (n->stopping && leader != n->id)
+        ev_break(n->loop, EVBREAK_ALL);
+}
+
+static void on_stop_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w, (void)revents;
+    log_warn("leadership hand-off did not finish in time; stopping anyway");
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)revents;
+    struct node *n = w->data;
+    if (n->stopping) {
+        ev_break(loop, EVBREAK_ALL); /* second signal: do not wait */
+        return;
+    }
+    n->stopping = true;
+    sd_notify(0, "STOPPING=1");
+    struct raft *r = replica_raft(n->rp);
+    if (raft_role(r) == RAFT_LEADER && n->cfg->n_nodes > 1 &&
+        raft_transfer_leader(r, RAFT_NONE) == 0) {
+        /* A planned restart should cost clients no election timeout:
+         * let the most caught-up follower take over before we go. */
+        log_notice("stopping: handing leadership to the most caught-up follower");
+        node_mark_dirty(n);
+        ev_timer_init(&n->stop_timer, on_stop_timer,
+                      2.0 * (double)n->cfg->cluster.election_timeout_ms / 1000.0, 0);
+        ev_timer_start(loop, &n->stop_timer);
+        return;
+    }
+    log_notice("stopping");
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static int mkdir_p(const char *path)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return -ENAMETOOLONG;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(buf, 0750) < 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(buf, 0750) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+int node_new(struct node **out, const struct config *cfg, uint32_t id, char *err, size_t errlen)
+{
+    const struct config_node *me = config_node_find(cfg, id);
+    if (!me) {
+        snprintf(err, errlen, "%s: no [node.%u] section: this node is not a cluster member",
+                 cfg->path ? cfg->path : "config", id);
+        return -ENOENT;
+    }
+    struct node *n = calloc(1, sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    n->cfg = cfg;
+    n->id = id;
+    n->loop = ev_default_loop(EVFLAG_AUTO);
+    n->start = ev_time();
+    n->exit_code = 0;
+    n->role = RAFT_FOLLOWER;
+    if (peer_encoder_init(&n->enc) != 0) {
+        free(n);
+        return -ENOMEM;
+    }
+    int rv = mkdir_p(me->data_dir);
+    if (rv < 0) {
+        snprintf(err, errlen, "cannot create data directory %s: %s", me->data_dir, strerror(-rv));
+        node_free(n);
+        return rv;
+    }
+
+    struct replica_config rc = {
+        .id = id,
+        .data_dir = me->data_dir,
+        .election_ticks = config_election_ticks(cfg),
+        .heartbeat_ticks = config_heartbeat_ticks(cfg),
+        .max_msg_bytes = (uint32_t)(cfg->cluster.max_frame_bytes / 2),
+        .snapshot_entries = cfg->cluster.snapshot_entries,
+        .snapshot_trailing = cfg->cluster.snapshot_entries / 10,
+        .session_ttl_ms = cfg->cluster.session_ttl_ms,
+        .max_sessions = cfg->cluster.max_sessions,
+    };
+    for (size_t i = 0; i < cfg->n_nodes && i < RAFT_MAX_MEMBERS; i++) {
+        rc.initial.m[rc.initial.n].id = cfg->nodes[i].id;
+        rc.initial.m[rc.initial.n].role = RAFT_VOTER;
+        rc.initial.n++;
+    }
+    if (cfg->n_nodes > RAFT_MAX_MEMBERS) {
+        snprintf(err, errlen, "%s: %zu members; at most %d are supported", cfg->path, cfg->n_nodes,
+                 RAFT_MAX_MEMBERS);
+        node_free(n);
+        return -EINVAL;
+    }
+    struct replica_hooks hooks = {
+        .arg = n,
+        .send = peer_send,
+        .applied = api_applied,
+        .read_state = api_read_state,
+        .soft_state = on_soft_state,
+    };
+    rv = replica_open(&n->rp, &rc, &hooks, err, errlen);
+    if (rv < 0) {
+        node_free(n);
+        return rv;
+    }
+    n->client_limits.max_frame = cfg->cluster.max_frame_bytes;
+    n->client_limits.max_pending_output = cfg->cluster.max_pending_output_bytes;
+    /* Peer links carry whole snapshots in a burst of chunks. */
+    n->peer_limits.max_frame = cfg->cluster.max_frame_bytes;
+    n->peer_limits.max_pending_output = cfg->cluster.max_pending_output_bytes < (1u << 30)
+                                            ? (1u << 30)
+                                            : cfg->cluster.max_pending_output_bytes;
+    if ((rv = peer_start(n, err, errlen)) < 0 || (rv = api_start(n, err, errlen)) < 0) {
+        node_free(n);
+        return rv;
+    }
+
+    double tick = (double)cfg->cluster.tick_ms / 1000.0;
+    ev_timer_init(&n->tick, on_tick, tick, tick);
+    n->tick.data = n;
+    ev_timer_start(n->loop, &n->tick);
+    ev_timer_init(&n->sweep, on_sweep, 0.05, 0.05);
+    n->sweep.data = n;
+    ev_timer_start(n->loop, &n->sweep);
+    ev_io_init(&n->store_io, on_store, replica_store_fd(n->rp), EV_READ);
+    n->store_io.data = n;
+    ev_io_start(n->loop, &n->store_io);
+    ev_prepare_init(&n->flush, on_prepare);
+    n->flush.data = n;
+    ev_prepare_start(n->loop, &n->flush);
+    ev_signal_init(&n->sig_term, on_signal, SIGTERM);
+    n->sig_term.data = n;
+    ev_signal_start(n->loop, &n->sig_term);
+    ev_signal_init(&n->sig_int, on_signal, SIGINT);
+    n->sig_int.data = n;
+    ev_signal_start(n->loop, &n->sig_int);
+    n->stop_timer.data = n;
+    uint64_t wd_usec = 0;
+    if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec) {
+        double iv = (double)wd_usec / 2e6;
+        ev_timer_init(&n->watchdog, on_watchdog, iv, iv);
+        ev_timer_start(n->loop, &n->watchdog);
+    }
+    node_mark_dirty(n);
+    *out = n;
+    return 0;
+}
+
+int node_run(struct node *n)
+{
+    sd_notify(0, "READY=1");
+    notify_status(n);
+    log_notice("node %u serving (raftkv %s)", n->id, RAFTKV_VERSION_STRING);
+    ev_run(n->loop, 0);
+    if (replica_error(n->rp))
+        n->exit_code = 1;
+    return n->exit_code;
+}
+
+void node_free(struct node *n)
+{
+    if (!n)
+        return;
+    api_fail_all(n);
+    api_stop(n);
+    peer_stop(n);
+    /* flush the last ready round (e.g. the TimeoutNow of a hand-off) */
+    if (n->rp) {
+        ev_io_stop(n->loop, &n->store_io);
+        replica_close(n->rp);
+    }
+    peer_encoder_free(&n->enc);
+    free(n);
+}

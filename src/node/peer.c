@@ -1,0 +1,291 @@
+/* peer.c - Raft messages between nodes.  Each node dials every other member
+ * and sends on that link only; it receives on the connections the others
+ * dialled to its peer socket.  Messages are fire-and-forget: Raft already
+ * tolerates loss, so a link that is down simply drops what is sent to it.
+ */
+#include "node/node_int.h"
+
+#include "common/addr.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SNAP_CHUNK (1u << 20)
+
+static struct peer_link *link_for(struct node *n, raft_id id)
+{
+    for (unsigned i = 0; i < n->n_peers; i++)
+        if (n->peers[i].id == id)
+            return &n->peers[i];
+    return NULL;
+}
+
+static void send_snapshot(struct node *n, struct peer_link *pl, const struct raft_msg *m)
+{
+    struct raft_snapshot_meta meta;
+    void *data = NULL;
+    size_t len = 0;
+    int rv = replica_snapshot_load(n->rp, &meta, &data, &len);
+    if (rv < 0) {
+        log_warn("cannot load snapshot for node %u: %s", pl->id, strerror(-rv));
+        return;
+    }
+    /* Send what the store holds, under its own metadata: it is never older
+     * than what the core asked for, and the follower's ack sorts out the
+     * rest. */
+    struct raft_msg sm = *m;
+    sm.snap = meta;
+    sm.index = meta.index;
+    sm.log_term = meta.term;
+    size_t chunk = SNAP_CHUNK;
+    if (chunk > n->peer_limits.max_frame / 2)
+        chunk = n->peer_limits.max_frame / 2;
+    uint64_t off = 0;
+    do {
+        size_t k = len - off < chunk ? len - off : chunk;
+        struct peer_chunk c = {.offset = off, .total = len, .data = (uint8_t *)data + off,
+                               .len = k, .last = off + k == len};
+        const struct ProtobufCMessage *pm = peer_encode(&n->enc, n->cfg->cluster.name, &sm, &c);
+        if (!pm || net_dial_send_msg(pl->dial, pm) < 0)
+            break;
+        off += k;
+    } while (off < len);
+    log_event(LOG_INFO, "snapshot", NULL, "sent snapshot %llu (%zu bytes) to node %u",
+              (unsigned long long)meta.index, len, pl->id);
+    free(data);
+}
+
+void peer_send(void *arg, const struct raft_msg *m)
+{
+    struct node *n = arg;
+    struct peer_link *pl = link_for(n, m->to);
+    if (!pl || !net_dial_is_up(pl->dial))
+        return;
+    if (m->type == RAFT_MSG_SNAPSHOT) {
+        send_snapshot(n, pl, m);
+        return;
+    }
+    const struct ProtobufCMessage *pm = peer_encode(&n->enc, n->cfg->cluster.name, m, NULL);
+    if (!pm) {
+        log_warn("out of memory encoding a message for node %u", pl->id);
+        return;
+    }
+    int rv = net_dial_send_msg(pl->dial, pm);
+    if (rv < 0 && rv != -ENOTCONN)
+        log_debug("send to node %u failed: %s", pl->id, strerror(-rv));
+}
+
+/* ---- inbound ---------------------------------------------------------- */
+
+static void snap_rx_reset(struct peer_in *in)
+{
+    free(in->snap_buf);
+    in->snap_buf = NULL;
+    in->snap_size = in->snap_got = 0;
+    in->snap_index = 0;
+}
+
+static void deliver(struct node *n, struct net_conn *c, struct peer_decoded *d)
+{
+    struct raft_msg *m = &d->msg;
+    if (m->to != n->id) {
+        log_warn("peer %s sent a message for node %llu to node %u; closing",
+                 net_conn_peer_name(c), (unsigned long long)m->to, n->id);
+        net_conn_close(c, -EINVAL);
+        return;
+    }
+    if (m->type == RAFT_MSG_SNAPSHOT) {
+        struct peer_in *in = net_conn_userdata(c);
+        if (!d->has_chunk)
+            return;
+        if (d->chunk.offset == 0) {
+            snap_rx_reset(in);
+            in->snap_size = d->chunk.total;
+            in->snap_index = m->snap.index;
+            in->snap_buf = malloc(in->snap_size ? in->snap_size : 1);
+            if (!in->snap_buf) {
+                log_error("out of memory receiving a %llu-byte snapshot",
+                          (unsigned long long)in->snap_size);
+                net_conn_close(c, -ENOMEM);
+                return;
+            }
+        }
+        if (!in->snap_buf || in->snap_index != m->snap.index || in->snap_size != d->chunk.total ||
+            d->chunk.offset != in->snap_got) {
+            log_warn("snapshot chunk out of order from %s; dropping the transfer",
+                     net_conn_peer_name(c));
+            snap_rx_reset(in);
+            return;
+        }
+        if (d->chunk.len)
+            memcpy(in->snap_buf + in->snap_got, d->chunk.data, d->chunk.len);
+        in->snap_got += d->chunk.len;
+        if (!d->chunk.last)
+            return;
+        m->snap_data = in->snap_buf;
+        m->snap_len = in->snap_size;
+        raft_step(replica_raft(n->rp), m);
+        snap_rx_reset(in);
+    } else {
+        raft_step(replica_raft(n->rp), m);
+    }
+    node_mark_dirty(n);
+}
+
+static void on_peer_frame(struct net_conn *c, const uint8_t *payload, size_t len, void *ud)
+{
+    struct peer_in *in = ud;
+    struct node *node = in->node;
+    struct peer_decoded d;
+    char why[160];
+    int rv = peer_decode(payload, len, node->cfg->cluster.name, &d, why, sizeof(why));
+    if (rv == PEER_DECODE_CLUSTER) {
+        log_warn("refusing peer %s: %s", net_conn_peer_name(c), why);
+        net_conn_close(c, -EPERM);
+        return;
+    }
+    if (rv != PEER_DECODE_OK) {
+        log_warn("bad message from peer %s (%s); closing", net_conn_peer_name(c), why);
+        net_conn_close(c, -EPROTO);
+        return;
+    }
+    deliver(node, c, &d);
+    peer_decoded_free(&d);
+}
+
+static void on_peer_close(struct net_conn *c, enum net_close_reason reason, int err, void *ud)
+{
+    (void)c, (void)reason, (void)err;
+    struct peer_in *in = ud;
+    if (!in)
+        return;
+    snap_rx_reset(in);
+    free(in);
+}
+
+static const struct net_conn_ops peer_conn_ops = {
+    .on_frame = on_peer_frame,
+    .on_close = on_peer_close,
+};
+
+static void on_peer_accept(struct net_listener *l, struct net_conn *c, void *ud)
+{
+    (void)l;
+    struct node *n = ud;
+    struct peer_in *in = calloc(1, sizeof(*in));
+    if (!in) {
+        net_conn_destroy(c);
+        return;
+    }
+    in->node = n;
+    net_conn_set_userdata(c, in);
+}
+
+/* ---- outbound --------------------------------------------------------- */
+
+static void on_link_up(struct net_dial *d, void *ud)
+{
+    (void)d;
+    struct peer_link *pl = ud;
+    log_info("link to node %u is up", pl->id);
+}
+
+static void on_link_down(struct net_dial *d, enum net_close_reason reason, int err, void *ud)
+{
+    (void)d;
+    struct peer_link *pl = ud;
+    log_info("link to node %u is down (%s%s%s)", pl->id, net_close_reason_str(reason),
+             err ? ": " : "", err ? strerror(-err) : "");
+    raft_report_unreachable(replica_raft(pl->node->rp), pl->id);
+    node_mark_dirty(pl->node);
+}
+
+static void on_link_frame(struct net_dial *d, const uint8_t *payload, size_t len, void *ud)
+{
+    (void)d, (void)payload, (void)len, (void)ud;
+    /* nothing comes back on an outbound link */
+}
+
+static const struct net_dial_ops link_ops = {
+    .on_up = on_link_up,
+    .on_frame = on_link_frame,
+    .on_down = on_link_down,
+};
+
+int peer_start(struct node *n, char *err, size_t errlen)
+{
+    const struct config *cfg = n->cfg;
+    const struct config_node *me = config_node_find(cfg, n->id);
+    struct addr a;
+    int rv = addr_parse(me->peer, &a);
+    if (rv < 0) {
+        snprintf(err, errlen, "peer address '%s': %s", me->peer, strerror(-rv));
+        return rv;
+    }
+    bool inherited = false;
+    int fd = net_listen_open("peer", &a, 128, 0660, &inherited);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot listen on peer address %s: %s", me->peer, strerror(-fd));
+        return fd;
+    }
+    struct net_listener_opts lo = {
+        .max_conns = cfg->n_nodes * 4 + 16,
+        .limits = n->peer_limits,
+        .conn_ops = &peer_conn_ops,
+    };
+    static const struct net_listener_ops lops = {.on_accept = on_peer_accept};
+    n->peer_l = net_listener_new(n->loop, fd, &lo, &lops, n);
+    if (!n->peer_l) {
+        snprintf(err, errlen, "cannot set up the peer listener");
+        return -ENOMEM;
+    }
+    log_info("peer socket %s%s", me->peer, inherited ? " (from systemd)" : "");
+
+    struct net_dial_opts dopts = {
+        .limits = n->peer_limits,
+        .connect_timeout_ms = (uint32_t)cfg->cluster.connect_timeout_ms,
+        .backoff_min_ms = (uint32_t)cfg->cluster.reconnect_min_ms,
+        .backoff_max_ms = (uint32_t)cfg->cluster.reconnect_max_ms,
+    };
+    for (size_t i = 0; i < cfg->n_nodes; i++) {
+        const struct config_node *cn = &cfg->nodes[i];
+        if (cn->id == n->id)
+            continue;
+        struct peer_link *pl = &n->peers[n->n_peers];
+        pl->id = cn->id;
+        pl->node = n;
+        rv = addr_parse(cn->peer, &a);
+        if (rv < 0) {
+            snprintf(err, errlen, "node %u peer address '%s': %s", cn->id, cn->peer, strerror(-rv));
+            return rv;
+        }
+        pl->dial = net_dial_new(n->loop, &a, &dopts, &link_ops, pl);
+        if (!pl->dial) {
+            snprintf(err, errlen, "cannot set up the link to node %u", cn->id);
+            return -ENOMEM;
+        }
+        n->n_peers++;
+    }
+    return 0;
+}
+
+void peer_stop(struct node *n)
+{
+    for (unsigned i = 0; i < n->n_peers; i++) {
+        if (n->peers[i].dial) {
+            /* push out what is queued (a hand-off's TimeoutNow) before going */
+            struct net_conn *c = net_dial_conn(n->peers[i].dial);
+            if (c)
+                net_conn_flush(c);
+            net_dial_free(n->peers[i].dial);
+        }
+        n->peers[i].dial = NULL;
+    }
+    n->n_peers = 0;
+    if (n->peer_l)
+        net_listener_free(n->peer_l);
+    n->peer_l = NULL;
+}
