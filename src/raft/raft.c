@@ -285,6 +285,15 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         } else if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
                    m->type == RAFT_MSG_SNAPSHOT) {
             election_become_follower(r, m->term, m->from);
+        } else if (m->type == RAFT_MSG_VOTE) {
+            /* Figure 2: only a granted vote restarts the election timer.  A
+             * stale candidate on a fast clock would otherwise keep resetting
+             * the timers of the only nodes that could win (found by the
+             * simulator). */
+            unsigned elapsed = r->election_elapsed, timeout = r->randomized_timeout;
+            election_become_follower(r, m->term, RAFT_NONE);
+            r->election_elapsed = elapsed;
+            r->randomized_timeout = timeout;
         } else {
             election_become_follower(r, m->term, RAFT_NONE);
         }
