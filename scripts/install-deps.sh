@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential meson ninja-build pkg-config
   libcmocka-dev libev-dev libprotobuf-c-dev protobuf-c-compiler libsystemd-dev
+  python3 python3-protobuf protobuf-compiler
 )
 
 SUDO=""

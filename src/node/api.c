@@ -22,7 +22,7 @@
 
 /* ---- clients and waiters ---------------------------------------------- */
 
-void client_unref(struct client *c)
+void api_client_unref(struct api_client *c)
 {
     if (--c->refs == 0)
         free(c);
@@ -67,11 +67,11 @@ static void waiter_free(struct waiter *w)
 {
     if (w->req)
         raftkv__request__free_unpacked(w->req, NULL);
-    client_unref(w->client);
+    api_client_unref(w->client);
     free(w);
 }
 
-static struct waiter *waiter_new(struct node *n, enum wait_kind kind, struct client *cl,
+static struct waiter *waiter_new(struct node *n, enum wait_kind kind, struct api_client *cl,
                                  const Raftkv__Request *req)
 {
     struct waiter *w = calloc(1, sizeof(*w));
@@ -88,7 +88,7 @@ static struct waiter *waiter_new(struct node *n, enum wait_kind kind, struct cli
 
 /* ---- responses -------------------------------------------------------- */
 
-static void send_response(struct client *cl, Raftkv__Response *resp)
+static void send_response(struct api_client *cl, Raftkv__Response *resp)
 {
     if (!cl->conn)
         return; /* the client left while we waited */
@@ -108,9 +108,9 @@ static void add_leader_hint(struct node *n, Raftkv__Response *resp)
         resp->leader_address = cn->client;
 }
 
-static void respond_error(struct node *n, struct client *cl, uint64_t id, Raftkv__Status st,
+static void respond_error(struct node *n, struct api_client *cl, uint64_t id, Raftkv__Status st,
                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void respond_error(struct node *n, struct client *cl, uint64_t id, Raftkv__Status st,
+static void respond_error(struct node *n, struct api_client *cl, uint64_t id, Raftkv__Status st,
                           const char *fmt, ...)
 {
     char msg[512];
@@ -128,7 +128,7 @@ static void respond_error(struct node *n, struct client *cl, uint64_t id, Raftkv
     send_response(cl, &resp);
 }
 
-static void respond_not_leader(struct node *n, struct client *cl, uint64_t id)
+static void respond_not_leader(struct node *n, struct api_client *cl, uint64_t id)
 {
     if (n->leader && n->leader != n->id)
         respond_error(n, cl, id, RAFTKV__STATUS__NOT_LEADER, "node %u is not the leader; node %llu is",
@@ -225,7 +225,7 @@ void api_applied(void *arg, const struct raft_entry *e, const struct kv_result *
     }
 }
 
-static bool check_key(struct node *n, struct client *cl, uint64_t id, const ProtobufCBinaryData *k,
+static bool check_key(struct node *n, struct api_client *cl, uint64_t id, const ProtobufCBinaryData *k,
                       bool has)
 {
     if (!has || k->len == 0) {
@@ -240,7 +240,7 @@ static bool check_key(struct node *n, struct client *cl, uint64_t id, const Prot
     return true;
 }
 
-static bool check_value(struct node *n, struct client *cl, uint64_t id, const ProtobufCBinaryData *v)
+static bool check_value(struct node *n, struct api_client *cl, uint64_t id, const ProtobufCBinaryData *v)
 {
     if (v->len > n->cfg->cluster.max_value_bytes) {
         respond_error(n, cl, id, RAFTKV__STATUS__TOO_LARGE, "value of %zu bytes exceeds the limit of %llu",
@@ -257,7 +257,7 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void handle_write(struct node *n, struct client *cl, const Raftkv__Request *req)
+static void handle_write(struct node *n, struct api_client *cl, const Raftkv__Request *req)
 {
     uint64_t id = req->id;
     struct kv_command cmd;
@@ -384,7 +384,7 @@ static int list_collect(void *ctx, const void *key, size_t klen, const void *val
     return 0;
 }
 
-static void serve_read(struct node *n, struct client *cl, const Raftkv__Request *req)
+static void serve_read(struct node *n, struct api_client *cl, const Raftkv__Request *req)
 {
     const struct kv *kv = replica_kv(n->rp);
     uint64_t applied = kv_applied_index(kv);
@@ -439,7 +439,7 @@ static void serve_read(struct node *n, struct client *cl, const Raftkv__Request 
     free(acc.keys);
 }
 
-static void handle_read(struct node *n, struct client *cl, Raftkv__Request *req, bool *kept)
+static void handle_read(struct node *n, struct api_client *cl, Raftkv__Request *req, bool *kept)
 {
     Raftkv__Consistency cons;
     if (req->op_case == RAFTKV__REQUEST__OP_GET) {
@@ -521,7 +521,7 @@ static const char *progress_state_name(uint8_t s)
     return s == 0 ? "probe" : s == 1 ? "replicate" : "snapshot";
 }
 
-static void handle_status(struct node *n, struct client *cl, const Raftkv__Request *req)
+static void handle_status(struct node *n, struct api_client *cl, const Raftkv__Request *req)
 {
     struct raft_status st;
     raft_status(replica_raft(n->rp), &st);
@@ -600,7 +600,7 @@ static void handle_status(struct node *n, struct client *cl, const Raftkv__Reque
     send_response(cl, &resp);
 }
 
-static void respond_transfer(struct node *n, struct client *cl, uint64_t id)
+static void respond_transfer(struct node *n, struct api_client *cl, uint64_t id)
 {
     Raftkv__TransferLeaderResponse tr = RAFTKV__TRANSFER_LEADER_RESPONSE__INIT;
     tr.has_leader_id = 1;
@@ -618,7 +618,7 @@ static void respond_transfer(struct node *n, struct client *cl, uint64_t id)
     send_response(cl, &resp);
 }
 
-static void handle_transfer(struct node *n, struct client *cl, const Raftkv__Request *req)
+static void handle_transfer(struct node *n, struct api_client *cl, const Raftkv__Request *req)
 {
     struct raft *r = replica_raft(n->rp);
     if (raft_role(r) != RAFT_LEADER) {
@@ -646,7 +646,7 @@ static void handle_transfer(struct node *n, struct client *cl, const Raftkv__Req
     node_mark_dirty(n);
 }
 
-static void send_leader_event(struct node *n, struct client *cl)
+static void send_leader_event(struct node *n, struct api_client *cl)
 {
     Raftkv__LeaderEvent ev = RAFTKV__LEADER_EVENT__INIT;
     ev.has_leader_id = 1;
@@ -665,7 +665,7 @@ static void send_leader_event(struct node *n, struct client *cl)
     send_response(cl, &resp);
 }
 
-static void handle_watch(struct node *n, struct client *cl, const Raftkv__Request *req)
+static void handle_watch(struct node *n, struct api_client *cl, const Raftkv__Request *req)
 {
     cl->watch_id = req->id;
     if (!cl->watching) {
@@ -676,9 +676,9 @@ static void handle_watch(struct node *n, struct client *cl, const Raftkv__Reques
     send_leader_event(n, cl);
 }
 
-static void unwatch(struct node *n, struct client *cl)
+static void unwatch(struct node *n, struct api_client *cl)
 {
-    for (struct client **p = &n->watchers; *p; p = &(*p)->next_watcher)
+    for (struct api_client **p = &n->watchers; *p; p = &(*p)->next_watcher)
         if (*p == cl) {
             *p = cl->next_watcher;
             break;
@@ -688,7 +688,7 @@ static void unwatch(struct node *n, struct client *cl)
 
 void api_leader_changed(struct node *n)
 {
-    for (struct client *cl = n->watchers; cl; cl = cl->next_watcher)
+    for (struct api_client *cl = n->watchers; cl; cl = cl->next_watcher)
         send_leader_event(n, cl);
     if (n->leader && n->leader != n->id) {
         struct waiter *w;
@@ -757,7 +757,7 @@ void api_fail_all(struct node *n)
 
 static void on_client_frame(struct net_conn *c, const uint8_t *payload, size_t len, void *ud)
 {
-    struct client *cl = ud;
+    struct api_client *cl = ud;
     struct node *n = cl->node;
     Raftkv__Request *req = raftkv__request__unpack(NULL, len, payload);
     if (!req) {
@@ -797,7 +797,7 @@ static void on_client_frame(struct net_conn *c, const uint8_t *payload, size_t l
 
 static void on_client_close(struct net_conn *c, enum net_close_reason reason, int err, void *ud)
 {
-    struct client *cl = ud;
+    struct api_client *cl = ud;
     if (!cl)
         return;
     if (reason != NET_CLOSE_EOF && reason != NET_CLOSE_LOCAL)
@@ -806,7 +806,7 @@ static void on_client_close(struct net_conn *c, enum net_close_reason reason, in
     if (cl->watching)
         unwatch(cl->node, cl);
     cl->conn = NULL;
-    client_unref(cl);
+    api_client_unref(cl);
 }
 
 static const struct net_conn_ops client_conn_ops = {
@@ -818,7 +818,7 @@ static void on_client_accept(struct net_listener *l, struct net_conn *c, void *u
 {
     (void)l;
     struct node *n = ud;
-    struct client *cl = calloc(1, sizeof(*cl));
+    struct api_client *cl = calloc(1, sizeof(*cl));
     if (!cl) {
         net_conn_destroy(c);
         return;

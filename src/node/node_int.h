@@ -19,13 +19,13 @@
 
 /* A client connection.  Requests waiting on Raft hold a reference, so a
  * connection that closes while they wait is freed only once they finish. */
-struct client {
+struct api_client {
     struct node *node;
     struct net_conn *conn; /* NULL once closed */
     unsigned refs;
     bool watching;
     uint64_t watch_id;
-    struct client *next_watcher;
+    struct api_client *next_watcher;
 };
 
 enum wait_kind { WAIT_WRITE, WAIT_READ, WAIT_TRANSFER };
@@ -33,7 +33,7 @@ enum wait_kind { WAIT_WRITE, WAIT_READ, WAIT_TRANSFER };
 /* A request parked until Raft decides it. */
 struct waiter {
     enum wait_kind kind;
-    struct client *client;
+    struct api_client *client;
     uint64_t req_id;
     double deadline;     /* ev_now() based */
     raft_index index;    /* WRITE: proposal index; READ: read index once known */
@@ -92,7 +92,7 @@ struct node {
     struct waitq writes;   /* in proposal (index) order */
     struct waitq reads;    /* waiting for a read index or for apply */
     struct waitq transfers;
-    struct client *watchers;
+    struct api_client *watchers;
 
     raft_id leader;
     enum raft_role role;
@@ -103,7 +103,7 @@ struct node {
 void node_mark_dirty(struct node *n);
 const struct config_node *node_member(const struct node *n, raft_id id);
 void waitq_push(struct waitq *q, struct waiter *w);
-void client_unref(struct client *c);
+void api_client_unref(struct api_client *c);
 
 /* peer.c */
 int peer_start(struct node *n, char *err, size_t errlen);
