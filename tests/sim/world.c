@@ -1,0 +1,518 @@
+/* world.c - one seed's run: draw the seed's knobs, bootstrap the cluster,
+ * step simulated time (clocks, deliveries, disk completions) under a fault
+ * schedule (partitions, crashes, clock drift, client writes and reads,
+ * leadership transfers, membership changes), then heal and check liveness. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim.h"
+
+/* A tick lasts this many time units on a node's clock at the slowest. */
+#define TICK_MAX 15
+#define TICK_MIN 5
+
+static uint32_t pick_u32(struct prng *g, const uint32_t *v, size_t n)
+{
+    return v[prng_below(g, n)];
+}
+
+static void draw_params(struct sim *s)
+{
+    struct params *p = &s->p;
+    struct prng *g = &s->rng;
+    /* One entry per message and one message in flight are weighted up: they
+     * split a new leader's old-term entries from its own, which is where
+     * commit rules break (Figure 8 of the Raft paper). */
+    static const uint32_t entries[] = {1, 1, 1, 2, 4, 16, 64};
+    static const uint32_t bytes[] = {48, 256, 4096, 1u << 20};
+    static const uint32_t apply[] = {1, 3, 64, 1024};
+    static const uint32_t disk[] = {700000, 300000, 80000};
+
+    p->loss_ppm = prng_chance(g, 200000) ? 0 : (uint32_t)prng_range(g, 0, 300000);
+    p->dup_ppm = prng_chance(g, 300000) ? 0 : (uint32_t)prng_range(g, 0, 100000);
+    p->delay_max = (unsigned)prng_range(g, 2, 30);
+    p->long_delay_ppm = (uint32_t)prng_range(g, 0, 30000);
+    p->partition_ppm = (uint32_t)prng_range(g, 200, 2500);
+    p->crash_ppm = (uint32_t)prng_range(g, 100, 2000);
+    p->prop_ppm = (uint32_t)prng_range(g, 30000, 250000);
+    p->read_ppm = (uint32_t)prng_range(g, 5000, 60000);
+    p->transfer_ppm = (uint32_t)prng_range(g, 0, 1500);
+    p->conf_ppm = (uint32_t)prng_range(g, 300, 4000);
+    p->disk_ppm = pick_u32(g, disk, 3);
+    p->snap_ppm = (uint32_t)prng_range(g, 50000, 500000);
+    p->snap_every = (unsigned)prng_range(g, 3, 60);
+    p->clock_change_ppm = 300;
+    p->churn_ppm = prng_chance(g, 400000) ? (uint32_t)prng_range(g, 300000, 900000) : 0;
+    p->strike_ppm = prng_chance(g, 500000) ? (uint32_t)prng_range(g, 20000, 200000) : 0;
+    p->election_ticks = (unsigned)prng_range(g, 8, 16);
+    p->heartbeat_ticks = (unsigned)prng_range(g, 1, 3);
+    p->max_msg_entries = pick_u32(g, entries, 7);
+    p->max_msg_bytes = pick_u32(g, bytes, 4);
+    p->max_inflight = prng_chance(g, 400000) ? 1 : (uint32_t)prng_range(g, 2, 8);
+    p->max_apply = pick_u32(g, apply, 4);
+    p->snapshot_trailing = (unsigned)prng_range(g, 0, 16);
+    p->learner_max_lag = (unsigned)prng_range(g, 1, 20);
+    p->pre_vote = prng_chance(g, 750000);
+    p->check_quorum = prng_chance(g, 750000);
+}
+
+static bool is_member(const struct raft_conf *c, raft_id id)
+{
+    return raft_conf_find(c, id) != NULL;
+}
+
+static struct node *pick_up(struct sim *s)
+{
+    unsigned up = 0;
+    for (unsigned i = 1; i <= s->n_nodes; i++)
+        up += s->nodes[i].up;
+    if (!up)
+        return NULL;
+    unsigned k = (unsigned)prng_below(&s->rng, up);
+    for (unsigned i = 1; i <= s->n_nodes; i++)
+        if (s->nodes[i].up && k-- == 0)
+            return &s->nodes[i];
+    return NULL;
+}
+
+/* The live leader of the highest term, as a client would end up finding. */
+raft_id world_leader(struct sim *s)
+{
+    raft_id best = RAFT_NONE;
+    raft_term best_term = 0;
+    for (unsigned i = 1; i <= s->n_nodes; i++) {
+        struct node *n = &s->nodes[i];
+        if (n->up && raft_role(n->r) == RAFT_LEADER && raft_current_term(n->r) >= best_term) {
+            best = n->id;
+            best_term = raft_current_term(n->r);
+        }
+    }
+    return best;
+}
+
+/* The leader (or RAFT_NONE) and, if there is one, its status in *st. */
+static raft_id leader_status(struct sim *s, struct raft_status *st)
+{
+    raft_id l = world_leader(s);
+    if (l)
+        raft_status(s->nodes[l].r, st);
+    return l;
+}
+
+/* ---- clients ------------------------------------------------------------- */
+
+static void client_propose(struct sim *s)
+{
+    struct node *n = pick_up(s);
+    if (!n)
+        return;
+    /* Like a client library: follow the leader hint when there is one. */
+    raft_id hint = raft_leader(n->r);
+    if (hint != RAFT_NONE && hint != n->id && hint <= s->n_nodes && s->nodes[hint].up)
+        n = &s->nodes[hint];
+    /* Flow control, as a node would apply it: refuse new writes while the
+     * leader already holds a long uncommitted tail.  Without it a slow
+     * configuration (1 entry per message, 1 in flight) builds a backlog that
+     * no bounded liveness check could wait out. */
+    if (raft_last_index(n->r) > raft_commit_index(n->r) + 64) {
+        TRACE(s, "n%llu propose: backpressure (%llu uncommitted)", U(n->id),
+              U(raft_last_index(n->r) - raft_commit_index(n->r)));
+        return;
+    }
+    uint8_t data[32];
+    uint64_t id = s->next_prop_id;
+    memcpy(data, &id, 8);
+    uint32_t len = 8 + (uint32_t)prng_below(&s->rng, 25);
+    for (uint32_t i = 8; i < len; i++)
+        data[i] = (uint8_t)prng_next(&s->rng);
+    raft_index index = 0;
+    raft_term term = 0;
+    int rc = raft_propose(n->r, data, len, &index, &term);
+    n->dirty = true;
+    if (rc == RAFT_OK) {
+        s->next_prop_id++;
+        s->st.proposals++;
+        grow(&n->props, &n->props_cap, n->n_props + 1, sizeof *n->props);
+        n->props[n->n_props++] = (struct proposal){index, term, id};
+        TRACE(s, "n%llu propose %llu -> (%llu, term %llu)", U(n->id), U(id), U(index), U(term));
+    } else {
+        TRACE(s, "n%llu propose: %s", U(n->id), raft_strerror(rc));
+    }
+    node_drive(s, n);
+}
+
+static void client_read(struct sim *s)
+{
+    struct node *n = pick_up(s);
+    if (!n)
+        return;
+    uint64_t ctx = s->next_read_ctx++;
+    grow(&s->ck.read_told, &s->ck.read_cap, ctx + 1, sizeof *s->ck.read_told);
+    s->ck.read_told[ctx] = s->ck.told;
+    int rc = raft_read_index(n->r, ctx);
+    n->dirty = true;
+    TRACE(s, "n%llu read %llu requested (client knows %llu): %s", U(n->id), U(ctx),
+          U(s->ck.told), raft_strerror(rc));
+    node_drive(s, n);
+}
+
+/* ---- operator actions ------------------------------------------------------ */
+
+static void do_transfer(struct sim *s)
+{
+    struct raft_status st;
+    raft_id l = leader_status(s, &st);
+    if (!l)
+        return;
+    struct node *n = &s->nodes[l];
+    raft_id target = RAFT_NONE;
+    if (prng_chance(&s->rng, 750000) && st.conf.n > 1) {
+        const struct raft_member *m = &st.conf.m[prng_below(&s->rng, st.conf.n)];
+        if (m->id != l && m->role == RAFT_VOTER)
+            target = m->id;
+    }
+    int rc = raft_transfer_leader(n->r, target);
+    n->dirty = true;
+    TRACE(s, "n%llu transfer leadership to n%llu: %s", U(l), U(target), raft_strerror(rc));
+    if (rc == RAFT_OK)
+        s->st.transfers++;
+    node_drive(s, n);
+}
+
+/* Cycle the cluster between n_init and n_init + 1 voters: add the node that
+ * is out as a learner (sometimes straight as a voter), promote it, then
+ * remove some voter (now and then the leader itself), which becomes the next
+ * node out.  The voters never drop below the initial cluster size. */
+static void do_conf_change(struct sim *s)
+{
+    struct raft_status st;
+    raft_id l = leader_status(s, &st);
+    if (!l)
+        return;
+    struct node *ln = &s->nodes[l];
+    struct raft_conf_change cc = {0, RAFT_NONE};
+    for (uint32_t i = 0; i < st.conf.n; i++)
+        if (st.conf.m[i].role == RAFT_LEARNER)
+            cc = (struct raft_conf_change){RAFT_CONF_PROMOTE, st.conf.m[i].id};
+    for (unsigned i = 1; i <= s->n_nodes && !cc.op; i++) {
+        struct node *x = &s->nodes[i];
+        if (is_member(&st.conf, x->id))
+            continue;
+        if (!x->up) {
+            TRACE(s, "n%llu started to join", U(x->id));
+            node_start(s, x, NULL);
+            if (s->fail)
+                return;
+        }
+        cc.op = prng_chance(&s->rng, 800000) ? RAFT_CONF_ADD_LEARNER : RAFT_CONF_ADD_VOTER;
+        cc.id = x->id;
+    }
+    if (!cc.op && st.conf.n > 1) {
+        raft_id victim = l;
+        if (!prng_chance(&s->rng, 200000)) {
+            uint64_t k = prng_below(&s->rng, st.conf.n - 1); /* k-th member other than l */
+            for (uint32_t i = 0; i < st.conf.n; i++)
+                if (st.conf.m[i].id != l && k-- == 0)
+                    victim = st.conf.m[i].id;
+        }
+        cc = (struct raft_conf_change){RAFT_CONF_REMOVE, victim};
+    }
+    if (!cc.op)
+        return;
+    raft_index index = 0;
+    int rc = raft_propose_conf(ln->r, &cc, &index);
+    ln->dirty = true;
+    static const char *const ops[] = {"?", "add learner", "promote", "remove", "add voter"};
+    TRACE(s, "n%llu conf change: %s n%llu -> %s (index %llu)", U(l), ops[cc.op < 5 ? cc.op : 0],
+          U(cc.id), raft_strerror(rc), U(index));
+    if (rc == RAFT_OK)
+        s->st.conf_changes++;
+    node_drive(s, ln);
+}
+
+/* Membership decides who runs: a node out of the leader's configuration is
+ * stopped after a while (its disk kept), one back in is started again. */
+static void janitor(struct sim *s)
+{
+    struct raft_status st;
+    if (!leader_status(s, &st))
+        return;
+    for (unsigned i = 1; i <= s->n_nodes && !s->fail; i++) {
+        struct node *x = &s->nodes[i];
+        bool member = is_member(&st.conf, x->id);
+        if (member && !x->up && x->decommissioned) {
+            TRACE(s, "n%llu is a member again: restarting", U(x->id));
+            node_start(s, x, NULL);
+        } else if (!member && x->up && x->stop_at == SIM_NEVER) {
+            x->stop_at = s->now + (s->faults ? prng_range(&s->rng, 0, 400) : 0);
+        } else if (member && x->stop_at != SIM_NEVER) {
+            x->stop_at = SIM_NEVER;
+        }
+    }
+}
+
+static void do_crash(struct sim *s)
+{
+    struct node *n = NULL;
+    raft_id l = world_leader(s);
+    if (l && prng_chance(&s->rng, 300000))
+        n = &s->nodes[l];
+    else
+        n = pick_up(s);
+    if (!n)
+        return;
+    node_crash(s, n, "crash");
+    n->restart_at = s->now + prng_range(&s->rng, 5, 600);
+    s->st.crashes++;
+}
+
+/* Leader churn: some seeds knock out new leaders soon after they win, before
+ * their own entries reach a majority.  That is the shape of Figure 8 in the
+ * Raft paper, which random faults alone reach too rarely. */
+static void churn(struct sim *s)
+{
+    raft_id l = world_leader(s);
+    if (l && raft_current_term(s->nodes[l].r) > s->churn_seen) {
+        s->churn_seen = raft_current_term(s->nodes[l].r);
+        if (prng_chance(&s->rng, s->p.churn_ppm)) {
+            s->churn_target = l;
+            /* Often before its first AppendEntries lands (a partition drops
+             * messages in flight): its no-op then exists in its log alone. */
+            s->churn_at = s->now + (prng_chance(&s->rng, 500000)
+                                        ? prng_range(&s->rng, 0, 2)
+                                        : prng_range(&s->rng, 1, 4ULL * s->nodes[l].tick_period));
+        }
+    }
+    if (s->just_committed && prng_chance(&s->rng, s->p.strike_ppm)) {
+        /* Strike right after a commit: followers have not heard of it yet. */
+        s->churn_target = s->just_committed;
+        s->churn_at = s->now;
+    }
+    s->just_committed = RAFT_NONE;
+    if (!s->churn_target || s->now < s->churn_at)
+        return;
+    struct node *n = &s->nodes[s->churn_target];
+    s->churn_target = RAFT_NONE;
+    if (!n->up || raft_role(n->r) != RAFT_LEADER)
+        return;
+    if (!s->net.partitioned && prng_chance(&s->rng, 600000)) {
+        net_partition(s, n->id, true);
+        return;
+    }
+    node_crash(s, n, "leader churn");
+    n->restart_at = s->now + prng_range(&s->rng, 5, 300);
+    s->st.crashes++;
+}
+
+static void faults_step(struct sim *s)
+{
+    struct prng *g = &s->rng;
+    if (s->p.churn_ppm || s->p.strike_ppm)
+        churn(s);
+    if (!s->net.partitioned && prng_chance(g, s->p.partition_ppm))
+        net_partition(s, world_leader(s), false);
+    else if (s->net.partitioned && s->now >= s->net.heal_at)
+        net_heal(s);
+    if (prng_chance(g, s->p.crash_ppm))
+        do_crash(s);
+    if (prng_chance(g, s->p.clock_change_ppm)) {
+        struct node *n = &s->nodes[prng_range(g, 1, s->n_nodes)];
+        n->tick_period = (unsigned)prng_range(g, TICK_MIN, TICK_MAX);
+        TRACE(s, "n%llu clock now ticks every %u units", U(n->id), n->tick_period);
+    }
+    if (prng_chance(g, s->p.prop_ppm)) {
+        unsigned burst = prng_chance(g, 100000) ? (unsigned)prng_range(g, 2, 8) : 1;
+        for (unsigned i = 0; i < burst && !s->fail; i++)
+            client_propose(s);
+    }
+    if (prng_chance(g, s->p.read_ppm))
+        client_read(s);
+    if (prng_chance(g, s->p.transfer_ppm))
+        do_transfer(s);
+    if (prng_chance(g, s->p.conf_ppm))
+        do_conf_change(s);
+}
+
+/* ---- time ---------------------------------------------------------------- */
+
+static void step(struct sim *s)
+{
+    s->now++;
+    s->st.steps++;
+    if (s->faults)
+        faults_step(s);
+
+    for (unsigned i = 1; i <= s->n_nodes && !s->fail; i++) {
+        struct node *n = &s->nodes[i];
+        if (!n->up && s->now >= n->restart_at) {
+            node_start(s, n, NULL);
+        } else if (n->up && s->now >= n->stop_at) {
+            node_crash(s, n, "stopped: no longer a member");
+            n->decommissioned = true;
+            n->restart_at = SIM_NEVER;
+            n->stop_at = SIM_NEVER;
+        }
+    }
+    /* Clocks: each node ticks at its own rate. */
+    for (unsigned i = 1; i <= s->n_nodes && !s->fail; i++) {
+        struct node *n = &s->nodes[i];
+        for (int k = 0; n->up && n->next_tick <= s->now && k < 4 && !s->fail; k++) {
+            raft_tick(n->r);
+            n->dirty = true;
+            n->next_tick += n->tick_period;
+            node_drive(s, n);
+        }
+    }
+    net_deliver_due(s);
+    /* Disks: the oldest pending write of a node lands now and then. */
+    for (unsigned i = 1; i <= s->n_nodes && !s->fail; i++) {
+        struct node *n = &s->nodes[i];
+        if (n->up && n->pend && prng_chance(&s->rng, s->p.disk_ppm)) {
+            /* Usually an fsync covers the whole queue (group commit). */
+            size_t k = prng_chance(&s->rng, 600000) ? n->n_pend
+                                                    : (size_t)prng_range(&s->rng, 1, n->n_pend);
+            disk_complete(s, n, k);
+            node_drive(s, n);
+        }
+    }
+    for (unsigned i = 1; i <= s->n_nodes && !s->fail; i++)
+        if (s->nodes[i].dirty)
+            node_maybe_snapshot(s, &s->nodes[i]);
+    if (!s->faults || s->now % 16 == 0)
+        janitor(s);
+    for (unsigned i = 1; i <= s->n_nodes; i++) {
+        struct node *n = &s->nodes[i];
+        if (n->dirty && !s->fail)
+            check_node(s, n);
+        n->dirty = false;
+    }
+}
+
+/* A leader that every live voter of its configuration follows. */
+static raft_id stable_leader(struct sim *s)
+{
+    struct raft_status st;
+    raft_id l = leader_status(s, &st);
+    if (!l)
+        return RAFT_NONE;
+    for (uint32_t i = 0; i < st.conf.n; i++) {
+        struct node *m = &s->nodes[st.conf.m[i].id];
+        if (st.conf.m[i].role != RAFT_VOTER)
+            continue;
+        if (!m->up || raft_leader(m->r) != l)
+            return RAFT_NONE;
+    }
+    return l;
+}
+
+/* Members of the leader's configuration that lack an acknowledged write. */
+static bool converged(struct sim *s, raft_id *lagging, uint64_t *missing)
+{
+    raft_id l = stable_leader(s);
+    *lagging = RAFT_NONE;
+    *missing = 0;
+    if (!l)
+        return false;
+    struct raft_status st;
+    raft_status(s->nodes[l].r, &st);
+    for (uint32_t i = 0; i < st.conf.n; i++) {
+        struct node *m = &s->nodes[st.conf.m[i].id];
+        if (!m->up || !check_acked_applied(s, m, missing)) {
+            *lagging = m->id;
+            return false;
+        }
+    }
+    return true;
+}
+
+static void liveness(struct sim *s)
+{
+    s->faults = false;
+    net_heal(s);
+    for (unsigned i = 1; i <= s->n_nodes; i++) {
+        struct node *n = &s->nodes[i];
+        if (!n->up && n->started && !n->decommissioned)
+            n->restart_at = s->now + 1;
+    }
+    TRACE(s, "=== schedule over: healed, no more loss, crashed nodes restart ===");
+    uint64_t bound = 40ULL * s->p.election_ticks * TICK_MAX;
+    uint64_t t0 = s->now;
+    while (!s->fail && s->now - t0 < bound && !stable_leader(s))
+        step(s);
+    if (s->fail)
+        return;
+    if (!stable_leader(s)) {
+        sim_fail(s, FAIL_LIVENESS, "liveness: no stable leader %llu ticks after the heal",
+                 U(bound / TICK_MAX));
+        return;
+    }
+    TRACE(s, "=== leader n%llu after %llu units; waiting for every member to catch up ===",
+          U(stable_leader(s)), U(s->now - t0));
+    raft_id lagging = RAFT_NONE;
+    uint64_t missing = 0;
+    t0 = s->now;
+    while (!s->fail && s->now - t0 < bound && !converged(s, &lagging, &missing))
+        step(s);
+    if (!s->fail && !converged(s, &lagging, &missing)) {
+        if (lagging == RAFT_NONE)
+            sim_fail(s, FAIL_LIVENESS, "liveness: lost the stable leader while catching up");
+        else
+            sim_fail(s, FAIL_LIVENESS,
+                     "liveness: proposal %llu was acknowledged as committed but n%llu has not "
+                     "applied it %llu ticks after the heal",
+                     U(missing), U(lagging), U(bound / TICK_MAX));
+    }
+}
+
+void world_run(struct sim *s, uint64_t seed, unsigned nodes, uint64_t steps, int trace_mode)
+{
+    s->seed = seed;
+    s->n_init = nodes;
+    s->n_nodes = nodes + 1;
+    s->steps = steps;
+    s->trace_mode = trace_mode;
+    s->next_read_ctx = 1;
+    s->net.heal_at = SIM_NEVER;
+    prng_seed(&s->rng, seed);
+    draw_params(s);
+    const struct params *p = &s->p;
+    TRACE(s,
+          "seed %llu: %u nodes + 1 spare, loss %u ppm, dup %u ppm, delay 1..%u (+%u ppm long), "
+          "election %u hb %u ticks, batch %u entries/%u bytes, inflight %u, apply %u, "
+          "pre-vote %d, check-quorum %d, snapshot every %u (trailing %u), disk %u ppm",
+          U(seed), nodes, p->loss_ppm, p->dup_ppm, p->delay_max, p->long_delay_ppm,
+          p->election_ticks, p->heartbeat_ticks, p->max_msg_entries, p->max_msg_bytes,
+          p->max_inflight, p->max_apply, p->pre_vote, p->check_quorum, p->snap_every,
+          p->snapshot_trailing, p->disk_ppm);
+
+    struct raft_conf conf = {0};
+    for (unsigned i = 1; i <= s->n_nodes; i++) {
+        struct node *n = &s->nodes[i];
+        n->id = i;
+        n->tick_period = (unsigned)prng_range(&s->rng, TICK_MIN, TICK_MAX);
+        n->restart_at = SIM_NEVER;
+        n->stop_at = SIM_NEVER;
+        if (i <= nodes)
+            conf.m[conf.n++] = (struct raft_member){i, RAFT_VOTER};
+    }
+    for (unsigned i = 1; i <= nodes && !s->fail; i++)
+        node_start(s, &s->nodes[i], &conf);
+    s->faults = true;
+    while (!s->fail && s->now < steps)
+        step(s);
+    if (!s->fail)
+        liveness(s);
+}
+
+void world_free(struct sim *s)
+{
+    for (unsigned i = 1; i <= s->n_nodes; i++)
+        node_free(&s->nodes[i]);
+    net_free(s);
+    while (s->blobs) {
+        struct blob *next = s->blobs->next;
+        free(s->blobs);
+        s->blobs = next;
+    }
+    check_free(&s->ck);
+}
