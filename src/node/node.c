@@ -110,7 +110,9 @@ static void on_soft_state(void *arg, raft_id leader, enum raft_role role, raft_t
         log_event(LOG_INFO, "election", NULL, "campaigning in term %llu", (unsigned long long)term);
     notify_status(n);
     api_leader_changed(n);
-    if (n->stopping && leader != n->id)
+    /* Leave once someone else leads: by then our vote for it has gone out
+     * and nobody has to wait out an election timeout for us. */
+    if (n->stopping && leader != RAFT_NONE && leader != n->id)
         ev_break(n->loop, EVBREAK_ALL);
 }
 
