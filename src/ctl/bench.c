@@ -1,0 +1,448 @@
+/* bench.c - "raftkvctl bench": many closed-loop clients from one thread,
+ * each on its own non-blocking connection with up to P requests in flight,
+ * driven by poll().  Writes carry sessions like any client's, so the
+ * servers do the work real writes cost. */
+#include "ctl/ctl.h"
+#include "ctl/hist.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#define PROGRESS_NS 1000000000ull
+#define POLL_MS 100
+#define KEY_FMT "bench:%" PRIu64
+
+struct bench_opts {
+    uint64_t clients, requests, value_size, keys, set_w, get_w, pipeline;
+    unsigned duration_ms;
+    bool stale, no_prefill;
+};
+
+struct slot {
+    uint64_t id, t0;
+    bool set;
+};
+
+struct bconn {
+    struct client_conn cc;
+    uint64_t client_id, seq, next_id, rng;
+    struct slot *slots;
+    unsigned inflight;
+};
+
+struct bench {
+    const struct bench_opts *o;
+    struct bconn *conns;
+    uint8_t *value;
+    bool prefill;
+    uint64_t limit;                 /* requests to issue; 0 with a duration */
+    uint64_t start, stop_issue, last_progress, prev_done, prev_t;
+    uint64_t issued, done, ok, errors, misses, sets, gets;
+    unsigned live;
+    struct hist all, set_h, get_h;
+    char first_err[CLIENT_ERRLEN];
+};
+
+static const struct option bench_long[] = {
+    {"clients", required_argument, 0, 'C'},    {"requests", required_argument, 0, 'N'},
+    {"duration", required_argument, 0, 'D'},   {"value-size", required_argument, 0, 'B'},
+    {"keys", required_argument, 0, 'K'},       {"ratio", required_argument, 0, 'R'},
+    {"stale", no_argument, 0, 'S'},            {"pipeline", required_argument, 0, 'P'},
+    {"no-prefill", no_argument, 0, 'F'},       {0, 0, 0, 0},
+};
+
+static int bench_opt(struct ctl *ctl, int c, const char *arg, void *ud)
+{
+    (void)ctl;
+    struct bench_opts *o = ud;
+    uint64_t *num = c == 'C' ? &o->clients : c == 'N' ? &o->requests : c == 'B' ? &o->value_size
+                    : c == 'K' ? &o->keys : c == 'P' ? &o->pipeline : NULL;
+    if (num) {
+        if (ctl_parse_u64(arg, num) < 0 || (*num == 0 && c != 'B') || *num > 100000000)
+            return ctl_usage_error("bench", "'%s' is not a sensible count", arg);
+        if (c == 'N')
+            o->duration_ms = 0;
+        return 0;
+    }
+    switch (c) {
+    case 'D':
+        if (ctl_parse_duration_ms(arg, &o->duration_ms) < 0 || o->duration_ms == 0)
+            return ctl_usage_error("bench", "--duration %s: expected a duration like 10s", arg);
+        return 0;
+    case 'R': {
+        char *end;
+        o->set_w = strtoull(arg, &end, 10);
+        if (*end != ':' || (o->get_w = strtoull(end + 1, &end, 10), *end) || o->set_w + o->get_w == 0)
+            return ctl_usage_error("bench", "--ratio %s: expected SET:GET like 1:0 or 1:9", arg);
+        return 0;
+    }
+    case 'S': o->stale = true; return 0;
+    case 'F': o->no_prefill = true; return 0;
+    }
+    return EXIT_USAGE;
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545f4914f6cdd1dull;
+}
+
+/* Queues the next request on bc; false when the run issues no more. */
+static bool issue(struct bench *b, struct bconn *bc, uint64_t now)
+{
+    const struct bench_opts *o = b->o;
+    if (b->limit ? b->issued >= b->limit : now >= b->stop_issue)
+        return false;
+    bool set = b->prefill || xorshift(&bc->rng) % (o->set_w + o->get_w) < o->set_w;
+    uint64_t k = b->prefill ? b->issued : xorshift(&bc->rng) % o->keys;
+    char key[40];
+    int klen = snprintf(key, sizeof(key), KEY_FMT, k);
+
+    Raftkv__Request req = RAFTKV__REQUEST__INIT;
+    Raftkv__SetRequest sr = RAFTKV__SET_REQUEST__INIT;
+    Raftkv__GetRequest gr = RAFTKV__GET_REQUEST__INIT;
+    req.has_id = 1;
+    req.id = ++bc->next_id;
+    if (set) {
+        sr.has_key = sr.has_value = 1;
+        sr.key = (ProtobufCBinaryData){.len = (size_t)klen, .data = (uint8_t *)key};
+        sr.value = (ProtobufCBinaryData){.len = o->value_size, .data = b->value};
+        req.op_case = RAFTKV__REQUEST__OP_SET;
+        req.set = &sr;
+        req.has_client_id = req.has_sequence = 1;
+        req.client_id = bc->client_id;
+        req.sequence = ++bc->seq;
+    } else {
+        gr.has_key = 1;
+        gr.key = (ProtobufCBinaryData){.len = (size_t)klen, .data = (uint8_t *)key};
+        gr.has_consistency = o->stale;
+        gr.consistency = o->stale ? RAFTKV__CONSISTENCY__STALE : RAFTKV__CONSISTENCY__LINEARIZABLE;
+        req.op_case = RAFTKV__REQUEST__OP_GET;
+        req.get = &gr;
+    }
+    if (client_conn_queue(&bc->cc, &req) < 0)
+        return false;
+    struct slot *s = &bc->slots[bc->inflight++];
+    *s = (struct slot){.id = req.id, .t0 = now, .set = set};
+    b->issued++;
+    return true;
+}
+
+/* The first error of a run is the one worth showing; the rest are counted. */
+static void note_error(struct bench *b, const char *what, const char *detail)
+{
+    if (!b->first_err[0])
+        snprintf(b->first_err, sizeof(b->first_err), "%s%s%s", what, *detail ? ": " : "", detail);
+}
+
+static void kill_conn(struct bench *b, struct bconn *bc, int err)
+{
+    char what[ADDR_STRLEN + 32];
+    snprintf(what, sizeof(what), "connection to %s lost", bc->cc.name);
+    note_error(b, what, strerror(-err));
+    b->errors += bc->inflight;
+    b->done += bc->inflight;
+    bc->inflight = 0;
+    client_conn_close(&bc->cc);
+    b->live--;
+}
+
+static void complete(struct bench *b, struct bconn *bc, const Raftkv__Response *resp, uint64_t now)
+{
+    for (unsigned i = 0; i < bc->inflight; i++) {
+        struct slot s = bc->slots[i];
+        if (s.id != resp->id)
+            continue;
+        bc->slots[i] = bc->slots[--bc->inflight];
+        b->done++;
+        bool miss = !s.set && resp->status == RAFTKV__STATUS__NOT_FOUND;
+        if (resp->status != RAFTKV__STATUS__OK && !miss) {
+            b->errors++;
+            note_error(b, client_status_name(resp->status), resp->message ? resp->message : "");
+            return;
+        }
+        uint64_t lat = now - s.t0;
+        b->ok++;
+        b->misses += miss;
+        hist_add(&b->all, lat);
+        hist_add(s.set ? &b->set_h : &b->get_h, lat);
+        (s.set ? b->sets++ : b->gets++);
+        return;
+    }
+}
+
+/* Reads, completes and refills one connection. */
+static void service(struct bench *b, struct bconn *bc, short revents)
+{
+    int r;
+    uint64_t now = client_now_ns();
+    if (revents & (POLLIN | POLLERR | POLLHUP)) {
+        while ((r = client_conn_fill(&bc->cc)) == 0) {
+            Raftkv__Response *resp;
+            int n;
+            now = client_now_ns();
+            while ((n = client_conn_next(&bc->cc, &resp)) == 1) {
+                complete(b, bc, resp, now);
+                raftkv__response__free_unpacked(resp, NULL);
+            }
+            if (n < 0) {
+                kill_conn(b, bc, n);
+                return;
+            }
+        }
+        if (r != -EAGAIN) {
+            kill_conn(b, bc, r);
+            return;
+        }
+    }
+    while (bc->inflight < b->o->pipeline && issue(b, bc, now))
+        ;
+    if ((r = client_conn_flush(&bc->cc)) < 0 && r != -EAGAIN)
+        kill_conn(b, bc, r);
+}
+
+static double ms(uint64_t ns)
+{
+    return (double)ns / 1e6;
+}
+
+static void progress(struct bench *b, uint64_t now)
+{
+    double secs = (double)(now - b->prev_t) / 1e9;
+    fprintf(stderr, "\r\033[K%6.1fs  %10" PRIu64 " ops  %9.0f ops/s  p50 %.2f ms  p99 %.2f ms  errors %" PRIu64,
+            (double)(now - b->start) / 1e9, b->done, secs > 0 ? (double)(b->done - b->prev_done) / secs : 0.0,
+            ms(hist_quantile(&b->all, 0.5)), ms(hist_quantile(&b->all, 0.99)), b->errors);
+    b->prev_done = b->done;
+    b->prev_t = now;
+}
+
+/* One phase (prefill or the measured run) over the open connections. */
+static void run(struct bench *b, uint64_t limit, unsigned duration_ms, uint64_t drain_ns, bool show)
+{
+    size_t n = b->o->clients;
+    struct pollfd *pfd = calloc(n, sizeof(*pfd));
+    if (!pfd)
+        return;
+    b->limit = limit;
+    b->start = b->prev_t = b->last_progress = client_now_ns();
+    b->stop_issue = b->start + (uint64_t)duration_ms * 1000000ull;
+    for (size_t i = 0; i < n; i++)
+        if (client_conn_is_open(&b->conns[i].cc))
+            service(b, &b->conns[i], 0);
+    uint64_t drain_until = 0;
+    for (;;) {
+        uint64_t now = client_now_ns(), inflight = 0;
+        for (size_t i = 0; i < n; i++)
+            inflight += b->conns[i].inflight;
+        bool issuing = limit ? b->issued < limit : now < b->stop_issue;
+        if (b->live == 0 || (!issuing && inflight == 0))
+            break;
+        if (!issuing && !drain_until)
+            drain_until = now + drain_ns;
+        if (drain_until && now > drain_until) {
+            note_error(b, "requests still unanswered when the run ended", "");
+            b->errors += inflight;
+            b->done += inflight;
+            break;
+        }
+        for (size_t i = 0; i < n; i++) {
+            struct bconn *bc = &b->conns[i];
+            pfd[i].fd = client_conn_is_open(&bc->cc) ? bc->cc.fd : -1;
+            pfd[i].events = (short)(POLLIN | (client_conn_want_write(&bc->cc) ? POLLOUT : 0));
+            pfd[i].revents = 0;
+        }
+        if (poll(pfd, n, POLL_MS) < 0 && errno != EINTR)
+            break;
+        for (size_t i = 0; i < n; i++)
+            if (pfd[i].revents && client_conn_is_open(&b->conns[i].cc))
+                service(b, &b->conns[i], pfd[i].revents);
+            else if (client_conn_is_open(&b->conns[i].cc) && b->conns[i].inflight < b->o->pipeline)
+                service(b, &b->conns[i], 0); /* a duration run may have stopped issuing */
+        now = client_now_ns();
+        if (show && now - b->last_progress >= PROGRESS_NS) {
+            progress(b, now);
+            b->last_progress = now;
+        }
+    }
+    if (show)
+        fputs("\r\033[K", stderr);
+    free(pfd);
+}
+
+static void reset_counts(struct bench *b)
+{
+    b->issued = b->done = b->ok = b->errors = b->misses = b->sets = b->gets = b->prev_done = 0;
+    b->first_err[0] = '\0';
+    hist_init(&b->all);
+    hist_init(&b->set_h);
+    hist_init(&b->get_h);
+}
+
+/* Where the run goes: wherever a write lands after redirects (the leader,
+ * or the proxy), found with one real write of the first key. */
+static int find_target(struct ctl *ctl, const struct bench *b, char *target, size_t len)
+{
+    char err[CLIENT_ERRLEN], key[40];
+    struct client *c = ctl_client(ctl);
+    Raftkv__Response *resp = NULL;
+    if (!c)
+        return EXIT_USAGE;
+    int klen = snprintf(key, sizeof(key), KEY_FMT, (uint64_t)0);
+    int r = client_set(c, key, (size_t)klen, b->value, b->o->value_size, &resp, err, sizeof(err));
+    if (r < 0 || resp->status != RAFTKV__STATUS__OK) {
+        int code = ctl_report(ctl, "bench: first write", r, resp, err);
+        client_response_free(resp);
+        return code ? code : EXIT_ERROR;
+    }
+    client_response_free(resp);
+    snprintf(target, len, "%s", client_endpoint(c));
+    return 0;
+}
+
+static void json_hist(const char *name, const struct hist *h, uint64_t count, double secs)
+{
+    printf("\"%s\":{\"count\":%" PRIu64 ",\"ops_per_sec\":%.1f,\"latency_us\":{\"min\":%.1f,\"mean\":%.1f,"
+           "\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f}}",
+           name, count, secs > 0 ? (double)count / secs : 0.0, h->n ? (double)h->min / 1e3 : 0.0,
+           hist_mean(h) / 1e3, (double)hist_quantile(h, 0.5) / 1e3, (double)hist_quantile(h, 0.9) / 1e3,
+           (double)hist_quantile(h, 0.99) / 1e3, (double)hist_quantile(h, 0.999) / 1e3, (double)h->max / 1e3);
+}
+
+static void line_hist(const char *name, const struct hist *h, uint64_t count, double secs)
+{
+    printf("%-10s %8.0f ops/s  min %.2f  p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms\n", name,
+           secs > 0 ? (double)count / secs : 0.0, h->n ? ms(h->min) : 0.0, ms(hist_quantile(h, 0.5)),
+           ms(hist_quantile(h, 0.9)), ms(hist_quantile(h, 0.99)), ms(hist_quantile(h, 0.999)), ms(h->max));
+}
+
+static void report(struct ctl *ctl, const struct bench *b, const char *target, double secs)
+{
+    const struct bench_opts *o = b->o;
+    switch (ctl_format(ctl, FMT_TABLE)) {
+    case FMT_JSON:
+        printf("{\"target\":");
+        json_string(stdout, target);
+        printf(",\"clients\":%" PRIu64 ",\"pipeline\":%" PRIu64 ",\"value_size\":%" PRIu64 ",\"keys\":%" PRIu64
+               ",\"ratio\":\"%" PRIu64 ":%" PRIu64 "\",\"stale\":%s,\"seconds\":%.3f,\"requests\":%" PRIu64
+               ",\"ok\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"misses\":%" PRIu64 ",",
+               o->clients, o->pipeline, o->value_size, o->keys, o->set_w, o->get_w, o->stale ? "true" : "false",
+               secs, b->done, b->ok, b->errors, b->misses);
+        json_hist("all", &b->all, b->ok, secs);
+        fputc(',', stdout);
+        json_hist("set", &b->set_h, b->sets, secs);
+        fputc(',', stdout);
+        json_hist("get", &b->get_h, b->gets, secs);
+        fputs(",\"first_error\":", stdout);
+        json_string(stdout, b->first_err[0] ? b->first_err : NULL);
+        fputs("}\n", stdout);
+        break;
+    case FMT_PLAIN:
+        printf("ops_per_sec\t%.1f\nok\t%" PRIu64 "\nerrors\t%" PRIu64 "\np50_us\t%.1f\np90_us\t%.1f\n"
+               "p99_us\t%.1f\np999_us\t%.1f\nmax_us\t%.1f\n",
+               secs > 0 ? (double)b->ok / secs : 0.0, b->ok, b->errors, (double)hist_quantile(&b->all, 0.5) / 1e3,
+               (double)hist_quantile(&b->all, 0.9) / 1e3, (double)hist_quantile(&b->all, 0.99) / 1e3,
+               (double)hist_quantile(&b->all, 0.999) / 1e3, (double)b->all.max / 1e3);
+        break;
+    default:
+        printf("bench: %" PRIu64 " clients x pipeline %" PRIu64 ", %" PRIu64 "-byte values, %" PRIu64
+               " keys, set:get %" PRIu64 ":%" PRIu64 ", %s reads, target %s\n",
+               o->clients, o->pipeline, o->value_size, o->keys, o->set_w, o->get_w,
+               o->stale ? "stale" : "linearizable", target);
+        printf("%" PRIu64 " requests in %.2f s: %" PRIu64 " ok, %" PRIu64 " errors", b->done, secs, b->ok, b->errors);
+        if (b->misses)
+            printf(" (%" PRIu64 " gets found no key)", b->misses);
+        putchar('\n');
+        line_hist("all", &b->all, b->ok, secs);
+        if (b->sets && b->gets) {
+            line_hist("set", &b->set_h, b->sets, secs);
+            line_hist("get", &b->get_h, b->gets, secs);
+        }
+        if (b->first_err[0])
+            printf("first error: %s\n", b->first_err);
+        break;
+    }
+}
+
+static int open_conns(struct bench *b, const char *target, unsigned timeout_ms)
+{
+    char err[CLIENT_ERRLEN];
+    uint64_t seed = client_now_ns();
+    for (uint64_t i = 0; i < b->o->clients; i++) {
+        struct bconn *bc = &b->conns[i];
+        client_conn_init(&bc->cc, 0);
+        if (!(bc->slots = calloc(b->o->pipeline, sizeof(*bc->slots))))
+            return ctl_fail(EXIT_ERROR, "bench: out of memory");
+        if (getrandom(&bc->client_id, sizeof(bc->client_id), 0) != sizeof(bc->client_id) || !bc->client_id)
+            bc->client_id = seed + i + 1;
+        bc->rng = (seed ^ (i + 1) * 0x9e3779b97f4a7c15ull) | 1;
+        int r = client_conn_open(&bc->cc, target, (int)timeout_ms, err, sizeof(err));
+        if (r < 0)
+            return ctl_fail(EXIT_UNAVAILABLE, "bench: client %" PRIu64 ": %s", i + 1, err);
+        b->live++;
+    }
+    return 0;
+}
+
+int cmd_bench(struct ctl *ctl, int argc, char **argv)
+{
+    struct bench_opts o = {.clients = 16, .requests = 10000, .value_size = 100, .keys = 1000,
+                           .set_w = 1, .get_w = 1, .pipeline = 1};
+    int r = ctl_getopt(ctl, ctl_find_command("bench"), argc, argv, bench_long, "", bench_opt, &o);
+    if (r)
+        return r < 0 ? 0 : r;
+    if (optind != argc)
+        return ctl_usage_error("bench", "unexpected argument '%s'", argv[optind]);
+    struct bench b = {.o = &o};
+    char target[ADDR_STRLEN];
+    bool tty = isatty(STDERR_FILENO);
+    b.conns = calloc(o.clients, sizeof(*b.conns));
+    b.value = malloc(o.value_size ? o.value_size : 1);
+    if (!b.conns || !b.value) {
+        free(b.conns);
+        free(b.value);
+        return ctl_fail(EXIT_ERROR, "bench: out of memory");
+    }
+    for (uint64_t i = 0; i < o.value_size; i++)
+        b.value[i] = (uint8_t)('a' + i % 26);
+    int code = find_target(ctl, &b, target, sizeof(target));
+    if (!code)
+        code = open_conns(&b, target, ctl->o.timeout_ms);
+    uint64_t drain_ns = (uint64_t)ctl->o.timeout_ms * 1000000ull;
+    if (!code && o.get_w && !o.no_prefill) {
+        if (tty)
+            fprintf(stderr, "prefilling %" PRIu64 " keys...", o.keys);
+        b.prefill = true;
+        reset_counts(&b);
+        run(&b, o.keys, 0, drain_ns, false);
+        b.prefill = false;
+        if (tty)
+            fputs("\r\033[K", stderr);
+        if (b.errors)
+            code = ctl_fail(EXIT_ERROR, "bench: prefill failed: %s", b.first_err);
+    }
+    if (!code) {
+        reset_counts(&b);
+        run(&b, o.duration_ms ? 0 : o.requests, o.duration_ms, drain_ns, tty);
+        double secs = (double)(client_now_ns() - b.start) / 1e9;
+        report(ctl, &b, target, secs);
+        if (b.ok == 0)
+            code = ctl_fail(EXIT_UNAVAILABLE, "bench: no request succeeded: %s", b.first_err);
+        else if (b.errors)
+            code = ctl_fail(EXIT_ERROR, "bench: %" PRIu64 " requests failed; first: %s", b.errors, b.first_err);
+    }
+    for (uint64_t i = 0; i < o.clients; i++) {
+        client_conn_close(&b.conns[i].cc);
+        free(b.conns[i].slots);
+    }
+    free(b.conns);
+    free(b.value);
+    return code;
+}
