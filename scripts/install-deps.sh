@@ -7,6 +7,7 @@ packages=(
   build-essential meson ninja-build pkg-config
   libcmocka-dev libev-dev libprotobuf-c-dev protobuf-c-compiler libsystemd-dev
   python3 python3-protobuf protobuf-compiler
+  libreadline-dev scdoc
 )
 
 SUDO=""
