@@ -748,6 +748,9 @@ void api_fail_all(struct node *n)
         while ((w = waitq_pop(qs[i]))) {
             respond_error(n, w->client, w->req_id, RAFTKV__STATUS__UNAVAILABLE, "node %u is stopping",
                           n->id);
+            /* the loop will not run again: write the answer now */
+            if (w->client->conn)
+                net_conn_flush(w->client->conn);
             waiter_free(w);
         }
     }

@@ -114,7 +114,8 @@ static int list_segments(const struct log *lg, uint64_t **firsts, size_t *n, str
         v[cnt++] = first;
     }
     closedir(d);
-    qsort(v, cnt, sizeof(*v), cmp_u64);
+    if (cnt > 1) /* qsort's base must not be NULL, even for no elements */
+        qsort(v, cnt, sizeof(*v), cmp_u64);
     *firsts = v;
     *n = cnt;
     return 0;
