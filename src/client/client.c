@@ -406,7 +406,7 @@ int client_call(struct client *c, Raftkv__Request *req, Raftkv__Response **out,
         }
         if (r < 0) {
             rc = r;
-            if (r == -EMSGSIZE || r == -ENOMEM || c->o.no_retry)
+            if (r == -EMSGSIZE || r == -ENOMEM || r == -EINVAL || c->o.no_retry)
                 break;
             goto backoff; /* sessions make resending a write safe */
         }

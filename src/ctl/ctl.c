@@ -261,6 +261,8 @@ int ctl_report(struct ctl *ctl, const char *what, int rc, const Raftkv__Response
 {
     char diag[128];
     if (rc < 0) {
+        if (rc == -EINVAL)
+            return ctl_fail(EXIT_USAGE, "%s: %s; check -e/--endpoint or RAFTKV_ENDPOINT", what, err);
         if (!unreachable(rc))
             return ctl_fail(EXIT_ERROR, "%s: %s", what, err);
         if (rc == -ETIMEDOUT)
@@ -283,7 +285,9 @@ int ctl_report(struct ctl *ctl, const char *what, int rc, const Raftkv__Response
         return ctl_fail(EXIT_UNAVAILABLE, "%s: unavailable: %s%s; retry later or see 'raftkvctl status'",
                         what, msg, diag);
     case RAFTKV__STATUS__TIMEOUT:
-        return ctl_fail(EXIT_UNAVAILABLE, "%s: timed out on the server: %s; see 'raftkvctl status'", what, msg);
+        diagnose(ctl, diag, sizeof(diag));
+        return ctl_fail(EXIT_UNAVAILABLE, "%s: timed out on the server: %s%s; see 'raftkvctl status'", what, msg,
+                        diag);
     case RAFTKV__STATUS__TOO_LARGE:
         return ctl_fail(EXIT_ERROR, "%s: too large: %s", what, msg);
     case RAFTKV__STATUS__INVALID_ARGUMENT:

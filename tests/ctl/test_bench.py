@@ -1,0 +1,67 @@
+"""raftkvctl bench on short runs: the figures are sane (work done,
+percentiles ordered) in every output format."""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ctlharness import expect, run  # noqa: E402
+
+PCTS = ["min", "p50", "p90", "p99", "p999", "max"]
+
+
+def check(doc, requests=None):
+    assert doc["errors"] == 0 and doc["ok"] > 0 and doc["seconds"] > 0, doc
+    if requests is not None:
+        assert doc["ok"] == requests and doc["requests"] == requests, doc
+    lat = doc["all"]["latency_us"]
+    vals = [lat[p] for p in PCTS]
+    assert vals == sorted(vals) and vals[0] > 0, lat
+    assert doc["all"]["ops_per_sec"] > 0, doc
+
+
+def test_writes(c):
+    doc = json.loads(expect(c.ctl("-o", "json", "bench", "--clients", "8", "--requests", "2000", "--ratio", "1:0",
+                                  "--value-size", "100")).out)
+    check(doc, 2000)
+    assert doc["set"]["count"] == 2000 and doc["get"]["count"] == 0, doc
+    assert doc["target"] == c.client(c.leader()), doc
+
+
+def test_mixed_pipelined(c):
+    doc = json.loads(expect(c.ctl("-o", "json", "bench", "--clients", "4", "--pipeline", "8", "--requests", "3000",
+                                  "--keys", "50", "--ratio", "1:3")).out)
+    check(doc, 3000)
+    assert doc["set"]["count"] > 0 and doc["get"]["count"] > doc["set"]["count"], doc
+    assert doc["misses"] == 0, doc  # the keys were written first
+
+
+def test_stale_duration(c):
+    doc = json.loads(expect(c.ctl("-o", "json", "bench", "--clients", "8", "--duration", "1s", "--ratio", "0:1",
+                                  "--stale", "--value-size", "10")).out)
+    check(doc)
+    assert 0.9 < doc["seconds"] < 5 and doc["stale"] is True and doc["set"]["count"] == 0, doc
+
+
+def test_table_and_plain(c):
+    r = expect(c.ctl("bench", "--clients", "2", "--requests", "200"))
+    lines = r.text.splitlines()
+    assert lines[0].startswith("bench: 2 clients x pipeline 1, 100-byte values"), r
+    assert lines[1].startswith("200 requests in ") and "200 ok, 0 errors" in lines[1], r
+    assert lines[2].split()[0] == "all" and "p99.9" in lines[2], r
+    assert lines[3].split()[0] == "set" and lines[4].split()[0] == "get", r
+    r = expect(c.ctl("-o", "plain", "bench", "--clients", "2", "--requests", "100", "--ratio", "0:1"))
+    kv = dict(l.split("\t") for l in r.text.splitlines())
+    assert int(kv["ok"]) == 100 and int(kv["errors"]) == 0 and float(kv["ops_per_sec"]) > 0, kv
+    assert float(kv["p50_us"]) <= float(kv["p99_us"]) <= float(kv["max_us"]), kv
+
+
+def test_usage_nocluster(c):
+    from ctlharness import ctl
+    expect(ctl("bench", "--ratio", "x"), rc=2, err_has="--ratio")
+    expect(ctl("bench", "--clients", "0"), rc=2)
+    expect(ctl("bench", "--duration", "-1"), rc=2)
+
+
+if __name__ == "__main__":
+    run([test_usage_nocluster, test_writes, test_mixed_pipelined, test_stale_duration, test_table_and_plain])

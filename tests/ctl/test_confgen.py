@@ -1,0 +1,72 @@
+"""raftkvctl config generate: the file it writes is what raftkv-node
+accepts (every other test file's cluster is also started from one), for
+several sizes; bad options are usage errors."""
+import os
+import re
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ctlharness import Cluster, ctl, expect, free_base_port, run  # noqa: E402
+
+
+def test_shape_nocluster(c):
+    r = expect(ctl("config", "generate", "--nodes", "5", "--base-port", "9000", "--host", "10.0.0.7"))
+    text = r.text
+    assert re.findall(r"^\[(\S+)\]$", text, re.M) == ["cluster"] + ["node.%d" % i for i in range(1, 6)] + ["proxy"]
+    for i in range(1, 6):
+        assert "peer = 10.0.0.7:%d\nclient = 10.0.0.7:%d\nadmin = /run/raftkv/node-%d.sock" % (
+            9100 + i, 9000 + i, i) in text, text
+    assert "listen = 10.0.0.7:9000\nunix = /run/raftkv/proxy.sock" in text, text
+    assert "data_dir_base = /var/lib/raftkv" in text and "name = raftkv" in text, text
+    r = expect(ctl("config", "generate", "--nodes", "2", "--host", "::1"))
+    assert "client = [::1]:7001" in r.text, r
+
+
+def test_file_matches_stdout_nocluster(c):
+    d = tempfile.mkdtemp()
+    try:
+        path = os.path.join(d, "r.conf")
+        args = ["config", "generate", "--nodes", "3", "--data-dir-base", d + "/data", "--run-dir", d]
+        r = expect(ctl(*args, "-f", path), out=b"")
+        assert "wrote " + path in r.err, r
+        with open(path, "rb") as f:
+            assert f.read() == expect(ctl(*args)).out
+        expect(ctl(*args, "-f", d + "/no/such/dir/x.conf"), rc=1, err_has="cannot write")
+    finally:
+        shutil.rmtree(d)
+
+
+def test_bad_options_nocluster(c):
+    expect(ctl("config", "generate"), rc=2, err_has="--nodes")
+    expect(ctl("config", "generate", "--nodes", "0"), rc=2)
+    expect(ctl("config", "generate", "--nodes", "65"), rc=2)
+    expect(ctl("config", "generate", "--nodes", "3", "--base-port", "65500"), rc=2, err_has="no room")
+    expect(ctl("config", "generate", "--nodes", "3", "--run-dir", "relative"), rc=2, err_has="not an absolute path")
+    expect(ctl("config", "generate", "--nodes", "3", "--host", "a b"), rc=2, err_has="is not host:port")
+    expect(ctl("config"), rc=2)
+    expect(ctl("config", "frob"), rc=2)
+
+
+def test_single_node_cluster_nocluster(c):
+    one = Cluster(n=1)
+    try:
+        expect(one.ctl("set", "k", "v"))
+        expect(one.ctl("get", "k"), out=b"v")
+        assert one.leader() == 1
+    finally:
+        one.close()
+
+
+def test_three_node_cluster(c):
+    # c itself was started from a generated file; it elects and replicates.
+    expect(c.ctl("set", "cg", "1"))
+    for i in range(1, 4):
+        expect(ctl("-e", c.client(i), "get", "cg"), out=b"1")
+    assert free_base_port(3) > 0
+
+
+if __name__ == "__main__":
+    run([test_shape_nocluster, test_file_matches_stdout_nocluster, test_bad_options_nocluster,
+         test_single_node_cluster_nocluster, test_three_node_cluster])
