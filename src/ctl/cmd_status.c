@@ -194,11 +194,14 @@ static const char *row_health(const struct cluster_view *v, const struct node_ro
         return "down";
     if (r->ns->error && *r->ns->error)
         return "failed";
+    /* A new leader has heard from nobody yet: silence alone says little,
+     * silence while behind says the leader cannot reach the node. */
     if (l && l != r)
-        for (size_t i = 0; i < l->ns->n_followers; i++)
-            if (l->ns->followers[i]->id == r->id && l->ns->followers[i]->has_active &&
-                !l->ns->followers[i]->active)
+        for (size_t i = 0; i < l->ns->n_followers; i++) {
+            const Raftkv__FollowerProgress *fp = l->ns->followers[i];
+            if (fp->id == r->id && fp->has_active && !fp->active && fp->lag > 0)
                 return "inactive";
+        }
     return "ok";
 }
 
@@ -277,7 +280,8 @@ static void print_status_table(const struct cluster_view *v, bool header)
         fmt_u64(c[3], sizeof(c[3]), ns, ns ? ns->term : 0);
         fmt_u64(c[4], sizeof(c[4]), ns, ns ? ns->commit_index : 0);
         fmt_u64(c[5], sizeof(c[5]), ns, ns ? ns->applied_index : 0);
-        fmt_u64(c[6], sizeof(c[6]), row_lag(v, r, &lag), lag);
+        bool lag_known = row_lag(v, r, &lag);
+        fmt_u64(c[6], sizeof(c[6]), lag_known, lag);
         snprintf(c[7], sizeof(c[7]), "%s", row_health(v, r));
         if (r->pv) {
             snprintf(c[8], sizeof(c[8]), "%u", r->pv->in_flight);
