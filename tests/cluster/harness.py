@@ -439,6 +439,7 @@ class Cluster:
     def start_node(self, i, wait=True):
         nd = self.nodes[i]
         assert not nd.running(), "node %d already running" % i
+        self._reap_dead(i)
         nd.starts += 1
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
@@ -478,10 +479,17 @@ class Cluster:
         _PROCS.pop(nd.proc.pid, None)
         return code
 
+    def _reap_dead(self, i):
+        """Record a process that ended without the harness asking: a crash."""
+        nd = self.nodes[i]
+        if nd.proc is not None and nd.proc.pid in _PROCS and nd.proc.poll() is not None:
+            self._reap(i, "died")
+
     def kill(self, i, sig=signal.SIGKILL):
         """kill -9 (default) and wait for the process to be gone."""
         nd = self.nodes[i]
         if not nd.running():
+            self._reap_dead(i)
             return nd.proc.returncode if nd.proc else None
         os.kill(nd.pid, sig)
         if nd.paused and sig != signal.SIGKILL:
@@ -527,6 +535,7 @@ class Cluster:
 
     def close(self):
         for i, nd in self.nodes.items():
+            self._reap_dead(i)
             if nd.running():
                 try:
                     os.kill(nd.pid, signal.SIGCONT)
@@ -595,6 +604,8 @@ class Cluster:
         for i, how, code in self.exit_codes:
             if how == "SIGTERM" and code != 0:
                 bad.append("node %d exited with %s after SIGTERM" % (i, code))
+            if how == "died":
+                bad.append("node %d died on its own (exit status %s)" % (i, code))
         if bad:
             self.print_logs()
             raise AssertionError("unclean run: " + "; ".join(bad[:10]))

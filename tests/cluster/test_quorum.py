@@ -4,28 +4,35 @@ write to the rest is ever acknowledged; once the majority is back, every
 acknowledged write is there and the cluster takes writes again."""
 import time
 
-from harness import (NOT_LEADER, OK, TIMEOUT, UNAVAILABLE, Cluster, Session, T, expect,
+from harness import (NOT_LEADER, OK, TIMEOUT, UNAVAILABLE, Cluster, Session, expect,
                      expect_status, main, report, req_cas, req_get, req_set, status_name)
 
 FAILS = (NOT_LEADER, UNAVAILABLE, TIMEOUT)
 
 
 def minority_attempts(c, minority, seconds):
-    """Hammer the minority nodes with writes for a while; return the
-    statuses seen.  None of them may be OK."""
+    """Send writes to the minority nodes for `seconds` (long enough to cover
+    the old leader's last election timeout) and at least 20 times per node;
+    return the statuses seen.  None of them may be OK."""
     seen = {}
+    conns = {i: c.client(i) for i in minority}
     deadline = time.monotonic() + seconds
     n = 0
-    while time.monotonic() < deadline:
-        for i in minority:
-            n += 1
-            req = req_set(b"minority-%d" % n, b"x", timeout_ms=300)
-            r = c.call(i, req, timeout=T(10))
-            expect(r.status != OK, "node %d acknowledged %r without a quorum: %s", i, req.set.key, r)
-            expect_status(r, FAILS, "write to minority node %d" % i)
-            seen[r.status] = seen.get(r.status, 0) + 1
-            r = c.call(i, req_cas(b"cas-minority", b"y", expect_absent=True, timeout_ms=300), timeout=T(10))
-            expect_status(r, FAILS, "CAS to minority node %d" % i)
+    try:
+        while time.monotonic() < deadline or n < 20 * len(minority):
+            for i, cl in conns.items():
+                n += 1
+                req = req_set(b"minority-%d" % n, b"x", timeout_ms=300)
+                r = cl.call(req)
+                expect(r.status != OK, "node %d acknowledged %r without a quorum: %s", i, req.set.key, r)
+                expect_status(r, FAILS, "write to minority node %d" % i)
+                seen[r.status] = seen.get(r.status, 0) + 1
+                r = cl.call(req_cas(b"cas-minority", b"y", expect_absent=True, timeout_ms=300))
+                expect_status(r, FAILS, "CAS to minority node %d" % i)
+            time.sleep(0.005)
+    finally:
+        for cl in conns.values():
+            cl.close()
     return seen, n
 
 
@@ -45,7 +52,7 @@ def check_minority(n, stop, how):
                 c.kill(v)
         # the old leader (if in the minority) keeps leading for a while at
         # most; a write must still not succeed
-        seen, tries = minority_attempts(c, minority, T(1.5))
+        seen, tries = minority_attempts(c, minority, 1.5)
         # the minority keeps answering STATUS and stale reads
         for i in minority:
             r = c.call(i, req_get(b"a0", stale=True))

@@ -56,10 +56,10 @@ def test_old_leader_rejoins_by_log():
                (old, commit, took * 1000))
 
 
-def test_follower_catches_up_by_snapshot():
+def catch_up_by_snapshot(victim):
     with Cluster(3, snapshot_entries=50) as c:
         lead = c.start_and_lead()
-        f = [i for i in c.nodes if i != lead][0]
+        f = lead if victim == "leader" else [i for i in c.nodes if i != lead][0]
         s = Session(c)
         want = s.set_all((b"s%04d" % k, b"first-%d" % k) for k in range(20))
         c.wait_applied(f, c.status(lead).commit_index)
@@ -75,8 +75,9 @@ def test_follower_catches_up_by_snapshot():
             del want[b"s%04d" % k]
         lead = c.wait_leader()
         lst = c.status(lead)
-        expect(lst.snapshot_index > f_last,
-               "leader's snapshot_index %d does not cover follower's last index %d: no compaction",
+        # (the log keeps snapshot_entries/10 entries below a snapshot)
+        expect(lst.snapshot_index > f_last + 50,
+               "leader's snapshot_index %d does not cover the restarted node's last index %d",
                lst.snapshot_index, f_last)
         size0 = c.log_size(lead)
         t0 = time.monotonic()
@@ -95,11 +96,19 @@ def test_follower_catches_up_by_snapshot():
         c.start_node(f)
         c.wait_caught_up()
         check_all_keys(c, f, want)
-        report("follower %d (last index %d) restarted after compaction to %d: installed snapshot "
+        report("old %s %d (last index %d) restarted after compaction to %d: installed snapshot "
                "%d%s, applied %d in %.0f ms, serves all %d keys" %
-               (f, f_last, lst.snapshot_index, st.snapshot_index,
+               (victim, f, f_last, lst.snapshot_index, st.snapshot_index,
                 " (leader logged 'sent snapshot')" if sent else "", lst.commit_index, took * 1000,
                 len(want)))
+
+
+def test_follower_catches_up_by_snapshot():
+    catch_up_by_snapshot("follower")
+
+
+def test_old_leader_catches_up_by_snapshot():
+    catch_up_by_snapshot("leader")
 
 
 def full_stop_start(how):
@@ -125,9 +134,12 @@ def full_stop_start(how):
         for i in c.nodes:
             # a linearizable read on every node after the restart
             check_all_keys(c, i, want, stale=False)
+        snaps = [c.status(i).snapshot_index for i in c.nodes]
+        expect(min(snaps) > 0, "snapshot indexes %s: restart did not load a snapshot", snaps)
         expect_status(s.set(b"after", b"restart"), OK, "write after the restart")
         report("%s of all 3 nodes, then start: leader %d after %.0f ms, all %d acknowledged keys "
-               "present everywhere" % (how, lead, took * 1000, len(want)))
+               "present everywhere (loaded snapshots %s + log tail)" %
+               (how, lead, took * 1000, len(want), "/".join(map(str, snaps))))
 
 
 def test_full_stop_sigterm():
@@ -139,5 +151,6 @@ def test_full_stop_kill9():
 
 
 if __name__ == "__main__":
-    main([test_old_leader_rejoins_by_log, test_follower_catches_up_by_snapshot, test_full_stop_sigterm,
+    main([test_old_leader_rejoins_by_log, test_follower_catches_up_by_snapshot,
+          test_old_leader_catches_up_by_snapshot, test_full_stop_sigterm,
           test_full_stop_kill9])

@@ -155,6 +155,41 @@ def test_sigterm_follower_and_lone_node():
                % (t_f * 1000, t_l * 1000))
 
 
+def test_watch_leader():
+    """WATCH_LEADER: an event at once, then one per change, on any node."""
+    from harness import pb
+    with Cluster(3) as c:
+        lead = c.start_and_lead()
+        f = [i for i in c.nodes if i != lead][0]
+        with c.client(f) as w:
+            req = pb.Request(id=4242)
+            req.watch_leader.SetInParent()
+            w.send(req)
+            ev = w.recv()
+            expect(ev.id == 4242 and ev.status == OK and ev.HasField("leader_event"), "first event: %s", ev)
+            expect(ev.leader_event.leader_id == lead and
+                   ev.leader_event.leader_address == c.nodes[lead].client_address,
+                   "first event names %d %r, leader is %d", ev.leader_event.leader_id,
+                   ev.leader_event.leader_address, lead)
+            # a transfer away from the leader, then kill -9 of the new one
+            target = [i for i in c.nodes if i not in (lead, f)][0]
+            expect_status(c.call(lead, req_transfer(target), timeout=T(15)), OK, "transfer")
+            seen = []
+            while not seen or seen[-1] != target:
+                ev = w.recv()
+                expect(ev.id == 4242, "event id %d", ev.id)
+                seen.append(ev.leader_event.leader_id)
+            c.kill(target)
+            while seen[-1] in (0, target):
+                ev = w.recv()
+                seen.append(ev.leader_event.leader_id)
+            final = c.wait_leader()
+            expect(seen[-1] == final, "last event %d, leader %d", seen[-1], final)
+            # the watching connection still serves requests
+            expect_status(w.call(req_status()), OK, "STATUS on the watching connection")
+        report("watch on node %d saw leaders %d -> %s" % (f, lead, " -> ".join(map(str, seen))))
+
+
 def test_sigterm_answers_pending_writes():
     """A write still waiting for its commit when the node stops is answered
     (UNAVAILABLE: "node is stopping", or TIMEOUT) before the connection
@@ -189,4 +224,4 @@ def test_sigterm_answers_pending_writes():
 if __name__ == "__main__":
     main([test_transfer_on_request_3, test_transfer_on_request_5, test_sigterm_leader_3,
           test_sigterm_leader_5, test_sigterm_follower_and_lone_node,
-          test_sigterm_answers_pending_writes])
+          test_watch_leader, test_sigterm_answers_pending_writes])
