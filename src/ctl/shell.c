@@ -89,7 +89,7 @@ static void shell_help(const char *topic)
     for (const struct ctl_command *c = ctl_commands; c->name; c++)
         printf("  %s %s\n", c->name, c->args);
     puts("  help [COMMAND]\n  exit | quit\n"
-         "Quote words with '...' or \"...\" (\"\\x00\\n\" for bytes). Values from stdin ('-') only work\n"
+         "Quote words with '...' or \"...\" (\"\\x01\\n\" for bytes, but no NUL). Values from stdin ('-') only work\n"
          "on the command line.");
 }
 
