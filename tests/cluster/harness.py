@@ -794,8 +794,8 @@ def run(scenarios, argv=None):
     -k argument), one line per scenario, exit 1 if any failed."""
     argv = sys.argv[1:] if argv is None else argv
     only = argv[argv.index("-k") + 1] if "-k" in argv else None
-    print("raftkv cluster tests: node=%s%s, time scale %g" %
-          (NODE_BIN, " (sanitized)" if SANITIZED else "", SCALE))
+    print("raftkv cluster tests: node=%s%s, time scale %g, files in %s" %
+          (NODE_BIN, " (sanitized)" if SANITIZED else "", SCALE, _TOP_TMP))
     if not os.access(NODE_BIN, os.X_OK):
         print("FAIL: %s is not an executable; build it or set RAFTKV_NODE" % NODE_BIN)
         return 1
