@@ -1,15 +1,65 @@
 #!/usr/bin/env bash
-# The main job, until raftkv-node exists: build, then run the consensus core
-# through the deterministic simulator (3- and 5-node clusters under loss,
-# partitions, crashes, transfers, snapshots and membership changes) and
-# through the in-process throughput benchmark, printing a readable summary.
+# The main job: build raftkv and run a local 3-node cluster on 127.0.0.1
+# with its data under ./data/local, show it working, and keep it running
+# until Ctrl-C (every process it started is stopped by PID on the way out).
+#
+#   scripts/run.sh            run until Ctrl-C
+#   scripts/run.sh --once     show it working, then stop
+#   NODES=5 BASE_PORT=7400 scripts/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seeds=${SIM_SEEDS:-200}
+
+nodes=${NODES:-3}
+base=${BASE_PORT:-7300}
+once=0
+[ "${1:-}" = "--once" ] && once=1
+dir=$PWD/data/local
+ctl=build/src/ctl/raftkvctl
+node=build/src/node/raftkv-node
+
 [ -d build/meson-private ] || meson setup build >/dev/null
 ninja -C build >/dev/null
-echo "== simulator: $seeds seeds per cluster size"
-build/tests/sim/sim --nodes 3 --seeds "$seeds"
-build/tests/sim/sim --nodes 5 --seeds "$seeds"
-echo "== consensus core throughput (3 nodes in one process, no I/O)"
-build/bench/raft-bench --entries 2000000 --size 100
+
+mkdir -p "$dir/run"
+$ctl config generate --nodes "$nodes" --base-port "$base" --data-dir-base "$dir" \
+  --run-dir "$dir/run" --name local --file "$dir/raftkv.conf"
+
+pids=()
+stop() {
+  trap - EXIT INT TERM
+  echo "== stopping the cluster"
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
+}
+trap stop EXIT INT TERM
+
+for i in $(seq "$nodes"); do
+  $node --id "$i" --config "$dir/raftkv.conf" 2>"$dir/node-$i.log" &
+  pids+=($!)
+done
+echo "== started $nodes nodes (pids ${pids[*]}); logs in $dir/node-N.log"
+
+endpoints=$(for i in $(seq "$nodes"); do printf '127.0.0.1:%d,' $((base + i)); done)
+endpoints=${endpoints%,}
+export RAFTKV_ENDPOINT=$endpoints
+
+# wait (bounded) until a leader is elected
+for _ in $(seq 100); do
+  $ctl -c "$dir/raftkv.conf" -o plain status 2>/dev/null | grep -q leader && break
+  sleep 0.1
+done
+
+echo "== raftkvctl status"
+$ctl -c "$dir/raftkv.conf" status
+echo "== raftkvctl set greeting hello; get greeting"
+$ctl set greeting hello
+$ctl get greeting
+echo
+echo "Cluster endpoints: $endpoints"
+echo "Try: RAFTKV_ENDPOINT=$endpoints $ctl status"
+[ "$once" -eq 1 ] && exit 0
+echo "Press Ctrl-C to stop."
+wait
