@@ -147,6 +147,10 @@ static void sm_apply(struct sim *s, struct node *n, const struct raft_entry *e)
         if (raft_conf_decode(e->data, e->len, &sm->conf) != RAFT_OK)
             sim_fail(s, FAIL_CONTRACT, "n%llu: conf entry %llu does not decode", U(n->id),
                      U(e->index));
+        if (e->index > s->ck.conf_index) {
+            s->ck.conf = sm->conf;
+            s->ck.conf_index = e->index;
+        }
         TRACE(s, "n%llu apply %llu conf (%u members)", U(n->id), U(e->index), sm->conf.n);
     } else if (e->len >= 8) {
         uint64_t id;

@@ -185,6 +185,9 @@ struct checker {
     uint64_t *hchain;
     size_t h_cap;
     raft_index hmax;
+    /* The newest membership anybody applied: certainly committed. */
+    struct raft_conf conf;
+    raft_index conf_index;
     /* Client-visible facts for liveness and linearizability. */
     uint64_t *acked;
     size_t acked_words;

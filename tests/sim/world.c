@@ -230,20 +230,21 @@ static void do_conf_change(struct sim *s)
     node_drive(s, ln);
 }
 
-/* Membership decides who runs: a node out of the leader's configuration is
- * stopped after a while (its disk kept), one back in is started again. */
+/* Membership decides who runs: a node out of both the leader's configuration
+ * and the newest committed one is stopped after a while (its disk kept); one
+ * back in either is started again.  The leader alone is not enough: a stale
+ * leader's configuration may lack a node the cluster still needs. */
 static void janitor(struct sim *s)
 {
     struct raft_status st;
-    if (!leader_status(s, &st))
-        return;
+    bool leader = leader_status(s, &st) != RAFT_NONE;
     for (unsigned i = 1; i <= s->n_nodes && !s->fail; i++) {
         struct node *x = &s->nodes[i];
-        bool member = is_member(&st.conf, x->id);
+        bool member = (leader && is_member(&st.conf, x->id)) || is_member(&s->ck.conf, x->id);
         if (member && !x->up && x->decommissioned) {
             TRACE(s, "n%llu is a member again: restarting", U(x->id));
             node_start(s, x, NULL);
-        } else if (!member && x->up && x->stop_at == SIM_NEVER) {
+        } else if (!member && leader && x->up && x->stop_at == SIM_NEVER) {
             x->stop_at = s->now + (s->faults ? prng_range(&s->rng, 0, 400) : 0);
         } else if (member && x->stop_at != SIM_NEVER) {
             x->stop_at = SIM_NEVER;
@@ -495,6 +496,8 @@ void world_run(struct sim *s, uint64_t seed, unsigned nodes, uint64_t steps, int
         if (i <= nodes)
             conf.m[conf.n++] = (struct raft_member){i, RAFT_VOTER};
     }
+    s->ck.conf = conf; /* bootstrap writes it as entry 1 everywhere */
+    s->ck.conf_index = 1;
     for (unsigned i = 1; i <= nodes && !s->fail; i++)
         node_start(s, &s->nodes[i], &conf);
     s->faults = true;
