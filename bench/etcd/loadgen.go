@@ -24,6 +24,7 @@
 //	          the kill to the first successful put sent after it, and the
 //	          longest gap between two successive successful puts.
 //
+// "kill" SIGKILLs --pid and writes the time just before it to --kill-file.
 // With --system raftkv (see raftkv.go) the same failover writer runs against
 // raftkv nodes, following NOT_LEADER hints, and two helpers for the script:
 // "leader" (which node leads, by STATUS) and "health" (every node answers
@@ -54,7 +55,7 @@ import (
 
 var (
 	endpoints    = flag.String("endpoints", "127.0.0.1:2379", "comma-separated client URLs or host:port")
-	mode         = flag.String("mode", "put", "put | get | failover; raftkv also: leader | health")
+	mode         = flag.String("mode", "put", "put | get | failover | kill; raftkv also: leader | health")
 	clients      = flag.Int("clients", 64, "concurrent closed-loop clients")
 	conns        = flag.Int("conns", 8, "gRPC client connections the clients are spread over")
 	keys         = flag.Int("keys", 10000, "key space size K")
@@ -67,6 +68,7 @@ var (
 	timesFile    = flag.String("times-file", "", "failover: also write every success time (ns) here")
 	noPopulate   = flag.Bool("no-populate", false, "get: do not write the K keys first")
 	afterKill    = flag.Duration("after-kill", time.Second, "failover: keep writing this long after the first success after the kill, then stop")
+	killPid      = flag.Int("pid", 0, "kill: the process to SIGKILL")
 	system       = flag.String("system", "etcd", "etcd | raftkv (raftkv: modes failover and leader only)")
 )
 
@@ -393,6 +395,34 @@ func runFailover(writer func(w int, stop <-chan struct{}, rec *writerLog)) {
 		*system, len(all), nerr, msOrNone(firstOK), msOrNone(firstAny), float64(maxGap)/1e6, gapAfterKill)
 }
 
+// killAndRecord: SIGKILL --pid, and write the time taken just before the
+// kill(2) (ns since the epoch) to --kill-file, atomically.  Taking the time
+// in the same process, microseconds before the kill, keeps the recorded kill
+// time honest (a shell's `date; kill` can be milliseconds apart on a busy
+// machine, and a write sent in between may still be committed by the old
+// leader).
+func killAndRecord() int {
+	if *killPid <= 0 || *killFile == "" {
+		fmt.Fprintln(os.Stderr, "loadgen: --mode kill needs --pid and --kill-file")
+		return 2
+	}
+	t := time.Now().UnixNano()
+	if err := syscall.Kill(*killPid, syscall.SIGKILL); err != nil {
+		fmt.Fprintf(os.Stderr, "loadgen: kill %d: %v\n", *killPid, err)
+		return 1
+	}
+	tmp := *killFile + ".tmp"
+	if err := ioutil.WriteFile(tmp, []byte(strconv.FormatInt(t, 10)+"\n"), 0o644); err != nil {
+		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+		return 1
+	}
+	if err := os.Rename(tmp, *killFile); err != nil {
+		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
 // etcdWriter is one failover writer against etcd: put after put on its
 // connection (clientv3 fails over between the endpoints by itself), 1 ms
 // sleep after a failed attempt.
@@ -428,6 +458,9 @@ func main() {
 		os.Exit(2)
 	}
 	value := strings.Repeat("v", *valueSize)
+	if *mode == "kill" {
+		os.Exit(killAndRecord())
+	}
 	if *system == "raftkv" {
 		eps := strings.Split(*endpoints, ",")
 		switch *mode {
