@@ -29,6 +29,9 @@
  *   }
  *   ... later, when storage says entries up to (index, term) are durable:
  *   raft_persisted(r, index, term);
+ *   (A batch that carried only a snapshot needs no raft_persisted(): the
+ *   core counts an installed snapshot as durable, and the acknowledgement it
+ *   sends is an after-persist message, so it waits for the snapshot write.)
  *
  * Every pointer in a ready batch stays valid until raft_advance(); between
  * raft_ready() and raft_advance() no other raft_* call may be made on r.
@@ -181,9 +184,10 @@ struct raft_msg {
     uint32_t n_entries;
     struct raft_snapshot_meta snap;
     /* SNAPSHOT: the core leaves these empty on messages it emits (it never
-     * holds snapshot bytes); the driver attaches the snapshot the metadata
-     * names.  On a received SNAPSHOT the core passes them through to
-     * raft_ready.snap_data untouched. */
+     * holds snapshot bytes of its own); the driver attaches the snapshot the
+     * metadata names.  On a received SNAPSHOT that it accepts, the core
+     * copies the bytes during raft_step() (the caller may free them once it
+     * returns) and hands the copy out as raft_ready.snap_data. */
     const void *snap_data;
     size_t snap_len;
 };
