@@ -1,0 +1,177 @@
+/* proxy_int.h - the proxy's shared state.  One event loop; every request a
+ * client sends becomes an op that is routed to a node (an upstream), parked
+ * until it can be, or answered by the proxy itself.  Files by concern:
+ * proxy.c clients, upstream.c node links and health, route.c read choice,
+ * writeq.c the leader wait queue and write retries, session.c the session
+ * pool, status.c STATUS and WATCH_LEADER. */
+#ifndef RAFTKV_PROXY_INT_H
+#define RAFTKV_PROXY_INT_H
+
+#include "common/config.h"
+#include "net/conn.h"
+#include "net/dial.h"
+#include "net/listener.h"
+#include "raftkv.pb-c.h"
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROXY_VERSION_STRING RAFTKV_VERSION_STRING
+/* The node answers a link's WATCH_LEADER with this id forever; proxy ids
+ * for everything else start above it. */
+#define WATCH_ID 1
+
+struct proxy;
+struct fanout;
+
+struct client {
+    struct proxy *p;
+    struct net_conn *conn;  /* NULL once the client left; ops may still run */
+    unsigned refs;
+    bool watching;
+    uint64_t watch_id;
+    struct client *next_watcher;
+};
+
+enum op_kind { OP_READ, OP_WRITE, OP_TRANSFER, OP_POLL, OP_FANOUT };
+
+struct slot {                /* session.c */
+    uint64_t client_id;
+    uint64_t seq;
+    struct slot *next_free;
+};
+
+struct op {
+    enum op_kind kind;
+    struct client *cl;       /* NULL for the proxy's own requests */
+    Raftkv__Request *req;    /* owned; id/session rewritten per attempt */
+    uint64_t client_req_id;
+    uint64_t arrival;        /* global arrival order, for the queue */
+    double deadline;         /* give up (answer) at this time */
+    double queued_since;     /* in the leader queue since */
+    double not_before;       /* retry pacing */
+    struct slot *slot;       /* proxy-assigned session, or NULL */
+    bool maybe_applied;      /* an earlier attempt's fate is unknown */
+    uint64_t tried;          /* bitmask of upstream indexes (reads) */
+    Raftkv__Status last_status;
+    char last_msg[160];
+    /* while sent */
+    struct upstream *up;
+    uint64_t up_id;
+    double sent_at;
+    struct fanout *fo;
+    size_t fo_index;
+    struct op *prev, *next;  /* upstream outstanding list or a waiting list */
+};
+
+struct oplist {
+    struct op *head, *tail;
+    size_t n;
+};
+
+struct upstream {
+    struct proxy *p;
+    size_t index;
+    uint32_t id;
+    const char *address;
+    struct net_dial *dial;
+    bool up;
+    bool healthy;
+    struct oplist out;       /* sent, unanswered */
+    uint32_t in_flight;      /* client reads/writes among them */
+    double ewma_us;
+    double next_poll;
+    double probe_backoff;    /* seconds, while unhealthy */
+    bool poll_out;
+    uint64_t lag;
+    bool lag_known;
+    uint64_t applied, commit, term;
+    const char *role;        /* literal */
+    uint64_t reads_served, writes_served;
+};
+
+struct proxy {
+    struct ev_loop *loop;
+    const struct config *cfg;
+    struct net_conn_limits limits;
+    struct net_listener *tcp_l, *unix_l;
+    struct upstream *ups;
+    size_t n_ups;
+    uint32_t leader;         /* 0 = unknown */
+    uint64_t term;
+    double leader_since;
+    struct oplist queue;     /* writes and transfers waiting for a leader */
+    struct oplist parked;    /* reads waiting for a node to serve them */
+    struct client *watchers;
+    struct fanout *fanouts;  /* status.c: STATUS fanouts in progress */
+    uint64_t next_up_id;
+    uint64_t next_arrival;
+    uint32_t in_flight;      /* client requests not yet answered */
+    double start;
+    ev_timer tick;
+    ev_signal sig_term, sig_int;
+    char notify[160];
+    /* session.c */
+    struct slot *free_slots;
+    size_t n_slots;
+};
+
+/* proxy.c */
+int proxy_start(struct proxy *p, char *err, size_t errlen);
+void proxy_stop(struct proxy *p);
+void client_unref(struct client *cl);
+void client_send(struct client *cl, Raftkv__Response *resp);
+void op_answer(struct proxy *p, struct op *op, Raftkv__Response *resp);
+void op_fail(struct proxy *p, struct op *op, Raftkv__Status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void op_free(struct proxy *p, struct op *op);
+double proxy_now(const struct proxy *p);
+
+/* oplist helpers (proxy.c) */
+void oplist_push(struct oplist *l, struct op *op);
+void oplist_insert_ordered(struct oplist *l, struct op *op);
+void oplist_remove(struct oplist *l, struct op *op);
+
+/* upstream.c */
+int upstreams_start(struct proxy *p, char *err, size_t errlen);
+void upstreams_stop(struct proxy *p);
+int upstream_send(struct upstream *u, struct op *op);
+void upstream_forget(struct upstream *u, struct op *op);
+void upstreams_tick(struct proxy *p, double now);
+struct upstream *upstream_by_id(struct proxy *p, uint64_t id);
+size_t upstreams_reachable(const struct proxy *p);
+size_t upstreams_healthy(const struct proxy *p);
+void proxy_set_leader(struct proxy *p, uint64_t id, uint64_t term, const char *why);
+
+/* route.c */
+void route_read(struct proxy *p, struct op *op);
+void route_read_done(struct proxy *p, struct op *op, Raftkv__Response *resp);
+void route_requeue_read(struct proxy *p, struct op *op);
+void route_tick(struct proxy *p, double now);
+
+/* writeq.c */
+void writeq_submit(struct proxy *p, struct op *op);
+void writeq_done(struct proxy *p, struct op *op, Raftkv__Response *resp);
+void writeq_requeue(struct proxy *p, struct op *op, bool fate_unknown, const char *why);
+void writeq_flush(struct proxy *p);
+void writeq_tick(struct proxy *p, double now);
+
+/* session.c */
+struct slot *session_acquire(struct proxy *p);
+void session_release(struct proxy *p, struct slot *s);
+void session_renew(struct slot *s);
+void sessions_free(struct proxy *p);
+
+/* status.c */
+void status_answer(struct proxy *p, struct op *op);
+struct op *status_poll_op(void);
+void status_fanout_done(struct proxy *p, struct op *op, Raftkv__Response *resp);
+void status_tick(struct proxy *p, double now);
+void watch_add(struct proxy *p, struct client *cl, uint64_t id);
+void watch_remove(struct proxy *p, struct client *cl);
+void watch_notify(struct proxy *p);
+void status_notify_systemd(struct proxy *p);
+
+#endif

@@ -1,0 +1,368 @@
+/* upstream.c - one reconnecting link per node: WATCH_LEADER on every link
+ * (leader changes arrive at once), a STATUS poll as the safety net, and the
+ * health of each node.  A node that leaves any request unanswered for
+ * down_after_ms (a stopped process, a wedged disk) is unhealthy: it gets no
+ * new reads, its pending reads go elsewhere, and STATUS probes with backoff
+ * find out when it answers again. */
+#include "proxy/proxy_int.h"
+
+#include "common/addr.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#define PROBE_MIN_S 0.05
+#define EWMA_WEIGHT 0.2
+
+struct upstream *upstream_by_id(struct proxy *p, uint64_t id)
+{
+    for (size_t i = 0; i < p->n_ups; i++)
+        if (p->ups[i].id == id)
+            return &p->ups[i];
+    return NULL;
+}
+
+size_t upstreams_reachable(const struct proxy *p)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->n_ups; i++)
+        n += p->ups[i].up;
+    return n;
+}
+
+size_t upstreams_healthy(const struct proxy *p)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->n_ups; i++)
+        n += p->ups[i].up && p->ups[i].healthy;
+    return n;
+}
+
+void proxy_set_leader(struct proxy *p, uint64_t id, uint64_t term, const char *why)
+{
+    if (term < p->term || (term == p->term && id == p->leader) || (term == p->term && id == 0 && p->leader))
+        return;
+    if (id && !upstream_by_id(p, id))
+        return; /* not a member we know how to reach */
+    uint32_t old = p->leader;
+    p->term = term;
+    if (id == old)
+        return;
+    p->leader = (uint32_t)id;
+    p->leader_since = proxy_now(p);
+    char b1[24], b2[24];
+    if (id)
+        log_event(LOG_NOTICE, "leader_change",
+                  LOG_FIELDS({"RAFTKV_LEADER", log_u64(b1, id)}, {"RAFTKV_TERM", log_u64(b2, term)}),
+                  "leader is node %llu (term %llu, from %s)", (unsigned long long)id,
+                  (unsigned long long)term, why);
+    else
+        log_notice("no leader in term %llu (from %s); writes wait", (unsigned long long)term, why);
+    watch_notify(p);
+    status_notify_systemd(p);
+    writeq_flush(p);
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+int upstream_send(struct upstream *u, struct op *op)
+{
+    struct proxy *p = u->p;
+    if (!u->up)
+        return -ENOTCONN;
+    op->up_id = ++p->next_up_id;
+    op->req->has_id = 1;
+    op->req->id = op->up_id;
+    int rv = net_dial_send_msg(u->dial, &op->req->base);
+    if (rv < 0)
+        return rv;
+    op->up = u;
+    op->sent_at = proxy_now(p);
+    oplist_push(&u->out, op);
+    if (op->kind == OP_READ || op->kind == OP_WRITE)
+        u->in_flight++;
+    return 0;
+}
+
+/* Stop waiting for op's answer on u (a late answer is then ignored). */
+void upstream_forget(struct upstream *u, struct op *op)
+{
+    oplist_remove(&u->out, op);
+    if (op->kind == OP_READ || op->kind == OP_WRITE)
+        u->in_flight--;
+    if (op->kind == OP_POLL)
+        u->poll_out = false;
+    op->up = NULL;
+}
+
+static void send_poll(struct upstream *u)
+{
+    struct op *op = status_poll_op();
+    if (!op)
+        return;
+    if (upstream_send(u, op) < 0) {
+        op_free(u->p, op);
+        return;
+    }
+    u->poll_out = true;
+}
+
+/* ---- what nodes tell us ----------------------------------------------- */
+
+static void learn_status(struct upstream *u, const Raftkv__NodeStatus *ns)
+{
+    struct proxy *p = u->p;
+    u->applied = ns->applied_index;
+    u->commit = ns->commit_index;
+    u->term = ns->term;
+    u->role = ns->role && strcmp(ns->role, "leader") == 0 ? "leader" : "follower";
+    if (ns->role && strcmp(ns->role, "leader") == 0) {
+        proxy_set_leader(p, u->id, ns->term, "status poll");
+        u->lag = 0;
+        u->lag_known = true;
+        for (size_t i = 0; i < ns->n_followers; i++) {
+            struct upstream *f = upstream_by_id(p, ns->followers[i]->id);
+            if (f) {
+                f->lag = ns->followers[i]->lag;
+                f->lag_known = true;
+            }
+        }
+    } else {
+        if (ns->leader_id)
+            proxy_set_leader(p, ns->leader_id, ns->term, "status poll");
+        struct upstream *l = p->leader ? upstream_by_id(p, p->leader) : NULL;
+        /* The leader's own view is fresher; this covers a leader that was
+         * not polled yet. */
+        if (l && l != u && !u->lag_known && l->commit >= u->applied) {
+            u->lag = l->commit - u->applied;
+            u->lag_known = true;
+        }
+    }
+}
+
+static void on_poll_done(struct upstream *u, const Raftkv__Response *resp)
+{
+    if (resp->status == RAFTKV__STATUS__OK && resp->result_case == RAFTKV__RESPONSE__RESULT_STATUS_INFO &&
+        resp->status_info->node)
+        learn_status(u, resp->status_info->node);
+}
+
+static void mark_healthy(struct upstream *u, bool healthy, const char *why)
+{
+    if (u->healthy == healthy)
+        return;
+    u->healthy = healthy;
+    if (healthy) {
+        log_notice("node %u answers again; healthy", u->id);
+    } else {
+        log_warn("node %u unhealthy: %s", u->id, why);
+        u->probe_backoff = PROBE_MIN_S;
+        u->next_poll = proxy_now(u->p) + u->probe_backoff;
+        /* Reads are idempotent: give the stuck ones to someone else now. */
+        struct op *op = u->out.head;
+        while (op) {
+            struct op *next = op->next;
+            if (op->kind == OP_READ) {
+                upstream_forget(u, op);
+                route_requeue_read(u->p, op);
+            }
+            op = next;
+        }
+    }
+    status_notify_systemd(u->p);
+}
+
+static void on_frame(struct net_dial *d, const uint8_t *payload, size_t len, void *ud)
+{
+    (void)d;
+    struct upstream *u = ud;
+    struct proxy *p = u->p;
+    Raftkv__Response *resp = raftkv__response__unpack(NULL, len, payload);
+    if (!resp) {
+        log_warn("node %u sent a frame that is not a Response; reconnecting", u->id);
+        net_dial_reset(u->dial, -EPROTO);
+        return;
+    }
+    if (!u->healthy)
+        mark_healthy(u, true, NULL);
+    if (resp->id == WATCH_ID && resp->result_case == RAFTKV__RESPONSE__RESULT_LEADER_EVENT) {
+        const Raftkv__LeaderEvent *ev = resp->leader_event;
+        proxy_set_leader(p, ev->leader_id, ev->term, "leader event");
+        raftkv__response__free_unpacked(resp, NULL);
+        return;
+    }
+    struct op *op = u->out.tail;
+    while (op && op->up_id != resp->id)
+        op = op->prev;
+    if (!op) { /* answered after we gave up on it */
+        raftkv__response__free_unpacked(resp, NULL);
+        return;
+    }
+    double us = (proxy_now(p) - op->sent_at) * 1e6;
+    u->ewma_us = u->ewma_us ? u->ewma_us * (1 - EWMA_WEIGHT) + us * EWMA_WEIGHT : us;
+    upstream_forget(u, op);
+    if (resp->status == RAFTKV__STATUS__OK || resp->status == RAFTKV__STATUS__NOT_FOUND ||
+        resp->status == RAFTKV__STATUS__CAS_FAILED) {
+        if (op->kind == OP_READ)
+            u->reads_served++;
+        else if (op->kind == OP_WRITE)
+            u->writes_served++;
+    }
+    if (resp->status == RAFTKV__STATUS__NOT_LEADER && resp->has_leader_id && resp->leader_id)
+        proxy_set_leader(p, resp->leader_id, p->term, "not-leader hint");
+    switch (op->kind) {
+    case OP_READ: route_read_done(p, op, resp); break;
+    case OP_WRITE:
+    case OP_TRANSFER: writeq_done(p, op, resp); break;
+    case OP_POLL:
+        on_poll_done(u, resp);
+        op_free(p, op);
+        break;
+    case OP_FANOUT: status_fanout_done(p, op, resp); break;
+    }
+    raftkv__response__free_unpacked(resp, NULL);
+}
+
+static void on_up(struct net_dial *d, void *ud)
+{
+    struct upstream *u = ud;
+    struct proxy *p = u->p;
+    u->up = true;
+    u->healthy = true;
+    u->lag_known = false;
+    log_info("link to node %u (%s) up", u->id, u->address);
+    Raftkv__WatchLeaderRequest w = RAFTKV__WATCH_LEADER_REQUEST__INIT;
+    Raftkv__Request req = RAFTKV__REQUEST__INIT;
+    req.has_id = 1;
+    req.id = WATCH_ID;
+    req.op_case = RAFTKV__REQUEST__OP_WATCH_LEADER;
+    req.watch_leader = &w;
+    net_dial_send_msg(d, &req.base);
+    send_poll(u);
+    u->next_poll = proxy_now(p) + (double)p->cfg->proxy.poll_interval_ms / 1000.0;
+    status_notify_systemd(p);
+    writeq_flush(p);
+    route_tick(p, proxy_now(p));
+}
+
+static void on_down(struct net_dial *d, enum net_close_reason reason, int err, void *ud)
+{
+    (void)d;
+    struct upstream *u = ud;
+    struct proxy *p = u->p;
+    u->up = false;
+    u->poll_out = false;
+    log_warn("link to node %u (%s) down: %s%s%s", u->id, u->address, net_close_reason_str(reason),
+             err ? ": " : "", err ? strerror(-err) : "");
+    if (p->leader == u->id)
+        proxy_set_leader(p, 0, p->term, "leader link lost");
+    struct op *op;
+    while ((op = u->out.head)) {
+        upstream_forget(u, op);
+        switch (op->kind) {
+        case OP_READ: route_requeue_read(p, op); break;
+        case OP_WRITE:
+        case OP_TRANSFER: writeq_requeue(p, op, true, "leader link lost"); break;
+        case OP_POLL: op_free(p, op); break;
+        case OP_FANOUT: status_fanout_done(p, op, NULL); break;
+        }
+    }
+    status_notify_systemd(p);
+}
+
+static void on_fail(struct net_dial *d, int err, uint32_t retry_ms, void *ud)
+{
+    (void)d;
+    struct upstream *u = ud;
+    if (net_dial_failures(u->dial) == 1 || log_enabled(LOG_DEBUG))
+        log_info("cannot reach node %u (%s): %s; retrying in %u ms", u->id, u->address, strerror(-err),
+                 retry_ms);
+}
+
+static const struct net_dial_ops dial_ops = {
+    .on_up = on_up, .on_frame = on_frame, .on_down = on_down, .on_fail = on_fail};
+
+void upstreams_tick(struct proxy *p, double now)
+{
+    double down_after = (double)p->cfg->proxy.down_after_ms / 1000.0;
+    double poll = (double)p->cfg->proxy.poll_interval_ms / 1000.0;
+    for (size_t i = 0; i < p->n_ups; i++) {
+        struct upstream *u = &p->ups[i];
+        if (!u->up)
+            continue;
+        if (u->healthy && u->out.head && now - u->out.head->sent_at > down_after) {
+            char why[96];
+            snprintf(why, sizeof(why), "a request unanswered for %.0f ms",
+                     (now - u->out.head->sent_at) * 1000.0);
+            mark_healthy(u, false, why);
+        }
+        if (u->poll_out || now < u->next_poll)
+            continue;
+        send_poll(u);
+        if (u->healthy) {
+            u->next_poll = now + poll;
+        } else {
+            u->probe_backoff = u->probe_backoff * 2 > poll ? poll : u->probe_backoff * 2;
+            u->next_poll = now + u->probe_backoff;
+        }
+    }
+}
+
+int upstreams_start(struct proxy *p, char *err, size_t errlen)
+{
+    const struct config *cfg = p->cfg;
+    p->ups = calloc(cfg->n_nodes, sizeof(*p->ups));
+    if (!p->ups) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    p->n_ups = cfg->n_nodes;
+    p->next_up_id = WATCH_ID;
+    struct net_dial_opts o = {
+        .limits = p->limits,
+        .connect_timeout_ms = (uint32_t)cfg->cluster.connect_timeout_ms,
+        .backoff_min_ms = (uint32_t)cfg->cluster.reconnect_min_ms,
+        .backoff_max_ms = (uint32_t)cfg->cluster.reconnect_max_ms,
+    };
+    for (size_t i = 0; i < cfg->n_nodes; i++) {
+        struct upstream *u = &p->ups[i];
+        u->p = p;
+        u->index = i;
+        u->id = cfg->nodes[i].id;
+        u->address = cfg->nodes[i].client;
+        u->role = "unknown";
+        struct addr a;
+        int rv = addr_resolve(u->address, &a);
+        if (rv < 0) {
+            snprintf(err, errlen, "node %u client address '%s': %s", u->id, u->address, strerror(-rv));
+            return rv;
+        }
+        u->dial = net_dial_new(p->loop, &a, &o, &dial_ops, u);
+        if (!u->dial) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+void upstreams_stop(struct proxy *p)
+{
+    for (size_t i = 0; i < p->n_ups; i++) {
+        struct upstream *u = &p->ups[i];
+        struct op *op;
+        while ((op = u->out.head)) {
+            upstream_forget(u, op);
+            op_free(p, op);
+        }
+        if (u->dial)
+            net_dial_free(u->dial);
+    }
+    free(p->ups);
+    p->ups = NULL;
+    p->n_ups = 0;
+}
