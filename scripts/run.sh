@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job: build raftkv and run a local 3-node cluster on 127.0.0.1
+# The main job: build raftkv and run a local 3-node cluster plus the proxy
+# on 127.0.0.1
 # with its data under ./data/local, show it working, and keep it running
 # until Ctrl-C (every process it started is stopped by PID on the way out).
 #
@@ -16,6 +17,7 @@ once=0
 dir=$PWD/data/local
 ctl=build/src/ctl/raftkvctl
 node=build/src/node/raftkv-node
+proxy=build/src/proxy/raftkv-proxy
 
 [ -d build/meson-private ] || meson setup build >/dev/null
 ninja -C build >/dev/null
@@ -27,7 +29,7 @@ $ctl config generate --nodes "$nodes" --base-port "$base" --data-dir-base "$dir"
 pids=()
 stop() {
   trap - EXIT INT TERM
-  echo "== stopping the cluster"
+  echo "== stopping the cluster and the proxy"
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do
     for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
@@ -40,10 +42,12 @@ for i in $(seq "$nodes"); do
   $node --id "$i" --config "$dir/raftkv.conf" 2>"$dir/node-$i.log" &
   pids+=($!)
 done
-echo "== started $nodes nodes (pids ${pids[*]}); logs in $dir/node-N.log"
+$proxy --config "$dir/raftkv.conf" 2>"$dir/proxy.log" &
+pids+=($!)
+echo "== started $nodes nodes and the proxy (pids ${pids[*]}); logs in $dir/node-N.log, $dir/proxy.log"
 
-endpoints=$(for i in $(seq "$nodes"); do printf '127.0.0.1:%d,' $((base + i)); done)
-endpoints=${endpoints%,}
+# Clients talk to the proxy only; it finds the leader and spreads reads.
+endpoints="unix:$dir/run/proxy.sock,127.0.0.1:$base"
 export RAFTKV_ENDPOINT=$endpoints
 
 # wait (bounded) until a leader is elected
@@ -58,7 +62,7 @@ echo "== raftkvctl set greeting hello; get greeting"
 $ctl set greeting hello
 $ctl get greeting
 echo
-echo "Cluster endpoints: $endpoints"
+echo "Proxy endpoints: $endpoints"
 echo "Try: RAFTKV_ENDPOINT=$endpoints $ctl status"
 [ "$once" -eq 1 ] && exit 0
 echo "Press Ctrl-C to stop."
