@@ -102,8 +102,10 @@ void op_answer(struct proxy *p, struct op *op, Raftkv__Response *resp)
     resp->has_id = 1;
     resp->id = op->client_req_id;
     resp->has_leader_id = 0;
+    char *hint = resp->leader_address; /* owned by resp when unpacked */
     resp->leader_address = NULL;
     client_send(op->cl, resp);
+    resp->leader_address = hint;
     op_free(p, op);
 }
 

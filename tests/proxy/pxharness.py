@@ -125,7 +125,8 @@ class ProxiedCluster:
             if self.px.running():
                 code = self.px.stop()
                 if etype is None and code != 0:
-                    raise AssertionError("proxy exited %s on SIGTERM" % code)
+                    raise AssertionError("proxy exited %s on SIGTERM; its log ends:\n%s" %
+                                         (code, self.px.log()[-4000:]))
             if etype is None:
                 self.px.check_clean()
         finally:
