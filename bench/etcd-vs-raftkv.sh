@@ -377,8 +377,11 @@ failover_trials() {
     # loadgen takes the time and kills in one go (microseconds apart) and
     # writes the time to $kf, which arms the writer; reap the victim before
     # any other command so that bash does not announce its death
-    "$LOADGEN" -mode kill -pid "$victim" -kill-file "$kf" || die "could not kill $victim"
-    { wait "$victim" || true; } 2>/dev/null
+    # (bash reports a background job's death after the next foreground
+    # command, so both run with the shell's stderr silenced)
+    { "$LOADGEN" -mode kill -pid "$victim" -kill-file "$kf" 2>"$kf.err" || true
+      wait "$victim" || true; } 2>/dev/null
+    [ -s "$kf" ] || die "could not kill $victim: $(cat "$kf.err")"
     forget "$victim"
     # the writer ends by itself; 40 s is its own deadline plus slack
     deadline_s=$(( $(date +%s) + 40 ))
@@ -582,12 +585,14 @@ P = lines.append
 P("machine: %s CPUs, %s, %s, Linux %s; %s; load average %s at start, %s at end" % (
     machine.get("nproc"), machine.get("cpu"), machine.get("fs"), machine.get("kernel"), machine.get("date"),
     machine.get("load_start"), machine.get("load_end")))
-P("put/get: %s closed-loop clients, %s-byte values, %s keys, %s s per run, %d runs each (median, range)" % (
-    clients, vsize, keys, dur, runs))
-P("")
-P("| workload | etcd %s | raftkv | raftkv / etcd |" % machine.get("etcd", ""))
-P("|---|---|---|---|")
-for w, title in (("put", "put"), ("get", "linearizable get")):
+have_load = any(res.values())
+if have_load:
+    P("put/get: %s closed-loop clients, %s-byte values, %s keys, %s s per run, %d runs each (median, range)" % (
+        clients, vsize, keys, dur, runs))
+    P("")
+    P("| workload | etcd %s | raftkv | raftkv / etcd |" % machine.get("etcd", ""))
+    P("|---|---|---|---|")
+for w, title in ((("put", "put"), ("get", "linearizable get")) if have_load else ()):
     e, k = res[("etcd", w)], res[("raftkv", w)]
     g = lambda x, f: x[f] if x else None
     P("| %s ops/s | %s | %s | %s |" % (title, mr(g(e, "tput")), mr(g(k, "tput")),
