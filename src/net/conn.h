@@ -34,7 +34,9 @@ struct net_conn_ops {
      * connection unless net_conn_destroy() came first.  c is freed when this
      * returns: drop every pointer to it here. */
     void (*on_close)(struct net_conn *c, enum net_close_reason reason, int err, void *ud);
-    /* Optional: the output queue just became empty (for flow control). */
+    /* Optional: output that had backed up (the socket was full) has now
+     * all been written -- for flow control.  Frames that leave at once on
+     * a socket with room never back up and do not trigger it. */
     void (*on_drain)(struct net_conn *c, void *ud);
 };
 
