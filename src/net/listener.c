@@ -6,6 +6,7 @@
 #include "net/net_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <ev.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -285,4 +286,28 @@ int net_listener_addr(const struct net_listener *l, struct addr *out)
 int net_listener_fd(const struct net_listener *l)
 {
     return l->fd;
+}
+
+int net_listener_start(struct ev_loop *loop, const char *name, const char *address,
+                       mode_t unix_mode, const struct net_listener_opts *opts,
+                       const struct net_listener_ops *ops, void *ud,
+                       struct net_listener **out, bool *from_systemd, char *err, size_t errlen)
+{
+    struct addr a;
+    int rv = addr_parse(address, &a);
+    if (rv < 0) {
+        snprintf(err, errlen, "%s address '%s': %s", name, address, strerror(-rv));
+        return rv;
+    }
+    int fd = net_listen_open(name, &a, 1024, unix_mode, from_systemd);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot listen on %s address %s: %s", name, address, strerror(-fd));
+        return fd;
+    }
+    *out = net_listener_new(loop, fd, opts, ops, ud);
+    if (!*out) {
+        snprintf(err, errlen, "cannot set up the %s listener on %s", name, address);
+        return -ENOMEM;
+    }
+    return 0;
 }

@@ -54,6 +54,14 @@ struct net_listener *net_listener_new(struct ev_loop *loop, int fd, const struct
 /* Stops accepting and closes the listening fd.  Connections already accepted
  * stay open and independent.  A bound unix socket file is left in place
  * (systemd or the next start replaces it). */
+/* Everything a daemon does to serve one address: parse it ("host:port",
+ * "unix:/path" or "/path"), take the systemd socket called `name` or bind
+ * it, and start a listener.  On failure err holds one line naming the
+ * address; *inherited says whether systemd passed the socket. */
+int net_listener_start(struct ev_loop *loop, const char *name, const char *address,
+                       mode_t unix_mode, const struct net_listener_opts *opts,
+                       const struct net_listener_ops *ops, void *ud,
+                       struct net_listener **out, bool *inherited, char *err, size_t errlen);
 void net_listener_free(struct net_listener *l);
 
 size_t net_listener_conns(const struct net_listener *l);   /* open now */

@@ -843,18 +843,6 @@ static void on_client_refuse(struct net_listener *l, void *ud)
 static int open_listener(struct node *n, const char *name, const char *address, mode_t mode,
                          struct net_listener **out, char *err, size_t errlen)
 {
-    struct addr a;
-    int rv = addr_parse(address, &a);
-    if (rv < 0) {
-        snprintf(err, errlen, "%s address '%s': %s", name, address, strerror(-rv));
-        return rv;
-    }
-    bool inherited = false;
-    int fd = net_listen_open(name, &a, 1024, mode, &inherited);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot listen on %s address %s: %s", name, address, strerror(-fd));
-        return fd;
-    }
     struct net_listener_opts lo = {
         .max_conns = n->cfg->cluster.max_connections,
         .limits = n->client_limits,
@@ -862,13 +850,12 @@ static int open_listener(struct node *n, const char *name, const char *address, 
     };
     static const struct net_listener_ops lops = {.on_accept = on_client_accept,
                                                  .on_refuse = on_client_refuse};
-    *out = net_listener_new(n->loop, fd, &lo, &lops, n);
-    if (!*out) {
-        snprintf(err, errlen, "cannot set up the %s listener", name);
-        return -ENOMEM;
-    }
-    log_info("%s socket %s%s", name, address, inherited ? " (from systemd)" : "");
-    return 0;
+    bool inherited = false;
+    int rv = net_listener_start(n->loop, name, address, mode, &lo, &lops, n, out, &inherited, err,
+                                errlen);
+    if (rv == 0)
+        log_info("%s socket %s%s", name, address, inherited ? " (from systemd)" : "");
+    return rv;
 }
 
 int api_start(struct node *n, char *err, size_t errlen)

@@ -219,29 +219,17 @@ int peer_start(struct node *n, char *err, size_t errlen)
 {
     const struct config *cfg = n->cfg;
     const struct config_node *me = config_node_find(cfg, n->id);
-    struct addr a;
-    int rv = addr_parse(me->peer, &a);
-    if (rv < 0) {
-        snprintf(err, errlen, "peer address '%s': %s", me->peer, strerror(-rv));
-        return rv;
-    }
-    bool inherited = false;
-    int fd = net_listen_open("peer", &a, 128, 0660, &inherited);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot listen on peer address %s: %s", me->peer, strerror(-fd));
-        return fd;
-    }
     struct net_listener_opts lo = {
         .max_conns = cfg->n_nodes * 4 + 16,
         .limits = n->peer_limits,
         .conn_ops = &peer_conn_ops,
     };
     static const struct net_listener_ops lops = {.on_accept = on_peer_accept};
-    n->peer_l = net_listener_new(n->loop, fd, &lo, &lops, n);
-    if (!n->peer_l) {
-        snprintf(err, errlen, "cannot set up the peer listener");
-        return -ENOMEM;
-    }
+    bool inherited = false;
+    int rv = net_listener_start(n->loop, "peer", me->peer, 0660, &lo, &lops, n, &n->peer_l,
+                                &inherited, err, errlen);
+    if (rv < 0)
+        return rv;
     log_info("peer socket %s%s", me->peer, inherited ? " (from systemd)" : "");
 
     struct net_dial_opts dopts = {
@@ -257,6 +245,7 @@ int peer_start(struct node *n, char *err, size_t errlen)
         struct peer_link *pl = &n->peers[n->n_peers];
         pl->id = cn->id;
         pl->node = n;
+        struct addr a;
         rv = addr_parse(cn->peer, &a);
         if (rv < 0) {
             snprintf(err, errlen, "node %u peer address '%s': %s", cn->id, cn->peer, strerror(-rv));

@@ -247,32 +247,19 @@ static void on_refuse(struct net_listener *l, void *ud)
 static int open_listener(struct proxy *p, const char *name, const char *address, struct net_listener **out,
                          char *err, size_t errlen)
 {
-    struct addr a;
-    int rv = addr_parse(address, &a);
-    if (rv < 0) {
-        snprintf(err, errlen, "%s address '%s': %s", name, address, strerror(-rv));
-        return rv;
-    }
-    bool inherited = false;
-    /* The unix socket is the same public entry point as the TCP port. */
-    int fd = net_listen_open(name, &a, 1024, 0666, &inherited);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot listen on %s address %s: %s", name, address, strerror(-fd));
-        return fd;
-    }
     struct net_listener_opts lo = {
         .max_conns = p->cfg->cluster.max_connections,
         .limits = p->limits,
         .conn_ops = &client_conn_ops,
     };
     static const struct net_listener_ops lops = {.on_accept = on_accept, .on_refuse = on_refuse};
-    *out = net_listener_new(p->loop, fd, &lo, &lops, p);
-    if (!*out) {
-        snprintf(err, errlen, "cannot set up the %s listener", name);
-        return -ENOMEM;
-    }
-    log_info("%s socket %s%s", name, address, inherited ? " (from systemd)" : "");
-    return 0;
+    bool inherited = false;
+    /* The unix socket is the same public entry point as the TCP port. */
+    int rv = net_listener_start(p->loop, name, address, 0666, &lo, &lops, p, out, &inherited, err,
+                                errlen);
+    if (rv == 0)
+        log_info("%s socket %s%s", name, address, inherited ? " (from systemd)" : "");
+    return rv;
 }
 
 int proxy_start(struct proxy *p, char *err, size_t errlen)
