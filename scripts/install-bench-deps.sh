@@ -8,26 +8,12 @@ set -euo pipefail
 
 packages=(etcd-server etcd-client golang-go golang-etcd-server-dev)
 
+"$(dirname "$0")/apt-install.sh" install-bench-deps "${packages[@]}"
+# The Debian package enables an etcd.service on install; the benchmark
+# starts its own members on other ports, but a running system etcd would
+# share the CPUs, so stop it (not an error when absent).
 SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  SUDO="sudo"
-fi
-
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install-bench-deps: all ${#packages[@]} packages present"
-  exit 0
-fi
-echo "install-bench-deps: installing ${missing[*]}"
-$SUDO apt-get update -qq
-# --no-install-recommends keeps the etcd-server package from pulling more
-# than the binaries.  The Debian package enables an etcd.service on install;
-# the benchmark starts its own members on other ports, but a running system
-# etcd would share the CPUs, so stop it (not an error when absent).
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
   echo "install-bench-deps: stopping the system etcd.service (it would share the CPUs)"
   $SUDO systemctl stop etcd || true
