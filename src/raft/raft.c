@@ -464,7 +464,8 @@ bool raft_has_ready(const struct raft *r)
         return true;
     if (apply_limit(r) > r->applied)
         return true;
-    if (r->role == RAFT_LEADER && (r->read_round_wanted || replication_has_sendable(r)))
+    if (r->role == RAFT_LEADER &&
+        (readindex_round_due(r) || replication_has_sendable(r)))
         return true;
     return false;
 }
@@ -473,7 +474,7 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
 {
     memset(rd, 0, sizeof(*rd));
     if (r->role == RAFT_LEADER) {
-        if (r->read_round_wanted)
+        if (readindex_round_due(r))
             readindex_start_round(r);
         replication_send_all(r);
     }

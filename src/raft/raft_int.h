@@ -200,6 +200,7 @@ void readindex_release(struct raft *r);
 void readindex_fail_all(struct raft *r, int err);
 void readindex_handle_resp(struct raft *r, const struct raft_msg *m);
 void readindex_start_round(struct raft *r);
+bool readindex_round_due(const struct raft *r);
 
 /* transfer.c */
 void transfer_abort(struct raft *r);

@@ -63,16 +63,8 @@ void readindex_on_commit_in_term(struct raft *r)
     readindex_release(r);
 }
 
-void readindex_start_round(struct raft *r)
-{
-    r->read_round++;
-    r->read_round_wanted = false;
-    replication_broadcast_heartbeat(r, r->read_round);
-    readindex_release(r);
-}
-
 /* The newest round a quorum of voters (us included) has acknowledged. */
-static uint64_t quorum_round(struct raft *r)
+static uint64_t quorum_round(const struct raft *r)
 {
     raft_index acks[RAFT_MAX_MEMBERS];
     unsigned n = 0;
@@ -92,6 +84,23 @@ static uint64_t quorum_round(struct raft *r)
             acks[j - 1] = t;
         }
     return acks[q - 1];
+}
+
+/* Only one round is in flight at a time: reads that arrive meanwhile wait
+ * for it to finish and then share the next one.  Under load this halves the
+ * heartbeats a leader sends and answers per read, and a lost round cannot
+ * stall anything: the periodic heartbeat re-sends the current round. */
+bool readindex_round_due(const struct raft *r)
+{
+    return r->read_round_wanted && quorum_round(r) >= r->read_round;
+}
+
+void readindex_start_round(struct raft *r)
+{
+    r->read_round++;
+    r->read_round_wanted = false;
+    replication_broadcast_heartbeat(r, r->read_round);
+    readindex_release(r);
 }
 
 void readindex_release(struct raft *r)

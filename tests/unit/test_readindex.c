@@ -86,12 +86,14 @@ static void test_later_read_needs_later_round(void **state)
     raft_index commit2 = raft_commit_index(l->r);
     assert_int_equal(raft_read_index(l->r, 2), RAFT_OK);
     h_drain(l);
-    uint64_t r2 = round_sent(l, 3);
-    assert_true(r2 > r1);
+    /* one round in flight at a time: read 2 waits for round r1 to finish */
+    assert_null(h_find(l, H_NOW, RAFT_MSG_HEARTBEAT, 3));
     h_heartbeat_resp(l, 3, r1);
     assert_int_equal(l->out.n_reads, 1);
     assert_int_equal(l->out.reads[0].ctx, 1);
     assert_int_equal(l->out.reads[0].index, commit2 - 1);
+    uint64_t r2 = round_sent(l, 3); /* started as soon as r1 finished */
+    assert_true(r2 > r1);
     h_heartbeat_resp(l, 3, r2);
     assert_int_equal(l->out.n_reads, 1);
     assert_int_equal(l->out.reads[0].ctx, 2);
