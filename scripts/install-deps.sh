@@ -8,6 +8,7 @@ packages=(
   libcmocka-dev libev-dev libprotobuf-c-dev protobuf-c-compiler libsystemd-dev
   python3 python3-protobuf protobuf-compiler
   libreadline-dev scdoc
+  clang libclang-rt-14-dev
 )
 
 exec "$(dirname "$0")/apt-install.sh" install-deps "${packages[@]}"
