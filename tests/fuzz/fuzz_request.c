@@ -4,16 +4,36 @@
  * as a replicated kv command (kv_command_decode, as kv_apply does on every
  * committed entry).  The node's own Request validation is in static
  * functions of src/node/api.c and is not reached from here.  A command that
- * decodes must re-encode to the same bytes (varints are minimal, CRC'd). */
+ * decodes must re-encode to the same bytes (varints are minimal, CRC'd).
+ * The command is decoded twice: as given, and with its trailing CRC32C
+ * recomputed, so mutations get past the checksum into the field parsing. */
 #include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/crc32c.h"
+#include "common/endian.h"
 #include "kv/kv.h"
 #include "raftkv.pb-c.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_command(const uint8_t *data, size_t size)
+{
+    struct kv_command c;
+    if (kv_command_decode(data, size, &c) != KV_OK)
+        return;
+    size_t n = kv_command_size(&c);
+    assert(n == size);
+    uint8_t *buf = malloc(n);
+    if (buf) {
+        size_t len = 0;
+        int rc = kv_command_encode(&c, buf, n, &len);
+        assert(rc == KV_OK && len == size && memcmp(buf, data, size) == 0);
+        free(buf);
+    }
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -41,17 +61,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         raftkv__request__free_unpacked(req, NULL);
     }
 
-    struct kv_command c;
-    if (kv_command_decode(data, size, &c) == KV_OK) {
-        size_t n = kv_command_size(&c);
-        assert(n == size);
-        uint8_t *buf = malloc(n);
-        if (buf) {
-            size_t len = 0;
-            int rc = kv_command_encode(&c, buf, n, &len);
-            assert(rc == KV_OK && len == size && memcmp(buf, data, size) == 0);
-            free(buf);
-        }
+    check_command(data, size);
+    if (size >= 4) {
+        uint8_t *fixed = malloc(size);
+        if (!fixed)
+            return 0;
+        memcpy(fixed, data, size);
+        put_le32(fixed + size - 4, crc32c(0, fixed, size - 4));
+        check_command(fixed, size);
+        free(fixed);
     }
     return 0;
 }
