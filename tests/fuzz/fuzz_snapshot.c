@@ -6,8 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/crc32c.h"
-#include "common/endian.h"
+#include "crc_fix.h"
 #include "kv/kv.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -30,15 +29,6 @@ static void load(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    load(data, size);
-    if (size >= 4) {
-        uint8_t *fixed = malloc(size);
-        if (!fixed)
-            return 0;
-        memcpy(fixed, data, size);
-        put_le32(fixed + size - 4, crc32c(0, fixed, size - 4));
-        load(fixed, size);
-        free(fixed);
-    }
+    fuzz_with_trailing_crc(data, size, load);
     return 0;
 }
