@@ -9,6 +9,10 @@ packages=(
   python3 python3-protobuf protobuf-compiler
   libreadline-dev scdoc
   clang libclang-rt-14-dev
+  # packages and the systemd container test (tests/systemd)
+  debhelper dpkg-dev fakeroot lintian rpm rpmlint debootstrap systemd-container
+  # fault injection (tests/chaos): network namespaces and veth pairs
+  iproute2 procps
 )
 
 exec "$(dirname "$0")/apt-install.sh" install-deps "${packages[@]}"
