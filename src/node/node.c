@@ -6,12 +6,14 @@
 #include "node/node_int.h"
 
 #include "common/log.h"
+#include "net/watchdog.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <systemd/sd-daemon.h>
 
 const struct config_node *node_member(const struct node *n, raft_id id)
@@ -63,17 +65,9 @@ static void on_store(struct ev_loop *loop, ev_io *w, int revents)
     node_mark_dirty(n);
 }
 
-static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop, (void)w, (void)revents;
-    /* Sent from the loop itself: a wedged loop stops petting the dog and
-     * systemd restarts us. */
-    sd_notify(0, "WATCHDOG=1");
-}
-
 static void notify_status(struct node *n)
 {
-    char buf[160];
+    char buf[sizeof(n->status)];
     const char *err = replica_errmsg(n->rp);
     if (replica_error(n->rp))
         snprintf(buf, sizeof(buf), "STATUS=failed: %s", err);
@@ -87,7 +81,36 @@ static void notify_status(struct node *n)
     else
         snprintf(buf, sizeof(buf), "STATUS=%s, term %llu, no leader", raft_role_name(n->role),
                  (unsigned long long)n->term);
+    if (strcmp(buf, n->status) == 0)
+        return;
+    memcpy(n->status, buf, sizeof(buf));
     sd_notify(0, buf);
+}
+
+static void on_status_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    notify_status(w->data);
+}
+
+/* Start-up is still recovering.  systemd's start timeout stays short for
+ * the common case; every step of a long replay pushes it out again, and
+ * `systemctl status` says what the node is busy with. */
+#define RECOVER_EXTEND_USEC 30000000ull
+
+static void on_recovering(void *arg, const char *what)
+{
+    struct node *n = arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    /* At most one message a second: a log of thousands of segments must
+     * not turn into thousands of datagrams. */
+    if (n->recover_notified != 0 && now - n->recover_notified < 1.0)
+        return;
+    n->recover_notified = now;
+    sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%llu\nSTATUS=recovering: %s", RECOVER_EXTEND_USEC, what);
+    log_debug("recovering: %s", what);
 }
 
 static void on_soft_state(void *arg, raft_id leader, enum raft_role role, raft_term term)
@@ -223,14 +246,20 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, char *err
         .applied = api_applied,
         .read_state = api_read_state,
         .soft_state = on_soft_state,
+        .recovering = on_recovering,
     };
     rv = replica_open(&n->rp, &rc, &hooks, err, errlen);
     if (rv < 0) {
         node_free(n);
         return rv;
     }
+    /* The first STATUS= goes out before the first ready round: show the
+     * recovered term rather than 0. */
+    n->term = raft_current_term(replica_raft(n->rp));
     n->client_limits.max_frame = cfg->cluster.max_frame_bytes;
     n->client_limits.max_pending_output = cfg->cluster.max_pending_output_bytes;
+    n->client_limits.frame_timeout_ms = n->peer_limits.frame_timeout_ms =
+        (uint32_t)cfg->cluster.frame_timeout_ms;
     /* Peer links carry whole snapshots in a burst of chunks. */
     n->peer_limits.max_frame = cfg->cluster.max_frame_bytes;
     n->peer_limits.max_pending_output = cfg->cluster.max_pending_output_bytes < (1u << 30)
@@ -261,12 +290,10 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, char *err
     n->sig_int.data = n;
     ev_signal_start(n->loop, &n->sig_int);
     n->stop_timer.data = n;
-    uint64_t wd_usec = 0;
-    if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec) {
-        double iv = (double)wd_usec / 2e6;
-        ev_timer_init(&n->watchdog, on_watchdog, iv, iv);
-        ev_timer_start(n->loop, &n->watchdog);
-    }
+    net_watchdog_start(n->loop, &n->watchdog);
+    ev_timer_init(&n->status_timer, on_status_timer, 1.0, 1.0);
+    n->status_timer.data = n;
+    ev_timer_start(n->loop, &n->status_timer);
     node_mark_dirty(n);
     *out = n;
     return 0;

@@ -84,6 +84,9 @@ struct node {
     ev_signal sig_term, sig_int;
     ev_timer stop_timer;
     ev_timer watchdog;
+    ev_timer status_timer;  /* keeps STATUS= current (the leader's commit moves) */
+    char status[160];       /* last STATUS= sent, to send only changes */
+    double recover_notified; /* monotonic time of the last EXTEND_TIMEOUT_USEC */
     bool dirty;
     bool stopping;
     int exit_code;

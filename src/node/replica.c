@@ -91,6 +91,24 @@ static int meta_from_store(const struct store_snap_meta *in, struct raft_snapsho
 
 /* ---- start-up --------------------------------------------------------- */
 
+static void recovering(struct replica *rp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void recovering(struct replica *rp, const char *fmt, ...)
+{
+    if (!rp->hooks.recovering)
+        return;
+    char buf[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    rp->hooks.recovering(rp->hooks.arg, buf);
+}
+
+static void store_recover_progress(void *arg, size_t done, size_t total)
+{
+    recovering(arg, "verified log segment %zu of %zu", done, total);
+}
+
 static int restore(struct replica *rp, char *err, size_t errlen)
 {
     struct store_hard_state shs;
@@ -105,6 +123,7 @@ static int restore(struct replica *rp, char *err, size_t errlen)
     if (store_snapshot_meta(rp->st, &sm)) {
         void *data = NULL;
         size_t len = 0;
+        recovering(rp, "loading the snapshot at index %llu", (unsigned long long)sm.index);
         int rv = store_snapshot_load(rp->st, &sm, &data, &len);
         if (rv < 0) {
             snprintf(err, errlen, "cannot read snapshot: %s", strerror(-rv));
@@ -135,6 +154,8 @@ static int restore(struct replica *rp, char *err, size_t errlen)
     struct store_record *recs = NULL;
     size_t n = 0;
     if (hi >= lo) {
+        recovering(rp, "reading log entries %llu..%llu", (unsigned long long)lo,
+                   (unsigned long long)hi);
         int rv = store_read(rp->st, lo, hi, &recs, &n);
         if (rv < 0) {
             snprintf(err, errlen, "cannot read log %llu..%llu: %s", (unsigned long long)lo,
@@ -220,6 +241,8 @@ int replica_open(struct replica **out, const struct replica_config *cfg,
     if (cfg->segment_size)
         so.segment_size = cfg->segment_size;
     so.log = store_log;
+    so.log_arg = rp;
+    so.recover_progress = store_recover_progress;
     struct store_open_info info;
     memset(&info, 0, sizeof(info));
     rv = store_open(cfg->data_dir, &so, &rp->st, &info);

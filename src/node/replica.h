@@ -44,6 +44,10 @@ struct replica_hooks {
     void (*read_state)(void *arg, const struct raft_read_state *rs);
     /* Leader, role or term changed. */
     void (*soft_state)(void *arg, raft_id leader, enum raft_role role, raft_term term);
+    /* May be NULL.  replica_open() is still recovering: what it is doing
+     * now ("verified log segment 3 of 40", "loading snapshot ...").  Called
+     * often enough during a long start-up to keep a start timeout at bay. */
+    void (*recovering)(void *arg, const char *what);
 };
 
 /* Open the data directory, recover the log, hard state and snapshot, and

@@ -5,6 +5,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "net/watchdog.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -77,6 +78,7 @@ static int run(const struct config *cfg)
     p.loop = ev_default_loop(EVFLAG_AUTO);
     p.limits.max_frame = cfg->cluster.max_frame_bytes;
     p.limits.max_pending_output = cfg->cluster.max_pending_output_bytes;
+    p.limits.frame_timeout_ms = (uint32_t)cfg->cluster.frame_timeout_ms;
     p.start = ev_now(p.loop);
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -98,12 +100,16 @@ static int run(const struct config *cfg)
     ev_signal_start(p.loop, &p.sig_term);
     ev_signal_init(&p.sig_int, on_signal, SIGINT);
     ev_signal_start(p.loop, &p.sig_int);
+    ev_timer watchdog;
+    bool watched = net_watchdog_start(p.loop, &watchdog);
     sd_notify(0, "READY=1");
     status_notify_systemd(&p);
     log_notice("proxy serving %zu nodes (raftkv %s)", p.n_ups, PROXY_VERSION_STRING);
     ev_run(p.loop, 0);
 
     ev_timer_stop(p.loop, &p.tick);
+    if (watched)
+        ev_timer_stop(p.loop, &watchdog);
     drop_waiting(&p, &p.queue);
     drop_waiting(&p, &p.parked);
     while (p.fanouts)

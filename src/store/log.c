@@ -230,6 +230,8 @@ int log_recover(struct log *lg, const char *dir, pthread_mutex_t *mu,
             sys_close(s.fd);
         free(sc.runs);
         free(path);
+        if (rc == 0 && lg->opts && lg->opts->recover_progress)
+            lg->opts->recover_progress(lg->opts->log_arg, i + 1, n);
     }
     free(firsts);
     return rc;

@@ -59,6 +59,9 @@ struct store_options {
     unsigned batch_wait_us;
     store_log_fn log; /* start-up recovery and failures are reported here */
     void *log_arg;
+    /* Called (with log_arg) after each log segment store_open() verified:
+     * lets a service manager hear that a long recovery is still moving. */
+    void (*recover_progress)(void *arg, size_t segs_done, size_t segs_total);
 };
 void store_options_default(struct store_options *o);
 
