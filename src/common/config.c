@@ -95,6 +95,12 @@ static const struct opt options[] = {
       "Output queued on one connection that the other side has not read yet. "
       "A reader that falls this far behind is disconnected instead of growing "
       "the daemon's memory. Must be at least max_frame_bytes."),
+    C("frame_timeout_ms", T_MS, frame_timeout_ms, "10000", 0, 3600000,
+      "A message whose first bytes arrived must be complete within this long "
+      "(the clock restarts whenever a message completes), else the connection "
+      "is closed: a client that sends half a request and then nothing, or a "
+      "byte at a time, cannot hold a buffer and a connection slot forever. "
+      "Applies to every socket of nodes and proxy. 0 = no limit."),
     C("request_timeout_ms", T_MS, request_timeout_ms, "5000", 10, 3600000,
       "How long a node or the proxy works on one client request before "
       "answering TIMEOUT."),

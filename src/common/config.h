@@ -30,6 +30,7 @@ struct config_cluster {
     uint64_t max_value_bytes;
     uint64_t max_connections;         /* per listening socket */
     uint64_t max_pending_output_bytes; /* per connection */
+    uint64_t frame_timeout_ms;        /* partial frame deadline; 0 = none */
     uint64_t request_timeout_ms;
     uint64_t connect_timeout_ms;
     uint64_t reconnect_min_ms;

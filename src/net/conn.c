@@ -37,6 +37,9 @@ struct net_conn {
     int fd;
     ev_io rio, wio;
     ev_timer defer; /* deferred close callback, resumed dispatch, linger */
+    ev_timer stall; /* a partial frame's deadline (frame_timeout_ms) */
+    uint64_t stall_frames; /* frames_in when that deadline was armed */
+    double last_active;    /* ev_now() of the last byte in or out */
     struct net_decoder dec;
     struct chunk *out_head, *out_tail;
     size_t pending;
@@ -66,11 +69,13 @@ static const char *const reason_names[] = {
     [NET_CLOSE_PROTOCOL] = "protocol error (frame too large)",
     [NET_CLOSE_SLOW_READER] = "peer not reading (output limit reached)",
     [NET_CLOSE_NOMEM] = "out of memory",
+    [NET_CLOSE_STALLED] = "frame not completed in time (frame_timeout_ms)",
+    [NET_CLOSE_EVICTED] = "idle connection evicted to admit a new client",
 };
 
 const char *net_close_reason_str(enum net_close_reason r)
 {
-    return r <= NET_CLOSE_NOMEM ? reason_names[r] : "?";
+    return r <= NET_CLOSE_EVICTED ? reason_names[r] : "?";
 }
 
 int net_socket_prepare(int fd)
@@ -103,6 +108,7 @@ static void free_output(struct net_conn *c)
 static void conn_free(struct net_conn *c)
 {
     ev_timer_stop(c->loop, &c->defer);
+    ev_timer_stop(c->loop, &c->stall);
     ev_io_stop(c->loop, &c->rio);
     ev_io_stop(c->loop, &c->wio);
     if (c->fd >= 0)
@@ -140,6 +146,7 @@ static void shut(struct net_conn *c, enum net_close_reason reason, int err)
     c->err = err;
     ev_io_stop(c->loop, &c->rio);
     ev_io_stop(c->loop, &c->wio);
+    ev_timer_stop(c->loop, &c->stall);
     close(c->fd);
     c->fd = -1;
     free_output(c);
@@ -152,6 +159,11 @@ static void shut(struct net_conn *c, enum net_close_reason reason, int err)
 void net_conn_close(struct net_conn *c, int err)
 {
     shut(c, NET_CLOSE_LOCAL, err);
+}
+
+void net_conn_shut(struct net_conn *c, enum net_close_reason reason, int err)
+{
+    shut(c, reason, err);
 }
 
 void net_conn_destroy(struct net_conn *c)
@@ -273,6 +285,7 @@ static void out_consume(struct net_conn *c, size_t n)
 {
     c->pending -= n;
     c->st.bytes_out += n;
+    c->last_active = ev_now(c->loop);
     while (n) {
         struct chunk *h = c->out_head;
         size_t k = h->tail - h->head < n ? h->tail - h->head : n;
@@ -364,6 +377,39 @@ static void wio_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- input -------------------------------------------------------------- */
 
+/* The partial-frame clock.  Armed when bytes of an incomplete frame sit in
+ * the buffer, stopped when none do.  It is not reset by every byte (a
+ * client sending one byte a second would never time out) but only by
+ * frames completing, so a fast pipelining client whose reads often end
+ * mid-frame is never cut off. */
+static void stall_check(struct net_conn *c)
+{
+    if (c->closed || !c->lim.frame_timeout_ms)
+        return;
+    if (!net_decoder_buffered(&c->dec) || !c->reading) {
+        ev_timer_stop(c->loop, &c->stall);
+        return;
+    }
+    if (ev_is_active(&c->stall))
+        return;
+    c->stall_frames = c->st.frames_in;
+    ev_timer_set(&c->stall, (double)c->lim.frame_timeout_ms / 1000.0, 0.);
+    ev_timer_start(c->loop, &c->stall);
+}
+
+static void stall_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct net_conn *c = w->data;
+
+    (void)loop, (void)revents;
+    enter(c);
+    if (c->st.frames_in != c->stall_frames)
+        stall_check(c); /* progress: give the frame now in front a full period */
+    else if (!c->closed && c->reading && net_decoder_buffered(&c->dec))
+        shut(c, NET_CLOSE_STALLED, -ETIMEDOUT);
+    leave(c);
+}
+
 static void dispatch(struct net_conn *c)
 {
     const uint8_t *p;
@@ -399,6 +445,7 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (n > 0) {
             net_decoder_commit(&c->dec, (size_t)n);
             c->st.bytes_in += (uint64_t)n;
+            c->last_active = ev_now(loop);
             dispatch(c);
             if ((size_t)n < avail)
                 break; /* the socket is most likely drained */
@@ -415,6 +462,7 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
     }
     out_flush_now(c);
+    stall_check(c);
     leave(c);
 }
 
@@ -423,6 +471,7 @@ void net_conn_set_reading(struct net_conn *c, bool on)
     if (c->closed || c->reading == on)
         return;
     c->reading = on;
+    stall_check(c); /* a paused reader's buffered bytes are our doing */
     if (!on) {
         ev_io_stop(c->loop, &c->rio);
         return;
@@ -456,6 +505,7 @@ static void defer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     } else if (c->dispatch_pending) {
         dispatch(c);
         out_flush_now(c);
+        stall_check(c);
     }
     leave(c);
 }
@@ -490,7 +540,9 @@ struct net_conn *net_conn_new(struct ev_loop *loop, int fd, const struct net_con
     ev_io_init(&c->rio, rio_cb, fd, EV_READ);
     ev_io_init(&c->wio, wio_cb, fd, EV_WRITE);
     ev_timer_init(&c->defer, defer_cb, 0., 0.);
-    c->rio.data = c->wio.data = c->defer.data = c;
+    ev_timer_init(&c->stall, stall_cb, 0., 0.);
+    c->rio.data = c->wio.data = c->defer.data = c->stall.data = c;
+    c->last_active = ev_now(loop);
     ev_io_start(loop, &c->rio);
     return c;
 }
@@ -498,6 +550,13 @@ struct net_conn *net_conn_new(struct ev_loop *loop, int fd, const struct net_con
 bool net_conn_is_open(const struct net_conn *c)
 {
     return !c->closed && !c->flush_then_close;
+}
+
+double net_conn_idle_since(const struct net_conn *c)
+{
+    if (c->closed || c->pending || net_decoder_buffered(&c->dec))
+        return -1.0;
+    return c->last_active;
 }
 
 size_t net_conn_pending_output(const struct net_conn *c)

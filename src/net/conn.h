@@ -20,6 +20,10 @@ enum net_close_reason {
     NET_CLOSE_PROTOCOL,    /* frame longer than max_frame; err = -EMSGSIZE */
     NET_CLOSE_SLOW_READER, /* output queue over max_pending; err = -ENOBUFS */
     NET_CLOSE_NOMEM,       /* buffer allocation failed; err = -ENOMEM */
+    NET_CLOSE_STALLED,     /* a frame begun was not completed within
+                            * frame_timeout_ms; err = -ETIMEDOUT */
+    NET_CLOSE_EVICTED,     /* idle, and its listener needed the slot or the
+                            * fd for a new client; err = -EMFILE */
 };
 
 const char *net_close_reason_str(enum net_close_reason r);
@@ -43,6 +47,12 @@ struct net_conn_ops {
 struct net_conn_limits {
     size_t max_frame;          /* both directions; config cluster.max_frame_bytes */
     size_t max_pending_output; /* config cluster.max_pending_output_bytes */
+    /* A frame whose first bytes arrived must be complete within this long
+     * (while frames keep completing on the connection, the clock restarts),
+     * else the connection is closed as NET_CLOSE_STALLED: a slowloris client
+     * cannot hold a buffer and a slot forever.  0 = no limit.  Config
+     * cluster.frame_timeout_ms. */
+    uint32_t frame_timeout_ms;
 };
 
 /* Takes ownership of fd (made non-blocking and close-on-exec; TCP_NODELAY
@@ -87,6 +97,10 @@ void *net_conn_userdata(const struct net_conn *c);
 void net_conn_set_userdata(struct net_conn *c, void *ud);
 /* Remote address as text ("10.0.0.2:40312", "unix:"), for logs. */
 const char *net_conn_peer_name(const struct net_conn *c);
+
+/* ev_now() of the last byte read or written (or of creation); a negative
+ * value while input or output is buffered (the connection is not idle). */
+double net_conn_idle_since(const struct net_conn *c);
 
 /* Counters since creation. */
 struct net_conn_stats {

@@ -1,6 +1,7 @@
 /* framing.c - length-prefixed frame encoding and the in-place incremental
  * decoder.  The decoder never trusts a length prefix beyond max_frame, so a
- * hostile peer can make it hold at most max_frame + one read chunk. */
+ * hostile peer can make it hold at most max_frame + one read chunk, and
+ * never much more than twice what it actually sent. */
 #include "net/framing.h"
 
 #include <errno.h>
@@ -71,6 +72,13 @@ static size_t frame_remaining(const struct net_decoder *d)
 int net_decoder_space(struct net_decoder *d, size_t want, uint8_t **space, size_t *avail)
 {
     size_t have = d->end - d->start, rem = frame_remaining(d);
+    /* The length prefix is only the peer's claim: reserve at most as much
+     * again as has arrived (at least a chunk), so a peer that announces
+     * max_frame and then trickles bytes makes us hold about what it sent,
+     * while a real large frame costs a few doublings. */
+    size_t ahead = have > READ_CHUNK ? have : READ_CHUNK;
+    if (rem > ahead)
+        rem = ahead;
     size_t need = want > rem ? want : rem;
 
     if (need == 0)

@@ -33,9 +33,10 @@ struct net_decoder {
 void net_decoder_init(struct net_decoder *d, size_t max_frame);
 void net_decoder_free(struct net_decoder *d);
 
-/* Room to read into at the end of the buffer: at least want bytes and at
- * least what the frame in progress still needs (want 0: a 64 KiB read
- * chunk); *avail may be more.  Compacts or grows the buffer.  -ENOMEM. */
+/* Room to read into at the end of the buffer: at least want bytes and,
+ * of what the frame in progress still needs, up to as much again as is
+ * buffered (want 0: a 64 KiB read chunk); *avail may be more.  Compacts or
+ * grows the buffer.  -ENOMEM. */
 int net_decoder_space(struct net_decoder *d, size_t want, uint8_t **space, size_t *avail);
 /* n bytes were written at the pointer net_decoder_space returned. */
 void net_decoder_commit(struct net_decoder *d, size_t n);

@@ -1,6 +1,7 @@
 /* listener.c - binding or inheriting listening sockets and accepting on
- * them.  Accept errors never stop the daemon: running out of fds pauses
- * accepting briefly instead of spinning, anything else is skipped. */
+ * them.  Accept errors never stop the daemon: running out of fds evicts an
+ * idle connection or pauses accepting briefly instead of spinning, anything
+ * else is skipped.  At capacity, idle connections give way to new ones. */
 #include "net/listener.h"
 
 #include "net/net_int.h"
@@ -21,9 +22,14 @@
 
 #define ACCEPTS_PER_WAKEUP 64
 #define EMFILE_PAUSE_SECONDS 0.1
+/* Only a connection this quiet may be evicted for a newcomer: a client
+ * between two requests, or waiting a moment for an answer, is not idle. */
+#define EVICT_MIN_IDLE_SECONDS 1.0
 
 struct lconn {
     struct net_listener *l;
+    struct net_conn *c;
+    bool evicted; /* no longer counted in nconns */
     struct lconn *prev, *next;
 };
 
@@ -36,7 +42,7 @@ struct net_listener {
     struct net_listener_ops ops;
     void *ud;
     size_t nconns;
-    uint64_t refused;
+    uint64_t refused, evicted;
     struct lconn conns; /* list head of live connections */
 };
 
@@ -157,9 +163,34 @@ static void conn_released(struct net_conn *c, void *arg)
 
     lc->prev->next = lc->next;
     lc->next->prev = lc->prev;
-    if (lc->l)
+    if (lc->l && !lc->evicted)
         lc->l->nconns--;
     free(lc);
+}
+
+/* Close the connection idle longest (at least EVICT_MIN_IDLE_SECONDS, with
+ * nothing buffered either way) to make room: otherwise thousands of
+ * connections that never send anything would lock every real client out,
+ * by max_conns or by the fd limit.  Its fd is closed at once. */
+static bool evict_idle(struct net_listener *l)
+{
+    double best = ev_now(l->loop) - EVICT_MIN_IDLE_SECONDS;
+    struct lconn *victim = NULL;
+
+    for (struct lconn *lc = l->conns.next; lc != &l->conns; lc = lc->next) {
+        double t = lc->evicted ? -1.0 : net_conn_idle_since(lc->c);
+        if (t >= 0 && t <= best) {
+            best = t;
+            victim = lc;
+        }
+    }
+    if (!victim)
+        return false;
+    victim->evicted = true;
+    l->nconns--;
+    l->evicted++;
+    net_conn_shut(victim->c, NET_CLOSE_EVICTED, -EMFILE);
+    return true;
 }
 
 static void accept_one(struct net_listener *l, int fd)
@@ -167,7 +198,7 @@ static void accept_one(struct net_listener *l, int fd)
     struct lconn *lc;
     struct net_conn *c;
 
-    if (l->nconns >= l->opts.max_conns) {
+    if (l->nconns >= l->opts.max_conns && !evict_idle(l)) {
         close(fd);
         l->refused++;
         if (l->ops.on_refuse)
@@ -185,6 +216,7 @@ static void accept_one(struct net_listener *l, int fd)
         return;
     }
     lc->l = l;
+    lc->c = c;
     lc->next = l->conns.next;
     lc->prev = &l->conns;
     l->conns.next->prev = lc;
@@ -206,6 +238,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
             continue;
+        if ((errno == EMFILE || errno == ENFILE) && evict_idle(l))
+            continue; /* that freed an fd */
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
             /* Level-triggered: the pending client would wake us forever. */
             ev_io_stop(loop, &l->io);
@@ -271,6 +305,11 @@ size_t net_listener_conns(const struct net_listener *l)
 uint64_t net_listener_refused(const struct net_listener *l)
 {
     return l->refused;
+}
+
+uint64_t net_listener_evicted(const struct net_listener *l)
+{
+    return l->evicted;
 }
 
 int net_listener_addr(const struct net_listener *l, struct addr *out)

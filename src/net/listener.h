@@ -33,7 +33,10 @@ int net_listen_open(const char *name, const struct addr *a, int backlog, mode_t 
                     bool *inherited);
 
 struct net_listener_opts {
-    size_t max_conns;               /* open conns from this listener at once */
+    size_t max_conns;               /* open conns from this listener at once;
+                                     * at the limit (or out of fds) the one idle
+                                     * longest, for over a second, is closed
+                                     * to admit a newcomer */
     struct net_conn_limits limits;  /* for every accepted connection */
     const struct net_conn_ops *conn_ops; /* for every accepted connection */
 };
@@ -42,8 +45,10 @@ struct net_listener_ops {
     /* A new connection, already reading.  ud is the listener's; set the
      * connection's own with net_conn_set_userdata(). */
     void (*on_accept)(struct net_listener *l, struct net_conn *c, void *ud);
-    /* Optional: one client refused because max_conns are open (it gets
-     * accept + close, so it sees EOF at once instead of hanging). */
+    /* Optional: one client refused because max_conns are open and none of
+     * them has been idle long enough to give way (it gets accept + close,
+     * so it sees EOF at once instead of hanging).  An idle one that does
+     * give way is closed as NET_CLOSE_EVICTED (its on_close says so). */
     void (*on_refuse)(struct net_listener *l, void *ud);
 };
 
@@ -66,6 +71,7 @@ void net_listener_free(struct net_listener *l);
 
 size_t net_listener_conns(const struct net_listener *l);   /* open now */
 uint64_t net_listener_refused(const struct net_listener *l); /* since creation */
+uint64_t net_listener_evicted(const struct net_listener *l); /* since creation */
 /* Local address (to learn an ephemeral port).  -errno. */
 int net_listener_addr(const struct net_listener *l, struct addr *out);
 int net_listener_fd(const struct net_listener *l);

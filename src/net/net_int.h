@@ -4,7 +4,11 @@
 #ifndef RAFTKV_NET_INT_H
 #define RAFTKV_NET_INT_H
 
-struct net_conn;
+#include "net/conn.h"
+
+/* Close with a reason of the caller's choosing (a listener evicting an idle
+ * connection); like net_conn_close() otherwise. */
+void net_conn_shut(struct net_conn *c, enum net_close_reason reason, int err);
 
 /* Called once, just before c is freed, however it ends. */
 void net_conn_set_release_hook(struct net_conn *c, void (*fn)(struct net_conn *c, void *arg), void *arg);

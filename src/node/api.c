@@ -8,6 +8,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
+#include "net/ratelimit.h"
 #include "raftkv.pb-c.h"
 
 #include <errno.h>
@@ -803,9 +804,14 @@ static void on_client_close(struct net_conn *c, enum net_close_reason reason, in
     struct api_client *cl = ud;
     if (!cl)
         return;
-    if (reason != NET_CLOSE_EOF && reason != NET_CLOSE_LOCAL)
-        log_info("client %s closed: %s%s%s", net_conn_peer_name(c), net_close_reason_str(reason),
-                 err ? ": " : "", err ? strerror(-err) : "");
+    /* A flood of hostile connections (stalled frames, evicted idlers)
+     * must not become a flood of log lines: one line per 10 s. */
+    static struct net_ratelimit rl = {.interval = 10.0};
+    uint64_t more;
+    if (reason != NET_CLOSE_EOF && reason != NET_CLOSE_LOCAL && net_ratelimit_ok(&rl, ev_now(cl->node->loop), &more))
+        log_info("client %s closed: %s%s%s (%llu more such closes not logged)", net_conn_peer_name(c),
+                 net_close_reason_str(reason), err ? ": " : "", err ? strerror(-err) : "",
+                 (unsigned long long)more);
     if (cl->watching)
         unwatch(cl->node, cl);
     cl->conn = NULL;
@@ -836,8 +842,12 @@ static void on_client_refuse(struct net_listener *l, void *ud)
 {
     (void)l;
     struct node *n = ud;
-    log_warn("refused a client: %llu connections open (max_connections)",
-             (unsigned long long)n->cfg->cluster.max_connections);
+    static struct net_ratelimit rl = {.interval = 10.0};
+    uint64_t more;
+    if (net_ratelimit_ok(&rl, ev_now(n->loop), &more))
+        log_warn("refused a client: %llu connections open (max_connections), none idle "
+                 "long enough to give way (%llu more refusals not logged)",
+                 (unsigned long long)n->cfg->cluster.max_connections, (unsigned long long)more);
 }
 
 static int open_listener(struct node *n, const char *name, const char *address, mode_t mode,

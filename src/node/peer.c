@@ -7,6 +7,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
+#include "net/ratelimit.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -143,12 +144,21 @@ static void on_peer_frame(struct net_conn *c, const uint8_t *payload, size_t len
     char why[160];
     int rv = peer_decode(payload, len, node->cfg->cluster.name, &d, why, sizeof(why));
     if (rv == PEER_DECODE_CLUSTER) {
-        log_warn("refusing peer %s: %s", net_conn_peer_name(c), why);
+        /* A misconfigured node retries forever: one line per minute. */
+        static struct net_ratelimit rl = {.interval = 60.0};
+        uint64_t more;
+        if (net_ratelimit_ok(&rl, ev_now(node->loop), &more))
+            log_warn("refusing peer %s: %s (%llu more refusals not logged)", net_conn_peer_name(c),
+                     why, (unsigned long long)more);
         net_conn_close(c, -EPERM);
         return;
     }
     if (rv != PEER_DECODE_OK) {
-        log_warn("bad message from peer %s (%s); closing", net_conn_peer_name(c), why);
+        static struct net_ratelimit rl = {.interval = 10.0};
+        uint64_t more;
+        if (net_ratelimit_ok(&rl, ev_now(node->loop), &more))
+            log_warn("bad message from peer %s (%s); closing (%llu more not logged)",
+                     net_conn_peer_name(c), why, (unsigned long long)more);
         net_conn_close(c, -EPROTO);
         return;
     }

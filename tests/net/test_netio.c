@@ -21,7 +21,7 @@
 #include "net/dial.h"
 #include "net/listener.h"
 
-static const struct net_conn_limits limits = { 1u << 20, 4u << 20 };
+static const struct net_conn_limits limits = { 1u << 20, 4u << 20, 0 };
 
 /* ---- an echo server ----------------------------------------------------- */
 
