@@ -1,10 +1,13 @@
 #!/bin/sh
-# test-units.sh verify|security SRCDIR BUILDDIR
+# test-units.sh verify|security|generator SRCDIR BUILDDIR
 #   verify:   `systemd-analyze verify` on every unit (ExecStart= pointing at
 #             the build tree's binaries); any diagnostic fails.
 #   security: `systemd-analyze security --offline=yes` on
 #             raftkv-node@1.service and raftkv-proxy.service; fails when the
 #             exposure is above ${RAFTKV_MAX_EXPOSURE:-2.0}.
+#   generator: run raftkv-system-generator on a 3-node config, check the
+#             socket units and drop-ins it writes, and `systemd-analyze
+#             verify` them together with the shipped units.
 # Exits 77 (meson: skipped) when systemd-analyze is missing or too old.
 set -u
 mode=$1 src=$2 build=$3
@@ -26,20 +29,94 @@ for b in "$build/../src/node/raftkv-node" "$build/../src/proxy/raftkv-proxy"; do
 done
 units="raftkv-node@1.service raftkv-node@1.socket raftkv-proxy.service raftkv-proxy.socket raftkv.target"
 
+# Every diagnostic of `systemd-analyze verify` on unit $1 (loaded with
+# SYSTEMD_UNIT_PATH=$2) fails it.
+verify_unit() {
+  local diag rc
+  diag=$(cd "$tmp" && SYSTEMD_LOG_LEVEL=notice SYSTEMD_UNIT_PATH="$2" \
+         systemd-analyze verify --man=no --generators=no "$1" 2>&1)
+  rc=$?
+  if [ $rc -ne 0 ] || [ -n "$diag" ]; then
+    echo "FAIL: $1 (rc $rc)"; echo "$diag"; return 1
+  fi
+  echo "ok: $1"
+}
+
 case $mode in
+generator)
+  gen="$build/../src/generator/raftkv-system-generator"
+  [ -x "$gen" ] || { echo "FAIL: $gen not built"; exit 1; }
+  out="$tmp/gen"
+  mkdir -p "$out" "$tmp/early" "$tmp/late"
+  cat >"$tmp/raftkv.conf" <<'CONF'
+[cluster]
+name = gentest
+[node.1]
+peer = 127.0.0.1:7001
+client = 127.0.0.1:7101
+admin = /run/raftkv/one.sock
+[node.2]
+peer = [::1]:7002
+client = 127.0.0.1:7102
+[node.3]
+peer = 127.0.0.1:7003
+client = localhost:7103
+[proxy]
+listen = 127.0.0.1:7000
+unix = /run/raftkv/px.sock
+CONF
+  fail=0
+  RAFTKV_CONFIG="$tmp/raftkv.conf" "$gen" "$out" "$tmp/early" "$tmp/late" 2>"$tmp/gen.err" \
+    || { echo "FAIL: generator exited $?"; cat "$tmp/gen.err"; fail=1; }
+  # has FILE LINE: FILE (under $out) holds exactly the line LINE
+  has() {
+    grep -qxF -- "$2" "$out/$1" 2>/dev/null && return 0
+    echo "FAIL: $1 lacks '$2'"; [ -f "$out/$1" ] && cat "$out/$1"; fail=1
+  }
+  has raftkv-node-peer@1.socket "ListenStream=127.0.0.1:7001"
+  has raftkv-node-peer@1.socket "FileDescriptorName=peer"
+  has raftkv-node-peer@1.socket "Service=raftkv-node@1.service"
+  has raftkv-node-client@1.socket "ListenStream=127.0.0.1:7101"
+  has raftkv-node-client@1.socket "FileDescriptorName=client"
+  has raftkv-node-peer@2.socket "ListenStream=[::1]:7002"
+  has raftkv-node@1.socket.d/50-raftkv-admin.conf "ListenStream=/run/raftkv/one.sock"
+  has raftkv-node@2.socket.d/50-raftkv-admin.conf "ListenStream=/run/raftkv/node-2.sock"
+  has raftkv-node@1.service.d/50-raftkv-sockets.conf \
+      "Sockets=raftkv-node@1.socket raftkv-node-peer@1.socket raftkv-node-client@1.socket"
+  has raftkv-proxy-client.socket "ListenStream=127.0.0.1:7000"
+  has raftkv-proxy-client.socket "FileDescriptorName=client"
+  has raftkv-proxy.socket.d/50-raftkv-unix.conf "ListenStream=/run/raftkv/px.sock"
+  has raftkv-proxy.service.d/50-raftkv-sockets.conf \
+      "Sockets=raftkv-proxy.socket raftkv-proxy-client.socket"
+  # A host name cannot be a ListenStream=: no unit, and a word on stderr.
+  if [ -e "$out/raftkv-node-client@3.socket" ] || ! grep -q 'node.3.client' "$tmp/gen.err"; then
+    echo "FAIL: node.3.client (a host name) should be left to the node"; fail=1
+  fi
+  for u in raftkv-node-peer@1.socket raftkv-node-client@1.socket raftkv-node@1.socket \
+           raftkv-node@1.service raftkv-proxy-client.socket raftkv-proxy.socket \
+           raftkv-proxy.service; do
+    verify_unit "$u" "$out:$tmp:" || fail=1
+  done
+  # No config (not set up yet): nothing written, success.
+  rm -rf "$out" && mkdir "$out"
+  RAFTKV_CONFIG="$tmp/absent.conf" "$gen" "$out" "$tmp/early" "$tmp/late" \
+    || { echo "FAIL: generator failed without a config"; fail=1; }
+  [ -z "$(ls -A "$out")" ] || { echo "FAIL: files written without a config"; fail=1; }
+  # A broken config: an error naming the line, no units, boot goes on.
+  printf '[cluster]\nbogus = 1\n' >"$tmp/bad.conf"
+  RAFTKV_CONFIG="$tmp/bad.conf" "$gen" "$out" "$tmp/early" "$tmp/late" 2>"$tmp/gen.err" \
+    && { echo "FAIL: generator accepted a bad config"; fail=1; }
+  grep -q 'bad.conf:2' "$tmp/gen.err" || { echo "FAIL: no line number: $(cat "$tmp/gen.err")"; fail=1; }
+  [ -z "$(ls -A "$out")" ] || { echo "FAIL: files written for a bad config"; fail=1; }
+  [ $fail -eq 0 ] && echo "ok: generator"
+  exit $fail
+  ;;
 verify)
   fail=0
   for u in $units; do
     # Instances are loaded from the template in $tmp; the system unit path
     # stays after it so network-online.target etc. resolve.
-    out=$(cd "$tmp" && SYSTEMD_LOG_LEVEL=notice SYSTEMD_UNIT_PATH="$tmp:" \
-          systemd-analyze verify --man=no --generators=no "$tmp/$u" 2>&1)
-    rc=$?
-    if [ $rc -ne 0 ] || [ -n "$out" ]; then
-      echo "FAIL: $u (rc $rc)"; echo "$out"; fail=1
-    else
-      echo "ok: $u"
-    fi
+    verify_unit "$u" "$tmp:" || fail=1
   done
   exit $fail
   ;;
@@ -64,5 +141,5 @@ security)
   done
   exit $fail
   ;;
-*) echo "usage: $0 verify|security SRCDIR BUILDDIR"; exit 2 ;;
+*) echo "usage: $0 verify|security|generator SRCDIR BUILDDIR"; exit 2 ;;
 esac

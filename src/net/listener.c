@@ -96,6 +96,17 @@ fail:
     return r;
 }
 
+/* The local address of a socket. */
+static int fd_addr(int fd, struct addr *out)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return -errno;
+    return addr_from_sockaddr(out, (struct sockaddr *)&ss, len);
+}
+
 /* ---- socket activation -------------------------------------------------- */
 
 static struct {
@@ -149,6 +160,12 @@ int net_listen_open(const char *name, const struct addr *a, int backlog, mode_t 
     if (n < 0)
         return n;
     if (n > 0) {
+        /* A socket unit left over from an older raftkv.conf (no daemon-reload
+         * since the address changed) would have the node answer where no
+         * peer or client looks for it.  Refuse rather than serve there. */
+        struct addr got;
+        if (a && a->len && addr_port(a) != 0 && (fd_addr(fd, &got) < 0 || !addr_equal(&got, a)))
+            return -EADDRNOTAVAIL;
         int r = net_socket_prepare(fd);
         return r < 0 ? r : fd;
     }
@@ -314,12 +331,7 @@ uint64_t net_listener_evicted(const struct net_listener *l)
 
 int net_listener_addr(const struct net_listener *l, struct addr *out)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-
-    if (getsockname(l->fd, (struct sockaddr *)&ss, &len) < 0)
-        return -errno;
-    return addr_from_sockaddr(out, (struct sockaddr *)&ss, len);
+    return fd_addr(l->fd, out);
 }
 
 int net_listener_fd(const struct net_listener *l)
@@ -338,7 +350,15 @@ int net_listener_start(struct ev_loop *loop, const char *name, const char *addre
         snprintf(err, errlen, "%s address '%s': %s", name, address, strerror(-rv));
         return rv;
     }
-    int fd = net_listen_open(name, &a, 1024, unix_mode, from_systemd);
+    bool inherited_fd = false;
+    int fd = net_listen_open(name, &a, 1024, unix_mode, &inherited_fd);
+    if (from_systemd)
+        *from_systemd = inherited_fd;
+    if (fd == -EADDRNOTAVAIL && inherited_fd) {
+        snprintf(err, errlen, "the %s socket passed by systemd is not bound to %s as configured "
+                 "(run `systemctl daemon-reload` after changing addresses)", name, address);
+        return fd;
+    }
     if (fd < 0) {
         snprintf(err, errlen, "cannot listen on %s address %s: %s", name, address, strerror(-fd));
         return fd;

@@ -20,6 +20,7 @@ script itself dies.  Every wait is a bounded wait_until() loop.
 """
 import atexit
 import ctypes
+import fcntl
 import importlib
 import os
 import random
@@ -147,6 +148,28 @@ _libc = ctypes.CDLL(None, use_errno=True)
 def _child_setup():
     # PR_SET_PDEATHSIG: die with the harness even if it is SIGKILLed.
     _libc.prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
+def _socket_activation(argv, env, named_socks):
+    """argv, preexec function and fds to keep for passing named_socks the way
+    systemd does: as fds 3, 4, ... with LISTEN_FDS, LISTEN_FDNAMES and
+    LISTEN_PID (the PID is only known in the child: a shell sets it and
+    execs)."""
+    n = len(named_socks)
+    fds = [s.fileno() for _, s in named_socks]
+    env["LISTEN_FDS"] = str(n)
+    env["LISTEN_FDNAMES"] = ":".join(name for name, _ in named_socks)
+    env.pop("LISTEN_PID", None)
+
+    def setup():
+        _child_setup()
+        # Out of the way first, so moving one into place cannot clobber another.
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]
+        for k, fd in enumerate(high):
+            os.dup2(fd, 3 + k)  # dup2 clears FD_CLOEXEC on the copy
+            os.close(fd)
+    return (["/bin/sh", "-c", 'LISTEN_PID=$$; export LISTEN_PID; exec "$@"', "sh"] + argv, setup,
+            tuple(range(3, 3 + n)))
 
 
 # ---------------------------------------------------------------------------
@@ -373,6 +396,8 @@ class Node:
         self.proc = None
         self.paused = False
         self.starts = 0
+        self.extra_args = []  # more raftkv-node flags for the next starts
+        self.listen_fds = []  # [(name, listening socket)] passed as systemd would
 
     @property
     def client_address(self):
@@ -448,9 +473,12 @@ class Cluster:
         logf.write(("==== harness: start #%d of node %d at %.3f ====\n" %
                     (nd.starts, i, time.time())).encode())
         logf.flush()
-        nd.proc = subprocess.Popen([NODE_BIN, "--id", str(i), "--config", self.config],
-                                   stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                   preexec_fn=_child_setup, close_fds=True)
+        argv = [NODE_BIN, "--id", str(i), "--config", self.config] + nd.extra_args
+        setup, keep = _child_setup, ()
+        if nd.listen_fds:
+            argv, setup, keep = _socket_activation(argv, env, nd.listen_fds)
+        nd.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=env,
+                                   preexec_fn=setup, close_fds=True, pass_fds=keep)
         logf.close()
         _PROCS[nd.proc.pid] = nd.proc
         nd.paused = False
