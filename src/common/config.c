@@ -89,8 +89,10 @@ static const struct opt options[] = {
     C("max_value_bytes", T_SIZE, max_value_bytes, "1MiB", 1, 256 * MIB,
       "Longest value a write may carry; longer ones are refused with TOO_LARGE."),
     C("max_connections", T_UINT, max_connections, "1024", 1, 1000000,
-      "Connections open at once on each listening socket; one more is accepted "
-      "and closed at once."),
+      "Connections open at once on each listening socket. At the limit, or when "
+      "the process is out of file descriptors, the connection idle longest (for "
+      "over a second, nothing buffered) is closed to admit a new one; only when "
+      "none is idle is the new one accepted and closed at once."),
     C("max_pending_output_bytes", T_SIZE, max_pending_output_bytes, "8MiB", 64 * KIB, 4 * GIB,
       "Output queued on one connection that the other side has not read yet. "
       "A reader that falls this far behind is disconnected instead of growing "

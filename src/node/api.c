@@ -458,6 +458,12 @@ static void handle_read(struct node *n, struct api_client *cl, Raftkv__Request *
         serve_read(n, cl, req);
         return;
     }
+    if (replica_error(n->rp)) {
+        respond_error(n, cl, req->id, RAFTKV__STATUS__UNAVAILABLE,
+                      "node %u cannot confirm a linearizable read: %s; ask another node, "
+                      "or for a stale read", n->id, replica_errmsg(n->rp));
+        return;
+    }
     uint64_t ctx = ++n->next_ctx;
     int rv = raft_read_index(replica_raft(n->rp), ctx);
     if (rv != 0) {
@@ -529,11 +535,13 @@ static void handle_status(struct node *n, struct api_client *cl, const Raftkv__R
     Raftkv__NodeStatus ns = RAFTKV__NODE_STATUS__INIT;
     ns.has_id = 1;
     ns.id = n->id;
-    ns.role = (char *)raft_role_name(st.role);
+    /* A failed node's core is frozen in whatever role it had: say failed,
+     * so nobody takes a frozen "leader" for a live one. */
+    ns.role = replica_error(n->rp) ? "failed" : (char *)raft_role_name(st.role);
     ns.has_term = 1;
     ns.term = st.term;
     ns.has_leader_id = 1;
-    ns.leader_id = st.leader;
+    ns.leader_id = replica_error(n->rp) ? 0 : st.leader;
     ns.has_commit_index = 1;
     ns.commit_index = st.commit;
     ns.has_applied_index = 1;
@@ -622,7 +630,7 @@ static void respond_transfer(struct node *n, struct api_client *cl, uint64_t id)
 static void handle_transfer(struct node *n, struct api_client *cl, const Raftkv__Request *req)
 {
     struct raft *r = replica_raft(n->rp);
-    if (raft_role(r) != RAFT_LEADER) {
+    if (raft_role(r) != RAFT_LEADER || replica_error(n->rp)) {
         respond_not_leader(n, cl, req->id);
         return;
     }
@@ -687,8 +695,29 @@ static void unwatch(struct node *n, struct api_client *cl)
     cl->watching = false;
 }
 
+/* The disk failed: writes in flight may still commit through the others
+ * (their entries went out before the failure) or not -- say exactly that,
+ * now, rather than after request_timeout_ms.  Reads here cannot finish. */
+static void fail_waiting(struct node *n)
+{
+    struct waiter *w;
+    while ((w = waitq_pop(&n->writes))) {
+        respond_error(n, w->client, w->req_id, RAFTKV__STATUS__TIMEOUT,
+                      "node %u failed before the write was confirmed (%s): it may or may not "
+                      "have been applied; retry on another node", n->id, replica_errmsg(n->rp));
+        waiter_free(w);
+    }
+    while ((w = waitq_pop(&n->reads))) {
+        respond_error(n, w->client, w->req_id, RAFTKV__STATUS__UNAVAILABLE,
+                      "node %u failed before the read was served: %s", n->id, replica_errmsg(n->rp));
+        waiter_free(w);
+    }
+}
+
 void api_leader_changed(struct node *n)
 {
+    if (replica_error(n->rp))
+        fail_waiting(n);
     for (struct api_client *cl = n->watchers; cl; cl = cl->next_watcher)
         send_leader_event(n, cl);
     if (n->leader && n->leader != n->id) {

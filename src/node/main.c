@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "node/node.h"
 #include "node/node_int.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -13,6 +14,61 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+
+/* --test-disk-fault: a test harness makes a running node's disk fail at a
+ * moment it picks.  Only a command-line flag with "test" in its name turns
+ * it on (no config key, so no shared file can), it is announced at start,
+ * and nothing happens until SIGUSR2. */
+struct test_fault {
+    enum store_fault_op op;
+    int err;
+    ev_signal sig;
+};
+
+static int test_fault_parse(const char *arg, struct test_fault *f)
+{
+    const char *colon = strchr(arg, ':');
+    if (!colon)
+        return -EINVAL;
+    if (strcmp(colon + 1, "EIO") == 0)
+        f->err = EIO;
+    else if (strcmp(colon + 1, "ENOSPC") == 0)
+        f->err = ENOSPC;
+    else
+        return -EINVAL;
+    for (int op = 0; op < STORE_FAULT_NOPS; op++) {
+        const char *name = store_fault_op_name((enum store_fault_op)op);
+        if (strlen(name) == (size_t)(colon - arg) && strncmp(arg, name, strlen(name)) == 0) {
+            f->op = (enum store_fault_op)op;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static void on_test_fault(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct test_fault *f = w->data;
+    /* One failure is enough: a failed store refuses everything after it
+     * with the same error and never retries (store.h). */
+    store_fault_arm(f->op, 1, f->err);
+    log_warn("TEST: SIGUSR2: the store's next %s fails with %s", store_fault_op_name(f->op),
+             strerror(f->err));
+}
+
+/* Clients, peers and log segments all take fds; systemd's default soft
+ * limit (1024) is below one listener's max_connections.  The hard limit is
+ * the operator's (LimitNOFILE=): use all of it. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
 
 static void usage(FILE *out)
 {
@@ -30,6 +86,10 @@ static void usage(FILE *out)
             "                          or --set node.2.client=127.0.0.1:7102\n"
             "  -h, --help              show this help and exit\n"
             "  -V, --version           show the version and exit\n"
+            "      --test-disk-fault OP:ERR\n"
+            "                          TESTS ONLY: on SIGUSR2, make the store's next OP call\n"
+            "                          (write, fdatasync, fsync, rename, open, ...) fail\n"
+            "                          with ERR (EIO or ENOSPC).  Never in production.\n"
             "\n"
             "Stops on SIGTERM or SIGINT; a leader first hands leadership to the most\n"
             "caught-up follower.  See raftkv-node(8) and raftkv.conf(5).\n",
@@ -42,8 +102,11 @@ int main(int argc, char **argv)
         {"id", required_argument, 0, 'i'},       {"config", required_argument, 0, 'c'},
         {"data-dir", required_argument, 0, 'd'}, {"log-level", required_argument, 0, 'l'},
         {"set", required_argument, 0, 's'},      {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
+        {"version", no_argument, 0, 'V'},        {"test-disk-fault", required_argument, 0, 'F'},
+        {0, 0, 0, 0},
     };
+    struct test_fault fault;
+    bool fault_on = false;
     const char *path = CONFIG_DEFAULT_PATH, *data_dir = NULL, *level = NULL;
     char *sets[64];
     size_t n_sets = 0;
@@ -72,6 +135,14 @@ int main(int argc, char **argv)
             break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("raftkv-node %s\n", RAFTKV_VERSION_STRING); return 0;
+        case 'F':
+            if (test_fault_parse(optarg, &fault) < 0) {
+                fprintf(stderr, "raftkv-node: --test-disk-fault: '%s' is not OP:EIO or OP:ENOSPC\n",
+                        optarg);
+                return 2;
+            }
+            fault_on = true;
+            break;
         default: usage(stderr); return 2;
         }
     }
@@ -119,6 +190,7 @@ int main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
+    raise_nofile();
     log_init("raftkv-node", (enum log_target)cfg.cluster.log_target);
     log_set_level(cfg.cluster.log_level);
     log_set_node((uint64_t)id);
@@ -129,6 +201,13 @@ int main(int argc, char **argv)
         log_error("cannot start: %s", err);
         config_free(&cfg);
         return rv == -ENOENT || rv == -EINVAL ? 2 : 1;
+    }
+    if (fault_on) {
+        log_warn("TEST-ONLY disk fault injection enabled: SIGUSR2 makes the next %s fail with %s",
+                 store_fault_op_name(fault.op), strerror(fault.err));
+        ev_signal_init(&fault.sig, on_test_fault, SIGUSR2);
+        fault.sig.data = &fault;
+        ev_signal_start(n->loop, &fault.sig);
     }
     int code = node_run(n);
     node_free(n);

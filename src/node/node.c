@@ -45,6 +45,8 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
     struct node *n = w->data;
+    if (replica_error(n->rp))
+        return; /* the core is frozen once the disk failed (replica.c fail()) */
     raft_tick(replica_raft(n->rp));
     node_mark_dirty(n);
 }

@@ -92,6 +92,8 @@ static void snap_rx_reset(struct peer_in *in)
 static void deliver(struct node *n, struct net_conn *c, struct peer_decoded *d)
 {
     struct raft_msg *m = &d->msg;
+    if (replica_error(n->rp))
+        return; /* failed disk: the core is frozen, nothing may pile up in it */
     if (m->to != n->id) {
         log_warn("peer %s sent a message for node %llu to node %u; closing",
                  net_conn_peer_name(c), (unsigned long long)m->to, n->id);

@@ -59,7 +59,14 @@ static void fail(struct replica *rp, int err, const char *fmt, ...)
     vsnprintf(rp->errmsg, sizeof(rp->errmsg), fmt, ap);
     va_end(ap);
     rp->err = err ? err : -EIO;
-    log_error("%s", rp->errmsg);
+    log_event(LOG_ERR, "failed", NULL, "%s; this node takes no more writes and leaves the "
+              "cluster's quorum until restarted", rp->errmsg);
+    /* From here on the core is frozen (no ready round, no tick, no input):
+     * a leader that cannot write its log must not keep heartbeating and
+     * look alive, and a follower must not pile up entries it cannot store.
+     * Tell the owner it leads nothing any more, so watchers, the proxy and
+     * STATUS= move on at once instead of after a timeout. */
+    rp->hooks.soft_state(rp->hooks.arg, RAFT_NONE, RAFT_FOLLOWER, raft_current_term(rp->raft));
 }
 
 static void store_log(void *arg, enum store_log_level level, const char *msg)
