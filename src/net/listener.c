@@ -5,6 +5,7 @@
 #include "net/listener.h"
 
 #include "net/net_int.h"
+#include "net/ratelimit.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -43,6 +44,7 @@ struct net_listener {
     void *ud;
     size_t nconns;
     uint64_t refused, evicted;
+    struct net_ratelimit refuse_rl; /* on_refuse: one call per 10 s */
     struct lconn conns; /* list head of live connections */
 };
 
@@ -218,8 +220,9 @@ static void accept_one(struct net_listener *l, int fd)
     if (l->nconns >= l->opts.max_conns && !evict_idle(l)) {
         close(fd);
         l->refused++;
-        if (l->ops.on_refuse)
-            l->ops.on_refuse(l, l->ud);
+        uint64_t more;
+        if (l->ops.on_refuse && net_ratelimit_ok(&l->refuse_rl, ev_now(l->loop), &more))
+            l->ops.on_refuse(l, more, l->ud);
         return;
     }
     lc = calloc(1, sizeof(*lc));
@@ -288,6 +291,7 @@ struct net_listener *net_listener_new(struct ev_loop *loop, int fd, const struct
     l->ops = *ops;
     l->ud = ud;
     l->conns.next = l->conns.prev = &l->conns;
+    l->refuse_rl.interval = 10.0;
     ev_io_init(&l->io, accept_cb, fd, EV_READ);
     ev_timer_init(&l->pause, pause_cb, 0., 0.);
     l->io.data = l->pause.data = l;

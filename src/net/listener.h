@@ -45,11 +45,14 @@ struct net_listener_ops {
     /* A new connection, already reading.  ud is the listener's; set the
      * connection's own with net_conn_set_userdata(). */
     void (*on_accept)(struct net_listener *l, struct net_conn *c, void *ud);
-    /* Optional: one client refused because max_conns are open and none of
-     * them has been idle long enough to give way (it gets accept + close,
-     * so it sees EOF at once instead of hanging).  An idle one that does
-     * give way is closed as NET_CLOSE_EVICTED (its on_close says so). */
-    void (*on_refuse)(struct net_listener *l, void *ud);
+    /* Optional: a client was refused because max_conns are open and none
+     * of them has been idle long enough to give way (it gets accept +
+     * close, so it sees EOF at once instead of hanging).  Called at most
+     * once per 10 s, so a flood does not become a log flood; unreported
+     * says how many refusals since the last call were not reported.  An
+     * idle one that does give way is closed as NET_CLOSE_EVICTED (its
+     * on_close says so). */
+    void (*on_refuse)(struct net_listener *l, uint64_t unreported, void *ud);
 };
 
 /* Takes ownership of a listening fd and starts accepting.  NULL (fd closed)

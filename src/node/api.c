@@ -867,16 +867,13 @@ static void on_client_accept(struct net_listener *l, struct net_conn *c, void *u
     net_conn_set_userdata(c, cl);
 }
 
-static void on_client_refuse(struct net_listener *l, void *ud)
+static void on_client_refuse(struct net_listener *l, uint64_t more, void *ud)
 {
     (void)l;
     struct node *n = ud;
-    static struct net_ratelimit rl = {.interval = 10.0};
-    uint64_t more;
-    if (net_ratelimit_ok(&rl, ev_now(n->loop), &more))
-        log_warn("refused a client: %llu connections open (max_connections), none idle "
-                 "long enough to give way (%llu more refusals not logged)",
-                 (unsigned long long)n->cfg->cluster.max_connections, (unsigned long long)more);
+    log_warn("refused a client: %llu connections open (max_connections), none idle "
+             "long enough to give way (%llu more refusals not logged)",
+             (unsigned long long)n->cfg->cluster.max_connections, (unsigned long long)more);
 }
 
 static int open_listener(struct node *n, const char *name, const char *address, mode_t mode,

@@ -5,6 +5,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
+#include "net/ratelimit.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -206,9 +207,13 @@ static void on_client_close(struct net_conn *c, enum net_close_reason reason, in
     struct client *cl = ud;
     if (!cl)
         return;
-    if (reason != NET_CLOSE_EOF && reason != NET_CLOSE_LOCAL)
-        log_info("client %s closed: %s%s%s", net_conn_peer_name(c), net_close_reason_str(reason),
-                 err ? ": " : "", err ? strerror(-err) : "");
+    /* A flood of hostile connections must not become a flood of lines. */
+    static struct net_ratelimit rl = {.interval = 10.0};
+    uint64_t more;
+    if (reason != NET_CLOSE_EOF && reason != NET_CLOSE_LOCAL && net_ratelimit_ok(&rl, proxy_now(cl->p), &more))
+        log_info("client %s closed: %s%s%s (%llu more such closes not logged)", net_conn_peer_name(c),
+                 net_close_reason_str(reason), err ? ": " : "", err ? strerror(-err) : "",
+                 (unsigned long long)more);
     if (cl->watching)
         watch_remove(cl->p, cl);
     /* Its ops run to the end (a write's session slot must learn the
@@ -236,12 +241,13 @@ static void on_accept(struct net_listener *l, struct net_conn *c, void *ud)
     net_conn_set_userdata(c, cl);
 }
 
-static void on_refuse(struct net_listener *l, void *ud)
+static void on_refuse(struct net_listener *l, uint64_t more, void *ud)
 {
     (void)l;
     struct proxy *p = ud;
-    log_warn("refused a client: %llu connections open (max_connections)",
-             (unsigned long long)p->cfg->cluster.max_connections);
+    log_warn("refused a client: %llu connections open (max_connections), none idle long enough "
+             "to give way (%llu more refusals not logged)",
+             (unsigned long long)p->cfg->cluster.max_connections, (unsigned long long)more);
 }
 
 static int open_listener(struct proxy *p, const char *name, const char *address, struct net_listener **out,

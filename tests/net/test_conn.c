@@ -236,6 +236,46 @@ static void test_slow_reader(void **state)
     pair_free(&p);
 }
 
+/* A frame begun and never finished (a byte every 100 ms) is cut off after
+ * frame_timeout_ms; frames that keep completing are not. */
+static void test_stalled_frame(void **state)
+{
+    struct net_conn_limits lim = { MAX_FRAME, 8u << 20, 300 };
+    struct pair p;
+    uint8_t hdr[NET_FRAME_HDR];
+
+    pair_raw(&p, &lim);
+    net_frame_put_header(hdr, 1000);
+    assert_int_equal(write(p.raw, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
+    double t0 = ev_time();
+    for (int i = 0; i < 20 && !p.a.closed; i++) {
+        (void)send(p.raw, "x", 1, MSG_NOSIGNAL); /* fails once the conn gave up */
+        EVTEST_FOR(p.loop, 0.1);
+    }
+    assert_true(p.a.closed);
+    assert_int_equal(p.a.reason, NET_CLOSE_STALLED);
+    assert_int_equal(p.a.err, -ETIMEDOUT);
+    assert_true(ev_time() - t0 < 1.0);
+    pair_free(&p);
+
+    /* A client pipelining small frames, each write ending mid-frame, for
+     * three timeouts' worth: never closed. */
+    pair_raw(&p, &lim);
+    uint8_t two[2 * (NET_FRAME_HDR + 4)];
+    net_frame_put_header(two, 4);
+    memcpy(two + NET_FRAME_HDR, "abcd", 4);
+    memcpy(two + NET_FRAME_HDR + 4, two, NET_FRAME_HDR + 4);
+    assert_int_equal(write(p.raw, two, 5), 5); /* header + "a" */
+    for (int i = 0; i < 20; i++) {
+        /* "bcd" ends this frame, header + "a" begins the next */
+        assert_int_equal(send(p.raw, two + 5, 8, MSG_NOSIGNAL), 8);
+        EVTEST_FOR(p.loop, 0.05);
+    }
+    assert_false(p.a.closed);
+    assert_int_equal(p.a.frames, 20);
+    pair_free(&p);
+}
+
 static void test_oversize_input(void **state)
 {
     struct pair p;
@@ -352,6 +392,7 @@ int main(void)
         cmocka_unit_test(test_send_msg),
         cmocka_unit_test(test_partial_writes),
         cmocka_unit_test(test_slow_reader),
+        cmocka_unit_test(test_stalled_frame),
         cmocka_unit_test(test_oversize_input),
         cmocka_unit_test(test_eof_with_partial_frame),
         cmocka_unit_test(test_close_from_callback),
