@@ -36,13 +36,13 @@ class Op:
     took effect (False: CAS_FAILED / NOT_FOUND)."""
 
     __slots__ = ("id", "client", "kind", "key", "value", "expected", "out", "applied", "outcome",
-                 "inv", "ret")
+                 "inv", "ret", "note")
 
     def __init__(self, kind, key, inv, ret, outcome=OK, value=None, expected=None, out=None,
-                 applied=True, client=0, id=None):
+                 applied=True, client=0, id=None, note=None):
         self.kind, self.key, self.inv, self.ret = kind, key, inv, ret
         self.outcome, self.value, self.expected, self.out = outcome, value, expected, out
-        self.applied, self.client, self.id = applied, client, id
+        self.applied, self.client, self.id, self.note = applied, client, id, note
 
     def to_json(self):
         return {s: getattr(self, s) for s in self.__slots__ if s != "ret"} | {
@@ -67,8 +67,8 @@ class Op:
         else:
             what = "cas(%s->%s)" % (_v(self.expected), _v(self.value))
         ret = "inf" if self.ret == INF else "%.3f" % self.ret
-        return "#%s c%s %s %s [%.3f, %s]" % (self.id, self.client, what,
-                                             self.outcome if self.outcome != OK else "ok", self.inv, ret)
+        return "#%s c%s %s %s [%.3f, %s]%s" % (self.id, self.client, what, self.outcome, self.inv, ret,
+                                               " (%s)" % self.note if self.note else "")
 
 
 def _v(x):
