@@ -53,3 +53,14 @@ pkg_export_tree() {
   esac
   echo "pkg-lib: source tree: ${RAFTKV_PKG_SOURCE:-worktree} of $pkg_root" >&2
 }
+
+# pkg_begin KIND [OUTDIR]: sets outdir (created, absolute; default
+# build-pkg/), version, and work, a temporary directory removed on exit.
+pkg_begin() {
+  outdir=${2:-$pkg_root/build-pkg}
+  mkdir -p "$outdir"
+  outdir=$(cd "$outdir" && pwd)
+  version=$(pkg_version) || exit 1
+  work=$(mktemp -d "/tmp/raftkv-$1.XXXXXX")
+  trap 'rm -rf "$work"' EXIT
+}

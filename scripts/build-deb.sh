@@ -11,13 +11,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../packaging/pkg-lib.sh"
 
-outdir=${1:-$pkg_root/build-pkg}
-mkdir -p "$outdir"
-outdir=$(cd "$outdir" && pwd)
-version=$(pkg_version)
-
-work=$(mktemp -d /tmp/raftkv-deb.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+pkg_begin deb "${1:-}"
 src=$work/raftkv-$version
 pkg_export_tree "$src"
 rm -rf "$src/debian"
