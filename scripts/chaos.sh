@@ -65,9 +65,13 @@ failures=()
 start=$(date +%s)
 
 one_run() {
-  local s=$1 line
-  line=$(/usr/bin/python3 tests/chaos/nemesis.py --seed "$s" --duration "$duration" "${nodes_arg[@]}" "${extra[@]}" |
-         tee /dev/stderr | grep '^chaos seed=' | tail -1)
+  local s=$1 line out
+  out=$(mktemp /tmp/raftkv-chaos-run.XXXXXX)
+  /usr/bin/python3 tests/chaos/nemesis.py --seed "$s" --duration "$duration" "${nodes_arg[@]}" "${extra[@]}" \
+    >"$out" 2>&1
+  cat "$out"
+  line=$(grep '^chaos seed=' "$out" | tail -1)
+  rm -f "$out"
   runs=$((runs + 1))
   if [ -z "$line" ]; then
     failed=$((failed + 1))
