@@ -66,7 +66,12 @@ static void drop_waiting(struct proxy *p, struct oplist *l)
     struct op *op;
     while ((op = l->head)) {
         oplist_remove(l, op);
-        op_fail(p, op, RAFTKV__STATUS__UNAVAILABLE, "proxy is stopping");
+        /* A write queued again after an unknown outcome may be applied. */
+        if (op->maybe_applied)
+            op_fail(p, op, RAFTKV__STATUS__TIMEOUT,
+                    "proxy is stopping; the write may or may not have been applied");
+        else
+            op_fail(p, op, RAFTKV__STATUS__UNAVAILABLE, "proxy is stopping");
     }
 }
 
