@@ -776,8 +776,16 @@ void api_fail_all(struct node *n)
     for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
         struct waiter *w;
         while ((w = waitq_pop(qs[i]))) {
-            respond_error(n, w->client, w->req_id, RAFTKV__STATUS__UNAVAILABLE, "node %u is stopping",
-                          n->id);
+            /* A waiting write is already in our log: it may still commit
+             * (the next leader may hold it, or we may lead again after a
+             * restart).  UNAVAILABLE would promise it did not happen. */
+            if (qs[i] == &n->writes)
+                respond_error(n, w->client, w->req_id, RAFTKV__STATUS__TIMEOUT,
+                              "node %u is stopping before the write was confirmed: it may or may "
+                              "not be applied; retry it in the same session", n->id);
+            else
+                respond_error(n, w->client, w->req_id, RAFTKV__STATUS__UNAVAILABLE,
+                              "node %u is stopping", n->id);
             /* the loop will not run again: write the answer now */
             if (w->client->conn)
                 net_conn_flush(w->client->conn);
