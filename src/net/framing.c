@@ -73,10 +73,12 @@ int net_decoder_space(struct net_decoder *d, size_t want, uint8_t **space, size_
 {
     size_t have = d->end - d->start, rem = frame_remaining(d);
     /* The length prefix is only the peer's claim: reserve at most as much
-     * again as has arrived (at least a chunk), so a peer that announces
-     * max_frame and then trickles bytes makes us hold about what it sent,
-     * while a real large frame costs a few doublings. */
-    size_t ahead = have > READ_CHUNK ? have : READ_CHUNK;
+     * again as has arrived (or as the caller wants), so a peer that
+     * announces max_frame and then trickles bytes makes us hold about what
+     * it sent, while a real large frame costs a few doublings.  Asking for
+     * a fixed chunk instead would regrow (and realloc would copy, touching
+     * every page) on each trickled byte. */
+    size_t ahead = have > want ? have : want;
     if (rem > ahead)
         rem = ahead;
     size_t need = want > rem ? want : rem;

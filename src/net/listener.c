@@ -1,7 +1,8 @@
 /* listener.c - binding or inheriting listening sockets and accepting on
  * them.  Accept errors never stop the daemon: running out of fds evicts an
- * idle connection or pauses accepting briefly instead of spinning, anything
- * else is skipped.  At capacity, idle connections give way to new ones. */
+ * idle connection, or refuses the client with a spare fd, or pauses
+ * accepting briefly, never spins; anything else is skipped.  At capacity,
+ * idle connections give way to new ones. */
 #include "net/listener.h"
 
 #include "net/net_int.h"
@@ -43,6 +44,9 @@ struct net_listener {
     struct net_listener_ops ops;
     void *ud;
     size_t nconns;
+    int reserve; /* a spare fd (/dev/null): out of fds, it is given up to
+                  * accept and close one client instead of leaving the
+                  * accept queue full of them; -1 if it could not be had */
     uint64_t refused, evicted;
     struct net_ratelimit refuse_rl; /* on_refuse: one call per 10 s */
     struct lconn conns; /* list head of live connections */
@@ -212,17 +216,38 @@ static bool evict_idle(struct net_listener *l)
     return true;
 }
 
+static void refuse(struct net_listener *l, int fd)
+{
+    close(fd);
+    l->refused++;
+    uint64_t more;
+    if (l->ops.on_refuse && net_ratelimit_ok(&l->refuse_rl, ev_now(l->loop), &more))
+        l->ops.on_refuse(l, more, l->ud);
+}
+
+/* Out of fds and nobody idle enough to evict: refuse the next client with
+ * the spare fd.  Leaving clients queued would keep the queue full of the
+ * flood that caused this, so a real client arriving a second later (when
+ * idle ones can be evicted) would still wait behind all of it. */
+static bool refuse_with_reserve(struct net_listener *l)
+{
+    if (l->reserve < 0)
+        return false;
+    close(l->reserve);
+    int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0)
+        refuse(l, fd);
+    l->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0;
+}
+
 static void accept_one(struct net_listener *l, int fd)
 {
     struct lconn *lc;
     struct net_conn *c;
 
     if (l->nconns >= l->opts.max_conns && !evict_idle(l)) {
-        close(fd);
-        l->refused++;
-        uint64_t more;
-        if (l->ops.on_refuse && net_ratelimit_ok(&l->refuse_rl, ev_now(l->loop), &more))
-            l->ops.on_refuse(l, more, l->ud);
+        refuse(l, fd);
         return;
     }
     lc = calloc(1, sizeof(*lc));
@@ -258,8 +283,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
             continue;
-        if ((errno == EMFILE || errno == ENFILE) && evict_idle(l))
-            continue; /* that freed an fd */
+        if ((errno == EMFILE || errno == ENFILE) && (evict_idle(l) || refuse_with_reserve(l)))
+            continue; /* that freed an fd, or refused one client */
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
             /* Level-triggered: the pending client would wake us forever. */
             ev_io_stop(loop, &l->io);
@@ -292,6 +317,7 @@ struct net_listener *net_listener_new(struct ev_loop *loop, int fd, const struct
     l->ud = ud;
     l->conns.next = l->conns.prev = &l->conns;
     l->refuse_rl.interval = 10.0;
+    l->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
     ev_io_init(&l->io, accept_cb, fd, EV_READ);
     ev_timer_init(&l->pause, pause_cb, 0., 0.);
     l->io.data = l->pause.data = l;
@@ -306,6 +332,8 @@ void net_listener_free(struct net_listener *l)
     ev_io_stop(l->loop, &l->io);
     ev_timer_stop(l->loop, &l->pause);
     close(l->fd);
+    if (l->reserve >= 0)
+        close(l->reserve);
     /* Survivors unlink from each other through their own neighbours; turning
      * them into a ring of their own keeps that working without the head. */
     struct lconn *first = l->conns.next, *last = l->conns.prev;
