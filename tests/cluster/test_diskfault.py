@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "proxy"))
 import harness  # noqa: E402
 from harness import (OK, TIMEOUT, UNAVAILABLE, Cluster, Session, T, expect, expect_status,  # noqa: E402
                      main, report, req_get, req_set, wait_until)
+from pxharness import Proxy  # noqa: E402
 from test_notify import NotifySocket, notify_env  # noqa: E402
 
 REASON = {"ENOSPC": "No space left on device", "EIO": "Input/output error"}
@@ -40,9 +41,11 @@ class Writer(threading.Thread):
     own sequence number until it is decided); every OK is recorded with the
     time it arrived."""
 
-    def __init__(self, cluster):
+    def __init__(self, cluster, proxy_port=None):
         super().__init__(daemon=True)
         self.session = Session(cluster)
+        self.proxy = harness.Client(proxy_port) if proxy_port else None
+        self.undecided = 0  # through the proxy: answers other than OK
         self.acked = {}     # key -> value
         self.ack_times = []
         self.stop = threading.Event()
@@ -53,7 +56,16 @@ class Writer(threading.Thread):
         try:
             while not self.stop.is_set():
                 key, val = b"k%05d" % i, b"v%05d-%s" % (i, b"x" * 40)
-                r = self.session.set(key, val, timeout=T(30))
+                if self.proxy:
+                    # The proxy retries under its own session; an answer
+                    # other than OK leaves the write undecided: not counted.
+                    r = self.proxy.call(req_set(key, val))
+                    if r.status != OK:
+                        self.undecided += 1
+                        i += 1
+                        continue
+                else:
+                    r = self.session.set(key, val, timeout=T(30))
                 if r.status != OK:
                     raise AssertionError("set %r: %s %r" % (key, r.status, r.message))
                 self.acked[key] = val
@@ -63,6 +75,8 @@ class Writer(threading.Thread):
             self.error = e
         finally:
             self.session.close()
+            if self.proxy:
+                self.proxy.close()
 
     def wait_acks(self, n, what):
         target = len(self.ack_times) + n
@@ -116,8 +130,9 @@ class DrainedNotifySocket(NotifySocket):
         super().close()
 
 
-def fault_scenario(role, op, err):
+def fault_scenario(role, op, err, via_proxy=False):
     ns = DrainedNotifySocket()
+    px = None
     try:
         with Cluster(3) as c:
             for nd in c.nodes.values():
@@ -127,7 +142,10 @@ def fault_scenario(role, op, err):
             lead = c.wait_leader()
             target = lead if role == "leader" else min(i for i in c.nodes if i != lead)
             others = [i for i in c.nodes if i != target]
-            w = Writer(c)
+            if via_proxy:
+                px = Proxy(c).start()
+                px.wait_leader()
+            w = Writer(c, px.port if px else None)
             w.start()
             w.wait_acks(50, "before the fault")
             log_off = c.log_size(target)
@@ -188,12 +206,17 @@ def fault_scenario(role, op, err):
                 check_all_acked(c, i, w.acked, "after rejoin")
             r = c.call(target, req_get(b"k00000"))
             expect_status(r, OK, "linearizable read on the rejoined node")
-            report("%s %s:%s on node %d: failed %.2fs after SIGUSR2 (%s); STATUS=%r; new leader %d; "
+            if px:
+                expect(px.stop() == 0, "proxy did not stop cleanly")
+            report("%s%s %s:%s on node %d: failed %.2fs after SIGUSR2 (%s); STATUS=%r; new leader %d; "
                    "max gap between acks %.2fs; %d acked writes all present; stopped in %.2fs, "
-                   "caught up to %d in %.2fs" %
-                   (role, op, err, target, t_failed - t_fault, line.group(0)[:60], status, new_lead,
-                    gap, n_acked, stop_s, commit, catch_up))
+                   "caught up to %d in %.2fs%s" %
+                   (role, " (writes via the proxy)" if px else "", op, err, target, t_failed - t_fault, line.group(0)[:60], status, new_lead,
+                    gap, n_acked, stop_s, commit, catch_up,
+                    "; %d proxy answers not OK" % w.undecided if px else ""))
     finally:
+        if px and px.running():
+            px.kill()
         ns.close()
 
 
@@ -213,6 +236,10 @@ def check_leader_eio():
     fault_scenario("leader", "fdatasync", "EIO")
 
 
+def check_leader_enospc_via_proxy():
+    fault_scenario("leader", "write", "ENOSPC", via_proxy=True)
+
+
 def check_no_trigger_without_flag():
     """Without --test-disk-fault the node does not even catch SIGUSR2, so no
     config file, environment or stray signal can arm a fault."""
@@ -227,4 +254,4 @@ def check_no_trigger_without_flag():
 
 if __name__ == "__main__":
     main([check_follower_enospc, check_follower_eio, check_leader_enospc, check_leader_eio,
-          check_no_trigger_without_flag])
+          check_leader_enospc_via_proxy, check_no_trigger_without_flag])
