@@ -104,9 +104,14 @@ def prepare(ops):
     go (no effect); unknown writes whose value nobody ever observed go too --
     such a write can always be moved to the end of a linearization (after
     everything, since it never returned), and nothing between it and the next
-    blind write can depend on its value, so dropping it changes no verdict."""
+    blind write can depend on its value, so dropping it changes no verdict.
+    Exception: a del that reports it deleted something observes "present",
+    so an unknown write that such a del may follow is kept."""
     seen = set()
+    last_del = {}  # key -> latest return of a del that deleted something
     for o in ops:
+        if o.kind == "del" and o.outcome == OK and o.applied:
+            last_del[o.key] = max(last_del.get(o.key, -INF), o.ret)
         if o.outcome == FAIL:
             continue
         if o.kind == "get" and o.outcome == OK:
@@ -122,7 +127,7 @@ def prepare(ops):
         if o.outcome == UNKNOWN:
             if o.kind == "get":
                 continue
-            if o.kind in ("set", "cas") and o.value not in seen:
+            if o.kind in ("set", "cas") and o.value not in seen and last_del.get(o.key, -INF) < o.inv:
                 continue
             o.ret = INF
         keep.append(o)
