@@ -62,6 +62,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
@@ -675,6 +676,9 @@ def run(args):
         if problems:
             reason = problems[0].splitlines()[0]
             print("\n".join(problems))
+        code = px.stop()
+        if code != 0:
+            raise AssertionError("the proxy exited %s on SIGTERM" % code)
         px.check_clean()
         c.check_clean()
     except harness.Interrupted:
@@ -682,7 +686,6 @@ def run(args):
         raise
     except Exception as e:  # noqa: BLE001 - any failure is this run's result
         reason = "%s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")
-        import traceback
         traceback.print_exc(file=sys.stdout)
         if c:
             c.print_logs(20)
@@ -696,7 +699,8 @@ def run(args):
         ops = list(rec.ops)
         with open(hist_path, "w") as f:
             f.write(json.dumps({"run": {"seed": seed, "nodes": n, "duration": args.duration,
-                                        "schedule": sched}}) + "\n")
+                                        "lenient_stop": LENIENT_STOP, "schedule": sched,
+                                        "sigterm_windows": nem.term_windows if nem else []}}) + "\n")
             for e in (nem.log if nem else []):
                 f.write(json.dumps(e) + "\n")
             for o in ops:
