@@ -84,6 +84,19 @@ def wait_for(cond, dl, what, cap=None, interval=0.2):
         time.sleep(interval)
 
 
+def holds(cond, seconds, dl, interval=0.2):
+    """Check cond() for `seconds`: None if it held throughout, else the
+    first value that was not truthy (for "it stays stopped")."""
+    end = time.monotonic() + dl.left(seconds)
+    while True:
+        v = cond()
+        if not v:
+            return v if v is not None else False
+        if time.monotonic() >= end:
+            return None
+        time.sleep(interval)
+
+
 def host(cmd, dl, cap=None, env=None, check_rc=True):
     p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=dl.left(cap), env=env, text=True)
@@ -290,6 +303,23 @@ class Run:
         self.deb = None
         self.acked = {}  # key (bytes) -> value (bytes): every acknowledged write
 
+    def save_journal(self, step):
+        """The container's journal of this boot, for a failed step."""
+        if not (self.ct and self.ct.running()):
+            return
+        path = os.path.join(self.tmp, "journal-%s.txt" % step)
+        try:
+            out = self.ct.run(["journalctl", "--no-pager", "-b", "-o", "short-monotonic"],
+                              Deadline(30), check_rc=False).stdout
+            with open(path, "w") as f:
+                f.write(out)
+            print("  journal of the container: %s%s" % (
+                path, "" if os.environ.get("RAFTKV_SYSTEMD_KEEP") else " (RAFTKV_SYSTEMD_KEEP=1 keeps it)"))
+            if os.environ.get("RAFTKV_SYSTEMD_VERBOSE"):
+                print("".join("  | " + l + "\n" for l in out.splitlines()[-40:]), end="")
+        except (Fail, subprocess.SubprocessError, OSError) as e:
+            print("  (no journal: %s)" % e)
+
     def build_deb(self, outdir, dl, version=None):
         env = dict(os.environ)
         if version:
@@ -352,17 +382,21 @@ class Run:
         for page in (["raftkvctl"], ["8", "raftkv-node"], ["8", "raftkv-proxy"], ["5", "raftkv.conf"]):
             pages[page[-1]] = ct.out(["man", "-w"] + page, dl, cap=20)
         ver = ct.out(["dpkg-query", "-W", "-f=${Version}", "raftkv"], dl, cap=10)
+        target = ct.run(["systemctl", "is-enabled", "raftkv.target"], dl, cap=10,
+                        check_rc=False).stdout.strip()
         report("install", True, "raftkv %s (build %.0fs, rootfs %.0fs%s, %s); user, conffile, "
-               "man pages %s; container %s" %
+               "man pages %s; raftkv.target %s; container %s" %
                (ver, t_build, t_root, " debootstrap" if made else " from cache", os.path.basename(self.deb),
-                " ".join(sorted(pages.values())), state))
+                " ".join(sorted(pages.values())), target, state))
 
     def step_start(self):
         dl = Deadline(120)
         ct = self.ct
         ct.run(["raftkvctl", "config", "generate", "--nodes", "3", "--file", "/etc/raftkv/raftkv.conf"],
                dl, cap=10)
-        ct.run(["systemctl", "enable"] + SERVICES + ["raftkv.target"], dl, cap=30)
+        # Only the members: raftkv.target itself is the package's to enable
+        # (checked in the reboot step).
+        ct.run(["systemctl", "enable"] + SERVICES, dl, cap=30)
         t0 = time.monotonic()
         ct.run(["systemctl", "start", "raftkv.target"], dl, cap=60)
         leader = wait_cluster(ct, dl)
@@ -509,8 +543,17 @@ class Run:
             t0 = time.monotonic()
             ct.run(["systemctl", "stop", unit], dl, cap=160)
             t_stop = time.monotonic() - t0
-            wait_for(lambda: w["ok"] >= n0 + 100 + (w["ok"] - w["ok"]), dl,
-                     "100 more writes after the stop", cap=30, interval=0.05)
+            # Stopped means stopped: nothing (e.g. a peer dialling its
+            # socket) may start it again behind the admin's back.
+            state = []
+
+            def inactive():
+                state[:] = [ct.run(["systemctl", "is-active", unit], dl, cap=10,
+                                   check_rc=False).stdout.strip()]
+                return state[0] in ("inactive", "failed")
+            came_back = holds(inactive, 3, dl) is not None
+            wait_for(lambda: w["ok"] >= n0 + 100, dl, "100 more writes after the stop", cap=30,
+                     interval=0.05)
         finally:
             stop.set()
             th.join(timeout=30)
@@ -519,7 +562,6 @@ class Run:
                       cap=20)
         handed = "handing leadership" in ents
         timed_out = "did not finish in time" in ents
-        st = {}
         new = wait_for(lambda: leader_of(status(ct, dl)), dl, "a leader after the stop", cap=20)
         bad = missing_keys(ct, acked, dl)
         self.acked.update(acked)
@@ -529,17 +571,43 @@ class Run:
                   "max latency %.0f ms; %d acked keys unreadable" %
                   (old, t_stop, new, "hand-off" + (" timed out" if timed_out else "") if handed
                    else "no hand-off logged", w["ok"], w["failed"], w["lat"] * 1000, len(bad)))
-        del st
-        ok = handed and not timed_out and new != old and w["failed"] == 0 and not bad
+        if came_back:
+            detail += "; %s was %s again within 3 s of the stop (socket-activated?)" % (unit, state[0])
+        ok = handed and not timed_out and new != old and w["failed"] == 0 and not bad and not came_back
         if w["errors"]:
             detail += "; first errors: %s" % w["errors"][:3]
         report("stop-handoff", ok, detail)
+
+    def step_stop_target(self):
+        dl = Deadline(240)
+        ct = self.ct
+        wait_cluster(ct, dl)
+        t0 = time.monotonic()
+        ct.run(["systemctl", "stop", "raftkv.target"], dl, cap=180)
+        t_stop = time.monotonic() - t0
+        up = []
+
+        def none_active():
+            out = ct.out(["systemctl", "list-units", "--plain", "--no-legend", "--state=active",
+                          "raftkv*.service"], dl, cap=10)
+            up[:] = [l.split()[0] for l in out.splitlines()]
+            return not up
+        back = holds(none_active, 3, dl) is not None
+        ct.run(["systemctl", "start", "raftkv.target"], dl, cap=60)
+        leader = wait_cluster(ct, dl)
+        bad = missing_keys(ct, self.acked, dl)
+        check(not bad, "%d acknowledged keys missing after stop/start, e.g. %s" % (len(bad), bad[:5]))
+        check(not back, "after `systemctl stop raftkv.target` (%.1fs) still or again active: %s" %
+              (t_stop, " ".join(up)))
+        report("stop-target", True, "systemctl stop raftkv.target in %.1fs, all services stayed "
+               "stopped for 3 s; started again, leader %d, %d keys present" %
+               (t_stop, leader, len(self.acked)))
 
     def step_reboot(self):
         dl = Deadline(240)
         ct = self.ct
         enabled = ct.out(["systemctl", "is-enabled", "raftkv.target"], dl, cap=10)
-        check(enabled == "enabled", "raftkv.target is %r" % enabled)
+        check(enabled == "enabled", "raftkv.target is %r (the package enables it)" % enabled)
         wants = ct.path("/etc/systemd/system/multi-user.target.wants/raftkv.target")
         check(os.path.islink(wants), "no multi-user.target.wants/raftkv.target link")
         t0 = time.monotonic()
@@ -617,7 +685,7 @@ class Run:
 STEPS = [("install", "step_install", True), ("start", "step_start", True),
          ("ctl", "step_ctl", False), ("status-journal", "step_status_journal", False),
          ("kill-leader", "step_kill", False), ("stop-handoff", "step_stop_handoff", False),
-         ("reboot", "step_reboot", True), ("package", "step_package", False)]
+         ("stop-target", "step_stop_target", False), ("reboot", "step_reboot", True), ("package", "step_package", False)]
 
 
 def main():
@@ -635,6 +703,7 @@ def main():
             except (Fail, AssertionError, subprocess.SubprocessError, OSError, ValueError,
                     KeyError) as e:
                 report(name, False, "%s: %s" % (type(e).__name__, e))
+                run.save_journal(name)
                 if os.environ.get("RAFTKV_SYSTEMD_VERBOSE"):
                     traceback.print_exc()
                 if needed:

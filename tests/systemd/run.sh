@@ -27,7 +27,7 @@ done
 command -v protoc >/dev/null 2>&1 || missing "no protoc"
 # The mirror is needed only to make the cached rootfs.
 if ! ls "$cache"/bookworm-*.tar >/dev/null 2>&1; then
-  /usr/bin/python3 - "$mirror" <<'EOF' || missing "mirror $mirror unreachable and no cached rootfs in $cache"
+  /usr/bin/python3 - "$mirror" 2>/dev/null <<'EOF' || missing "mirror $mirror unreachable and no cached rootfs in $cache"
 import sys, urllib.request
 urllib.request.urlopen(sys.argv[1] + "/dists/bookworm/Release", timeout=15).read(64)
 EOF
