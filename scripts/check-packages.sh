@@ -114,7 +114,7 @@ if [ -f "$deb" ]; then
   pi=$out/deb/control/postinst
   if [ ! -f "$pi" ]; then
     fail deb-postinst "no postinst"
-  elif grep -qE 'deb-systemd-invoke (start|restart) ' "$pi"; then
+  elif grep -qE 'deb-systemd-invoke (start|restart|\$_dh_action) ' "$pi"; then
     fail deb-postinst "starts or restarts a unit unconditionally"
   elif ! awk '/systemd-sysusers/ && !u {u=NR} /systemd-tmpfiles/ && !t {t=NR}
               END {exit !(u && t && u < t)}' "$pi"; then
@@ -130,9 +130,18 @@ if [ -f "$deb" ]; then
   else
     pass deb-preinst
   fi
+  # prerm on remove: every raftkv socket stopped in a transaction before
+  # the one that stops the services (see the comment in raftkv.prerm).
   grep_all deb-prerm "$out/deb/control/prerm" \
-    'if \[ "\$1" = "remove" \]' 'deb-systemd-invoke stop raftkv.target raftkv-proxy.service' \
-    "raftkv-node@\*\.service' 'raftkv-node@\*\.socket'"
+    'if \[ "\$1" = "remove" \]' "list-units .*'raftkv\*\.socket'" \
+    "list-units .*'raftkv\*\.service'"
+  if ! awk '/deb-systemd-invoke stop/ && /\$sockets/ && !s {s=NR}
+            /deb-systemd-invoke stop/ && /raftkv\.target/ && /\$services/ && !v {v=NR}
+            END {exit !(s && v && s < v)}' "$out/deb/control/prerm"; then
+    fail deb-prerm-order "sockets are not stopped before the services"
+  else
+    pass deb-prerm-order
+  fi
   # purge deletes data and configuration; nothing outside the purge branch
   # touches /var/lib/raftkv.
   pr=$out/deb/control/postrm
@@ -183,7 +192,7 @@ if [ "$rpm_rc" -eq 0 ] && [ -f "$rpmf" ]; then
     'postinstall scriptlet' 'systemd-sysusers .*raftkv\.conf' 'systemd-tmpfiles --create' \
     '(preset|install-system-units) raftkv\.target raftkv-proxy\.service raftkv-proxy\.socket' \
     'preuninstall scriptlet' '(disable --now|remove-system-units) raftkv\.target raftkv-proxy\.service' \
-    "stop 'raftkv-node@\*\.service'" \
+    "stop 'raftkv\*\.socket'" "stop 'raftkv\*\.service'" \
     'postuninstall scriptlet' '(try-restart|mark-restart-system-units) raftkv-proxy\.service' \
     "--state=active" "'raftkv-node@\*\.service'" 'systemctl try-restart "\$unit"'
 
