@@ -41,6 +41,7 @@ NODES = (1, 2, 3)
 SERVICES = ["raftkv-node@%d.service" % i for i in NODES] + ["raftkv-proxy.service"]
 
 results = []
+step_started = [time.monotonic()]
 
 
 class Fail(Exception):
@@ -54,7 +55,8 @@ def check(cond, msg):
 
 def report(step, ok, detail):
     results.append(ok)
-    print("systemd %s: %s %s" % (step, "PASS" if ok else "FAIL", detail), flush=True)
+    print("systemd %s: %s %s [%.0f s]" % (step, "PASS" if ok else "FAIL", detail,
+                                          time.monotonic() - step_started[0]), flush=True)
 
 
 class Deadline:
@@ -170,11 +172,12 @@ class Container:
             return st if st in ("running", "degraded", "maintenance") else None
         return wait_for(settled, dl, "systemctl is-system-running", cap=60)
 
-    def run(self, cmd, dl, cap=None, check_rc=True, stdin=None):
+    def run(self, cmd, dl, cap=None, check_rc=True):
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C", "SYSTEMD_PAGER": "",
                "DEBIAN_FRONTEND": "noninteractive", "HOME": "/root", "TERM": "dumb"}
         full = ["nsenter", "-t", str(self.pid1), "-a", "--"] + cmd
-        p = subprocess.run(full, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        p = subprocess.run(full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE,
                            timeout=dl.left(cap), env=env, text=True)
         if check_rc and p.returncode != 0:
             raise Fail("%s: exit %d: %s" % (" ".join(cmd), p.returncode,
@@ -254,7 +257,7 @@ def all_active(ct, dl):
     return states if states == ["active"] * len(SERVICES) else None
 
 
-def wait_cluster(ct, dl, what="every unit active and a leader", cap=60):
+def wait_cluster(ct, dl, cap=60):
     wait_for(lambda: all_active(ct, dl), dl, "every unit active", cap=cap)
     return wait_for(lambda: leader_of(status(ct, dl)), dl, "a leader", cap=cap)
 
@@ -631,7 +634,9 @@ class Run:
         old_ver = ct.out(["dpkg-query", "-W", "-f=${Version}", "raftkv"], dl, cap=10)
         upstream = old_ver.split(":")[-1].rsplit("-", 1)[0]
         new_ver = upstream + "+systemdtest1"
+        t0 = time.monotonic()
         deb2 = self.build_deb(os.path.join(self.tmp, "deb2"), dl, version=new_ver)
+        t_build = time.monotonic() - t0
         got = host(["dpkg-deb", "-f", deb2, "Version"], dl, cap=10).stdout.strip()
         gt = host(["dpkg", "--compare-versions", got, "gt", old_ver], dl, cap=10, check_rc=False)
         check(gt.returncode == 0, "rebuilt package version %r is not above %r" % (got, old_ver))
@@ -651,8 +656,8 @@ class Run:
         self.acked[b"after-upgrade"] = b"yes"
         bad = missing_keys(ct, self.acked, dl)
         check(not bad, "%d acknowledged keys missing after upgrade, e.g. %s" % (len(bad), bad[:5]))
-        detail = "upgrade %s -> %s: config kept, all 4 services restarted, %d keys present" % (
-            old_ver, ver, len(self.acked))
+        detail = "upgrade %s -> %s (build %.0fs): config kept, all 4 services restarted, %d keys " \
+            "present" % (old_ver, ver, t_build, len(self.acked))
 
         ct.run(["dpkg", "-r", "raftkv"], dl, cap=180)
         # Any raftkv unit still up (a service, or a socket that would start
@@ -698,6 +703,7 @@ def main():
             if blocked:
                 report(name, False, "not run: step %s failed" % blocked)
                 continue
+            step_started[0] = time.monotonic()
             try:
                 getattr(run, meth)()
             except (Fail, AssertionError, subprocess.SubprocessError, OSError, ValueError,
@@ -709,6 +715,7 @@ def main():
                 if needed:
                     blocked = name
         if run.ct:
+            step_started[0] = time.monotonic()
             run.step_poweroff()
     except Interrupted as e:
         print("systemd: interrupted (%s)" % e, flush=True)
