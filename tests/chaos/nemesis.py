@@ -254,28 +254,6 @@ class Recorder:
             self.ops.append(op)
 
 
-# Finding 1 of the nemesis runs (tests/chaos/repro_stop_reply.py): a node
-# stopping on SIGTERM answers its proposed-but-unapplied writes UNAVAILABLE
-# "node N is stopping", yet they may still commit; the proxy takes that
-# answer as "not applied" too and may pass UNAVAILABLE on ("no leader
-# elected within ...").  With --lenient-stop (or CHAOS_LENIENT_STOP=1) a
-# write answered UNAVAILABLE that was in flight while a node was being
-# stopped with SIGTERM counts as unknown, so runs keep looking for other
-# violations until the finding is fixed.
-LENIENT_STOP = os.environ.get("CHAOS_LENIENT_STOP") == "1"
-
-
-def relax_stop_answers(ops, windows):
-    """--lenient-stop: see LENIENT_STOP.  windows: [(from, to)] rec times
-    during which nodes were stopped with SIGTERM.  Returns how many ops
-    were reclassified."""
-    n = 0
-    for o in ops:
-        if (o.outcome == FAIL and o.kind != "get" and (o.note or "").startswith("UNAVAILABLE") and
-                any(o.inv <= b and o.ret >= a for a, b in windows)):
-            o.outcome = UNKNOWN
-            n += 1
-    return n
 WRITE_FAIL = (harness.UNAVAILABLE, harness.NOT_LEADER, harness.INVALID_ARGUMENT, harness.TOO_LARGE)
 
 
@@ -664,10 +642,6 @@ def run(args):
         c.wait_leader(timeout=T(30))
         finals = final_reads(c, rec, T(60))
         ops = list(rec.ops)
-        if LENIENT_STOP:
-            relaxed = relax_stop_answers(ops, nem.term_windows)
-            if args.verbose:
-                print("  --lenient-stop: %d UNAVAILABLE writes during SIGTERM stops counted as unknown" % relaxed)
         verdict, results = check(ops, budget=args.budget)
         problems = [r.explain() for r in results if r.verdict is not True]
         problems += counter_check(ops, finals)
@@ -699,7 +673,7 @@ def run(args):
         ops = list(rec.ops)
         with open(hist_path, "w") as f:
             f.write(json.dumps({"run": {"seed": seed, "nodes": n, "duration": args.duration,
-                                        "lenient_stop": LENIENT_STOP, "schedule": sched,
+                                        "schedule": sched,
                                         "sigterm_windows": nem.term_windows if nem else []}}) + "\n")
             for e in (nem.log if nem else []):
                 f.write(json.dumps(e) + "\n")
@@ -738,13 +712,8 @@ def main():
     ap.add_argument("--clients", type=int, default=12)
     ap.add_argument("--budget", type=int, default=5_000_000, help="checker search steps per key")
     ap.add_argument("--keep", action="store_true", help="keep the history of a passing run too")
-    ap.add_argument("--lenient-stop", action="store_true",
-                    help="a write answered UNAVAILABLE while a node got SIGTERM counts as unknown "
-                    "(finding 1, see LENIENT_STOP)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
-    global LENIENT_STOP
-    LENIENT_STOP = LENIENT_STOP or args.lenient_stop
     if args.seed is None:
         args.seed = str(random.SystemRandom().randrange(1, 1 << 31))
     if not os.access(harness.NODE_BIN, os.X_OK) or not os.access(pxharness.PROXY_BIN, os.X_OK):

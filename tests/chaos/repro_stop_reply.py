@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """repro_stop_reply.py - deterministic reproducer of the first nemesis
 finding (seed 7): a write the leader had already proposed when it got
-SIGTERM is answered UNAVAILABLE ("node N is stopping", api_fail_all in
+SIGTERM was answered UNAVAILABLE ("node N is stopping", api_fail_all in
 src/node/api.c), which the protocol and the proxy read as "not applied" --
 yet the entry is in the leader's log and is committed once that node leads
-again.  Exit 0 if the answer is honest (TIMEOUT, or the write really never
-applies), 1 if a write answered UNAVAILABLE shows up later.
+again.  Fixed in ae2c297/d24113f (such writes now get TIMEOUT); this stays
+as the regression test.  Exit 0 if the answer is honest (TIMEOUT, or the
+write really never applies), 1 if a write answered UNAVAILABLE shows up
+later.
 
     RAFTKV_NODE=build/src/node/raftkv-node /usr/bin/python3 tests/chaos/repro_stop_reply.py
 """
