@@ -48,6 +48,7 @@ expected=(
   "${gendir#/}/raftkv-system-generator"
   "${unitdir#/}/raftkv-node@.service" "${unitdir#/}/raftkv-node@.socket"
   "${unitdir#/}/raftkv-proxy.service" "${unitdir#/}/raftkv-proxy.socket"
+  "${unitdir#/}/raftkv-sockets@.service"
   "${unitdir#/}/raftkv.target"
   usr/lib/sysusers.d/raftkv.conf usr/lib/tmpfiles.d/raftkv.conf
   etc/raftkv/raftkv.conf

@@ -21,13 +21,14 @@ trap 'rm -rf "$tmp"' EXIT
 for u in raftkv-node@.service raftkv-proxy.service; do
   cp "$build/test-$u" "$tmp/$u" || exit 1
 done
-for u in raftkv-node@.socket raftkv-proxy.socket raftkv.target; do
+for u in raftkv-node@.socket raftkv-proxy.socket raftkv.target raftkv-sockets@.service; do
   cp "$src/$u" "$tmp/$u" || exit 1
 done
 for b in "$build/../src/node/raftkv-node" "$build/../src/proxy/raftkv-proxy"; do
   [ -x "$b" ] || { echo "FAIL: $b not built"; exit 1; }
 done
-units="raftkv-node@1.service raftkv-node@1.socket raftkv-proxy.service raftkv-proxy.socket raftkv.target"
+units="raftkv-node@1.service raftkv-node@1.socket raftkv-proxy.service raftkv-proxy.socket raftkv.target
+       raftkv-sockets@node-1.service raftkv-sockets@proxy.service"
 
 # Every diagnostic of `systemd-analyze verify` on unit $1 (loaded with
 # SYSTEMD_UNIT_PATH=$2) fails it.
@@ -75,19 +76,20 @@ CONF
   }
   has raftkv-node-peer@1.socket "ListenStream=127.0.0.1:7001"
   has raftkv-node-peer@1.socket "FileDescriptorName=peer"
-  has raftkv-node-peer@1.socket "Service=raftkv-node@1.service"
+  has raftkv-node-peer@1.socket "Service=raftkv-sockets@node-1.service"
   has raftkv-node-client@1.socket "ListenStream=127.0.0.1:7101"
   has raftkv-node-client@1.socket "FileDescriptorName=client"
   has raftkv-node-peer@2.socket "ListenStream=[::1]:7002"
   has raftkv-node@1.socket.d/50-raftkv-admin.conf "ListenStream=/run/raftkv/one.sock"
   has raftkv-node@2.socket.d/50-raftkv-admin.conf "ListenStream=/run/raftkv/node-2.sock"
   has raftkv-node@1.service.d/50-raftkv-sockets.conf \
-      "Sockets=raftkv-node@1.socket raftkv-node-peer@1.socket raftkv-node-client@1.socket"
+      "Sockets=raftkv-node-peer@1.socket raftkv-node-client@1.socket"
   has raftkv-proxy-client.socket "ListenStream=127.0.0.1:7000"
   has raftkv-proxy-client.socket "FileDescriptorName=client"
+  has raftkv-proxy-client.socket "Service=raftkv-sockets@proxy.service"
   has raftkv-proxy.socket.d/50-raftkv-unix.conf "ListenStream=/run/raftkv/px.sock"
   has raftkv-proxy.service.d/50-raftkv-sockets.conf \
-      "Sockets=raftkv-proxy.socket raftkv-proxy-client.socket"
+      "Sockets=raftkv-proxy-client.socket"
   # A host name cannot be a ListenStream=: no unit, and a word on stderr.
   if [ -e "$out/raftkv-node-client@3.socket" ] || ! grep -q 'node.3.client' "$tmp/gen.err"; then
     echo "FAIL: node.3.client (a host name) should be left to the node"; fail=1

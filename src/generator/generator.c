@@ -87,7 +87,7 @@ static bool listen_form(const char *conf_addr, char *out, size_t outlen)
 
 /* One socket unit holding one named listening socket for service. */
 static void gen_socket(struct gen *g, const char *unit, const char *what, const char *listen,
-                       const char *fd_name, const char *service, const char *man)
+                       const char *fd_name, const char *holder, const char *man)
 {
     bool is_unix = listen[0] == '/';
     gen_write(g, unit,
@@ -95,13 +95,16 @@ static void gen_socket(struct gen *g, const char *unit, const char *what, const 
               "Description=%s\n"
               "Documentation=man:%s man:raftkv.conf(5)\n"
               "SourcePath=%s\n"
+
               "\n"
               "[Socket]\n"
               "ListenStream=%s\n"
               "FileDescriptorName=%s\n"
+              /* Used by `service` (Sockets=), but activates only the
+               * placeholder: see units/raftkv-sockets@.service. */
               "Service=%s\n"
               "%s",
-              what, man, g->config, listen, fd_name, service,
+              what, man, g->config, listen, fd_name, holder,
               /* FreeBind: a node's address may live on an interface
                * that is not up yet at boot. */
               is_unix ? "SocketUser=raftkv\nSocketGroup=raftkv\nSocketMode=0660\nDirectoryMode=0755\n"
@@ -111,9 +114,9 @@ static void gen_socket(struct gen *g, const char *unit, const char *what, const 
 
 static void gen_node(struct gen *g, const struct config_node *cn)
 {
-    char listen[ADDR_STRLEN], unit[128], service[64], sockets[512] = "";
+    char listen[ADDR_STRLEN], unit[128], holder[64], sockets[512] = "";
     unsigned id = cn->id;
-    snprintf(service, sizeof(service), "raftkv-node@%u.service", id);
+    snprintf(holder, sizeof(holder), "raftkv-sockets@node-%u.service", id);
     static const struct {
         const char *name; /* FileDescriptorName= and part of the unit name */
         size_t off;       /* the address in struct config_node */
@@ -131,7 +134,7 @@ static void gen_node(struct gen *g, const struct config_node *cn)
         char what[128];
         snprintf(unit, sizeof(unit), "raftkv-node-%s@%u.socket", kinds[k].name, id);
         snprintf(what, sizeof(what), "raftkv node %u %s socket", id, kinds[k].name);
-        gen_socket(g, unit, what, listen, kinds[k].name, service, "raftkv-node(8)");
+        gen_socket(g, unit, what, listen, kinds[k].name, holder, "raftkv-node(8)");
         size_t used = strlen(sockets);
         snprintf(sockets + used, sizeof(sockets) - used, " %s", unit);
     }
@@ -150,8 +153,8 @@ static void gen_node(struct gen *g, const struct config_node *cn)
               "After=%s\n"
               "\n"
               "[Service]\n"
-              "Sockets=raftkv-node@%u.socket%s\n",
-              sockets + 1, sockets + 1, id, sockets);
+              "Sockets=%s\n",
+              sockets + 1, sockets + 1, sockets + 1);
 }
 
 static void gen_proxy(struct gen *g, const struct config_proxy *px)
@@ -163,14 +166,14 @@ static void gen_proxy(struct gen *g, const struct config_proxy *px)
     if (!listen_form(px->listen, listen, sizeof(listen)))
         return;
     gen_socket(g, "raftkv-proxy-client.socket", "raftkv proxy TCP socket", listen, "client",
-               "raftkv-proxy.service", "raftkv-proxy(8)");
+               "raftkv-sockets@proxy.service", "raftkv-proxy(8)");
     gen_write(g, "raftkv-proxy.service.d/50-raftkv-sockets.conf",
               "[Unit]\n"
               "Wants=raftkv-proxy-client.socket\n"
               "After=raftkv-proxy-client.socket\n"
               "\n"
               "[Service]\n"
-              "Sockets=raftkv-proxy.socket raftkv-proxy-client.socket\n");
+              "Sockets=raftkv-proxy-client.socket\n");
 }
 
 int main(int argc, char **argv)

@@ -15,6 +15,7 @@ debootstrap tarball; RAFTKV_SYSTEMD_KEEP=1 keeps the temp dir.
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -262,16 +263,17 @@ def wait_cluster(ct, dl, cap=60):
     return wait_for(lambda: leader_of(status(ct, dl)), dl, "a leader", cap=cap)
 
 
-def proxy_client(ct):
-    """A harness.Client on the proxy's unix socket, reached through /proc."""
+def proxy_client(ct, path="/run/raftkv/proxy.sock", timeout=10):
+    """A harness.Client on a unix socket of the container (the proxy's by
+    default), reached through /proc."""
     c = Client.__new__(Client)
     c.port = None
-    c.timeout = 10
+    c.timeout = timeout
     c.stash = {}
     c.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    c.sock.settimeout(10)
+    c.sock.settimeout(timeout)
     try:
-        c.sock.connect(ct.path("/run/raftkv/proxy.sock"))
+        c.sock.connect(ct.path(path))
     except OSError:
         c.sock.close()
         raise
@@ -467,6 +469,12 @@ class Run:
         old = wait_cluster(ct, dl)
         unit = "raftkv-node@%d.service" % old
         before = unit_props(ct, dl, unit, "NRestarts", "MainPID")
+        # The sockets systemd holds for the node must outlive the crash
+        # restart: that is what keeps queued connections.
+        socks = ["raftkv-node@%d.socket" % old, "raftkv-node-peer@%d.socket" % old,
+                 "raftkv-node-client@%d.socket" % old]
+        socks_before = {u: unit_props(ct, dl, u, "ActiveEnterTimestampMonotonic")
+                        for u in socks}
         t0 = time.monotonic()
         ct.run(["systemctl", "kill", "-s", "KILL", unit], dl, cap=10)
 
@@ -488,6 +496,17 @@ class Run:
                     p["ActiveState"] == "active" and p["MainPID"] not in ("0", before["MainPID"])
                     else None)
         after = wait_for(restarted, dl, "%s restarted by systemd" % unit, cap=30)
+        for u in socks:
+            p = unit_props(ct, dl, u, "ActiveState", "ActiveEnterTimestampMonotonic")
+            check(p["ActiveState"] == "active" and
+                  p["ActiveEnterTimestampMonotonic"] == socks_before[u]["ActiveEnterTimestampMonotonic"],
+                  "%s was restarted with the service (%s -> %s, %s)" % (
+                      u, socks_before[u]["ActiveEnterTimestampMonotonic"],
+                      p["ActiveEnterTimestampMonotonic"], p["ActiveState"]))
+        log = ct.out(["journalctl", "-b", "-u", unit, "-o", "cat", "--no-pager"], dl, cap=10)
+        check(re.search(r"peer socket \S+ \(from systemd\)", log) and
+              re.search(r"client socket \S+ \(from systemd\)", log),
+              "%s did not use the peer/client sockets systemd holds" % unit)
         ctl(ct, dl, "set", "after-kill", "yes")
         self.acked[b"after-kill"] = b"yes"
         target = int(status(ct, dl)[new]["commit_index"])
@@ -497,7 +516,7 @@ class Run:
             return r if int(r["commit_index"]) >= target else None
         r = wait_for(caught_up, dl, "node %d's commit index to reach %d" % (old, target), cap=30)
         report("kill-leader", True, "killed leader %d; node %d leads after %.1fs; NRestarts %s->%s, "
-               "PID %s->%s; node %d commit %s >= %d (%s)" %
+               "PID %s->%s; its 3 sockets kept; node %d commit %s >= %d (%s)" %
                (old, new, t_elect, before["NRestarts"], after["NRestarts"], before["MainPID"],
                 after["MainPID"], old, r["commit_index"], target, r.get("role")))
 
@@ -568,7 +587,18 @@ class Run:
         new = wait_for(lambda: leader_of(status(ct, dl)), dl, "a leader after the stop", cap=20)
         bad = missing_keys(ct, acked, dl)
         self.acked.update(acked)
-        ct.run(["systemctl", "start", unit], dl, cap=60)
+        # systemd still holds the stopped node's sockets: a client that
+        # connects now waits in the backlog and is answered once the node
+        # is started again (and does not start it).
+        queued = proxy_client(ct, "/run/raftkv/node-%d.sock" % old, timeout=60)
+        try:
+            rid = queued.send(harness.req_status())
+            still = holds(inactive, 2, dl) is None
+            ct.run(["systemctl", "start", unit], dl, cap=60)
+            r = queued.recv_for(rid)
+            queued_ok = r.status == harness.OK and still
+        finally:
+            queued.close()
         wait_cluster(ct, dl)
         detail = ("stopped leader %d in %.1fs, node %d leads; journal: %s; writes %d acked, %d failed, "
                   "max latency %.0f ms; %d acked keys unreadable" %
@@ -576,7 +606,11 @@ class Run:
                    else "no hand-off logged", w["ok"], w["failed"], w["lat"] * 1000, len(bad)))
         if came_back:
             detail += "; %s was %s again within 3 s of the stop (socket-activated?)" % (unit, state[0])
-        ok = handed and not timed_out and new != old and w["failed"] == 0 and not bad and not came_back
+        detail += ("; a STATUS sent to the stopped node's admin socket was answered after the start"
+                   if queued_ok else "; a STATUS queued on the stopped node's admin socket %s" %
+                   ("started the node" if not still else "got %s" % harness.status_name(r.status)))
+        ok = (handed and not timed_out and new != old and w["failed"] == 0 and not bad and not came_back
+              and queued_ok)
         if w["errors"]:
             detail += "; first errors: %s" % w["errors"][:3]
         report("stop-handoff", ok, detail)
@@ -593,7 +627,10 @@ class Run:
         def none_active():
             out = ct.out(["systemctl", "list-units", "--plain", "--no-legend", "--state=active",
                           "raftkv*.service"], dl, cap=10)
-            up[:] = [l.split()[0] for l in out.splitlines()]
+            # raftkv-sockets@*.service run nothing: they only keep the held
+            # sockets from starting a stopped daemon.
+            up[:] = [l.split()[0] for l in out.splitlines()
+                     if not l.startswith("raftkv-sockets@")]
             return not up
         back = holds(none_active, 3, dl) is not None
         ct.run(["systemctl", "start", "raftkv.target"], dl, cap=60)
