@@ -8,8 +8,7 @@
 #   scripts/chaos.sh --seeds N          N runs with random seeds
 #   scripts/chaos.sh --soak MINUTES     random seeds back to back for MINUTES
 #   options: --duration SECONDS (per run, default 60)  --nodes 3|5 (default:
-#   from the seed)  --lenient-stop (count a stopping node's UNAVAILABLE to a
-#   write as unknown: finding 1 in TESTING.md "Nemesis", until it is fixed)
+#   from the seed)
 #   BUILD_DIR=build-asan scripts/chaos.sh ...   binaries from another build
 #
 # Prints each run's line and a summary (runs, ops checked, faults by kind,
@@ -19,11 +18,11 @@ set -u
 cd "$(dirname "$0")/.."
 
 usage() {
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
-seeds=1 seed="" duration=60 nodes="" soak="" extra=()
+seeds=1 seed="" duration=60 nodes="" soak=""
 while [ $# -gt 0 ]; do
   case $1 in
     --seeds) seeds=$2; shift 2 ;;
@@ -31,7 +30,6 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift 2 ;;
     --nodes) nodes=$2; shift 2 ;;
     --soak) soak=$2; shift 2 ;;
-    --lenient-stop) extra+=(--lenient-stop); shift ;;
     -h|--help) usage ;;
     *) echo "chaos.sh: unknown argument $1" >&2; usage ;;
   esac
@@ -67,7 +65,7 @@ start=$(date +%s)
 one_run() {
   local s=$1 line out
   out=$(mktemp /tmp/raftkv-chaos-run.XXXXXX)
-  /usr/bin/python3 tests/chaos/nemesis.py --seed "$s" --duration "$duration" "${nodes_arg[@]}" "${extra[@]}" \
+  /usr/bin/python3 tests/chaos/nemesis.py --seed "$s" --duration "$duration" "${nodes_arg[@]}" \
     >"$out" 2>&1
   cat "$out"
   line=$(grep '^chaos seed=' "$out" | tail -1)
