@@ -43,6 +43,7 @@ struct net_conn {
     struct net_decoder dec;
     struct chunk *out_head, *out_tail;
     size_t pending;
+    uint32_t in_flight;     /* net_conn_request_begin() minus _end() */
     struct net_conn_limits lim;
     struct net_conn_ops ops;
     void *ud;
@@ -552,9 +553,26 @@ bool net_conn_is_open(const struct net_conn *c)
     return !c->closed && !c->flush_then_close;
 }
 
+void net_conn_request_begin(struct net_conn *c)
+{
+    if (!c)
+        return;
+    if (++c->in_flight == c->lim.max_in_flight)
+        net_conn_set_reading(c, false);
+}
+
+void net_conn_request_end(struct net_conn *c)
+{
+    if (!c || c->in_flight == 0)
+        return;
+    c->in_flight--;
+    if (c->lim.max_in_flight && c->in_flight == c->lim.max_in_flight / 2)
+        net_conn_set_reading(c, true);
+}
+
 double net_conn_idle_since(const struct net_conn *c)
 {
-    if (c->closed || c->pending || net_decoder_buffered(&c->dec))
+    if (c->closed || c->pending || c->in_flight || net_decoder_buffered(&c->dec))
         return -1.0;
     return c->last_active;
 }

@@ -53,7 +53,18 @@ struct net_conn_limits {
      * cannot hold a buffer and a slot forever.  0 = no limit.  Config
      * cluster.frame_timeout_ms. */
     uint32_t frame_timeout_ms;
+    /* Requests in flight (net_conn_request_begin/_end) at which the
+     * connection stops being read until half of them are answered; 0 = no
+     * cap. */
+    uint32_t max_in_flight;
 };
+
+/* max_in_flight of client connections (node and proxy): one client
+ * pipelining thousands of requests must not turn into thousands parked in
+ * the daemon, nor, through the proxy, into forwarded requests whose
+ * answers swamp the links to the nodes (a node drops a link that falls
+ * max_pending_output_bytes behind). */
+#define NET_CLIENT_MAX_IN_FLIGHT 1024u
 
 /* Takes ownership of fd (made non-blocking and close-on-exec; TCP_NODELAY
  * on TCP) and starts reading.  NULL (fd closed) on allocation failure. */
@@ -98,8 +109,18 @@ void net_conn_set_userdata(struct net_conn *c, void *ud);
 /* Remote address as text ("10.0.0.2:40312", "unix:"), for logs. */
 const char *net_conn_peer_name(const struct net_conn *c);
 
+/* A daemon brackets each request it has read but not yet answered.  At
+ * limits.max_in_flight the connection is not read until half of them are
+ * answered, so one client pipelining without waiting cannot park an
+ * unbounded number of requests; and a connection waiting for an answer is
+ * never idle, so it is not evicted (say, while a write waits out an
+ * election).  c may be NULL (the connection is already gone). */
+void net_conn_request_begin(struct net_conn *c);
+void net_conn_request_end(struct net_conn *c);
+
 /* ev_now() of the last byte read or written (or of creation); a negative
- * value while input or output is buffered (the connection is not idle). */
+ * value while input or output is buffered or a request is in flight (the
+ * connection is not idle). */
 double net_conn_idle_since(const struct net_conn *c);
 
 /* Counters since creation. */

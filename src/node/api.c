@@ -18,11 +18,6 @@
 #include <string.h>
 #include <time.h>
 
-/* A client with this many requests waiting on Raft is not read until half
- * of them are answered, so one connection pipelining writes or
- * linearizable reads cannot park an unbounded number of them here. */
-#define CLIENT_MAX_IN_FLIGHT 1024u
-
 #define LIST_DEFAULT_LIMIT 1000
 #define LIST_MAX_LIMIT 10000
 
@@ -73,9 +68,7 @@ static void waiter_free(struct waiter *w)
 {
     if (w->req)
         raftkv__request__free_unpacked(w->req, NULL);
-    /* refs: one for the connection, one per waiter (this one too) */
-    if (w->client->conn && w->client->refs - 2 <= CLIENT_MAX_IN_FLIGHT / 2)
-        net_conn_set_reading(w->client->conn, true);
+    net_conn_request_end(w->client->conn);
     api_client_unref(w->client);
     free(w);
 }
@@ -88,8 +81,9 @@ static struct waiter *waiter_new(struct node *n, enum wait_kind kind, struct api
         return NULL;
     w->kind = kind;
     w->client = cl;
-    if (++cl->refs - 1 >= CLIENT_MAX_IN_FLIGHT && cl->conn)
-        net_conn_set_reading(cl->conn, false);
+    cl->refs++;
+    /* Caps what one client can park here (client_limits.max_in_flight). */
+    net_conn_request_begin(cl->conn);
     w->req_id = req->id;
     uint64_t ms = req->timeout_ms ? req->timeout_ms : n->cfg->cluster.request_timeout_ms;
     w->deadline = ev_now(n->loop) + (double)ms / 1000.0;

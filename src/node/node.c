@@ -262,6 +262,7 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, char *err
     n->client_limits.max_pending_output = cfg->cluster.max_pending_output_bytes;
     n->client_limits.frame_timeout_ms = n->peer_limits.frame_timeout_ms =
         (uint32_t)cfg->cluster.frame_timeout_ms;
+    n->client_limits.max_in_flight = NET_CLIENT_MAX_IN_FLIGHT;
     /* Peer links carry whole snapshots in a burst of chunks. */
     n->peer_limits.max_frame = cfg->cluster.max_frame_bytes;
     n->peer_limits.max_pending_output = cfg->cluster.max_pending_output_bytes < (1u << 30)

@@ -84,6 +84,7 @@ static int run(const struct config *cfg)
     p.limits.max_frame = cfg->cluster.max_frame_bytes;
     p.limits.max_pending_output = cfg->cluster.max_pending_output_bytes;
     p.limits.frame_timeout_ms = (uint32_t)cfg->cluster.frame_timeout_ms;
+    p.limits.max_in_flight = NET_CLIENT_MAX_IN_FLIGHT; /* upstream links never count requests */
     p.start = ev_now(p.loop);
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -13,13 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A client with this many requests in flight is not read until half of
- * them are answered: one client pipelining thousands of reads must not
- * turn into thousands of forwarded requests whose answers swamp the links
- * to the nodes (a node drops a link that falls max_pending_output_bytes
- * behind), nor into unbounded ops held here. */
-#define CLIENT_MAX_IN_FLIGHT 1024u
-
 double proxy_now(const struct proxy *p)
 {
     return ev_now(p->loop);
@@ -98,9 +91,7 @@ void op_free(struct proxy *p, struct op *op)
         raftkv__request__free_unpacked(op->req, NULL);
     if (op->cl) {
         p->in_flight--;
-        /* refs: one for the connection, one per op in flight (this one too) */
-        if (op->cl->conn && op->cl->refs - 2 <= CLIENT_MAX_IN_FLIGHT / 2)
-            net_conn_set_reading(op->cl->conn, true);
+        net_conn_request_end(op->cl->conn);
         client_unref(op->cl);
     }
     free(op);
@@ -155,6 +146,8 @@ static struct op *op_new(struct proxy *p, struct client *cl, Raftkv__Request *re
     op->kind = kind;
     op->cl = cl;
     cl->refs++;
+    /* Caps what one client can park here (limits.max_in_flight). */
+    net_conn_request_begin(cl->conn);
     p->in_flight++;
     op->req = req;
     op->client_req_id = req->id;
@@ -205,8 +198,6 @@ static void on_client_frame(struct net_conn *c, const uint8_t *payload, size_t l
         raftkv__request__free_unpacked(req, NULL);
         return;
     }
-    if (cl->refs - 1 >= CLIENT_MAX_IN_FLIGHT)
-        net_conn_set_reading(c, false);
     switch (kind) {
     case OP_READ: route_read(p, op); break;
     case OP_FANOUT: status_answer(p, op); break;

@@ -89,7 +89,7 @@ struct pair {
     int raw; /* the other end when only one side is a net_conn */
 };
 
-static const struct net_conn_limits limits = { MAX_FRAME, 8u << 20, 0 };
+static const struct net_conn_limits limits = {.max_frame = MAX_FRAME, .max_pending_output = 8u << 20};
 
 static void pair_conns(struct pair *p, const struct net_conn_limits *la)
 {
@@ -211,7 +211,7 @@ static void test_partial_writes(void **state)
  * connection is dropped instead of growing. */
 static void test_slow_reader(void **state)
 {
-    struct net_conn_limits lim = { MAX_FRAME, 256 * 1024, 0 };
+    struct net_conn_limits lim = {.max_frame = MAX_FRAME, .max_pending_output = 256 * 1024};
     struct pair p;
     uint8_t chunk[16 * 1024] = { 0 };
     int r = 0, sent = 0;
@@ -240,7 +240,8 @@ static void test_slow_reader(void **state)
  * frame_timeout_ms; frames that keep completing are not. */
 static void test_stalled_frame(void **state)
 {
-    struct net_conn_limits lim = { MAX_FRAME, 8u << 20, 300 };
+    struct net_conn_limits lim = {.max_frame = MAX_FRAME, .max_pending_output = 8u << 20,
+                                  .frame_timeout_ms = 300};
     struct pair p;
     uint8_t hdr[NET_FRAME_HDR];
 

@@ -21,7 +21,7 @@
 #include "net/dial.h"
 #include "net/listener.h"
 
-static const struct net_conn_limits limits = { 1u << 20, 4u << 20, 0 };
+static const struct net_conn_limits limits = {.max_frame = 1u << 20, .max_pending_output = 4u << 20};
 
 /* ---- an echo server ----------------------------------------------------- */
 
@@ -294,6 +294,23 @@ static void test_max_conns(void **state)
     assert_int_equal(net_listener_evicted(s.l), 1);
     assert_int_equal(read(c3, &ch, 1), 0); /* the idle one got EOF */
     close(c3);
+    /* A connection waiting for an answer is not idle however long it waits:
+     * c4 keeps its slot and the newcomer is refused. */
+    struct net_conn *busy = NULL;
+    for (int i = 0; i < 8; i++)
+        if (s.conns[i])
+            busy = s.conns[i];
+    assert_non_null(busy);
+    net_conn_request_begin(busy);
+    t0 = ev_time();
+    EVTEST_FOR(loop, 1.2);
+    assert_true(ev_time() - t0 >= 1.0);
+    int c5 = raw_connect(&a);
+    assert_true(EVTEST_UNTIL(loop, 5, net_listener_refused(s.l) == 2));
+    assert_int_equal(net_listener_evicted(s.l), 1);
+    assert_int_equal(read(c5, &ch, 1), 0);
+    close(c5);
+    net_conn_request_end(busy);
     close(c4);
     assert_true(EVTEST_UNTIL(loop, 5, s.closed == 3 && net_listener_conns(s.l) == 0));
     server_stop(&s);
