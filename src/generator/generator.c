@@ -6,7 +6,6 @@
 #include "common/config.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,15 +116,12 @@ static void gen_node(struct gen *g, const struct config_node *cn)
     char listen[ADDR_STRLEN], unit[128], holder[64], sockets[512] = "";
     unsigned id = cn->id;
     snprintf(holder, sizeof(holder), "raftkv-sockets@node-%u.service", id);
-    static const struct {
+    const struct {
         const char *name; /* FileDescriptorName= and part of the unit name */
-        size_t off;       /* the address in struct config_node */
-    } kinds[] = {
-        {"peer", offsetof(struct config_node, peer)},
-        {"client", offsetof(struct config_node, client)},
-    };
+        const char *conf; /* the address in raftkv.conf */
+    } kinds[] = {{"peer", cn->peer}, {"client", cn->client}};
     for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
-        const char *conf = *(char *const *)((const char *)cn + kinds[k].off);
+        const char *conf = kinds[k].conf;
         if (!listen_form(conf, listen, sizeof(listen))) {
             fprintf(stderr, "raftkv-system-generator: node.%u.%s = %s is not a numeric address: "
                     "no socket unit for it\n", id, kinds[k].name, conf ? conf : "");

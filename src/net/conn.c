@@ -5,8 +5,10 @@
 #include "net/conn.h"
 
 #include "common/addr.h"
+#include "common/log.h"
 #include "net/framing.h"
 #include "net/net_int.h"
+#include "net/ratelimit.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -551,6 +553,18 @@ struct net_conn *net_conn_new(struct ev_loop *loop, int fd, const struct net_con
 bool net_conn_is_open(const struct net_conn *c)
 {
     return !c->closed && !c->flush_then_close;
+}
+
+void net_conn_log_client_close(struct net_conn *c, enum net_close_reason reason, int err)
+{
+    static struct net_ratelimit rl = {.interval = 10.0};
+    uint64_t more;
+    if (reason == NET_CLOSE_EOF || reason == NET_CLOSE_LOCAL ||
+        !net_ratelimit_ok(&rl, ev_now(c->loop), &more))
+        return;
+    log_info("client %s closed: %s%s%s (%llu more such closes not logged)", net_conn_peer_name(c),
+             net_close_reason_str(reason), err ? ": " : "", err ? strerror(-err) : "",
+             (unsigned long long)more);
 }
 
 void net_conn_request_begin(struct net_conn *c)

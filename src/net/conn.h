@@ -118,6 +118,12 @@ const char *net_conn_peer_name(const struct net_conn *c);
 void net_conn_request_begin(struct net_conn *c);
 void net_conn_request_end(struct net_conn *c);
 
+/* For a daemon's client on_close: log a close that was not a plain EOF or
+ * our own doing (a stalled frame, an evicted idler, a reset), at most one
+ * line per 10 s per process with the count of those left out, so a flood
+ * of hostile connections does not become a flood of log lines. */
+void net_conn_log_client_close(struct net_conn *c, enum net_close_reason reason, int err);
+
 /* ev_now() of the last byte read or written (or of creation); a negative
  * value while input or output is buffered or a request is in flight (the
  * connection is not idle). */

@@ -8,7 +8,6 @@
 
 #include "common/addr.h"
 #include "common/log.h"
-#include "net/ratelimit.h"
 #include "raftkv.pb-c.h"
 
 #include <errno.h>
@@ -701,20 +700,36 @@ static void unwatch(struct node *n, struct api_client *cl)
 /* The disk failed: writes in flight may still commit through the others
  * (their entries went out before the failure) or not -- say exactly that,
  * now, rather than after request_timeout_ms.  Reads here cannot finish. */
+/* Answer every waiting write, read (and transfer, if asked) now; why says
+ * what became of this node.  A waiting write is already in our log: it may
+ * still commit (the next leader may hold it, or we may lead again after a
+ * restart), so it gets TIMEOUT -- UNAVAILABLE would promise it did not
+ * happen.  Answers are written at once: the loop may not run again. */
+static void answer_waiting(struct node *n, bool transfers, const char *why)
+{
+    struct waitq *qs[] = {&n->writes, &n->reads, &n->transfers};
+    for (size_t i = 0; i < (transfers ? 3u : 2u); i++) {
+        struct waiter *w;
+        while ((w = waitq_pop(qs[i]))) {
+            if (qs[i] == &n->writes)
+                respond_error(n, w->client, w->req_id, RAFTKV__STATUS__TIMEOUT,
+                              "node %u %s before the write was confirmed: it may or may not have "
+                              "been applied; retry it in the same session", n->id, why);
+            else
+                respond_error(n, w->client, w->req_id, RAFTKV__STATUS__UNAVAILABLE,
+                              "node %u %s", n->id, why);
+            if (w->client->conn)
+                net_conn_flush(w->client->conn);
+            waiter_free(w);
+        }
+    }
+}
+
 static void fail_waiting(struct node *n)
 {
-    struct waiter *w;
-    while ((w = waitq_pop(&n->writes))) {
-        respond_error(n, w->client, w->req_id, RAFTKV__STATUS__TIMEOUT,
-                      "node %u failed before the write was confirmed (%s): it may or may not "
-                      "have been applied; retry on another node", n->id, replica_errmsg(n->rp));
-        waiter_free(w);
-    }
-    while ((w = waitq_pop(&n->reads))) {
-        respond_error(n, w->client, w->req_id, RAFTKV__STATUS__UNAVAILABLE,
-                      "node %u failed before the read was served: %s", n->id, replica_errmsg(n->rp));
-        waiter_free(w);
-    }
+    char why[320];
+    snprintf(why, sizeof(why), "failed (%s)", replica_errmsg(n->rp));
+    answer_waiting(n, false, why);
 }
 
 void api_leader_changed(struct node *n)
@@ -775,26 +790,7 @@ void api_sweep(struct node *n, double now)
 
 void api_fail_all(struct node *n)
 {
-    struct waitq *qs[] = {&n->writes, &n->reads, &n->transfers};
-    for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
-        struct waiter *w;
-        while ((w = waitq_pop(qs[i]))) {
-            /* A waiting write is already in our log: it may still commit
-             * (the next leader may hold it, or we may lead again after a
-             * restart).  UNAVAILABLE would promise it did not happen. */
-            if (qs[i] == &n->writes)
-                respond_error(n, w->client, w->req_id, RAFTKV__STATUS__TIMEOUT,
-                              "node %u is stopping before the write was confirmed: it may or may "
-                              "not be applied; retry it in the same session", n->id);
-            else
-                respond_error(n, w->client, w->req_id, RAFTKV__STATUS__UNAVAILABLE,
-                              "node %u is stopping", n->id);
-            /* the loop will not run again: write the answer now */
-            if (w->client->conn)
-                net_conn_flush(w->client->conn);
-            waiter_free(w);
-        }
-    }
+    answer_waiting(n, true, "is stopping");
 }
 
 /* ---- connections ------------------------------------------------------ */
@@ -844,14 +840,7 @@ static void on_client_close(struct net_conn *c, enum net_close_reason reason, in
     struct api_client *cl = ud;
     if (!cl)
         return;
-    /* A flood of hostile connections (stalled frames, evicted idlers)
-     * must not become a flood of log lines: one line per 10 s. */
-    static struct net_ratelimit rl = {.interval = 10.0};
-    uint64_t more;
-    if (reason != NET_CLOSE_EOF && reason != NET_CLOSE_LOCAL && net_ratelimit_ok(&rl, ev_now(cl->node->loop), &more))
-        log_info("client %s closed: %s%s%s (%llu more such closes not logged)", net_conn_peer_name(c),
-                 net_close_reason_str(reason), err ? ": " : "", err ? strerror(-err) : "",
-                 (unsigned long long)more);
+    net_conn_log_client_close(c, reason, err);
     if (cl->watching)
         unwatch(cl->node, cl);
     cl->conn = NULL;

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <systemd/sd-daemon.h>
 
 const struct config_node *node_member(const struct node *n, raft_id id)
@@ -103,9 +102,7 @@ static void on_status_timer(struct ev_loop *loop, ev_timer *w, int revents)
 static void on_recovering(void *arg, const char *what)
 {
     struct node *n = arg;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    double now = ev_time(); /* the loop does not run yet: no ev_now() */
     /* At most one message a second: a log of thousands of segments must
      * not turn into thousands of datagrams. */
     if (n->recover_notified != 0 && now - n->recover_notified < 1.0)

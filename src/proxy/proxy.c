@@ -5,7 +5,6 @@
 
 #include "common/addr.h"
 #include "common/log.h"
-#include "net/ratelimit.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -210,13 +209,7 @@ static void on_client_close(struct net_conn *c, enum net_close_reason reason, in
     struct client *cl = ud;
     if (!cl)
         return;
-    /* A flood of hostile connections must not become a flood of lines. */
-    static struct net_ratelimit rl = {.interval = 10.0};
-    uint64_t more;
-    if (reason != NET_CLOSE_EOF && reason != NET_CLOSE_LOCAL && net_ratelimit_ok(&rl, proxy_now(cl->p), &more))
-        log_info("client %s closed: %s%s%s (%llu more such closes not logged)", net_conn_peer_name(c),
-                 net_close_reason_str(reason), err ? ": " : "", err ? strerror(-err) : "",
-                 (unsigned long long)more);
+    net_conn_log_client_close(c, reason, err);
     if (cl->watching)
         watch_remove(cl->p, cl);
     /* Its ops run to the end (a write's session slot must learn the

@@ -57,7 +57,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -185,22 +184,6 @@ class Net:
 # the cluster: harness.Cluster with addresses in the namespaces
 
 
-class UnixClient(harness.Client):
-    """harness.Client over a unix socket (admin socket or proxy socket)."""
-
-    def __init__(self, path, timeout):  # noqa: super().__init__ dials TCP
-        self.port = path
-        self.timeout = timeout
-        self.stash = {}
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(path)
-        except OSError:
-            self.sock.close()
-            raise
-
-
 class NsCluster(harness.Cluster):
     def __init__(self, n, net, **opts):
         self.net = net
@@ -222,7 +205,7 @@ class NsCluster(harness.Cluster):
             f.write("\n".join(lines) + "\n")
 
     def client(self, i, timeout=None):
-        return UnixClient(self.nodes[i].admin, timeout or T(10))
+        return harness.Client.unix(self.nodes[i].admin, timeout or T(10))
 
     def wait_serving(self, i, timeout=None):
         nd = self.nodes[i]
@@ -262,7 +245,7 @@ def _val(b):
 
 
 def do_op(conn_box, path, rec, cid, kind, key, value=None, expected=None, timeout_ms=0):
-    """Run one op through conn_box[0] (a UnixClient to `path`, opened if
+    """Run one op through conn_box[0] (a harness.Client.unix on `path`, opened if
     needed) and record it.  Returns (the recorded Op, the Response or
     None)."""
     k = key.encode()
@@ -281,7 +264,7 @@ def do_op(conn_box, path, rec, cid, kind, key, value=None, expected=None, timeou
     op = Op(kind, key, rec.now(), None, value=value, expected=expected, client=cid)
     try:
         if conn_box[0] is None:
-            conn_box[0] = UnixClient(path, T(15))
+            conn_box[0] = harness.Client.unix(path, T(15))
     except OSError:
         op.ret, op.outcome = rec.now(), FAIL  # never sent
         rec.add(op)
@@ -553,7 +536,7 @@ class Nemesis:
 
 
 def proxy_leader(path):
-    with UnixClient(path, T(2)) as cl:
+    with harness.Client.unix(path, T(2)) as cl:
         return cl.call(req_status()).status_info.proxy.leader_id
 
 

@@ -267,6 +267,22 @@ class Client:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.stash = {}
 
+    @classmethod
+    def unix(cls, path, timeout=None):
+        """The same over a unix socket (a node's admin socket, the proxy's)."""
+        c = cls.__new__(cls)
+        c.port = path
+        c.timeout = timeout if timeout is not None else T(10)
+        c.stash = {}
+        c.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.sock.settimeout(c.timeout)
+        try:
+            c.sock.connect(path)
+        except OSError:
+            c.sock.close()
+            raise
+        return c
+
     def close(self):
         try:
             self.sock.close()

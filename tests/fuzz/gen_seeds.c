@@ -6,7 +6,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 #include "node/peer_codec.h"
 #include "raftkv.pb-c.h"
 #include "store/store.h"
+#include "store_dir.h"
 
 static const char *outdir;
 
@@ -248,15 +248,6 @@ static void gen_snapshot(void)
 }
 
 /* ---- segment and meta, through the store itself ---- */
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static void gen_store(void)
 {
     char dir[] = "/tmp/raftkv-seeds-XXXXXX";
@@ -286,7 +277,7 @@ static void gen_store(void)
     /* the same segment with the last record torn in half */
     put("segment", "torn-tail", b, len - 3);
     put("segment", "header-only", b, 32);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    store_dir_remove(dir);
 
     uint8_t zero[40] = {0};
     memcpy(zero, "RAFTKVMT", 8);

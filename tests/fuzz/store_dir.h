@@ -25,7 +25,7 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
     return 0;
 }
 
-static void write_file(const char *path, const uint8_t *data, size_t size)
+static inline void write_file(const char *path, const uint8_t *data, size_t size)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -40,16 +40,22 @@ static void write_file(const char *path, const uint8_t *data, size_t size)
     close(fd);
 }
 
-static void quiet_log(void *arg, enum store_log_level level, const char *msg)
+static inline void quiet_log(void *arg, enum store_log_level level, const char *msg)
 {
     (void)arg;
     (void)level;
     (void)msg;
 }
 
+/* Remove a data directory and everything in it. */
+static inline void store_dir_remove(const char *dir)
+{
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* Make a temp data dir with subdir (may be NULL) holding file name = data,
  * open and recover it, read back everything recovered, close, remove. */
-static void store_dir_run(const char *subdir, const char *name, const uint8_t *data, size_t size)
+static inline void store_dir_run(const char *subdir, const char *name, const uint8_t *data, size_t size)
 {
     char dir[64];
     snprintf(dir, sizeof(dir), "%s/raftkv-fuzz-XXXXXX",
@@ -85,7 +91,7 @@ static void store_dir_run(const char *subdir, const char *name, const uint8_t *d
         if (store_close(st) != 0)
             abort();
     }
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    store_dir_remove(dir);
 }
 
 #endif

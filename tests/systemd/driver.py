@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -266,18 +265,7 @@ def wait_cluster(ct, dl, cap=60):
 def proxy_client(ct, path="/run/raftkv/proxy.sock", timeout=10):
     """A harness.Client on a unix socket of the container (the proxy's by
     default), reached through /proc."""
-    c = Client.__new__(Client)
-    c.port = None
-    c.timeout = timeout
-    c.stash = {}
-    c.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    c.sock.settimeout(timeout)
-    try:
-        c.sock.connect(ct.path(path))
-    except OSError:
-        c.sock.close()
-        raise
-    return c
+    return Client.unix(ct.path(path), timeout)
 
 
 def missing_keys(ct, keys, dl):
