@@ -112,9 +112,10 @@ def main():
             print("trial %2d: no write completed for %.0f ms%s" % (t + 1, gap * 1000,
                                                                    ", %d failed" % len(e) if e else ""))
             sys.stdout.flush()
-        print("unavailability after kill -9 of the leader: median %.0f ms, min %.0f, max %.0f over %d trials; "
-              "%d client writes failed" % (statistics.median(gaps) * 1000, min(gaps) * 1000, max(gaps) * 1000,
-                                          len(gaps), len(errs)))
+        if gaps:  # TRIALS=0 measures throughput only
+            print("unavailability after kill -9 of the leader: median %.0f ms, min %.0f, max %.0f over %d trials; "
+                  "%d client writes failed" % (statistics.median(gaps) * 1000, min(gaps) * 1000, max(gaps) * 1000,
+                                              len(gaps), len(errs)))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
 #   scripts/chaos.sh --seeds N          N runs with random seeds
 #   scripts/chaos.sh --soak MINUTES     random seeds back to back for MINUTES
 #   options: --duration SECONDS (per run, default 60)  --nodes 3|5 (default:
-#   from the seed)
+#   from the seed)  --membership (also remove, wipe and re-add a follower)
 #   BUILD_DIR=build-asan scripts/chaos.sh ...   binaries from another build
 #
 # Prints each run's line and a summary (runs, ops checked, faults by kind,
@@ -22,7 +22,7 @@ usage() {
   exit 2
 }
 
-seeds=1 seed="" duration=60 nodes="" soak=""
+seeds=1 seed="" duration=60 nodes="" soak="" membership=""
 while [ $# -gt 0 ]; do
   case $1 in
     --seeds) seeds=$2; shift 2 ;;
@@ -30,6 +30,7 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift 2 ;;
     --nodes) nodes=$2; shift 2 ;;
     --soak) soak=$2; shift 2 ;;
+    --membership) membership=--membership; shift ;;
     -h|--help) usage ;;
     *) echo "chaos.sh: unknown argument $1" >&2; usage ;;
   esac
@@ -57,8 +58,9 @@ export RAFTKV_NODE=$bindir/raftkv-node RAFTKV_PROXY=$bindir/raftkv-proxy
 
 nodes_arg=()
 [ -n "$nodes" ] && nodes_arg=(--nodes "$nodes")
+[ -n "$membership" ] && nodes_arg+=("$membership")
 runs=0 failed=0 violations=0 ops=0 ok=0 fail=0 unknown=0
-declare -A faults=([kill]=0 [pause]=0 [partition]=0 [asym]=0 [restart_all]=0)
+declare -A faults=([kill]=0 [pause]=0 [partition]=0 [asym]=0 [restart_all]=0 [member]=0)
 failures=()
 start=$(date +%s)
 
@@ -109,7 +111,7 @@ fi
 took=$(( $(date +%s) - start ))
 echo "chaos summary: runs=$runs ops checked=$ops (ok $ok, fail $fail, unknown $unknown)" \
      "faults: kill=${faults[kill]} pause=${faults[pause]} partition=${faults[partition]}" \
-     "asym=${faults[asym]} restart_all=${faults[restart_all]}" \
+     "asym=${faults[asym]} restart_all=${faults[restart_all]} member=${faults[member]}" \
      "violations=$violations failed runs=$failed time=${took}s"
 for f in "${failures[@]}"; do
   echo "  FAILED $f"

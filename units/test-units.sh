@@ -7,7 +7,10 @@
 #             exposure is above ${RAFTKV_MAX_EXPOSURE:-2.0}.
 #   generator: run raftkv-system-generator on a 3-node config, check the
 #             socket units and drop-ins it writes, and `systemd-analyze
-#             verify` them together with the shipped units.
+#             verify` them together with the shipped units; then add
+#             [node.4] with `raftkvctl config generate --add-node 4` and
+#             check a rerun (what daemon-reload does) adds node 4's units
+#             and leaves the others byte for byte.
 # Exits 77 (meson: skipped) when systemd-analyze is missing or too old.
 set -u
 mode=$1 src=$2 build=$3
@@ -97,6 +100,30 @@ CONF
   for u in raftkv-node-peer@1.socket raftkv-node-client@1.socket raftkv-node@1.socket \
            raftkv-node@1.service raftkv-proxy-client.socket raftkv-proxy.socket \
            raftkv-proxy.service; do
+    verify_unit "$u" "$out:$tmp:" || fail=1
+  done
+  # Growing a running deployment: [node.4] appended to the same file, the
+  # generator run again into an empty directory (as daemon-reload does).
+  ctl="$build/../src/ctl/raftkvctl"
+  cp -r "$out" "$tmp/gen3"
+  "$ctl" config generate --add-node 4 --file "$tmp/raftkv.conf" 2>"$tmp/ctl.err" \
+    || { echo "FAIL: config generate --add-node 4: $(cat "$tmp/ctl.err")"; fail=1; }
+  rm -rf "$out" && mkdir "$out"
+  RAFTKV_CONFIG="$tmp/raftkv.conf" "$gen" "$out" "$tmp/early" "$tmp/late" 2>"$tmp/gen.err" \
+    || { echo "FAIL: generator exited $? after --add-node"; cat "$tmp/gen.err"; fail=1; }
+  has raftkv-node-peer@4.socket "ListenStream=127.0.0.1:7004"
+  has raftkv-node-client@4.socket "ListenStream=127.0.0.1:7104"
+  has raftkv-node-peer@4.socket "Service=raftkv-sockets@node-4.service"
+  has raftkv-node@4.socket.d/50-raftkv-admin.conf "ListenStream=/run/raftkv/node-4.sock"
+  has raftkv-node@4.service.d/50-raftkv-sockets.conf \
+      "Sockets=raftkv-node-peer@4.socket raftkv-node-client@4.socket"
+  # Every unit of nodes 1-3 and the proxy is unchanged: a reload does not
+  # move the running members' sockets.
+  (cd "$tmp/gen3" && find . -type f) | while read -r f; do
+    cmp -s "$tmp/gen3/$f" "$out/$f" || { echo "FAIL: $f changed by adding node 4"; exit 1; }
+  done || fail=1
+  for u in raftkv-node-peer@4.socket raftkv-node-client@4.socket raftkv-node@4.socket \
+           raftkv-node@4.service; do
     verify_unit "$u" "$out:$tmp:" || fail=1
   done
   # No config (not set up yet): nothing written, success.

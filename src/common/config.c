@@ -36,6 +36,7 @@ enum otype {
     T_LISTEN,    /* bindable host:port: wildcard allowed */
     T_SOCKPATH,  /* absolute path that fits in sun_path */
     T_PATH,
+    T_HEXID,     /* 128-bit id as 32 hex digits */
 };
 
 enum osect { S_CLUSTER, S_PROXY, S_NODE };
@@ -54,7 +55,7 @@ static const char *const type_names[] = {
     [T_NAME] = "name", [T_UINT] = "integer", [T_MS] = "milliseconds",
     [T_SIZE] = "size", [T_LEVEL] = "level", [T_TARGET] = "target",
     [T_HOSTPORT] = "host:port", [T_LISTEN] = "host:port",
-    [T_SOCKPATH] = "path", [T_PATH] = "path",
+    [T_SOCKPATH] = "path", [T_PATH] = "path", [T_HEXID] = "hex id",
 };
 
 #define ROW(sect_, secname, key, type, flags, off, def, min, max, doc) \
@@ -70,6 +71,15 @@ static const struct opt options[] = {
     C("name", T_NAME, name, "raftkv", 0, 0,
       "Cluster id, carried in every peer message: a node refuses messages from "
       "another cluster, so two clusters on one network never mix."),
+    ROW(S_CLUSTER, "cluster", "id", T_HEXID, F_EMPTY_OK, offsetof(struct config, cluster.id), "", 0, 0,
+        "The cluster's identity: 32 hex digits (128 random bits), carried in every peer "
+        "message and kept in every node's data directory; a message with another id is "
+        "refused even when the names match. 'raftkvctl config generate' writes a random "
+        "one. Empty: derived from name and the [node.N] peer addresses, which two "
+        "hand-written files with equal names and addresses share, and which changes when "
+        "the [node.N] list does (a node then keeps the id its data directory recorded, "
+        "but a new node derives another): set it before adding a node. A node whose data "
+        "directory belongs to another id refuses to start."),
     C("tick_ms", T_MS, tick_ms, "10", 1, 1000,
       "The Raft clock. Heartbeat and election timeouts are counted in ticks "
       "and must be multiples of it."),
@@ -126,6 +136,16 @@ static const struct opt options[] = {
     C("max_sessions", T_UINT, max_sessions, "100000", 1, 100000000,
       "Client sessions kept; a new one beyond this evicts the least recently "
       "used."),
+    C("max_data_bytes", T_SIZE, max_data_bytes, "2GiB", 0, 64 * TIB,
+      "The dataset's quota: bytes of keys plus values.  A SET or CAS that "
+      "would grow the dataset past it is refused with NO_SPACE (and "
+      "raftkvctl exits 7); deletes and writes that shrink or keep the size "
+      "still work, so space can always be freed.  The leader writes the value "
+      "into the log, so every node enforces the same limit at the same point "
+      "(give every node the same value: a new leader writes its own).  The "
+      "default, like etcd's, keeps a node's memory (about 2-3 times the "
+      "dataset, more while a snapshot is written under heavy writes) within "
+      "a small machine.  0 = no limit."),
     C("log_level", T_LEVEL, log_level, "info", 0, 0,
       "error, warn, notice, info or debug."),
     C("log_target", T_TARGET, log_target, "auto", 0, 0,
@@ -409,6 +429,12 @@ static int check_value(const struct opt *o, const char *val, char *why, size_t w
         }
         return 0;
     case T_PATH:
+        return 0;
+    case T_HEXID:
+        if (strlen(val) != 32 || strspn(val, "0123456789abcdefABCDEF") != 32) {
+            snprintf(why, whylen, "'%s' is not 32 hex digits", val);
+            return -EINVAL;
+        }
         return 0;
     }
     return -EINVAL;
@@ -822,6 +848,23 @@ int config_set(struct config *cfg, const char *option, const char *value, char *
     return set_row(&e, cfg, node, row, value, CONFIG_ORIGIN_CMDLINE);
 }
 
+int config_set_arg(struct config *cfg, const char *arg, char *err, size_t errlen)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq) {
+        snprintf(err, errlen, "--set %s: expected KEY=VALUE", arg);
+        return -EINVAL;
+    }
+    char *option = strndup(arg, (size_t)(eq - arg));
+    if (!option) {
+        snprintf(err, errlen, "--set %s: out of memory", arg);
+        return -ENOMEM;
+    }
+    int rv = config_set(cfg, option, eq + 1, err, errlen);
+    free(option);
+    return rv;
+}
+
 /* ---- validation --------------------------------------------------------- */
 
 static uint32_t origin_max(uint32_t a, uint32_t b)
@@ -1086,7 +1129,8 @@ static void write_doc_row(FILE *out, const struct opt *o, enum config_doc_format
     }
     if (fmt == CONFIG_DOC_SCDOC) {
         fprintf(out, "*%s* = _%s_ (default: %s%s)\n\t%s\n\n", o->info.key, t,
-                o->info.def ? o->info.def : "required", range, o->info.doc);
+                o->info.def ? (*o->info.def ? o->info.def : "empty") : "required", range,
+                o->info.doc);
         return;
     }
     fprintf(out, "# %s\n# (%s%s)\n", o->info.doc, t, range);

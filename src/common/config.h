@@ -21,7 +21,8 @@
 #define CONFIG_ORIGIN_CMDLINE UINT32_MAX
 
 struct config_cluster {
-    char *name;                       /* cluster id carried in peer messages */
+    char *name;                       /* cluster name carried in peer messages */
+    char *id;                         /* 32 hex digits; "" = derived (node/identity.h) */
     uint64_t tick_ms;
     uint64_t heartbeat_interval_ms;
     uint64_t election_timeout_ms;     /* minimum; raft randomizes in [e, 2e) */
@@ -39,6 +40,7 @@ struct config_cluster {
     uint64_t snapshot_bytes;
     uint64_t session_ttl_ms;          /* struct kv_config, same on every node */
     uint64_t max_sessions;
+    uint64_t max_data_bytes;          /* quota, through the log (kv.h); 0 = none */
     int log_level;                    /* syslog level, LOG_ERR..LOG_DEBUG */
     int log_target;                   /* enum log_target */
     char *data_dir_base;
@@ -93,6 +95,10 @@ int config_parse_string(struct config *cfg, const char *name, const char *text,
  * "node.2.data_dir" (the node must exist).  Same parsing and range checks
  * as the file.  -ENOENT unknown option or node, -EINVAL bad value. */
 int config_set(struct config *cfg, const char *option, const char *value, char *err, size_t errlen);
+
+/* A --set argument, "KEY=VALUE": config_set(KEY, VALUE).  -EINVAL without
+ * an '=', -ENOMEM, else what config_set returns. */
+int config_set_arg(struct config *cfg, const char *arg, char *err, size_t errlen);
 
 /* Cross-option checks and derived defaults (node data_dir, admin path):
  * at least one node, heartbeat < election timeout, timings multiples of

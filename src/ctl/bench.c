@@ -1,7 +1,9 @@
 /* bench.c - "raftkvctl bench": many closed-loop clients from one thread,
  * each on its own non-blocking connection with up to P requests in flight,
  * driven by poll().  Writes carry sessions like any client's, so the
- * servers do the work real writes cost. */
+ * servers do the work real writes cost.  A connection answered NOT_LEADER
+ * with the leader's address moves there, as a real client does, so a run
+ * outlives a leader change (the redirected requests are counted apart). */
 #include "ctl/ctl.h"
 #include "ctl/hist.h"
 
@@ -33,6 +35,9 @@ struct bconn {
     uint64_t client_id, seq, next_id, rng;
     struct slot *slots;
     unsigned inflight;
+    /* A NOT_LEADER named the leader: reconnect there once nothing is in
+     * flight on this connection. */
+    char move_to[ADDR_STRLEN];
 };
 
 struct bench {
@@ -42,8 +47,9 @@ struct bench {
     bool prefill;
     uint64_t limit;                 /* requests to issue; 0 with a duration */
     uint64_t start, stop_issue, last_progress, prev_done, prev_t;
-    uint64_t issued, done, ok, errors, misses, sets, gets;
+    uint64_t issued, done, ok, errors, misses, sets, gets, redirected;
     unsigned live;
+    unsigned timeout_ms;
     struct hist all, set_h, get_h;
     char first_err[CLIENT_ERRLEN];
 };
@@ -164,6 +170,14 @@ static void complete(struct bench *b, struct bconn *bc, const Raftkv__Response *
         bc->slots[i] = bc->slots[--bc->inflight];
         b->done++;
         bool miss = !s.set && resp->status == RAFTKV__STATUS__NOT_FOUND;
+        if (resp->status == RAFTKV__STATUS__NOT_LEADER && resp->leader_address &&
+            *resp->leader_address) {
+            /* Not done by the server; a real client would follow the hint. */
+            b->redirected++;
+            if (strcmp(resp->leader_address, bc->cc.name) != 0)
+                snprintf(bc->move_to, sizeof(bc->move_to), "%s", resp->leader_address);
+            return;
+        }
         if (resp->status != RAFTKV__STATUS__OK && !miss) {
             b->errors++;
             note_error(b, client_status_name(resp->status), resp->message ? resp->message : "");
@@ -176,6 +190,20 @@ static void complete(struct bench *b, struct bconn *bc, const Raftkv__Response *
         hist_add(s.set ? &b->set_h : &b->get_h, lat);
         (s.set ? b->sets++ : b->gets++);
         return;
+    }
+}
+
+/* Follows the leader: a new connection to bc->move_to. */
+static void move(struct bench *b, struct bconn *bc)
+{
+    char err[256], to[ADDR_STRLEN];
+    snprintf(to, sizeof(to), "%s", bc->move_to);
+    bc->move_to[0] = '\0';
+    client_conn_close(&bc->cc);
+    int r = client_conn_open(&bc->cc, to, (int)b->timeout_ms, err, sizeof(err));
+    if (r < 0) {
+        note_error(b, "following the leader", err);
+        b->live--;
     }
 }
 
@@ -202,6 +230,13 @@ static void service(struct bench *b, struct bconn *bc, short revents)
             kill_conn(b, bc, r);
             return;
         }
+    }
+    if (bc->move_to[0]) {
+        if (bc->inflight)
+            return;
+        move(b, bc);
+        if (!client_conn_is_open(&bc->cc))
+            return;
     }
     while (bc->inflight < b->o->pipeline && issue(b, bc, now))
         ;
@@ -280,6 +315,7 @@ static void run(struct bench *b, uint64_t limit, unsigned duration_ms, uint64_t 
 static void reset_counts(struct bench *b)
 {
     b->issued = b->done = b->ok = b->errors = b->misses = b->sets = b->gets = b->prev_done = 0;
+    b->redirected = 0;
     b->first_err[0] = '\0';
     hist_init(&b->all);
     hist_init(&b->set_h);
@@ -332,9 +368,9 @@ static void report(struct ctl *ctl, const struct bench *b, const char *target, d
         json_string(stdout, target);
         printf(",\"clients\":%" PRIu64 ",\"pipeline\":%" PRIu64 ",\"value_size\":%" PRIu64 ",\"keys\":%" PRIu64
                ",\"ratio\":\"%" PRIu64 ":%" PRIu64 "\",\"stale\":%s,\"seconds\":%.3f,\"requests\":%" PRIu64
-               ",\"ok\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"misses\":%" PRIu64 ",",
+               ",\"ok\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"misses\":%" PRIu64 ",\"redirected\":%" PRIu64 ",",
                o->clients, o->pipeline, o->value_size, o->keys, o->set_w, o->get_w, o->stale ? "true" : "false",
-               secs, b->done, b->ok, b->errors, b->misses);
+               secs, b->done, b->ok, b->errors, b->misses, b->redirected);
         json_hist("all", &b->all, b->ok, secs);
         fputc(',', stdout);
         json_hist("set", &b->set_h, b->sets, secs);
@@ -345,9 +381,11 @@ static void report(struct ctl *ctl, const struct bench *b, const char *target, d
         fputs("}\n", stdout);
         break;
     case FMT_PLAIN:
-        printf("ops_per_sec\t%.1f\nok\t%" PRIu64 "\nerrors\t%" PRIu64 "\np50_us\t%.1f\np90_us\t%.1f\n"
+        printf("ops_per_sec\t%.1f\nok\t%" PRIu64 "\nerrors\t%" PRIu64 "\nredirected\t%" PRIu64
+               "\np50_us\t%.1f\np90_us\t%.1f\n"
                "p99_us\t%.1f\np999_us\t%.1f\nmax_us\t%.1f\n",
-               secs > 0 ? (double)b->ok / secs : 0.0, b->ok, b->errors, (double)hist_quantile(&b->all, 0.5) / 1e3,
+               secs > 0 ? (double)b->ok / secs : 0.0, b->ok, b->errors, b->redirected,
+               (double)hist_quantile(&b->all, 0.5) / 1e3,
                (double)hist_quantile(&b->all, 0.9) / 1e3, (double)hist_quantile(&b->all, 0.99) / 1e3,
                (double)hist_quantile(&b->all, 0.999) / 1e3, (double)b->all.max / 1e3);
         break;
@@ -359,6 +397,9 @@ static void report(struct ctl *ctl, const struct bench *b, const char *target, d
         printf("%" PRIu64 " requests in %.2f s: %" PRIu64 " ok, %" PRIu64 " errors", b->done, secs, b->ok, b->errors);
         if (b->misses)
             printf(" (%" PRIu64 " gets found no key)", b->misses);
+        if (b->redirected)
+            printf("; %" PRIu64 " answered NOT_LEADER and were followed to the new leader",
+                   b->redirected);
         putchar('\n');
         line_hist("all", &b->all, b->ok, secs);
         if (b->sets && b->gets) {
@@ -400,7 +441,7 @@ int cmd_bench(struct ctl *ctl, int argc, char **argv)
         return r < 0 ? 0 : r;
     if (optind != argc)
         return ctl_usage_error("bench", "unexpected argument '%s'", argv[optind]);
-    struct bench b = {.o = &o};
+    struct bench b = {.o = &o, .timeout_ms = ctl->o.timeout_ms};
     char target[ADDR_STRLEN];
     bool tty = isatty(STDERR_FILENO);
     b.conns = calloc(o.clients, sizeof(*b.conns));

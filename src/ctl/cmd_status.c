@@ -160,29 +160,50 @@ static const struct node_row *leader_row(const struct cluster_view *v)
     return NULL;
 }
 
-/* Entries the node is behind the leader; false when nobody can tell. */
+/* Beyond this many entries behind the leader's commit a reachable node is
+ * "behind": the proxy's default max_lag_entries, past which it stops sending
+ * the node reads. */
+#define BEHIND_ENTRIES 1000
+
+static const Raftkv__FollowerProgress *leader_progress(const struct node_row *l, uint64_t id)
+{
+    if (l)
+        for (size_t i = 0; i < l->ns->n_followers; i++)
+            if (l->ns->followers[i]->id == id)
+                return l->ns->followers[i];
+    return NULL;
+}
+
+/* Entries the node is behind the leader; false when nobody can tell.  The
+ * largest of the leader's view (its last index minus the node's match), the
+ * node's applied index against the leader's commit, and the node's last
+ * index against the leader's match.  The leader's view alone can be stale: a
+ * node that lost its log keeps its old match there and would look caught
+ * up.  The proxy computes the same (update_lag() in src/proxy/upstream.c). */
 static bool row_lag(const struct cluster_view *v, const struct node_row *r, uint64_t *lag)
 {
     const struct node_row *l = leader_row(v);
-    if (r->id == v->leader && r->ns) {
-        *lag = 0;
+    *lag = 0;
+    if (r->id == v->leader && r->ns)
         return true;
-    }
-    if (l)
-        for (size_t i = 0; i < l->ns->n_followers; i++)
-            if (l->ns->followers[i]->id == r->id) {
-                *lag = l->ns->followers[i]->lag;
-                return true;
-            }
-    if (r->pv && r->pv->has_lag) {
+    bool known = false;
+    const Raftkv__FollowerProgress *fp = leader_progress(l, r->id);
+    if (fp) {
+        *lag = fp->lag;
+        known = true;
+    } else if (r->pv && r->pv->has_lag) {
         *lag = r->pv->lag;
-        return true;
+        known = true;
     }
     if (l && r->ns) {
-        *lag = l->ns->last_index > r->ns->applied_index ? l->ns->last_index - r->ns->applied_index : 0;
-        return true;
+        uint64_t behind = l->ns->commit_index > r->ns->applied_index ? l->ns->commit_index - r->ns->applied_index : 0;
+        if (behind > *lag)
+            *lag = behind;
+        known = true;
     }
-    return false;
+    if (fp && r->ns && fp->match_index > r->ns->last_index && fp->match_index - r->ns->last_index > *lag)
+        *lag = fp->match_index - r->ns->last_index;
+    return known;
 }
 
 static const char *row_health(const struct cluster_view *v, const struct node_row *r)
@@ -194,14 +215,16 @@ static const char *row_health(const struct cluster_view *v, const struct node_ro
         return "down";
     if (r->ns->error && *r->ns->error)
         return "failed";
+    if (!l || l == r)
+        return "ok";
     /* A new leader has heard from nobody yet: silence alone says little,
      * silence while behind says the leader cannot reach the node. */
-    if (l && l != r)
-        for (size_t i = 0; i < l->ns->n_followers; i++) {
-            const Raftkv__FollowerProgress *fp = l->ns->followers[i];
-            if (fp->id == r->id && fp->has_active && !fp->active && fp->lag > 0)
-                return "inactive";
-        }
+    const Raftkv__FollowerProgress *fp = leader_progress(l, r->id);
+    if (fp && fp->has_active && !fp->active && fp->lag > 0)
+        return "inactive";
+    uint64_t lag;
+    if (row_lag(v, r, &lag) && lag > BEHIND_ENTRIES)
+        return "behind";
     return "ok";
 }
 
@@ -245,6 +268,18 @@ static void print_status_json(const struct cluster_view *v)
                    ns->term, ns->leader_id, ns->commit_index, ns->applied_index, ns->last_index,
                    ns->snapshot_index, ns->keys, ns->uptime_ms);
             json_string(stdout, ns->version);
+            if (ns->has_loop_lag_max_us)
+                printf(",\"loop_lag_max_ms\":%.1f", (double)ns->loop_lag_max_us / 1000.0);
+            if (ns->has_snapshot_duration_ms)
+                printf(",\"snapshot_duration_ms\":%" PRIu64, ns->snapshot_duration_ms);
+            if (ns->has_snapshot_bytes)
+                printf(",\"snapshot_bytes\":%" PRIu64, ns->snapshot_bytes);
+            if (ns->has_data_bytes)
+                printf(",\"data_bytes\":%" PRIu64, ns->data_bytes);
+            if (ns->has_memory_bytes)
+                printf(",\"memory_bytes\":%" PRIu64, ns->memory_bytes);
+            if (ns->has_quota_bytes)
+                printf(",\"quota_bytes\":%" PRIu64, ns->quota_bytes);
         }
         if (ns && ns->error && *ns->error) {
             fputs(",\"error\":", stdout);
@@ -426,32 +461,7 @@ int cmd_members(struct ctl *ctl, int argc, char **argv)
         cluster_view_free(&v);
         return ctl_fail(EXIT_UNAVAILABLE, "members: no node answered; see 'raftkvctl status'");
     }
-    enum ctl_format f = ctl_format(ctl, FMT_TABLE);
-    struct table *t = table_new(5, (const char *const[]){"ID", "PEER", "CLIENT", "VOTER", "LEADER"});
-    if (f == FMT_JSON)
-        fputs("{\"members\":[", stdout);
-    for (size_t i = 0; i < ns->n_members; i++) {
-        const Raftkv__Member *m = ns->members[i];
-        if (f == FMT_JSON) {
-            printf("%s{\"id\":%" PRIu64 ",\"peer\":", i ? "," : "", m->id);
-            json_string(stdout, m->peer_address);
-            fputs(",\"client\":", stdout);
-            json_string(stdout, m->client_address);
-            printf(",\"voter\":%s,\"leader\":%s}", m->voter ? "true" : "false",
-                   m->id == v.leader ? "true" : "false");
-            continue;
-        }
-        char id[24];
-        snprintf(id, sizeof(id), "%" PRIu64, m->id);
-        table_add(t, (const char *const[]){id, m->peer_address ? m->peer_address : "?",
-                                           m->client_address ? m->client_address : "?",
-                                           m->voter ? "yes" : "no", m->id == v.leader ? "yes" : "no"});
-    }
-    if (f == FMT_JSON)
-        fputs("]}\n", stdout);
-    else
-        table_print(t, stdout, f == FMT_TABLE);
-    table_free(t);
+    ctl_print_members(ctl, (const Raftkv__Member *const *)ns->members, ns->n_members, v.leader);
     cluster_view_free(&v);
     return EXIT_OK;
 }

@@ -292,6 +292,12 @@ int ctl_report(struct ctl *ctl, const char *what, int rc, const Raftkv__Response
         return ctl_fail(EXIT_ERROR, "%s: too large: %s", what, msg);
     case RAFTKV__STATUS__INVALID_ARGUMENT:
         return ctl_fail(EXIT_ERROR, "%s: refused by the server: %s", what, msg);
+    case RAFTKV__STATUS__NO_SPACE:
+        return ctl_fail(EXIT_NO_SPACE, "%s: no space: %s", what, msg);
+    case RAFTKV__STATUS__FAILED_PRECONDITION:
+        return ctl_fail(EXIT_REFUSED, "%s: refused: %s", what, msg);
+    case RAFTKV__STATUS__PERMISSION_DENIED:
+        return ctl_fail(EXIT_ERROR, "%s: not permitted: %s", what, msg);
     default:
         return ctl_fail(EXIT_ERROR, "%s: server error (%s): %s", what, client_status_name(resp->status), msg);
     }

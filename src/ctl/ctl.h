@@ -19,6 +19,8 @@ enum {
     EXIT_NOT_FOUND = 3,   /* get/del of a missing key */
     EXIT_CAS_FAILED = 4,  /* cas found another value */
     EXIT_UNAVAILABLE = 5, /* nothing reachable, no leader, or timed out */
+    EXIT_REFUSED = 6,     /* membership change refused: another in flight, lagging, quorum */
+    EXIT_NO_SPACE = 7,    /* the cluster's data quota is full */
 };
 
 enum ctl_format { FMT_DEFAULT, FMT_TABLE, FMT_JSON, FMT_PLAIN };
@@ -127,6 +129,9 @@ int cmd_list(struct ctl *ctl, int argc, char **argv);
 int cmd_status(struct ctl *ctl, int argc, char **argv);
 int cmd_members(struct ctl *ctl, int argc, char **argv);
 int cmd_transfer_leader(struct ctl *ctl, int argc, char **argv);
+int cmd_member(struct ctl *ctl, int argc, char **argv);
+/* The members table (or JSON) of `members` and `member ...` (cmd_member.c). */
+void ctl_print_members(struct ctl *ctl, const Raftkv__Member *const *ms, size_t n, uint64_t leader);
 int cmd_config(struct ctl *ctl, int argc, char **argv);
 int cmd_bench(struct ctl *ctl, int argc, char **argv);
 int ctl_shell(struct ctl *ctl);

@@ -25,20 +25,37 @@ const struct ctl_command ctl_commands[] = {
      "  -w, --watch           refresh until interrupted\n"
      "  -i, --interval DUR    between refreshes (default 1s)\n"
      "  -n, --count N         stop after N refreshes\n"},
-    {"members", cmd_members, "", "List the cluster's members and their addresses.", ""},
+    {"members", cmd_members, "",
+     "List the members: addresses, voter or learner, and on the leader's word\n"
+     "each one's match index, lag and health.", ""},
+    {"member", cmd_member, "add|remove|promote|replace NODE_ID [--peer ADDR] [--client ADDR] [--learner] [--force]",
+     "Change the membership, one node at a time, through the leader's admin\n"
+     "socket (from the config's [node.N] admin). add: as a learner, promoted\n"
+     "once caught up unless --learner; addresses default to [node.N]. remove:\n"
+     "the leader hands over first; refused (exit 6) if quorum would be lost\n"
+     "unless --force. promote: learner to voter. replace: remove, then add\n"
+     "again under the same id (new disk or machine). Exit 6: refused.",
+     "  --peer ADDR           add/replace: the node's peer address (default [node.N] peer)\n"
+     "  --client ADDR         add/replace: its client address (default [node.N] client)\n"
+     "  --learner             add/replace: keep it a learner (no automatic promotion)\n"
+     "  --force               remove: even if the cluster would lose quorum\n"},
     {"transfer-leader", cmd_transfer_leader, "[NODE_ID]",
      "Move leadership to NODE_ID, or to the most caught-up follower; waits\n"
      "until it moved and says who leads.", ""},
-    {"config", cmd_config, "generate --nodes N [--base-port P] [--host H] [--data-dir-base D] [--run-dir D] [--name NAME] [--file PATH]",
+    {"config", cmd_config, "generate --nodes N [--base-port P] [--host H] [--data-dir-base D] [--run-dir D] [--name NAME] [--file PATH]\n"
+     "       config generate --add-node N [--host H] [--run-dir D] [--file PATH]",
      "Write a ready raftkv.conf for an N-node cluster plus proxy (to stdout\n"
      "or PATH). Node i gets client port P+i and peer port P+100+i; the proxy\n"
-     "listens on P.",
+     "listens on P. --add-node N appends a [node.N] section with the next free\n"
+     "peer and client ports to the existing file PATH, leaving the rest as it\n"
+     "is (without --file: prints the section for -c's file, changes nothing).",
      "  --nodes N             cluster size, 1..64\n"
      "  --base-port P         default 7000\n"
      "  --host H              address every node listens on (default 127.0.0.1)\n"
      "  --data-dir-base D     parent of the data directories (default /var/lib/raftkv)\n"
      "  --run-dir D           directory of the unix sockets (default /run/raftkv)\n"
      "  --name NAME           cluster name (default raftkv)\n"
+     "  --add-node N          append [node.N] to PATH (host: the last node's, or --host)\n"
      "  -f, --file PATH       write there instead of stdout\n"},
     {"bench", cmd_bench,
      "[--clients C] [--requests N | --duration DUR] [--value-size B] [--keys K] [--ratio SET:GET] [--stale] [--pipeline P]",
@@ -88,7 +105,8 @@ void ctl_usage(FILE *out)
             "  -h, --help            this help; COMMAND --help for a command's\n"
             "  -V, --version         print the version\n\n"
             "Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 cas failed,\n"
-            "5 unavailable (unreachable, no leader, timed out). See raftkvctl(1).\n",
+            "5 unavailable (unreachable, no leader, timed out), 6 membership change\n"
+            "refused, 7 no space (the data quota is full). See raftkvctl(1).\n",
             eps, CONFIG_DEFAULT_PATH);
 }
 

@@ -12,8 +12,16 @@
 /* Fields each op carries; anything else in struct kv_command must be empty. */
 static bool op_has_key(enum kv_op op)
 {
-    return op != KV_OP_NOOP;
+    return op == KV_OP_SET || op == KV_OP_DEL || op == KV_OP_CAS;
 }
+
+/* Cluster bookkeeping: a member id, no session. */
+static bool op_has_member(enum kv_op op)
+{
+    return op == KV_OP_RECORD_INCARNATION || op == KV_OP_KEEP_LEARNER;
+}
+
+#define KV_OP_LAST KV_OP_SET_QUOTA
 
 static bool op_has_value(enum kv_op op)
 {
@@ -32,7 +40,13 @@ static size_t bytes_len(size_t n)
 
 size_t kv_command_size(const struct kv_command *c)
 {
-    if ((unsigned)c->op > KV_OP_CAS || !valid_session(c->client_id, c->sequence))
+    bool mem = op_has_member(c->op);
+    bool quota = c->op == KV_OP_SET_QUOTA;
+    if ((unsigned)c->op > KV_OP_LAST || !valid_session(c->client_id, c->sequence) ||
+        (mem && (c->client_id || !c->member_id)) || (!mem && c->member_id) ||
+        (c->op != KV_OP_RECORD_INCARNATION && c->incarnation) ||
+        (c->op != KV_OP_KEEP_LEARNER && c->keep) || (quota && c->client_id) ||
+        (!quota && c->quota_bytes))
         return 0;
     if (c->key_len > UINT32_MAX || c->value_len > UINT32_MAX ||
         c->expected_len > UINT32_MAX)
@@ -52,6 +66,14 @@ size_t kv_command_size(const struct kv_command *c)
         n += 1 + (c->expect_absent ? 0 : bytes_len(c->expected_len));
     if (op_has_value(c->op))
         n += bytes_len(c->value_len);
+    if (mem)
+        n += kv_uvarint_len(c->member_id);
+    if (c->op == KV_OP_RECORD_INCARNATION)
+        n += kv_uvarint_len(c->incarnation);
+    if (c->op == KV_OP_KEEP_LEARNER)
+        n += 1;
+    if (quota)
+        n += kv_uvarint_len(c->quota_bytes);
     return n + CRC_LEN;
 }
 
@@ -86,6 +108,14 @@ int kv_command_encode(const struct kv_command *c, void *buf, size_t cap,
     }
     if (op_has_value(c->op))
         p = put_bytes(p, c->value, c->value_len);
+    if (op_has_member(c->op))
+        p = kv_put_uvarint(p, c->member_id);
+    if (c->op == KV_OP_RECORD_INCARNATION)
+        p = kv_put_uvarint(p, c->incarnation);
+    if (c->op == KV_OP_KEEP_LEARNER)
+        *p++ = c->keep;
+    if (c->op == KV_OP_SET_QUOTA)
+        p = kv_put_uvarint(p, c->quota_bytes);
     put_le32(p, crc32c(0, start, (size_t)(p - start)));
     *len = need;
     return KV_OK;
@@ -109,7 +139,7 @@ int kv_command_decode(const void *buf, size_t len, struct kv_command *c)
     r.end -= CRC_LEN;
 
     uint8_t op = kv_rd_u8(&r);
-    if (op > KV_OP_CAS)
+    if (op > KV_OP_LAST)
         return KV_EBADMSG;
     d.op = (enum kv_op)op;
     d.client_id = kv_rd_uvarint(&r);
@@ -127,6 +157,21 @@ int kv_command_decode(const void *buf, size_t len, struct kv_command *c)
     }
     if (op_has_value(d.op))
         d.value = kv_rd_bytes(&r, &d.value_len);
+    if (op_has_member(d.op)) {
+        d.member_id = kv_rd_uvarint(&r);
+        if (d.client_id || !d.member_id)
+            return KV_EBADMSG;
+    }
+    if (d.op == KV_OP_RECORD_INCARNATION)
+        d.incarnation = kv_rd_uvarint(&r);
+    if (d.op == KV_OP_KEEP_LEARNER) {
+        uint8_t keep = kv_rd_u8(&r);
+        if (keep > 1)
+            return KV_EBADMSG;
+        d.keep = keep;
+    }
+    if (d.op == KV_OP_SET_QUOTA && (d.quota_bytes = kv_rd_uvarint(&r), d.client_id))
+        return KV_EBADMSG;
     if (r.bad || r.p != r.end || !valid_session(d.client_id, d.sequence))
         return KV_EBADMSG;
     *c = d;

@@ -31,6 +31,7 @@ const char *kv_status_name(enum kv_status s)
     case KV_STATUS_INVALID: return "INVALID";
     case KV_STATUS_STALE: return "STALE";
     case KV_STATUS_SESSION_EXPIRED: return "SESSION_EXPIRED";
+    case KV_STATUS_NO_SPACE: return "NO_SPACE";
     }
     return "UNKNOWN";
 }
@@ -83,6 +84,72 @@ size_t kv_session_count(const struct kv *kv)
     return kv->sessions.count;
 }
 
+static size_t inc_pos(const struct kv *kv, uint64_t id)
+{
+    size_t i = 0;
+    while (i < kv->n_inc && kv->inc[i].id < id)
+        i++;
+    return i;
+}
+
+uint64_t kv_incarnation(const struct kv *kv, uint64_t member_id)
+{
+    size_t i = inc_pos(kv, member_id);
+    return i < kv->n_inc && kv->inc[i].id == member_id ? kv->inc[i].inc : 0;
+}
+
+int kv_inc_set(struct kv *kv, uint64_t id, uint64_t inc)
+{
+    size_t i = inc_pos(kv, id);
+    bool found = i < kv->n_inc && kv->inc[i].id == id;
+    if (found && inc) {
+        kv->inc[i].inc = inc;
+    } else if (found) {
+        memmove(&kv->inc[i], &kv->inc[i + 1], (kv->n_inc - i - 1) * sizeof(kv->inc[0]));
+        kv->n_inc--;
+    } else if (inc) {
+        if (kv->n_inc == KV_MAX_INCARNATIONS)
+            return KV_ENOSPC;
+        memmove(&kv->inc[i + 1], &kv->inc[i], (kv->n_inc - i) * sizeof(kv->inc[0]));
+        kv->inc[i] = (struct kv_inc){id, inc};
+        kv->n_inc++;
+    }
+    kv->gen++;
+    return KV_OK;
+}
+
+static size_t keep_pos(const struct kv *kv, uint64_t id)
+{
+    size_t i = 0;
+    while (i < kv->n_keep && kv->keep[i] < id)
+        i++;
+    return i;
+}
+
+bool kv_keep_learner(const struct kv *kv, uint64_t member_id)
+{
+    size_t i = keep_pos(kv, member_id);
+    return i < kv->n_keep && kv->keep[i] == member_id;
+}
+
+int kv_keep_set(struct kv *kv, uint64_t id, bool keep)
+{
+    size_t i = keep_pos(kv, id);
+    bool found = i < kv->n_keep && kv->keep[i] == id;
+    if (found && !keep) {
+        memmove(&kv->keep[i], &kv->keep[i + 1], (kv->n_keep - i - 1) * sizeof(kv->keep[0]));
+        kv->n_keep--;
+    } else if (!found && keep) {
+        if (kv->n_keep == KV_MAX_KEEP_LEARNERS)
+            return KV_ENOSPC;
+        memmove(&kv->keep[i + 1], &kv->keep[i], (kv->n_keep - i) * sizeof(kv->keep[0]));
+        kv->keep[i] = id;
+        kv->n_keep++;
+    }
+    kv->gen++;
+    return KV_OK;
+}
+
 const struct kv_dict *kv_dict(const struct kv *kv)
 {
     return kv->dict;
@@ -102,6 +169,34 @@ static bool value_equals(const void *a, size_t alen, const void *b, size_t blen)
     return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
 }
 
+uint64_t kv_quota(const struct kv *kv) { return kv->quota; }
+
+/* Would setting key to a value of value_len bytes grow the dictionary past
+ * the quota?  Shrinking or same-size writes always pass, so a full dataset
+ * can be cut back; the lookup is skipped when even a new key would fit. */
+static bool over_quota(const struct kv *kv, const void *key, size_t key_len, size_t value_len)
+{
+    uint64_t bytes = kv_dict_data_bytes(kv->dict), add = (uint64_t)key_len + value_len;
+    if (!kv->quota || bytes + add <= kv->quota)
+        return false;
+    const void *cur;
+    size_t curlen;
+    uint64_t old = kv_dict_get(kv->dict, key, key_len, &cur, &curlen) == KV_OK
+                       ? (uint64_t)key_len + curlen
+                       : 0;
+    return add > old && bytes - old + add > kv->quota;
+}
+
+/* SET's and a passing CAS's write, unless over the quota. */
+static int put(struct kv *kv, const struct kv_command *c, struct kv_result *res)
+{
+    if (over_quota(kv, c->key, c->key_len, c->value_len)) {
+        res->status = KV_STATUS_NO_SPACE;
+        return KV_OK;
+    }
+    return kv_dict_set(kv->dict, c->key, c->key_len, c->value, c->value_len);
+}
+
 /* Runs the command against the dictionary.  KV_ENOMEM only with the
  * dictionary unchanged. */
 static int execute(struct kv *kv, const struct kv_command *c, struct kv_result *res)
@@ -113,24 +208,35 @@ static int execute(struct kv *kv, const struct kv_command *c, struct kv_result *
     case KV_OP_NOOP:
         return KV_OK;
     case KV_OP_SET:
-        return kv_dict_set(kv->dict, c->key, c->key_len, c->value, c->value_len);
+        return put(kv, c, res);
     case KV_OP_DEL:
         if (kv_dict_del(kv->dict, c->key, c->key_len) == KV_ENOTFOUND)
             res->status = KV_STATUS_NOT_FOUND;
         return KV_OK;
     case KV_OP_CAS:
         rc = kv_dict_get(kv->dict, c->key, c->key_len, &cur, &curlen);
-        if (rc == KV_OK && !c->expect_absent &&
-            value_equals(cur, curlen, c->expected, c->expected_len))
-            return kv_dict_set(kv->dict, c->key, c->key_len, c->value, c->value_len);
-        if (rc == KV_ENOTFOUND && c->expect_absent)
-            return kv_dict_set(kv->dict, c->key, c->key_len, c->value, c->value_len);
+        if ((rc == KV_OK && !c->expect_absent &&
+             value_equals(cur, curlen, c->expected, c->expected_len)) ||
+            (rc == KV_ENOTFOUND && c->expect_absent))
+            return put(kv, c, res);
         res->status = KV_STATUS_CAS_FAILED;
         res->current_absent = rc == KV_ENOTFOUND;
         if (rc == KV_OK) {
             res->current = cur;
             res->current_len = curlen;
         }
+        return KV_OK;
+    case KV_OP_RECORD_INCARNATION:
+        /* A full table is a deterministic outcome, not a node failure. */
+        if (kv_inc_set(kv, c->member_id, c->incarnation) != KV_OK)
+            res->status = KV_STATUS_INVALID;
+        return KV_OK;
+    case KV_OP_KEEP_LEARNER:
+        if (kv_keep_set(kv, c->member_id, c->keep) != KV_OK)
+            res->status = KV_STATUS_INVALID;
+        return KV_OK;
+    case KV_OP_SET_QUOTA:
+        kv->quota = c->quota_bytes;
         return KV_OK;
     }
     return KV_OK;

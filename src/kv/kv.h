@@ -97,6 +97,19 @@ enum kv_op {
     KV_OP_SET = 1,
     KV_OP_DEL = 2,
     KV_OP_CAS = 3,  /* set value if key holds expected (or is absent) */
+    /* Cluster bookkeeping, proposed by the leader's node only (clients
+     * cannot express it): member_id's data directory has this incarnation;
+     * 0 forgets it (node/identity.h, node/guard.c). */
+    KV_OP_RECORD_INCARNATION = 4,
+    /* Cluster bookkeeping, proposed by the leader's node only: learner
+     * member_id stays a learner (keep 1: `member add --learner`) or may be
+     * promoted automatically once caught up (keep 0: `member add`, `member
+     * promote`).  Every leader reads it (node/api_member.c). */
+    KV_OP_KEEP_LEARNER = 5,
+    /* Cluster bookkeeping, proposed by the leader's node only: the dataset's
+     * quota in bytes of keys plus values (0 = none), so every replica
+     * refuses the same writes (cluster.max_data_bytes). */
+    KV_OP_SET_QUOTA = 6,
 };
 
 /* Decoded commands point into the decoded buffer: no copies. */
@@ -112,10 +125,17 @@ struct kv_command {
     const void *expected; /* CAS unless expect_absent */
     size_t expected_len;
     bool expect_absent;   /* CAS: succeed only if the key does not exist */
+    uint64_t member_id;   /* RECORD_INCARNATION, KEEP_LEARNER (non-zero) */
+    uint64_t incarnation; /* RECORD_INCARNATION */
+    bool keep;            /* KEEP_LEARNER */
+    uint64_t quota_bytes; /* SET_QUOTA */
 };
 
 /* Format v1: u8 version, u8 op, uvarint client_id, sequence, time_ms, then
  * per op: SET key value | DEL key | CAS key u8 has_expected [expected] value
+ * | RECORD_INCARNATION uvarint member_id, uvarint incarnation (no session)
+ * | KEEP_LEARNER uvarint member_id, u8 keep (0 or 1) (no session)
+ * | SET_QUOTA uvarint bytes (no session)
  * (each byte string as uvarint length + bytes), then u32 LE CRC32C of all the
  * preceding bytes.  Varints must be minimal; anything else is rejected. */
 #define KV_COMMAND_VERSION 1
@@ -158,6 +178,8 @@ enum kv_status {
                                 * may be a retry of an applied write; not
                                 * applied; the client must start over with a
                                 * new client_id at sequence 1 */
+    KV_STATUS_NO_SPACE,        /* SET/CAS that would grow the dataset past
+                                * the quota: nothing changed */
 };
 const char *kv_status_name(enum kv_status s);
 
@@ -194,20 +216,36 @@ int kv_skip(struct kv *kv, uint64_t index);
 uint64_t kv_applied_index(const struct kv *kv);
 uint64_t kv_log_time_ms(const struct kv *kv);
 size_t kv_session_count(const struct kv *kv);
+/* The incarnation recorded for a member's data directory; 0 = none. */
+uint64_t kv_incarnation(const struct kv *kv, uint64_t member_id);
+#define KV_MAX_INCARNATIONS 64
+/* Whether learner member_id was added with --learner and not promoted since
+ * (KV_OP_KEEP_LEARNER): automatic promotion leaves it alone. */
+bool kv_keep_learner(const struct kv *kv, uint64_t member_id);
+/* The quota the log set (KV_OP_SET_QUOTA): bytes of keys plus values that a
+ * SET or CAS may not grow the dictionary past; 0 = none. */
+uint64_t kv_quota(const struct kv *kv);
+#define KV_MAX_KEEP_LEARNERS 64
 /* The dictionary, for reads (GET, LIST) and statistics. */
 const struct kv_dict *kv_dict(const struct kv *kv);
 
 /* ---- snapshots ----------------------------------------------------------- */
 
-/* Stream v1 (integers little-endian, byte strings as uvarint length + bytes):
+/* Stream v4 (integers little-endian, byte strings as uvarint length + bytes):
  *   "RKVS" u32 version, u64 applied index, u64 log time, u64 session count,
  *   u64 key count;
  *   sessions, least recently used first: uvarint client_id, last sequence,
  *     last active time, result index; u8 status; u8 flags (bit 0: cached CAS
  *     value present); [value];
  *   pairs in key order: key, value;
- *   u32 CRC32C of everything before it. */
-#define KV_SNAPSHOT_VERSION 1
+ *   v2 and later: uvarint count, then per recorded incarnation in member
+ *     order: uvarint member id, uvarint incarnation (non-zero);
+ *   v3 and later: uvarint count, then the members kept learners
+ *     (KV_OP_KEEP_LEARNER) in increasing order: uvarint member id;
+ *   v4 and later: uvarint quota (KV_OP_SET_QUOTA, 0 = none);
+ *   u32 CRC32C of everything before it.
+ * v1 (no incarnations), v2 (no kept learners) and v3 (no quota) still load. */
+#define KV_SNAPSHOT_VERSION 4
 
 /* A cursor that yields the snapshot in chunks of any size, so a large state
  * can be streamed.  The state must not change while a writer is open: a
@@ -226,6 +264,9 @@ void kv_snapshot_writer_free(struct kv_snapshot_writer *w);
  * non-zero return stops writing and is returned. */
 typedef int (*kv_write_fn)(void *ctx, const void *buf, size_t len);
 int kv_snapshot_write(const struct kv *kv, kv_write_fn fn, void *ctx);
+/* The whole snapshot in one malloc'd buffer (free() it): KV_OK or
+ * KV_ENOMEM / the writer's error. */
+int kv_snapshot_to_buffer(const struct kv *kv, void **buf, size_t *len);
 
 /* Builds a new state machine from a snapshot, validating everything (magic,
  * version, checksum, lengths, key order, session table, counts, no trailing

@@ -60,7 +60,21 @@ struct kv {
     uint64_t applied;
     uint64_t log_time_ms;
     uint64_t gen; /* changes of anything but the dictionary */
+    size_t n_inc; /* recorded incarnations, sorted by member id */
+    struct kv_inc {
+        uint64_t id, inc;
+    } inc[KV_MAX_INCARNATIONS];
+    size_t n_keep; /* members kept learners, increasing */
+    uint64_t keep[KV_MAX_KEEP_LEARNERS];
+    uint64_t quota; /* KV_OP_SET_QUOTA; 0 = none */
 };
+
+/* Records (inc != 0) or forgets (inc == 0) a member's incarnation; KV_ENOSPC
+ * when the table is full. */
+int kv_inc_set(struct kv *kv, uint64_t id, uint64_t inc);
+/* Marks (keep) or unmarks member id as kept a learner; KV_ENOSPC when the
+ * table is full. */
+int kv_keep_set(struct kv *kv, uint64_t id, bool keep);
 
 /* A state machine with an empty dictionary; cfg defaults filled in. */
 struct kv *kv_new_empty(const struct kv_config *cfg);

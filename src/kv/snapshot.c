@@ -1,5 +1,6 @@
 /* snapshot.c - the snapshot codec: a cursor that streams the whole state
- * (applied index, log time, session table, every pair in key order) in
+ * (applied index, log time, session table, every pair in key order, the
+ * recorded incarnations, the members kept learners, the quota) in
  * chunks of any size, and a loader that trusts nothing in the bytes and
  * builds a fresh state machine, so a bad snapshot never touches the current
  * one. */
@@ -16,7 +17,8 @@ static const uint8_t magic[4] = {'R', 'K', 'V', 'S'};
 #define TRAILER_LEN 4
 #define SESSION_HAS_VALUE 1
 
-enum phase { PH_HEADER, PH_SESSIONS, PH_PAIRS, PH_TRAILER, PH_DONE };
+enum phase { PH_HEADER, PH_SESSIONS, PH_PAIRS, PH_INCARNATIONS, PH_KEEP, PH_QUOTA, PH_TRAILER,
+             PH_DONE };
 
 /* Output of a record waits as up to four byte ranges, copied out as chunk
  * space allows; this is what lets a chunk end anywhere, mid-value included. */
@@ -36,6 +38,8 @@ struct kv_snapshot_writer {
     unsigned nseg, cur;
     uint8_t stage[HEADER_LEN + 2 * KV_UVARINT_MAX]; /* >= any record's fixed part */
     uint8_t stage2[KV_UVARINT_MAX];
+    uint8_t incs[KV_UVARINT_MAX * (1 + 2 * KV_MAX_INCARNATIONS)];
+    uint8_t keeps[KV_UVARINT_MAX * (1 + KV_MAX_KEEP_LEARNERS)];
 };
 
 struct kv_snapshot_writer *kv_snapshot_writer_new(const struct kv *kv)
@@ -117,8 +121,32 @@ static bool refill(struct kv_snapshot_writer *w)
             add_seg(w, v, vl);
             return true;
         }
-        w->phase = PH_TRAILER;
+        w->phase = PH_INCARNATIONS;
         /* fall through */
+    case PH_INCARNATIONS: {
+        uint8_t *p = kv_put_uvarint(w->incs, w->kv->n_inc);
+        for (size_t i = 0; i < w->kv->n_inc; i++) {
+            p = kv_put_uvarint(p, w->kv->inc[i].id);
+            p = kv_put_uvarint(p, w->kv->inc[i].inc);
+        }
+        add_seg(w, w->incs, (size_t)(p - w->incs));
+        w->phase = PH_KEEP;
+        return true;
+    }
+    case PH_KEEP: {
+        uint8_t *p = kv_put_uvarint(w->keeps, w->kv->n_keep);
+        for (size_t i = 0; i < w->kv->n_keep; i++)
+            p = kv_put_uvarint(p, w->kv->keep[i]);
+        add_seg(w, w->keeps, (size_t)(p - w->keeps));
+        w->phase = PH_QUOTA;
+        return true;
+    }
+    case PH_QUOTA: {
+        uint8_t *p = kv_put_uvarint(w->stage2, w->kv->quota);
+        add_seg(w, w->stage2, (size_t)(p - w->stage2));
+        w->phase = PH_TRAILER;
+        return true;
+    }
     case PH_TRAILER:
         put_le32(w->stage, w->crc);
         add_seg(w, w->stage, TRAILER_LEN);
@@ -159,6 +187,42 @@ ssize_t kv_snapshot_writer_next(struct kv_snapshot_writer *w, void *buf, size_t 
     return (ssize_t)n;
 }
 
+struct growbuf {
+    uint8_t *p;
+    size_t n, cap;
+};
+
+static int growbuf_write(void *ctx, const void *buf, size_t len)
+{
+    struct growbuf *b = ctx;
+    if (b->n + len > b->cap) {
+        size_t cap = b->cap ? b->cap : 1 << 16;
+        while (cap < b->n + len)
+            cap *= 2;
+        uint8_t *p = realloc(b->p, cap);
+        if (!p)
+            return KV_ENOMEM;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, buf, len);
+    b->n += len;
+    return KV_OK;
+}
+
+int kv_snapshot_to_buffer(const struct kv *kv, void **buf, size_t *len)
+{
+    struct growbuf b = {0};
+    int rc = kv_snapshot_write(kv, growbuf_write, &b);
+    if (rc != KV_OK) {
+        free(b.p);
+        return rc;
+    }
+    *buf = b.p;
+    *len = b.n;
+    return KV_OK;
+}
+
 int kv_snapshot_write(const struct kv *kv, kv_write_fn fn, void *ctx)
 {
     enum { CHUNK = 64 * 1024 };
@@ -196,7 +260,7 @@ static int load_sessions(struct kv *kv, struct kv_reader *r, uint64_t count)
          * a value only with CAS_FAILED, recency order matching log time. */
         if (r->bad || !id || !seq || index > kv->applied || flags > SESSION_HAS_VALUE ||
             (status != KV_STATUS_OK && status != KV_STATUS_NOT_FOUND &&
-             status != KV_STATUS_CAS_FAILED) ||
+             status != KV_STATUS_CAS_FAILED && status != KV_STATUS_NO_SPACE) ||
             (has_value && status != KV_STATUS_CAS_FAILED) ||
             active < prev_active || active > kv->log_time_ms ||
             kv_sessions_find(&kv->sessions, id))
@@ -246,13 +310,46 @@ static int load_pairs(struct kv *kv, struct kv_reader *r, uint64_t count)
     return KV_OK;
 }
 
+/* Strictly increasing member ids, no zero incarnation: one byte form. */
+static int load_incarnations(struct kv *kv, struct kv_reader *r)
+{
+    uint64_t n = kv_rd_uvarint(r), prev = 0;
+    if (n > KV_MAX_INCARNATIONS)
+        return KV_EBADMSG;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t id = kv_rd_uvarint(r), inc = kv_rd_uvarint(r);
+        if (r->bad || id <= prev || !inc)
+            return KV_EBADMSG;
+        kv->inc[kv->n_inc++] = (struct kv_inc){id, inc};
+        prev = id;
+    }
+    return r->bad ? KV_EBADMSG : KV_OK;
+}
+
+/* Strictly increasing non-zero member ids. */
+static int load_keep(struct kv *kv, struct kv_reader *r)
+{
+    uint64_t n = kv_rd_uvarint(r), prev = 0;
+    if (n > KV_MAX_KEEP_LEARNERS)
+        return KV_EBADMSG;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t id = kv_rd_uvarint(r);
+        if (r->bad || id <= prev)
+            return KV_EBADMSG;
+        kv->keep[kv->n_keep++] = id;
+        prev = id;
+    }
+    return r->bad ? KV_EBADMSG : KV_OK;
+}
+
 int kv_snapshot_load(const void *buf, size_t len, const struct kv_config *cfg,
                      struct kv **out)
 {
     const uint8_t *b = buf;
     if (len < HEADER_LEN + TRAILER_LEN || memcmp(b, magic, 4) != 0)
         return KV_EBADMSG;
-    if (get_le32(b + 4) != KV_SNAPSHOT_VERSION)
+    uint32_t version = get_le32(b + 4);
+    if (version < 1 || version > KV_SNAPSHOT_VERSION)
         return KV_EVERSION;
     if (crc32c(0, b, len - TRAILER_LEN) != get_le32(b + len - TRAILER_LEN))
         return KV_EBADMSG;
@@ -267,6 +364,14 @@ int kv_snapshot_load(const void *buf, size_t len, const struct kv_config *cfg,
     int rc = load_sessions(kv, &r, nsessions);
     if (rc == KV_OK)
         rc = load_pairs(kv, &r, nkeys);
+    if (rc == KV_OK && version >= 2)
+        rc = load_incarnations(kv, &r);
+    if (rc == KV_OK && version >= 3)
+        rc = load_keep(kv, &r);
+    if (rc == KV_OK && version >= 4) {
+        kv->quota = kv_rd_uvarint(&r);
+        rc = r.bad ? KV_EBADMSG : KV_OK;
+    }
     if (rc == KV_OK && r.p != r.end)
         rc = KV_EBADMSG;
     if (rc != KV_OK) {

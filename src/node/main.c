@@ -1,6 +1,7 @@
 /* main.c - raftkv-node: command line, configuration, logging set-up, then
  * hand over to the node object.  Exit codes: 0 clean stop, 1 runtime
- * failure (disk, state), 2 usage or configuration error.
+ * failure (disk, state), 2 usage or configuration error, 78 (EX_CONFIG) the
+ * data directory is not this node's or lost its data (bootstrap.c).
  */
 #include "common/config.h"
 #include "common/log.h"
@@ -84,6 +85,8 @@ static void usage(FILE *out)
             "  -l, --log-level LEVEL   error, warning, notice, info or debug (default: cluster.log_level)\n"
             "  -s, --set KEY=VALUE     override any option, e.g. --set cluster.tick_ms=5\n"
             "                          or --set node.2.client=127.0.0.1:7102\n"
+            "      --join              never bootstrap: with an empty data directory, wait\n"
+            "                          to be added by the leader (raftkvctl member add)\n"
             "  -h, --help              show this help and exit\n"
             "  -V, --version           show the version and exit\n"
             "      --test-disk-fault OP:ERR\n"
@@ -103,10 +106,11 @@ int main(int argc, char **argv)
         {"data-dir", required_argument, 0, 'd'}, {"log-level", required_argument, 0, 'l'},
         {"set", required_argument, 0, 's'},      {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},        {"test-disk-fault", required_argument, 0, 'F'},
+        {"join", no_argument, 0, 'J'},
         {0, 0, 0, 0},
     };
     struct test_fault fault;
-    bool fault_on = false;
+    bool fault_on = false, join = false;
     const char *path = CONFIG_DEFAULT_PATH, *data_dir = NULL, *level = NULL;
     char *sets[64];
     size_t n_sets = 0;
@@ -134,6 +138,7 @@ int main(int argc, char **argv)
             sets[n_sets++] = optarg;
             break;
         case 'h': usage(stdout); return 0;
+        case 'J': join = true; break;
         case 'V': printf("raftkv-node %s\n", RAFTKV_VERSION_STRING); return 0;
         case 'F':
             if (test_fault_parse(optarg, &fault) < 0) {
@@ -166,14 +171,7 @@ int main(int argc, char **argv)
         return 2;
     }
     for (size_t i = 0; i < n_sets; i++) {
-        char *eq = strchr(sets[i], '=');
-        if (!eq) {
-            fprintf(stderr, "raftkv-node: --set %s: expected KEY=VALUE\n", sets[i]);
-            config_free(&cfg);
-            return 2;
-        }
-        *eq = 0;
-        if (config_set(&cfg, sets[i], eq + 1, err, sizeof(err)) < 0) {
+        if (config_set_arg(&cfg, sets[i], err, sizeof(err)) < 0) {
             fprintf(stderr, "raftkv-node: %s\n", err);
             config_free(&cfg);
             return 2;
@@ -196,10 +194,13 @@ int main(int argc, char **argv)
     log_set_node((uint64_t)id);
 
     struct node *n = NULL;
-    int rv = node_new(&n, &cfg, (uint32_t)id, err, sizeof(err));
+    int rv = node_new(&n, &cfg, (uint32_t)id, join, err, sizeof(err));
     if (rv < 0) {
         log_error("cannot start: %s", err);
         config_free(&cfg);
+        /* A data directory of another node or cluster: restarting cannot help. */
+        if (rv == -ESTALE)
+            return NODE_EXIT_CONFIG;
         return rv == -ENOENT || rv == -EINVAL ? 2 : 1;
     }
     if (fault_on) {

@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "net/watchdog.h"
+#include "node/storage_store.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -14,10 +15,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
+#include <time.h>
 
 const struct config_node *node_member(const struct node *n, raft_id id)
 {
-    return id ? config_node_find(n->cfg, (uint32_t)id) : NULL;
+    const struct config_node *cn = id ? config_node_find(n->cfg, (uint32_t)id) : NULL;
+    return cn || !id ? cn : api_member_addr(n, id);
 }
 
 /* Inputs only mark the node dirty; the ev_prepare watcher runs one ready
@@ -29,25 +32,111 @@ void node_mark_dirty(struct node *n)
     n->dirty = true;
 }
 
+/* One iteration that takes longer than this makes heartbeats late: worth a
+ * journal line (at most one a minute). */
+#define LOOP_LAG_WARN_S 0.050
+#define LOOP_LAG_WARN_EVERY_S 60.0
+
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The CPU time the loop's thread had used when this iteration's poll
+ * returned: the warning tells work (our code) from waiting for a CPU (a
+ * machine with more runnable threads than cores). */
+static void on_check(struct ev_loop *loop, ev_check *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct node *n = w->data;
+    n->lag.cpu_at_wake = thread_cpu_s();
+}
+
+/* ev_now() is when this iteration's poll returned; everything since, the
+ * callbacks and the ready round just done, is the loop's lag. */
+static void measure_lag(struct node *n)
+{
+    double lag = ev_time() - ev_now(n->loop);
+    if (!n->lag.started) {
+        n->lag.started = true;
+        return;
+    }
+    if (lag > n->lag.max_s)
+        n->lag.max_s = lag;
+    if (lag > LOOP_LAG_WARN_S && ev_now(n->loop) - n->lag.warned_at >= LOOP_LAG_WARN_EVERY_S) {
+        double cpu = thread_cpu_s() - n->lag.cpu_at_wake;
+        n->lag.warned_at = ev_now(n->loop);
+        log_event(LOG_WARNING, "loop_lag", NULL, "one event loop iteration took %.0f ms, %.0f ms "
+                  "of it on the CPU%s (over %.0f ms delays heartbeats and may cause elections)",
+                  lag * 1000, cpu * 1000,
+                  cpu < lag / 2 ? ": most of it waiting for a CPU, the machine is overloaded" : "",
+                  LOOP_LAG_WARN_S * 1000);
+    }
+}
+
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)loop, (void)revents;
     struct node *n = w->data;
-    if (!n->dirty)
+    if (n->dirty) {
+        n->dirty = false;
+        replica_process(n->rp);
+        api_serve_ready_reads(n);
+    }
+    measure_lag(n);
+}
+
+static void on_snapshot_written(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct node *n = w->data;
+    double secs = 0;
+    int rv = storage_store_bg_reap(n->storage, &secs);
+    if (rv == -EAGAIN)
         return;
-    n->dirty = false;
-    replica_process(n->rp);
-    api_serve_ready_reads(n);
+    ev_io_stop(loop, w);
+    if (rv == 0)
+        n->snap_seconds = secs;
+    replica_snapshot_written(n->rp, rv);
+    node_mark_dirty(n);
+}
+
+static void on_snapshot_started(void *arg, int fd)
+{
+    struct node *n = arg;
+    ev_io_init(&n->snap_io, on_snapshot_written, fd, EV_READ);
+    n->snap_io.data = n;
+    ev_io_start(n->loop, &n->snap_io);
 }
 
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
     struct node *n = w->data;
-    if (replica_error(n->rp))
-        return; /* the core is frozen once the disk failed (replica.c fail()) */
-    raft_tick(replica_raft(n->rp));
-    node_mark_dirty(n);
+    if (replica_tick(n->rp) == 0)
+        node_mark_dirty(n);
+}
+
+/* A lost proposal (leader change) is tried again after this long. */
+#define QUOTA_RETRY_S 1.0
+
+/* The leader writes its cluster.max_data_bytes into the log when the log
+ * says otherwise, so every replica refuses the same writes (kv.h,
+ * KV_OP_SET_QUOTA).  A new leader with another value writes its own. */
+static void sync_quota(struct node *n, double now)
+{
+    uint64_t want = n->cfg->cluster.max_data_bytes;
+    if (n->role != RAFT_LEADER || replica_error(n->rp) || kv_quota(replica_kv(n->rp)) == want ||
+        now - n->quota_proposed_at < QUOTA_RETRY_S)
+        return;
+    struct kv_command cmd = {.op = KV_OP_SET_QUOTA, .quota_bytes = want};
+    if (node_propose_bookkeeping(n, &cmd) == 0) {
+        n->quota_proposed_at = now;
+        log_info("quota: writing cluster.max_data_bytes = %llu into the log (was %llu)",
+                 (unsigned long long)want, (unsigned long long)kv_quota(replica_kv(n->rp)));
+    }
 }
 
 static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
@@ -55,13 +144,19 @@ static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct node *n = w->data;
     api_sweep(n, ev_now(loop));
+    sync_quota(n, ev_now(loop));
 }
 
 static void on_store(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop, (void)revents;
     struct node *n = w->data;
-    replica_store_event(n->rp);
+    struct replica_durable d;
+    int rv = storage_store_poll(n->storage, &d);
+    if (rv < 0)
+        replica_storage_failed(n->rp, rv);
+    else
+        replica_durable(n->rp, &d);
     api_serve_ready_reads(n);
     node_mark_dirty(n);
 }
@@ -72,10 +167,13 @@ static void notify_status(struct node *n)
     const char *err = replica_errmsg(n->rp);
     if (replica_error(n->rp))
         snprintf(buf, sizeof(buf), "STATUS=failed: %s", err);
+    else if (bootstrap_deciding(n))
+        snprintf(buf, sizeof(buf), "STATUS=empty data directory: waiting for peers to decide "
+                 "whether to bootstrap");
     else if (n->role == RAFT_LEADER)
         snprintf(buf, sizeof(buf), "STATUS=leader, term %llu, commit %llu",
                  (unsigned long long)n->term,
-                 (unsigned long long)raft_commit_index(replica_raft(n->rp)));
+                 (unsigned long long)replica_commit_index(n->rp));
     else if (n->leader)
         snprintf(buf, sizeof(buf), "STATUS=follower of %llu, term %llu",
                  (unsigned long long)n->leader, (unsigned long long)n->term);
@@ -155,9 +253,8 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     }
     n->stopping = true;
     sd_notify(0, "STOPPING=1");
-    struct raft *r = replica_raft(n->rp);
-    if (raft_role(r) == RAFT_LEADER && n->cfg->n_nodes > 1 &&
-        raft_transfer_leader(r, RAFT_NONE) == 0) {
+    if (replica_role(n->rp) == RAFT_LEADER && n->cfg->n_nodes > 1 &&
+        replica_transfer(n->rp, RAFT_NONE) == 0) {
         /* A planned restart should cost clients no election timeout:
          * let the most caught-up follower take over before we go. */
         log_notice("stopping: handing leadership to the most caught-up follower");
@@ -189,7 +286,8 @@ static int mkdir_p(const char *path)
     return 0;
 }
 
-int node_new(struct node **out, const struct config *cfg, uint32_t id, char *err, size_t errlen)
+int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join, char *err,
+             size_t errlen)
 {
     const struct config_node *me = config_node_find(cfg, id);
     if (!me) {
@@ -216,18 +314,21 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, char *err
         node_free(n);
         return rv;
     }
+    if ((rv = guard_new(n)) < 0 || (rv = bootstrap_identity(n, me->data_dir, err, errlen)) < 0) {
+        node_free(n);
+        return rv;
+    }
 
-    struct replica_config rc = {
-        .id = id,
-        .data_dir = me->data_dir,
-        .election_ticks = config_election_ticks(cfg),
-        .heartbeat_ticks = config_heartbeat_ticks(cfg),
-        .max_msg_bytes = (uint32_t)(cfg->cluster.max_frame_bytes / 2),
-        .snapshot_entries = cfg->cluster.snapshot_entries,
-        .snapshot_trailing = cfg->cluster.snapshot_entries / 10,
-        .session_ttl_ms = cfg->cluster.session_ttl_ms,
-        .max_sessions = cfg->cluster.max_sessions,
-    };
+    struct replica_config rc;
+    replica_config_defaults(&rc, id);
+    rc.raft.election_ticks = config_election_ticks(cfg);
+    rc.raft.heartbeat_ticks = config_heartbeat_ticks(cfg);
+    if (cfg->cluster.max_frame_bytes / 2)
+        rc.raft.max_msg_bytes = (uint32_t)(cfg->cluster.max_frame_bytes / 2);
+    rc.raft.snapshot_trailing = cfg->cluster.snapshot_entries / 10;
+    rc.snapshot_entries = cfg->cluster.snapshot_entries;
+    rc.session_ttl_ms = cfg->cluster.session_ttl_ms;
+    rc.max_sessions = cfg->cluster.max_sessions;
     for (size_t i = 0; i < cfg->n_nodes && i < RAFT_MAX_MEMBERS; i++) {
         rc.initial.m[rc.initial.n].id = cfg->nodes[i].id;
         rc.initial.m[rc.initial.n].role = RAFT_VOTER;
@@ -247,14 +348,22 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, char *err
         .soft_state = on_soft_state,
         .recovering = on_recovering,
     };
-    rv = replica_open(&n->rp, &rc, &hooks, err, errlen);
+    struct replica_storage io;
+    struct storage_store_hooks sh = {
+        .arg = n, .recovering = on_recovering, .bg_started = on_snapshot_started};
+    rv = storage_store_open(&n->storage, &io, me->data_dir, 0, &sh, err, errlen);
+    if (rv < 0) {
+        node_free(n);
+        return rv;
+    }
+    rv = replica_open(&n->rp, &rc, &hooks, &io, err, errlen);
     if (rv < 0) {
         node_free(n);
         return rv;
     }
     /* The first STATUS= goes out before the first ready round: show the
      * recovered term rather than 0. */
-    n->term = raft_current_term(replica_raft(n->rp));
+    n->term = replica_term(n->rp);
     n->client_limits.max_frame = cfg->cluster.max_frame_bytes;
     n->client_limits.max_pending_output = cfg->cluster.max_pending_output_bytes;
     n->client_limits.frame_timeout_ms = n->peer_limits.frame_timeout_ms =
@@ -265,7 +374,8 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, char *err
     n->peer_limits.max_pending_output = cfg->cluster.max_pending_output_bytes < (1u << 30)
                                             ? (1u << 30)
                                             : cfg->cluster.max_pending_output_bytes;
-    if ((rv = peer_start(n, err, errlen)) < 0 || (rv = api_start(n, err, errlen)) < 0) {
+    if ((rv = peer_start(n, err, errlen)) < 0 || (rv = api_start(n, err, errlen)) < 0 ||
+        (rv = bootstrap_start(n, join, err, errlen)) < 0) {
         node_free(n);
         return rv;
     }
@@ -277,12 +387,15 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, char *err
     ev_timer_init(&n->sweep, on_sweep, 0.05, 0.05);
     n->sweep.data = n;
     ev_timer_start(n->loop, &n->sweep);
-    ev_io_init(&n->store_io, on_store, replica_store_fd(n->rp), EV_READ);
+    ev_io_init(&n->store_io, on_store, storage_store_fd(n->storage), EV_READ);
     n->store_io.data = n;
     ev_io_start(n->loop, &n->store_io);
     ev_prepare_init(&n->flush, on_prepare);
     n->flush.data = n;
     ev_prepare_start(n->loop, &n->flush);
+    ev_check_init(&n->woke, on_check);
+    n->woke.data = n;
+    ev_check_start(n->loop, &n->woke);
     ev_signal_init(&n->sig_term, on_signal, SIGTERM);
     n->sig_term.data = n;
     ev_signal_start(n->loop, &n->sig_term);
@@ -317,9 +430,12 @@ void node_free(struct node *n)
     api_fail_all(n);
     api_stop(n);
     peer_stop(n);
+    bootstrap_free(n);
+    guard_free(n);
     /* flush the last ready round (e.g. the TimeoutNow of a hand-off) */
     if (n->rp) {
         ev_io_stop(n->loop, &n->store_io);
+        ev_io_stop(n->loop, &n->snap_io);
         replica_close(n->rp);
     }
     peer_encoder_free(&n->enc);

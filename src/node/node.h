@@ -9,11 +9,15 @@
 
 #include "common/config.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct node;
 
-int node_new(struct node **out, const struct config *cfg, uint32_t id, char *err, size_t errlen);
+/* join: never bootstrap; an empty data directory waits to be added by the
+ * leader (raftkvctl member add). */
+int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join, char *err,
+             size_t errlen);
 /* Serve until asked to stop; returns the process exit code. */
 int node_run(struct node *n);
 void node_free(struct node *n);

@@ -1,5 +1,6 @@
 /* node_int.h - the daemon's state shared by node.c (lifecycle, timers,
- * replica hooks), peer.c (Raft transport) and api.c (client requests).
+ * replica hooks), peer.c (Raft transport) and the client API (api.c and
+ * its api_*.c parts, see api_int.h).
  */
 #ifndef RAFTKV_NODE_NODE_INT_H
 #define RAFTKV_NODE_NODE_INT_H
@@ -8,32 +9,23 @@
 #include "net/conn.h"
 #include "net/dial.h"
 #include "net/listener.h"
+#include "node/identity.h"
 #include "node/node.h"
 #include "node/peer_codec.h"
 #include "node/replica.h"
+#include "rpc/rpc.h"
 
 #include <ev.h>
 #include <stdbool.h>
 
 #define RAFTKV_VERSION_STRING "0.1.0"
 
-/* A client connection.  Requests waiting on Raft hold a reference, so a
- * connection that closes while they wait is freed only once they finish. */
-struct api_client {
-    struct node *node;
-    struct net_conn *conn; /* NULL once closed */
-    unsigned refs;
-    bool watching;
-    uint64_t watch_id;
-    struct api_client *next_watcher;
-};
-
 enum wait_kind { WAIT_WRITE, WAIT_READ, WAIT_TRANSFER };
 
 /* A request parked until Raft decides it. */
 struct waiter {
     enum wait_kind kind;
-    struct api_client *client;
+    struct rpc_client *client;
     uint64_t req_id;
     double deadline;     /* ev_now() based */
     raft_index index;    /* WRITE: proposal index; READ: read index once known */
@@ -41,7 +33,7 @@ struct waiter {
     uint64_t ctx;        /* READ: read-index ctx */
     bool index_known;    /* READ */
     void *req;           /* READ: the unpacked Raftkv__Request to answer */
-    struct waiter *next;
+    struct waiter *prev, *next; /* doubly linked: a waiter leaves its queue in O(1) */
 };
 
 struct waitq {
@@ -68,6 +60,7 @@ struct node {
     uint32_t id;
     struct ev_loop *loop;
     struct replica *rp;
+    struct storage_store *storage; /* owned by rp once it is open */
     double start;
 
     struct peer_link peers[CONFIG_MAX_NODES];
@@ -80,13 +73,26 @@ struct node {
     ev_timer tick;
     ev_timer sweep;
     ev_io store_io;
+    ev_io snap_io; /* the background snapshot writer's pidfd */
     ev_prepare flush;
+    ev_check woke; /* loop lag: CPU time at the start of each iteration */
     ev_signal sig_term, sig_int;
     ev_timer stop_timer;
     ev_timer watchdog;
     ev_timer status_timer;  /* keeps STATUS= current (the leader's commit moves) */
     char status[160];       /* last STATUS= sent, to send only changes */
     double recover_notified; /* monotonic time of the last EXTEND_TIMEOUT_USEC */
+    /* Loop lag: how long one loop iteration's work took (callbacks and the
+     * ready round), the longest since start and a rate-limited warning. */
+    struct {
+        double max_s;
+        double warned_at;
+        double cpu_at_wake; /* thread CPU seconds when the poll returned */
+        bool started; /* the first iteration includes recovery: not counted */
+    } lag;
+    /* The last background snapshot (STATUS). */
+    double snap_seconds;
+    double quota_proposed_at; /* ev_now() of the last KV_OP_SET_QUOTA */
     bool dirty;
     bool stopping;
     int exit_code;
@@ -95,23 +101,57 @@ struct node {
     struct waitq writes;   /* in proposal (index) order */
     struct waitq reads;    /* waiting for a read index or for apply */
     struct waitq transfers;
-    struct api_client *watchers;
+    struct rpc_server rpc; /* client connections, WATCH_LEADER streams */
+    struct api_member *member; /* api_member.c: membership requests, learned addresses */
 
     raft_id leader;
     enum raft_role role;
     raft_term term;
+
+    struct identity ident;   /* this data directory's (node/identity.h) */
+    struct peer_ident pident; /* what every outgoing message carries */
+    struct guard *guard;     /* guard.c: who may talk to us */
+    struct bootstrap *boot;  /* bootstrap.c: non-NULL while an empty node decides */
 };
 
 /* node.c */
 void node_mark_dirty(struct node *n);
 const struct config_node *node_member(const struct node *n, raft_id id);
-void waitq_push(struct waitq *q, struct waiter *w);
-void api_client_unref(struct api_client *c);
 
 /* peer.c */
 int peer_start(struct node *n, char *err, size_t errlen);
 void peer_stop(struct node *n);
 void peer_send(void *arg, const struct raft_msg *m);
+/* Dial member id at address (replacing an older link to it). */
+int peer_link_add(struct node *n, raft_id id, const char *address, char *err, size_t errlen);
+bool peer_link_has(struct node *n, raft_id id);
+
+/* guard.c: the receive-side checks on every decoded peer message.  false:
+ * dropped (and the connection closed when the sender is refused). */
+int guard_new(struct node *n);
+void guard_free(struct node *n);
+bool guard_admit(struct node *n, struct net_conn *c, const struct peer_decoded *d);
+/* Propose RECORD_INCARNATION(member, incarnation) (leader only; 0 forgets
+ * it, which `raftkvctl member replace` needs before the wiped node returns).
+ * 0, or -EAGAIN when not leader. */
+int guard_propose_incarnation(struct node *n, raft_id member, uint64_t incarnation);
+/* Propose a cluster-bookkeeping kv command (no session), stamped with the
+ * leader's clock.  0, -EINVAL for a command that does not encode, or -EAGAIN
+ * when not leader. */
+int node_propose_bookkeeping(struct node *n, struct kv_command *cmd);
+
+/* bootstrap.c: identity at start-up and the empty-data-directory decision. */
+#define NODE_EXIT_CONFIG 78 /* EX_CONFIG: systemd must not restart (RestartPreventExitStatus) */
+int bootstrap_identity(struct node *n, const char *data_dir, char *err, size_t errlen);
+/* join (--join): never bootstrap, only join once a member with data lists
+ * this node. */
+int bootstrap_start(struct node *n, bool join, char *err, size_t errlen);
+void bootstrap_free(struct node *n);
+bool bootstrap_deciding(const struct node *n);
+void bootstrap_on_probe(struct node *n, const struct peer_decoded *d);
+void bootstrap_on_reply(struct node *n, const struct peer_decoded *d);
+/* Send a Probe or ProbeReply to node `to` on its outbound link. */
+void peer_send_probe(struct node *n, raft_id to, const struct peer_probe_reply *reply);
 
 /* api.c */
 int api_start(struct node *n, char *err, size_t errlen);
@@ -122,5 +162,9 @@ void api_leader_changed(struct node *n);
 void api_serve_ready_reads(struct node *n);
 void api_sweep(struct node *n, double now);
 void api_fail_all(struct node *n);
+
+/* api_member.c: addresses of a member the config file did not name at
+ * start-up (the rest is in api_int.h). */
+const struct config_node *api_member_addr(const struct node *n, raft_id id);
 
 #endif

@@ -49,7 +49,7 @@ static void send_snapshot(struct node *n, struct peer_link *pl, const struct raf
         size_t k = len - off < chunk ? len - off : chunk;
         struct peer_chunk c = {.offset = off, .total = len, .data = (uint8_t *)data + off,
                                .len = k, .last = off + k == len};
-        const struct ProtobufCMessage *pm = peer_encode(&n->enc, n->cfg->cluster.name, &sm, &c);
+        const struct ProtobufCMessage *pm = peer_encode(&n->enc, &n->pident, &sm, &c);
         if (!pm || net_dial_send_msg(pl->dial, pm) < 0)
             break;
         off += k;
@@ -69,7 +69,7 @@ void peer_send(void *arg, const struct raft_msg *m)
         send_snapshot(n, pl, m);
         return;
     }
-    const struct ProtobufCMessage *pm = peer_encode(&n->enc, n->cfg->cluster.name, m, NULL);
+    const struct ProtobufCMessage *pm = peer_encode(&n->enc, &n->pident, m, NULL);
     if (!pm) {
         log_warn("out of memory encoding a message for node %u", pl->id);
         return;
@@ -77,6 +77,16 @@ void peer_send(void *arg, const struct raft_msg *m)
     int rv = net_dial_send_msg(pl->dial, pm);
     if (rv < 0 && rv != -ENOTCONN)
         log_debug("send to node %u failed: %s", pl->id, strerror(-rv));
+}
+
+void peer_send_probe(struct node *n, raft_id to, const struct peer_probe_reply *reply)
+{
+    struct peer_link *pl = link_for(n, to);
+    if (!pl || !net_dial_is_up(pl->dial))
+        return;
+    const struct ProtobufCMessage *pm = peer_encode_probe(&n->enc, &n->pident, n->id, reply);
+    if (pm)
+        (void)net_dial_send_msg(pl->dial, pm);
 }
 
 /* ---- inbound ---------------------------------------------------------- */
@@ -92,8 +102,6 @@ static void snap_rx_reset(struct peer_in *in)
 static void deliver(struct node *n, struct net_conn *c, struct peer_decoded *d)
 {
     struct raft_msg *m = &d->msg;
-    if (replica_error(n->rp))
-        return; /* failed disk: the core is frozen, nothing may pile up in it */
     if (m->to != n->id) {
         log_warn("peer %s sent a message for node %llu to node %u; closing",
                  net_conn_peer_name(c), (unsigned long long)m->to, n->id);
@@ -130,10 +138,10 @@ static void deliver(struct node *n, struct net_conn *c, struct peer_decoded *d)
             return;
         m->snap_data = in->snap_buf;
         m->snap_len = in->snap_size;
-        raft_step(replica_raft(n->rp), m);
+        replica_step(n->rp, m);
         snap_rx_reset(in);
     } else {
-        raft_step(replica_raft(n->rp), m);
+        replica_step(n->rp, m);
     }
     node_mark_dirty(n);
 }
@@ -144,7 +152,7 @@ static void on_peer_frame(struct net_conn *c, const uint8_t *payload, size_t len
     struct node *node = in->node;
     struct peer_decoded d;
     char why[160];
-    int rv = peer_decode(payload, len, node->cfg->cluster.name, &d, why, sizeof(why));
+    int rv = peer_decode(payload, len, &node->pident, &d, why, sizeof(why));
     if (rv == PEER_DECODE_CLUSTER) {
         /* A misconfigured node retries forever: one line per minute. */
         static struct net_ratelimit rl = {.interval = 60.0};
@@ -164,7 +172,8 @@ static void on_peer_frame(struct net_conn *c, const uint8_t *payload, size_t len
         net_conn_close(c, -EPROTO);
         return;
     }
-    deliver(node, c, &d);
+    if (guard_admit(node, c, &d))
+        deliver(node, c, &d);
     peer_decoded_free(&d);
 }
 
@@ -211,7 +220,7 @@ static void on_link_down(struct net_dial *d, enum net_close_reason reason, int e
     struct peer_link *pl = ud;
     log_info("link to node %u is down (%s%s%s)", pl->id, net_close_reason_str(reason),
              err ? ": " : "", err ? strerror(-err) : "");
-    raft_report_unreachable(replica_raft(pl->node->rp), pl->id);
+    replica_report_unreachable(pl->node->rp, pl->id);
     node_mark_dirty(pl->node);
 }
 
@@ -226,6 +235,62 @@ static const struct net_dial_ops link_ops = {
     .on_frame = on_link_frame,
     .on_down = on_link_down,
 };
+
+static struct net_dial_opts dial_opts(const struct node *n)
+{
+    const struct config *cfg = n->cfg;
+    struct net_dial_opts dopts = {
+        .limits = n->peer_limits,
+        .connect_timeout_ms = (uint32_t)cfg->cluster.connect_timeout_ms,
+        .backoff_min_ms = (uint32_t)cfg->cluster.reconnect_min_ms,
+        .backoff_max_ms = (uint32_t)cfg->cluster.reconnect_max_ms,
+    };
+    return dopts;
+}
+
+int peer_link_add(struct node *n, raft_id id, const char *address, char *err, size_t errlen)
+{
+    if (id == n->id)
+        return 0;
+    struct addr a;
+    int rv = addr_parse(address, &a);
+    if (rv < 0) {
+        snprintf(err, errlen, "node %llu peer address '%s': %s", (unsigned long long)id, address,
+                 strerror(-rv));
+        return rv;
+    }
+    struct peer_link *pl = link_for(n, id);
+    if (!pl) {
+        if (n->n_peers == CONFIG_MAX_NODES) {
+            snprintf(err, errlen, "no room for a link to node %llu", (unsigned long long)id);
+            return -ENOSPC;
+        }
+        pl = &n->peers[n->n_peers];
+        pl->id = (uint32_t)id;
+        pl->node = n;
+    } else {
+        /* A member re-added under a new address: dial the new one. */
+        net_dial_free(pl->dial);
+    }
+    struct net_dial_opts dopts = dial_opts(n);
+    pl->dial = net_dial_new(n->loop, &a, &dopts, &link_ops, pl);
+    if (!pl->dial) {
+        snprintf(err, errlen, "cannot set up the link to node %llu", (unsigned long long)id);
+        if (pl == &n->peers[n->n_peers])
+            return -ENOMEM;
+        /* drop the slot: it has no dial any more */
+        *pl = n->peers[--n->n_peers];
+        return -ENOMEM;
+    }
+    if (pl == &n->peers[n->n_peers])
+        n->n_peers++;
+    return 0;
+}
+
+bool peer_link_has(struct node *n, raft_id id)
+{
+    return id == n->id || link_for(n, id) != NULL;
+}
 
 int peer_start(struct node *n, char *err, size_t errlen)
 {
@@ -244,32 +309,9 @@ int peer_start(struct node *n, char *err, size_t errlen)
         return rv;
     log_info("peer socket %s%s", me->peer, inherited ? " (from systemd)" : "");
 
-    struct net_dial_opts dopts = {
-        .limits = n->peer_limits,
-        .connect_timeout_ms = (uint32_t)cfg->cluster.connect_timeout_ms,
-        .backoff_min_ms = (uint32_t)cfg->cluster.reconnect_min_ms,
-        .backoff_max_ms = (uint32_t)cfg->cluster.reconnect_max_ms,
-    };
-    for (size_t i = 0; i < cfg->n_nodes; i++) {
-        const struct config_node *cn = &cfg->nodes[i];
-        if (cn->id == n->id)
-            continue;
-        struct peer_link *pl = &n->peers[n->n_peers];
-        pl->id = cn->id;
-        pl->node = n;
-        struct addr a;
-        rv = addr_parse(cn->peer, &a);
-        if (rv < 0) {
-            snprintf(err, errlen, "node %u peer address '%s': %s", cn->id, cn->peer, strerror(-rv));
+    for (size_t i = 0; i < cfg->n_nodes; i++)
+        if ((rv = peer_link_add(n, cfg->nodes[i].id, cfg->nodes[i].peer, err, errlen)) < 0)
             return rv;
-        }
-        pl->dial = net_dial_new(n->loop, &a, &dopts, &link_ops, pl);
-        if (!pl->dial) {
-            snprintf(err, errlen, "cannot set up the link to node %u", cn->id);
-            return -ENOMEM;
-        }
-        n->n_peers++;
-    }
     return 0;
 }
 

@@ -14,6 +14,8 @@
 
 struct enc_msg {
     Raftkv__Peer__PeerMessage pm;
+    Raftkv__Peer__Probe probe;
+    Raftkv__Peer__ProbeReply reply;
     Raftkv__Peer__RaftMessage rm;
     Raftkv__Peer__SnapshotMeta sm;
     Raftkv__Peer__ConfMember members[RAFT_MAX_MEMBERS];
@@ -60,19 +62,55 @@ static int reserve(struct peer_encoder *e, size_t n)
         rm->field = (val);         \
     } while (0)
 
-const struct ProtobufCMessage *peer_encode(struct peer_encoder *e, const char *cluster,
+static struct enc_msg *envelope(struct peer_encoder *e, const struct peer_ident *id, uint64_t from)
+{
+    struct enc_msg *x = e->msg;
+    raftkv__peer__peer_message__init(&x->pm);
+    x->pm.cluster = (char *)id->cluster;
+    x->pm.has_from_id = 1;
+    x->pm.from_id = from;
+    x->pm.has_cluster_id = 1;
+    x->pm.cluster_id.data = (uint8_t *)id->cluster_id;
+    x->pm.cluster_id.len = PEER_CLUSTER_ID_LEN;
+    x->pm.has_incarnation = id->incarnation != 0;
+    x->pm.incarnation = id->incarnation;
+    return x;
+}
+
+const struct ProtobufCMessage *peer_encode_probe(struct peer_encoder *e, const struct peer_ident *id,
+                                                 uint64_t from, const struct peer_probe_reply *r)
+{
+    struct enc_msg *x = envelope(e, id, from);
+    if (!r) {
+        raftkv__peer__probe__init(&x->probe);
+        x->pm.body_case = RAFTKV__PEER__PEER_MESSAGE__BODY_PROBE;
+        x->pm.probe = &x->probe;
+        return &x->pm.base;
+    }
+    Raftkv__Peer__ProbeReply *pr = &x->reply;
+    raftkv__peer__probe_reply__init(pr);
+    pr->has_state = pr->has_term = pr->has_commit = pr->has_is_member = pr->has_role =
+        pr->has_recorded_incarnation = 1;
+    pr->state = r->state;
+    pr->term = r->term;
+    pr->commit = r->commit;
+    pr->is_member = r->is_member;
+    pr->role = r->role;
+    pr->recorded_incarnation = r->recorded_incarnation;
+    x->pm.body_case = RAFTKV__PEER__PEER_MESSAGE__BODY_PROBE_REPLY;
+    x->pm.probe_reply = pr;
+    return &x->pm.base;
+}
+
+const struct ProtobufCMessage *peer_encode(struct peer_encoder *e, const struct peer_ident *id,
                                            const struct raft_msg *m,
                                            const struct peer_chunk *chunk)
 {
     if (reserve(e, m->n_entries) != 0)
         return NULL;
-    struct enc_msg *x = e->msg;
-    raftkv__peer__peer_message__init(&x->pm);
+    struct enc_msg *x = envelope(e, id, m->from);
     raftkv__peer__raft_message__init(&x->rm);
     Raftkv__Peer__RaftMessage *rm = &x->rm;
-    x->pm.cluster = (char *)cluster;
-    x->pm.has_from_id = 1;
-    x->pm.from_id = m->from;
     x->pm.body_case = RAFTKV__PEER__PEER_MESSAGE__BODY_RAFT;
     x->pm.raft = rm;
     SET(type, m->type);
@@ -142,7 +180,38 @@ static int bad(char *why, size_t whylen, const char *reason)
     return PEER_DECODE_BAD;
 }
 
-int peer_decode(const uint8_t *buf, size_t len, const char *cluster,
+void peer_cluster_id_hex(const uint8_t *id, size_t len, char out[2 * PEER_CLUSTER_ID_LEN + 1])
+{
+    if (len != PEER_CLUSTER_ID_LEN) {
+        snprintf(out, 2 * PEER_CLUSTER_ID_LEN + 1, len ? "(%zu bytes)" : "none", len);
+        return;
+    }
+    for (size_t i = 0; i < PEER_CLUSTER_ID_LEN; i++)
+        snprintf(out + 2 * i, 3, "%02x", id[i]);
+}
+
+/* Name and id must both match: equal default names are common, and an id
+ * missing (a binary older than cluster ids) is as foreign as a different one. */
+static bool same_cluster(const Raftkv__Peer__PeerMessage *pm, const struct peer_ident *self,
+                         char *why, size_t whylen)
+{
+    bool id_ok = pm->has_cluster_id && pm->cluster_id.len == PEER_CLUSTER_ID_LEN &&
+                 memcmp(pm->cluster_id.data, self->cluster_id, PEER_CLUSTER_ID_LEN) == 0;
+    if (pm->cluster && strcmp(pm->cluster, self->cluster) == 0 && id_ok)
+        return true;
+    if (why && whylen) {
+        char theirs[2 * PEER_CLUSTER_ID_LEN + 1], ours[2 * PEER_CLUSTER_ID_LEN + 1];
+        peer_cluster_id_hex(pm->has_cluster_id ? pm->cluster_id.data : NULL,
+                            pm->has_cluster_id ? pm->cluster_id.len : 0, theirs);
+        peer_cluster_id_hex(self->cluster_id, PEER_CLUSTER_ID_LEN, ours);
+        snprintf(why, whylen, "node %llu of cluster '%s' id %s, this is cluster '%s' id %s",
+                 (unsigned long long)pm->from_id, pm->cluster ? pm->cluster : "", theirs,
+                 self->cluster, ours);
+    }
+    return false;
+}
+
+int peer_decode(const uint8_t *buf, size_t len, const struct peer_ident *self,
                 struct peer_decoded *out, char *why, size_t whylen)
 {
     memset(out, 0, sizeof(*out));
@@ -150,16 +219,38 @@ int peer_decode(const uint8_t *buf, size_t len, const char *cluster,
     if (!pm)
         return bad(why, whylen, "undecodable peer message");
     out->pb = pm;
-    if (!pm->cluster || strcmp(pm->cluster, cluster) != 0) {
-        if (why && whylen)
-            snprintf(why, whylen, "message for cluster '%s', this is '%s'",
-                     pm->cluster ? pm->cluster : "", cluster);
+    if (!same_cluster(pm, self, why, whylen)) {
         peer_decoded_free(out);
         return PEER_DECODE_CLUSTER;
     }
     int rv = PEER_DECODE_BAD;
     const char *reason = NULL;
+    out->from_id = pm->from_id;
+    out->incarnation = pm->incarnation;
+    if (!pm->from_id) {
+        reason = "sender id missing";
+        goto fail;
+    }
+    if (pm->body_case == RAFTKV__PEER__PEER_MESSAGE__BODY_PROBE && pm->probe) {
+        out->body = PEER_BODY_PROBE;
+        return PEER_DECODE_OK;
+    }
+    if (pm->body_case == RAFTKV__PEER__PEER_MESSAGE__BODY_PROBE_REPLY && pm->probe_reply) {
+        const Raftkv__Peer__ProbeReply *pr = pm->probe_reply;
+        if ((pr->state != PEER_PROBE_EMPTY && pr->state != PEER_PROBE_DATA) ||
+            (pr->is_member && pr->role != RAFT_VOTER && pr->role != RAFT_LEARNER)) {
+            reason = "malformed probe reply";
+            goto fail;
+        }
+        out->body = PEER_BODY_PROBE_REPLY;
+        out->reply = (struct peer_probe_reply){
+            .state = pr->state, .term = pr->term, .commit = pr->commit,
+            .is_member = pr->is_member, .role = pr->role,
+            .recorded_incarnation = pr->recorded_incarnation};
+        return PEER_DECODE_OK;
+    }
     const Raftkv__Peer__RaftMessage *rm = pm->raft;
+    out->body = PEER_BODY_RAFT;
     if (pm->body_case != RAFTKV__PEER__PEER_MESSAGE__BODY_RAFT || !rm) {
         reason = "peer message without a body";
         goto fail;

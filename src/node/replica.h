@@ -3,13 +3,16 @@
  *
  * The replica knows nothing of sockets or clients.  It asks its owner to
  * send Raft messages, and tells it what was applied, which reads are ready
- * and when leadership moved, through the hooks below.  Everything runs on
- * the owner's thread; the store's writer thread signals through an eventfd.
+ * and when leadership moved, through the hooks below.  It reads no clock
+ * and does no I/O of its own: storage is the table in node/storage.h, and
+ * the owner reports its completions with replica_durable().  Everything
+ * runs on the owner's thread.
  */
 #ifndef RAFTKV_NODE_REPLICA_H
 #define RAFTKV_NODE_REPLICA_H
 
 #include "kv/kv.h"
+#include "node/storage.h"
 #include "raft/raft.h"
 
 #include <stdbool.h>
@@ -19,18 +22,13 @@
 struct replica;
 
 struct replica_config {
-    raft_id id;
-    const char *data_dir;
+    struct raft_config raft;    /* id, timing, limits; seed 0: a new one per run */
     struct raft_conf initial;   /* bootstrap membership, from the config file */
-    unsigned election_ticks;
-    unsigned heartbeat_ticks;
-    uint32_t max_msg_bytes;     /* bound on one AppendEntries' payload */
     uint64_t snapshot_entries;  /* snapshot after this many entries since the last */
-    uint64_t snapshot_trailing; /* entries kept in memory behind a snapshot */
-    uint64_t segment_size;      /* log segment size in bytes; 0: store default */
     uint64_t session_ttl_ms;
     size_t max_sessions;
 };
+void replica_config_defaults(struct replica_config *cfg, raft_id id);
 
 struct replica_hooks {
     void *arg;
@@ -48,27 +46,117 @@ struct replica_hooks {
      * now ("verified log segment 3 of 40", "loading snapshot ...").  Called
      * often enough during a long start-up to keep a start timeout at bay. */
     void (*recovering)(void *arg, const char *what);
+    /* May be NULL.  The state machine was replaced by a snapshot (at
+     * start-up, or one received from the leader). */
+    void (*installed)(void *arg, const struct raft_snapshot_meta *meta, const struct kv *kv);
 };
 
-/* Open the data directory, recover the log, hard state and snapshot, and
- * restore the core (or bootstrap a brand-new member).  On failure err says
- * why, naming files and offsets where the store could. */
+/* Recover the log, hard state and snapshot from storage, and restore the
+ * core.  An empty storage is left empty (replica_empty()): the owner decides
+ * whether to replica_bootstrap() or wait for a leader, since an empty data
+ * directory may be a member that lost its data.  The replica owns io from
+ * here on (closes it in replica_close(), or here on failure).  On failure err
+ * says why. */
 int replica_open(struct replica **out, const struct replica_config *cfg,
-                 const struct replica_hooks *hooks, char *err, size_t errlen);
+                 const struct replica_hooks *hooks, const struct replica_storage *io, char *err,
+                 size_t errlen);
 void replica_close(struct replica *rp);
 
 /* Drain every ready batch: persist, send, apply.  Call after each input. */
 void replica_process(struct replica *rp);
-/* The store's eventfd became readable: collect durability progress. */
-void replica_store_event(struct replica *rp);
-int replica_store_fd(const struct replica *rp);
+/* Storage made writes durable (see storage.h); releases held messages and
+ * runs a ready round. */
+void replica_durable(struct replica *rp, const struct replica_durable *d);
+/* The background write io.snapshot_begin started finished: rv 0, or why
+ * not (-errno).  Adopts it and, once durable, compacts the log. */
+void replica_snapshot_written(struct replica *rp, int rv);
+/* Storage failed: the replica fails with the storage's reason. */
+void replica_storage_failed(struct replica *rp, int err);
 
 /* Non-zero once the disk failed or the state machine could not go on; the
  * node then refuses writes and says why. */
 int replica_error(const struct replica *rp);
 const char *replica_errmsg(const struct replica *rp);
 
-struct raft *replica_raft(struct replica *rp);
+/* The only door into the consensus core.  Once the replica failed the core
+ * is frozen: every input below is refused with REPLICA_EFAILED (a tick or
+ * an unreachable report is dropped), and the replica leads nothing. */
+enum { REPLICA_EFAILED = -100 };
+int replica_step(struct replica *rp, const struct raft_msg *m);
+int replica_propose(struct replica *rp, const void *data, uint32_t len, raft_index *index,
+                    raft_term *term);
+int replica_read_index(struct replica *rp, uint64_t ctx);
+int replica_transfer(struct replica *rp, raft_id target); /* RAFT_NONE: best follower */
+int replica_propose_conf(struct replica *rp, const struct raft_conf_change *cc, raft_index *index);
+void replica_report_snapshot(struct replica *rp, raft_id to, bool ok);
+int replica_tick(struct replica *rp);
+void replica_report_unreachable(struct replica *rp, raft_id to);
+/* A failed replica reports itself a follower without a leader. */
+void replica_status(const struct replica *rp, struct raft_status *st);
+enum raft_role replica_role(const struct replica *rp);
+raft_term replica_term(const struct replica *rp);
+raft_id replica_leader(const struct replica *rp);
+raft_index replica_commit_index(const struct replica *rp);
+/* The core's bound for promoting a learner (raft_config.learner_max_lag). */
+raft_index replica_learner_max_lag(const struct replica *rp);
+int replica_entry_at(const struct replica *rp, raft_index index, struct raft_entry *out);
+
+/* ---- data-directory incarnations ----------------------------------------
+ * Every peer message carries its sender's data-directory incarnation (a
+ * random number drawn when the directory was first initialised; 0 from a
+ * sender that has none).  Once a member holds data the leader records its
+ * incarnation in the replicated state (KV_OP_RECORD_INCARNATION).  A member
+ * that lost its data comes back with another incarnation and must never
+ * vote under its old identity: its vote requests (its self-vote), pre-vote
+ * requests and its answers to either are dropped.  So is anything from it
+ * with a higher term than ours: with its vote requests dropped nobody
+ * follows it to the terms it campaigns in (pre-vote off), and one such term
+ * in an append answer would depose the leader, again and again.  Everything
+ * else from it (appends acknowledged, heartbeats) is what it really holds
+ * now and goes through.  raftkv-node (guard.c) and the simulator (tests/sim) both decide
+ * with these functions.
+ *
+ * "Recorded" means applied to the state machine, or in a RECORD_INCARNATION
+ * entry of the log not applied yet (a node that restarted learns its commit
+ * index only from the next leader, yet it may stand for election before):
+ * for votes a tail entry can only add a refusal, never lift one.  A higher
+ * term (not a vote) from the directory that the newest record in the tail
+ * names goes through: after a restart from a snapshot older than a member
+ * replace, the old record would otherwise shut out that member's terms,
+ * and with them a leader of a higher term (for good, on a learner, which
+ * hears from the leader alone). */
+
+/* True when m (from m->from, whose messages carry incarnation) must be
+ * dropped: a vote, or a higher term, from a data directory other than the
+ * one recorded for the sender.  *recorded (may be NULL) gets the recorded
+ * incarnation that differs, or 0. */
+bool replica_incarnation_refused(const struct replica *rp, const struct raft_msg *m,
+                                 uint64_t incarnation, uint64_t *recorded);
+/* replica_step(), unless replica_incarnation_refused(): REPLICA_ESTALEINC. */
+enum { REPLICA_ESTALEINC = -101 };
+int replica_step_from(struct replica *rp, uint64_t incarnation, const struct raft_msg *m);
+/* Propose a cluster-bookkeeping kv command (no session; cmd->time_ms set by
+ * the caller).  Leader only.  0 or a RAFT_E* / REPLICA_E* code. */
+struct kv_command;
+int replica_propose_bookkeeping(struct replica *rp, const struct kv_command *cmd);
+/* Propose RECORD_INCARNATION(member, incarnation); 0 forgets what is
+ * recorded (member replace, or adding a removed node again).  Leader only.
+ * time_ms stamps the command (session expiry).  0 or a RAFT_E* / REPLICA_E*
+ * code. */
+int replica_propose_incarnation(struct replica *rp, raft_id member, uint64_t incarnation,
+                                uint64_t time_ms);
+/* Call for every admitted message from member: on the leader, once the
+ * member acknowledged data and nothing is recorded for it, propose its
+ * incarnation (at most once per member and term).  1 proposed, 0 nothing
+ * to do, <0 the proposal failed. */
+int replica_record_incarnation(struct replica *rp, raft_id member, uint64_t incarnation,
+                               uint64_t time_ms);
+
+/* Nothing was on disk at start-up and nothing was bootstrapped since. */
+bool replica_empty(const struct replica *rp);
+/* Write the first entry of a brand-new cluster (cfg.initial). */
+int replica_bootstrap(struct replica *rp, char *err, size_t errlen);
+
 const struct kv *replica_kv(const struct replica *rp);
 uint64_t replica_applied(const struct replica *rp);
 

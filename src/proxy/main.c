@@ -168,16 +168,8 @@ int main(int argc, char **argv)
     char err[512];
     config_init(&cfg);
     int rv = config_parse_file(&cfg, path, err, sizeof(err));
-    for (size_t i = 0; rv >= 0 && i < n_sets; i++) {
-        char *eq = strchr(sets[i], '=');
-        if (!eq) {
-            snprintf(err, sizeof(err), "--set %s: expected KEY=VALUE", sets[i]);
-            rv = -EINVAL;
-            break;
-        }
-        *eq = 0;
-        rv = config_set(&cfg, sets[i], eq + 1, err, sizeof(err));
-    }
+    for (size_t i = 0; rv >= 0 && i < n_sets; i++)
+        rv = config_set_arg(&cfg, sets[i], err, sizeof(err));
     if (rv >= 0 && listen_addr)
         rv = config_set(&cfg, "proxy.listen", listen_addr, err, sizeof(err));
     if (rv >= 0 && unix_path)

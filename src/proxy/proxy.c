@@ -1,6 +1,7 @@
-/* proxy.c - the client side of the proxy: listeners, decoding requests into
- * ops, and answering them with the client's own request id.  The routing
- * itself lives in route.c (reads), writeq.c (writes) and status.c. */
+/* proxy.c - the client side of the proxy: listeners, turning requests into
+ * ops, and answering them with the client's own request id.  Connections
+ * themselves are src/rpc's; the routing lives in route.c (reads), writeq.c
+ * (writes) and status.c. */
 #include "proxy/proxy_int.h"
 
 #include "common/addr.h"
@@ -67,21 +68,6 @@ void oplist_remove(struct oplist *l, struct op *op)
 
 /* ---- answers ---------------------------------------------------------- */
 
-void client_unref(struct client *cl)
-{
-    if (--cl->refs == 0)
-        free(cl);
-}
-
-void client_send(struct client *cl, Raftkv__Response *resp)
-{
-    if (!cl || !cl->conn)
-        return;
-    int rv = net_conn_send_msg(cl->conn, &resp->base);
-    if (rv < 0 && rv != -ENOBUFS && rv != -EPIPE)
-        log_warn("cannot answer %s: %s", net_conn_peer_name(cl->conn), strerror(-rv));
-}
-
 void op_free(struct proxy *p, struct op *op)
 {
     if (op->slot)
@@ -90,8 +76,7 @@ void op_free(struct proxy *p, struct op *op)
         raftkv__request__free_unpacked(op->req, NULL);
     if (op->cl) {
         p->in_flight--;
-        net_conn_request_end(op->cl->conn);
-        client_unref(op->cl);
+        rpc_client_release(op->cl);
     }
     free(op);
 }
@@ -105,48 +90,33 @@ void op_answer(struct proxy *p, struct op *op, Raftkv__Response *resp)
     resp->has_leader_id = 0;
     char *hint = resp->leader_address; /* owned by resp when unpacked */
     resp->leader_address = NULL;
-    client_send(op->cl, resp);
+    rpc_send(op->cl, resp);
     resp->leader_address = hint;
     op_free(p, op);
 }
 
 void op_fail(struct proxy *p, struct op *op, Raftkv__Status st, const char *fmt, ...)
 {
-    char msg[512];
+    char msg[RPC_MSG_MAX];
+    Raftkv__Response resp;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    rpc_response_vinit(&resp, msg, op->client_req_id, st, fmt, ap);
     va_end(ap);
-    Raftkv__Response resp = RAFTKV__RESPONSE__INIT;
-    resp.has_status = 1;
-    resp.status = st;
-    resp.message = msg;
     op_answer(p, op, &resp);
-}
-
-static void reply_now(struct client *cl, uint64_t id, Raftkv__Status st, const char *msg)
-{
-    Raftkv__Response resp = RAFTKV__RESPONSE__INIT;
-    resp.has_id = 1;
-    resp.id = id;
-    resp.has_status = 1;
-    resp.status = st;
-    resp.message = (char *)msg;
-    client_send(cl, &resp);
 }
 
 /* ---- requests --------------------------------------------------------- */
 
-static struct op *op_new(struct proxy *p, struct client *cl, Raftkv__Request *req, enum op_kind kind)
+static struct op *op_new(struct proxy *p, struct rpc_client *cl, Raftkv__Request *req, enum op_kind kind)
 {
     struct op *op = calloc(1, sizeof(*op));
     if (!op)
         return NULL;
     op->kind = kind;
     op->cl = cl;
-    cl->refs++;
     /* Caps what one client can park here (limits.max_in_flight). */
-    net_conn_request_begin(cl->conn);
+    rpc_client_hold(cl);
     p->in_flight++;
     op->req = req;
     op->client_req_id = req->id;
@@ -156,17 +126,9 @@ static struct op *op_new(struct proxy *p, struct client *cl, Raftkv__Request *re
     return op;
 }
 
-static void on_client_frame(struct net_conn *c, const uint8_t *payload, size_t len, void *ud)
+static void on_request(struct rpc_client *cl, Raftkv__Request *req)
 {
-    struct client *cl = ud;
-    struct proxy *p = cl->p;
-    Raftkv__Request *req = raftkv__request__unpack(NULL, len, payload);
-    if (!req) {
-        log_warn("client %s sent a frame that is not a Request; closing", net_conn_peer_name(c));
-        reply_now(cl, 0, RAFTKV__STATUS__INVALID_ARGUMENT, "frame is not a raftkv.Request");
-        net_conn_close_after_flush(c, -EPROTO);
-        return;
-    }
+    struct proxy *p = cl->srv->owner;
     enum op_kind kind;
     switch (req->op_case) {
     case RAFTKV__REQUEST__OP_GET:
@@ -181,19 +143,20 @@ static void on_client_frame(struct net_conn *c, const uint8_t *payload, size_t l
         raftkv__request__free_unpacked(req, NULL);
         return;
     default:
-        reply_now(cl, req->id, RAFTKV__STATUS__INVALID_ARGUMENT, "request names no operation this server knows");
+        rpc_reply_error(cl, req->id, RAFTKV__STATUS__INVALID_ARGUMENT,
+                        "request names no operation this server knows");
         raftkv__request__free_unpacked(req, NULL);
         return;
     }
     if (kind == OP_WRITE && (req->client_id == 0) != (req->sequence == 0)) {
-        reply_now(cl, req->id, RAFTKV__STATUS__INVALID_ARGUMENT,
-                  "client_id and sequence go together: give both or neither");
+        rpc_reply_error(cl, req->id, RAFTKV__STATUS__INVALID_ARGUMENT,
+                        "client_id and sequence go together: give both or neither");
         raftkv__request__free_unpacked(req, NULL);
         return;
     }
     struct op *op = op_new(p, cl, req, kind);
     if (!op) {
-        reply_now(cl, req->id, RAFTKV__STATUS__INTERNAL, "out of memory");
+        rpc_reply_error(cl, req->id, RAFTKV__STATUS__INTERNAL, "out of memory");
         raftkv__request__free_unpacked(req, NULL);
         return;
     }
@@ -204,78 +167,22 @@ static void on_client_frame(struct net_conn *c, const uint8_t *payload, size_t l
     }
 }
 
-static void on_client_close(struct net_conn *c, enum net_close_reason reason, int err, void *ud)
-{
-    struct client *cl = ud;
-    if (!cl)
-        return;
-    net_conn_log_client_close(c, reason, err);
-    if (cl->watching)
-        watch_remove(cl->p, cl);
-    /* Its ops run to the end (a write's session slot must learn the
-     * outcome); their answers are dropped. */
-    cl->conn = NULL;
-    client_unref(cl);
-}
-
-static const struct net_conn_ops client_conn_ops = {
-    .on_frame = on_client_frame,
-    .on_close = on_client_close,
-};
-
-static void on_accept(struct net_listener *l, struct net_conn *c, void *ud)
-{
-    (void)l;
-    struct client *cl = calloc(1, sizeof(*cl));
-    if (!cl) {
-        net_conn_destroy(c);
-        return;
-    }
-    cl->p = ud;
-    cl->conn = c;
-    cl->refs = 1;
-    net_conn_set_userdata(c, cl);
-}
-
-static void on_refuse(struct net_listener *l, uint64_t more, void *ud)
-{
-    (void)l;
-    struct proxy *p = ud;
-    log_warn("refused a client: %llu connections open (max_connections), none idle long enough "
-             "to give way (%llu more refusals not logged)",
-             (unsigned long long)p->cfg->cluster.max_connections, (unsigned long long)more);
-}
-
-static int open_listener(struct proxy *p, const char *name, const char *address, struct net_listener **out,
-                         char *err, size_t errlen)
-{
-    struct net_listener_opts lo = {
-        .max_conns = p->cfg->cluster.max_connections,
-        .limits = p->limits,
-        .conn_ops = &client_conn_ops,
-    };
-    static const struct net_listener_ops lops = {.on_accept = on_accept, .on_refuse = on_refuse};
-    bool inherited = false;
-    /* The unix socket is the same public entry point as the TCP port. */
-    int rv = net_listener_start(p->loop, name, address, 0666, &lo, &lops, p, out, &inherited, err,
-                                errlen);
-    if (rv == 0)
-        log_info("%s socket %s%s", name, address, inherited ? " (from systemd)" : "");
-    return rv;
-}
+static const struct rpc_server_ops rpc_ops = {.on_request = on_request};
 
 int proxy_start(struct proxy *p, char *err, size_t errlen)
 {
     const struct config_proxy *pc = &p->cfg->proxy;
+    rpc_server_init(&p->rpc, p->loop, &rpc_ops, p, p->cfg->cluster.max_connections, &p->limits);
+    /* The unix socket is the same public entry point as the TCP port. */
     if (pc->listen && *pc->listen) {
-        int rv = open_listener(p, "client", pc->listen, &p->tcp_l, err, errlen);
+        int rv = rpc_server_listen(&p->rpc, "client", pc->listen, 0666, &p->tcp_l, err, errlen);
         if (rv < 0)
             return rv;
     }
     if (pc->unix_path && *pc->unix_path) {
         char path[4200];
         snprintf(path, sizeof(path), "%s%s", pc->unix_path[0] == '/' ? "unix:" : "", pc->unix_path);
-        int rv = open_listener(p, "unix", path, &p->unix_l, err, errlen);
+        int rv = rpc_server_listen(&p->rpc, "unix", path, 0666, &p->unix_l, err, errlen);
         if (rv < 0)
             return rv;
     }
@@ -284,8 +191,7 @@ int proxy_start(struct proxy *p, char *err, size_t errlen)
 
 void proxy_stop(struct proxy *p)
 {
-    while (p->watchers)
-        watch_remove(p, p->watchers);
+    rpc_server_stop(&p->rpc);
     if (p->tcp_l)
         net_listener_free(p->tcp_l);
     if (p->unix_l)

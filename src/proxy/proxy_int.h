@@ -12,6 +12,7 @@
 #include "net/dial.h"
 #include "net/listener.h"
 #include "raftkv.pb-c.h"
+#include "rpc/rpc.h"
 
 #include <ev.h>
 #include <stdbool.h>
@@ -26,15 +27,6 @@
 struct proxy;
 struct fanout;
 
-struct client {
-    struct proxy *p;
-    struct net_conn *conn;  /* NULL once the client left; ops may still run */
-    unsigned refs;
-    bool watching;
-    uint64_t watch_id;
-    struct client *next_watcher;
-};
-
 enum op_kind { OP_READ, OP_WRITE, OP_TRANSFER, OP_POLL, OP_FANOUT };
 
 struct slot {                /* session.c */
@@ -45,7 +37,7 @@ struct slot {                /* session.c */
 
 struct op {
     enum op_kind kind;
-    struct client *cl;       /* NULL for the proxy's own requests */
+    struct rpc_client *cl;   /* NULL for the proxy's own requests */
     Raftkv__Request *req;    /* owned; id/session rewritten per attempt */
     uint64_t client_req_id;
     uint64_t arrival;        /* global arrival order, for the queue */
@@ -85,9 +77,13 @@ struct upstream {
     double next_poll;
     double probe_backoff;    /* seconds, while unhealthy */
     bool poll_out;
+    /* How far behind; see update_lag() in upstream.c. */
     uint64_t lag;
     bool lag_known;
-    uint64_t applied, commit, term;
+    bool status_known;       /* applied/commit/last_index below are from a poll */
+    bool leader_view;        /* match_index/leader_lag below are from the leader */
+    uint64_t match_index, leader_lag;
+    uint64_t applied, commit, last_index, term;
     const char *role;        /* literal */
     uint64_t reads_served, writes_served;
 };
@@ -104,7 +100,7 @@ struct proxy {
     double leader_since;
     struct oplist queue;     /* writes and transfers waiting for a leader */
     struct oplist parked;    /* reads waiting for a node to serve them */
-    struct client *watchers;
+    struct rpc_server rpc;   /* clients, WATCH_LEADER streams */
     struct fanout *fanouts;  /* status.c: STATUS fanouts in progress */
     uint64_t next_up_id;
     uint64_t next_arrival;
@@ -121,8 +117,6 @@ struct proxy {
 /* proxy.c */
 int proxy_start(struct proxy *p, char *err, size_t errlen);
 void proxy_stop(struct proxy *p);
-void client_unref(struct client *cl);
-void client_send(struct client *cl, Raftkv__Response *resp);
 void op_answer(struct proxy *p, struct op *op, Raftkv__Response *resp);
 void op_fail(struct proxy *p, struct op *op, Raftkv__Status st, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -169,8 +163,7 @@ void status_answer(struct proxy *p, struct op *op);
 struct op *status_poll_op(void);
 void status_fanout_done(struct proxy *p, struct op *op, Raftkv__Response *resp);
 void status_tick(struct proxy *p, double now);
-void watch_add(struct proxy *p, struct client *cl, uint64_t id);
-void watch_remove(struct proxy *p, struct client *cl);
+void watch_add(struct proxy *p, struct rpc_client *cl, uint64_t id);
 void watch_notify(struct proxy *p);
 void status_notify_systemd(struct proxy *p);
 

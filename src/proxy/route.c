@@ -1,10 +1,11 @@
 /* route.c - where a read goes.  Followers first, by power of two choices on
  * outstanding requests (ties: lower recent latency), skipping nodes that are
- * down, unhealthy, or more than max_lag_entries behind; the leader only when
- * no follower can serve.  Consistency is the client's: a linearizable read
- * on a follower costs a ReadIndex round trip to the leader, not a proxy hop.
- * A read that fails for a reason another node may not share goes to another
- * node until its deadline. */
+ * down, unhealthy, or more than max_lag_entries behind (by the leader's
+ * view or their own); the leader only when no follower can serve.
+ * Consistency is the client's: a linearizable read on a follower costs a
+ * ReadIndex round trip to the leader, not a proxy hop.  A read that fails
+ * for a reason another node may not share goes to another node until its
+ * deadline. */
 #include "proxy/proxy_int.h"
 
 #include "common/log.h"

@@ -74,9 +74,8 @@ static void send_proxy_status(struct proxy *p, struct op *op, Raftkv__NodeStatus
     sr.proxy = &ps;
     sr.n_nodes = n_nodes;
     sr.nodes = nodes;
-    Raftkv__Response resp = RAFTKV__RESPONSE__INIT;
-    resp.has_status = 1;
-    resp.status = RAFTKV__STATUS__OK;
+    Raftkv__Response resp;
+    rpc_response_init(&resp, op->client_req_id, RAFTKV__STATUS__OK, NULL);
     resp.result_case = RAFTKV__RESPONSE__RESULT_STATUS_INFO;
     resp.status_info = &sr;
     op_answer(p, op, &resp);
@@ -212,50 +211,20 @@ void status_tick(struct proxy *p, double now)
 
 /* ---- WATCH_LEADER ------------------------------------------------------ */
 
-static void send_event(struct proxy *p, struct client *cl)
+static const char *leader_address(struct proxy *p)
 {
     struct upstream *l = p->leader ? upstream_by_id(p, p->leader) : NULL;
-    Raftkv__LeaderEvent ev = RAFTKV__LEADER_EVENT__INIT;
-    ev.has_leader_id = 1;
-    ev.leader_id = p->leader;
-    ev.has_term = 1;
-    ev.term = p->term;
-    ev.leader_address = l ? (char *)l->address : NULL;
-    Raftkv__Response resp = RAFTKV__RESPONSE__INIT;
-    resp.has_id = 1;
-    resp.id = cl->watch_id;
-    resp.has_status = 1;
-    resp.status = RAFTKV__STATUS__OK;
-    resp.result_case = RAFTKV__RESPONSE__RESULT_LEADER_EVENT;
-    resp.leader_event = &ev;
-    client_send(cl, &resp);
+    return l ? l->address : NULL;
 }
 
-void watch_add(struct proxy *p, struct client *cl, uint64_t id)
+void watch_add(struct proxy *p, struct rpc_client *cl, uint64_t id)
 {
-    cl->watch_id = id;
-    if (!cl->watching) {
-        cl->watching = true;
-        cl->next_watcher = p->watchers;
-        p->watchers = cl;
-    }
-    send_event(p, cl);
-}
-
-void watch_remove(struct proxy *p, struct client *cl)
-{
-    for (struct client **pp = &p->watchers; *pp; pp = &(*pp)->next_watcher)
-        if (*pp == cl) {
-            *pp = cl->next_watcher;
-            break;
-        }
-    cl->watching = false;
+    rpc_watch(cl, id, p->leader, p->term, leader_address(p));
 }
 
 void watch_notify(struct proxy *p)
 {
-    for (struct client *cl = p->watchers; cl; cl = cl->next_watcher)
-        send_event(p, cl);
+    rpc_notify_leader(&p->rpc, p->leader, p->term, leader_address(p));
 }
 
 void status_notify_systemd(struct proxy *p)

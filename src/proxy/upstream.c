@@ -113,35 +113,60 @@ static void send_poll(struct upstream *u)
 
 /* ---- what nodes tell us ----------------------------------------------- */
 
+/* A follower's lag: the largest of the leader's view (its last index minus
+ * the node's match), the leader's commit minus the node's own applied index,
+ * and the leader's match minus the node's own last index.  The leader's view
+ * alone can be stale: a node that lost its log (wiped, restored from an old
+ * backup, cut after corruption) keeps its old match there and would look
+ * caught up while it serves nothing. */
+static void update_lag(struct proxy *p, struct upstream *u)
+{
+    const struct upstream *l = p->leader ? upstream_by_id(p, p->leader) : NULL;
+    u->lag = 0;
+    u->lag_known = l == u;
+    if (l == u)
+        return;
+    if (u->leader_view) {
+        u->lag = u->leader_lag;
+        u->lag_known = true;
+    }
+    if (u->status_known && l && l->status_known) {
+        uint64_t behind = l->commit > u->applied ? l->commit - u->applied : 0;
+        if (behind > u->lag)
+            u->lag = behind;
+        u->lag_known = true;
+    }
+    if (u->status_known && u->leader_view && u->match_index > u->last_index &&
+        u->match_index - u->last_index > u->lag)
+        u->lag = u->match_index - u->last_index;
+}
+
 static void learn_status(struct upstream *u, const Raftkv__NodeStatus *ns)
 {
     struct proxy *p = u->p;
     u->applied = ns->applied_index;
     u->commit = ns->commit_index;
+    u->last_index = ns->last_index;
+    u->status_known = true;
     u->term = ns->term;
     u->role = ns->role && strcmp(ns->role, "leader") == 0 ? "leader" : "follower";
     if (ns->role && strcmp(ns->role, "leader") == 0) {
         proxy_set_leader(p, u->id, ns->term, "status poll");
-        u->lag = 0;
-        u->lag_known = true;
+        for (size_t i = 0; i < p->n_ups; i++)
+            p->ups[i].leader_view = false;
         for (size_t i = 0; i < ns->n_followers; i++) {
             struct upstream *f = upstream_by_id(p, ns->followers[i]->id);
             if (f) {
-                f->lag = ns->followers[i]->lag;
-                f->lag_known = true;
+                f->leader_lag = ns->followers[i]->lag;
+                f->match_index = ns->followers[i]->match_index;
+                f->leader_view = true;
             }
         }
-    } else {
-        if (ns->leader_id)
-            proxy_set_leader(p, ns->leader_id, ns->term, "status poll");
-        struct upstream *l = p->leader ? upstream_by_id(p, p->leader) : NULL;
-        /* The leader's own view is fresher; this covers a leader that was
-         * not polled yet. */
-        if (l && l != u && !u->lag_known && l->commit >= u->applied) {
-            u->lag = l->commit - u->applied;
-            u->lag_known = true;
-        }
+    } else if (ns->leader_id) {
+        proxy_set_leader(p, ns->leader_id, ns->term, "status poll");
     }
+    for (size_t i = 0; i < p->n_ups; i++)
+        update_lag(p, &p->ups[i]);
 }
 
 static void on_poll_done(struct upstream *u, const Raftkv__Response *resp)
@@ -233,7 +258,7 @@ static void on_up(struct net_dial *d, void *ud)
     struct proxy *p = u->p;
     u->up = true;
     u->healthy = true;
-    u->lag_known = false;
+    u->lag_known = u->status_known = u->leader_view = false;
     log_info("link to node %u (%s) up", u->id, u->address);
     Raftkv__WatchLeaderRequest w = RAFTKV__WATCH_LEADER_REQUEST__INIT;
     Raftkv__Request req = RAFTKV__REQUEST__INIT;

@@ -1,6 +1,6 @@
 /* conf.c - cluster membership: its wire form, one-server-at-a-time changes
- * (thesis §4.1) and keeping the leader's per-follower progress in step with
- * whatever configuration is newest in the log.
+ * (thesis §4.1), which configuration is in force at an index, and keeping
+ * per-member progress in step with whatever configuration is newest.
  */
 #include "raft/raft_int.h"
 
@@ -75,16 +75,43 @@ unsigned raft_conf_voters(const struct raft_conf *c)
     return n;
 }
 
+bool conf_is_voter(const struct raft *r, raft_id id)
+{
+    const struct raft_member *mb = raft_conf_find(&r->conf, id);
+    return mb && mb->role == RAFT_VOTER;
+}
+
+/* The newest configuration entry at or before index, else the one the latest
+ * snapshot carried; returns the entry's index, 0 for the snapshot's. */
+static raft_index conf_newest(const struct raft *r, raft_index index, struct raft_conf *out)
+{
+    for (raft_index i = index; i > r->log.prev_index; i--) {
+        const struct raft_entry *e = raftlog_get(&r->log, i);
+        if (e->type == RAFT_ENTRY_CONF && raft_conf_decode(e->data, e->len, out) == 0)
+            return i;
+    }
+    *out = r->snapshot.conf;
+    return 0;
+}
+
+int raft_conf_at(const struct raft *r, raft_index index, struct raft_conf *out)
+{
+    if (index < r->snapshot.index || index > raftlog_last_index(&r->log))
+        return index < r->snapshot.index ? RAFT_ECOMPACTED : RAFT_EUNAVAIL;
+    conf_newest(r, index, out);
+    return 0;
+}
+
 void conf_apply(struct raft *r, const struct raft_conf *c, raft_index index)
 {
     struct raft_progress old[RAFT_MAX_MEMBERS];
-    unsigned n_old = r->n_prs;
-    memcpy(old, r->prs, n_old * sizeof(old[0]));
+    unsigned n_old = r->n_progress;
+    memcpy(old, r->progress, n_old * sizeof(old[0]));
     r->conf = *c;
     r->conf_index = index;
-    r->n_prs = 0;
+    r->n_progress = 0;
     for (uint32_t i = 0; i < c->n; i++) {
-        struct raft_progress *pr = &r->prs[r->n_prs++];
+        struct raft_progress *pr = &r->progress[r->n_progress++];
         bool kept = false;
         for (unsigned j = 0; j < n_old; j++)
             if (old[j].id == c->m[i].id) {
@@ -101,7 +128,7 @@ void conf_apply(struct raft *r, const struct raft_conf *c, raft_index index)
         pr->role = c->m[i].role;
     }
     if (r->role == RAFT_LEADER) {
-        if (r->transferee != RAFT_NONE && !raft_is_voter(r, r->transferee))
+        if (r->transferee != RAFT_NONE && !conf_is_voter(r, r->transferee))
             transfer_abort(r);
         replication_maybe_commit(r); /* the quorum may have shrunk */
     }
@@ -109,15 +136,9 @@ void conf_apply(struct raft *r, const struct raft_conf *c, raft_index index)
 
 void conf_recompute(struct raft *r)
 {
-    for (raft_index i = raftlog_last_index(&r->log); i > r->log.prev_index; i--) {
-        const struct raft_entry *e = raftlog_get(&r->log, i);
-        struct raft_conf c;
-        if (e->type == RAFT_ENTRY_CONF && raft_conf_decode(e->data, e->len, &c) == 0) {
-            conf_apply(r, &c, i);
-            return;
-        }
-    }
-    conf_apply(r, &r->snap.conf, 0);
+    struct raft_conf c;
+    raft_index at = conf_newest(r, raftlog_last_index(&r->log), &c);
+    conf_apply(r, &c, at);
 }
 
 int conf_change_make(const struct raft *r, const struct raft_conf_change *cc, struct raft_conf *out)
@@ -142,10 +163,7 @@ int conf_change_make(const struct raft *r, const struct raft_conf_change *cc, st
         if (!mb || mb->role != RAFT_LEARNER)
             return RAFT_EINVAL;
         /* A voter that cannot keep up would stall commits (thesis 4.2.1). */
-        const struct raft_progress *pr = NULL;
-        for (unsigned i = 0; i < r->n_prs; i++)
-            if (r->prs[i].id == cc->id)
-                pr = &r->prs[i];
+        const struct raft_progress *pr = progress_get((struct raft *)r, cc->id);
         if (!pr || pr->match + r->cfg.learner_max_lag < raftlog_last_index(&r->log))
             return RAFT_ELAGGING;
         mb->role = RAFT_VOTER;

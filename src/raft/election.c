@@ -26,7 +26,7 @@ void election_reset_timeout(struct raft *r)
 
 bool election_in_lease(const struct raft *r)
 {
-    return r->cfg.check_quorum && r->lead != RAFT_NONE && r->election_elapsed < r->cfg.election_ticks;
+    return r->cfg.check_quorum && r->leader != RAFT_NONE && r->election_elapsed < r->cfg.election_ticks;
 }
 
 static void votes_reset(struct raft *r)
@@ -34,7 +34,7 @@ static void votes_reset(struct raft *r)
     r->n_granted = r->n_rejected = 0;
 }
 
-void election_become_follower(struct raft *r, raft_term term, raft_id lead)
+void election_become_follower(struct raft *r, raft_term term, raft_id leader)
 {
     if (r->role == RAFT_LEADER)
         readindex_fail_all(r, RAFT_ELOSTLEADER);
@@ -43,11 +43,23 @@ void election_become_follower(struct raft *r, raft_term term, raft_id lead)
         r->vote = RAFT_NONE;
     }
     r->role = RAFT_FOLLOWER;
-    r->lead = lead;
+    r->leader = leader;
     r->transferee = RAFT_NONE;
     r->read_round_wanted = false;
     votes_reset(r);
     election_reset_timeout(r);
+}
+
+bool election_follow(struct raft *r, const struct raft_msg *m)
+{
+    if (r->role == RAFT_LEADER)
+        return false;
+    /* §5.2: a candidate that hears from the leader of its term steps down,
+     * and hearing from the leader is what keeps a follower from campaigning. */
+    if (r->role != RAFT_FOLLOWER || r->leader != m->from)
+        election_become_follower(r, m->term, m->from);
+    r->election_elapsed = 0;
+    return true;
 }
 
 static void become_precandidate(struct raft *r)
@@ -56,7 +68,7 @@ static void become_precandidate(struct raft *r)
     /* The term stays: a pre-vote that fails must leave no trace, which is
      * the whole point of it. */
     r->role = RAFT_PRECANDIDATE;
-    r->lead = RAFT_NONE;
+    r->leader = RAFT_NONE;
     votes_reset(r);
     election_reset_timeout(r);
 }
@@ -67,7 +79,7 @@ static void become_candidate(struct raft *r)
     r->term++;
     r->vote = r->id;
     r->role = RAFT_CANDIDATE;
-    r->lead = RAFT_NONE;
+    r->leader = RAFT_NONE;
     votes_reset(r);
     election_reset_timeout(r);
 }
@@ -76,20 +88,24 @@ void election_become_leader(struct raft *r)
 {
     RAFT_ASSERT(r->role == RAFT_CANDIDATE);
     r->role = RAFT_LEADER;
-    r->lead = r->id;
+    r->leader = r->id;
     r->transferee = RAFT_NONE;
     r->committed_in_term = false;
     election_reset_timeout(r);
     raft_index next = raftlog_last_index(&r->log) + 1;
-    for (unsigned i = 0; i < r->n_prs; i++) {
-        progress_reset(&r->prs[i], next);
-        r->prs[i].recent_active = r->prs[i].id == r->id;
+    for (unsigned i = 0; i < r->n_progress; i++) {
+        progress_reset(&r->progress[i], next);
+        r->progress[i].recent_active = r->progress[i].id == r->id;
     }
     /* The no-op commits everything before it (§5.4.2: entries of earlier
      * terms are committed only indirectly), and until it commits we neither
      * serve reads nor accept a membership change. */
-    bool ok = raft_append_entry(r, r->term, RAFT_ENTRY_NORMAL, NULL, 0);
-    RAFT_ASSERT(ok);
+    if (!raft_append_entry(r, r->term, RAFT_ENTRY_NORMAL, NULL, 0)) {
+        /* A leader without its no-op could never serve a read: give the
+         * term up and let a later election try again. */
+        election_become_follower(r, r->term, RAFT_NONE);
+        return;
+    }
     r->pending_conf_index = raftlog_last_index(&r->log);
     replication_maybe_commit(r); /* a one-voter cluster commits alone */
 }
@@ -97,19 +113,19 @@ void election_become_leader(struct raft *r)
 /* True once the tally has decided; then it has also acted. */
 static bool tally(struct raft *r, bool pre_vote, bool transfer)
 {
-    unsigned q = raft_quorum(r);
-    if (r->n_granted >= q) {
+    switch (quorum_vote_result(r)) {
+    case QUORUM_WON:
         if (pre_vote)
             election_campaign(r, false, transfer);
         else
             election_become_leader(r);
         return true;
-    }
-    if (r->n_rejected >= q) {
+    case QUORUM_LOST:
         election_become_follower(r, r->term, RAFT_NONE);
         return true;
+    default:
+        return false;
     }
-    return false;
 }
 
 static bool record_vote(struct raft *r, raft_id id, bool granted)
@@ -120,7 +136,7 @@ static bool record_vote(struct raft *r, raft_id id, bool granted)
     for (unsigned i = 0; i < r->n_rejected; i++)
         if (r->rejected[i] == id)
             return false;
-    if (!raft_is_voter(r, id))
+    if (!conf_is_voter(r, id))
         return false;
     if (granted)
         r->granted[r->n_granted++] = id;
@@ -129,15 +145,17 @@ static bool record_vote(struct raft *r, raft_id id, bool granted)
     return true;
 }
 
-void election_campaign(struct raft *r, bool pre_vote, bool transfer)
+bool election_campaign(struct raft *r, bool pre_vote, bool transfer)
 {
+    if (!term_can_advance(r))
+        return false;
     if (pre_vote)
         become_precandidate(r);
     else
         become_candidate(r);
     record_vote(r, r->id, true);
     if (tally(r, pre_vote, transfer))
-        return;
+        return true;
     raft_term term = pre_vote ? r->term + 1 : r->term;
     raft_index last = raftlog_last_index(&r->log);
     raft_term last_term = raftlog_last_term(&r->log);
@@ -151,12 +169,13 @@ void election_campaign(struct raft *r, bool pre_vote, bool transfer)
         m->log_term = last_term;
         m->ctx = transfer ? RAFT_CTX_TRANSFER : 0;
     }
+    return true;
 }
 
 void election_tick(struct raft *r)
 {
     r->election_elapsed++;
-    if (r->election_elapsed >= r->randomized_timeout && raft_is_voter(r, r->id))
+    if (r->election_elapsed >= r->randomized_timeout && conf_is_voter(r, r->id))
         election_campaign(r, r->cfg.pre_vote, false);
 }
 
@@ -174,7 +193,7 @@ static bool log_up_to_date(const struct raft *r, raft_index index, raft_term ter
 void election_handle_vote(struct raft *r, const struct raft_msg *m)
 {
     bool pre = m->type == RAFT_MSG_PREVOTE;
-    bool can_vote = r->vote == m->from || (r->vote == RAFT_NONE && r->lead == RAFT_NONE) ||
+    bool can_vote = r->vote == m->from || (r->vote == RAFT_NONE && r->leader == RAFT_NONE) ||
                     (pre && m->term > r->term);
     struct raft_msg *out = raft_msg_new(r, pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP, m->from);
     if (can_vote && log_up_to_date(r, m->index, m->log_term)) {

@@ -6,9 +6,17 @@
  */
 #include "raft/raft_int.h"
 
+struct raft_progress *progress_get(struct raft *r, raft_id id)
+{
+    for (unsigned i = 0; i < r->n_progress; i++)
+        if (r->progress[i].id == id)
+            return &r->progress[i];
+    return NULL;
+}
+
 void progress_reset(struct raft_progress *pr, raft_index next)
 {
-    pr->state = PR_PROBE;
+    pr->state = PROGRESS_PROBE;
     pr->probe_sent = false;
     pr->recent_active = false;
     pr->match = 0;
@@ -16,40 +24,40 @@ void progress_reset(struct raft_progress *pr, raft_index next)
     pr->pending_snapshot = 0;
     pr->read_ack = 0;
     pr->stall_ticks = 0;
-    pr->in_start = pr->in_count = 0;
+    pr->inflight_head = pr->inflight_count = 0;
 }
 
 void progress_become_probe(struct raft_progress *pr)
 {
     /* Leaving SNAPSHOT, the follower holds at least the snapshot. */
     raft_index from = pr->match + 1;
-    if (pr->state == PR_SNAPSHOT && pr->pending_snapshot + 1 > from)
+    if (pr->state == PROGRESS_SNAPSHOT && pr->pending_snapshot + 1 > from)
         from = pr->pending_snapshot + 1;
-    pr->state = PR_PROBE;
+    pr->state = PROGRESS_PROBE;
     pr->next = from;
     pr->probe_sent = false;
     pr->pending_snapshot = 0;
     pr->stall_ticks = 0;
-    pr->in_start = pr->in_count = 0;
+    pr->inflight_head = pr->inflight_count = 0;
 }
 
 void progress_become_replicate(struct raft_progress *pr)
 {
-    pr->state = PR_REPLICATE;
+    pr->state = PROGRESS_REPLICATE;
     pr->next = pr->match + 1;
     pr->probe_sent = false;
     pr->pending_snapshot = 0;
     pr->stall_ticks = 0;
-    pr->in_start = pr->in_count = 0;
+    pr->inflight_head = pr->inflight_count = 0;
 }
 
 void progress_become_snapshot(struct raft_progress *pr, raft_index snap_index)
 {
-    pr->state = PR_SNAPSHOT;
+    pr->state = PROGRESS_SNAPSHOT;
     pr->pending_snapshot = snap_index;
     pr->probe_sent = false;
     pr->stall_ticks = 0;
-    pr->in_start = pr->in_count = 0;
+    pr->inflight_head = pr->inflight_count = 0;
 }
 
 /* A successful AppendEntries reply for index.  False if it tells us nothing
@@ -72,7 +80,7 @@ bool progress_maybe_update(struct raft_progress *pr, raft_index index)
  * the rejection is stale (answers a message we have already moved past). */
 bool progress_maybe_decr(struct raft_progress *pr, raft_index rejected, raft_index hint_next)
 {
-    if (pr->state == PR_REPLICATE) {
+    if (pr->state == PROGRESS_REPLICATE) {
         if (rejected <= pr->match)
             return false;
         pr->next = pr->match + 1;
@@ -85,38 +93,61 @@ bool progress_maybe_decr(struct raft_progress *pr, raft_index rejected, raft_ind
         next = pr->match + 1;
     if (next < 1)
         next = 1;
+    /* Probe again at once only when the answer moved us.  A follower that
+     * keeps giving the same answer then costs one probe per heartbeat
+     * response instead of a reply-driven hot loop. */
+    if (next != pr->next)
+        pr->probe_sent = false;
     pr->next = next;
-    pr->probe_sent = false;
     return true;
+}
+
+bool progress_lost_entries(const struct raft_progress *pr, raft_index rejected, raft_index hint_next)
+{
+    /* Asked only about a heartbeat's answer (RAFT_CTX_LOST): a rejection of
+     * a match at or past ours whose retry point is at or below it, so the
+     * follower no longer holds entries it acknowledged.  A heartbeat sent
+     * under an older, lower match is only late.  An append rejection is never
+     * evidence: a probe above match, sent before match moved, is answered
+     * with a hint that the match has since passed.  A success below match
+     * cannot be told apart from a reordered acknowledgement either. */
+    return rejected >= pr->match && hint_next <= pr->match;
+}
+
+void progress_forget(struct raft_progress *pr, raft_index next)
+{
+    progress_become_probe(pr);
+    pr->match = 0;
+    pr->next = next;
 }
 
 bool progress_inflight_full(const struct raft_progress *pr, uint32_t max_inflight)
 {
     uint32_t cap = max_inflight < RAFT_MAX_INFLIGHT ? max_inflight : RAFT_MAX_INFLIGHT;
-    return pr->in_count >= cap;
+    return pr->inflight_count >= cap;
 }
 
 void progress_inflight_add(struct raft_progress *pr, raft_index last)
 {
-    RAFT_ASSERT(pr->in_count < RAFT_MAX_INFLIGHT);
-    pr->inflight[(pr->in_start + pr->in_count) % RAFT_MAX_INFLIGHT] = last;
-    pr->in_count++;
+    RAFT_ASSERT(pr->inflight_count < RAFT_MAX_INFLIGHT);
+    pr->inflight[(pr->inflight_head + pr->inflight_count) % RAFT_MAX_INFLIGHT] = last;
+    pr->inflight_count++;
 }
 
 void progress_inflight_free_to(struct raft_progress *pr, raft_index index)
 {
-    while (pr->in_count && pr->inflight[pr->in_start] <= index) {
-        pr->in_start = (pr->in_start + 1) % RAFT_MAX_INFLIGHT;
-        pr->in_count--;
+    while (pr->inflight_count && pr->inflight[pr->inflight_head] <= index) {
+        pr->inflight_head = (pr->inflight_head + 1) % RAFT_MAX_INFLIGHT;
+        pr->inflight_count--;
     }
 }
 
 bool progress_paused(const struct raft_progress *pr, uint32_t max_inflight)
 {
     switch (pr->state) {
-    case PR_PROBE:
+    case PROGRESS_PROBE:
         return pr->probe_sent;
-    case PR_REPLICATE:
+    case PROGRESS_REPLICATE:
         return progress_inflight_full(pr, max_inflight);
     default:
         return true;

@@ -1,7 +1,7 @@
-/* raft.c - the node object: creation, restore, message dispatch by term,
- * proposals, and the ready/advance hand-off that carries work out.
+/* raft.c - the node object: creation, restore, message dispatch, proposals,
+ * and the ready/advance hand-off that carries work out.
  *
- * Rules that depend on the role live in election.c, replication.c,
+ * The rules live in term.c (§5.1), election.c, replication.c, quorum.c,
  * readindex.c, transfer.c, snapshot.c and conf.c; this file only routes.
  */
 #include "raft/raft_int.h"
@@ -60,22 +60,6 @@ void raft_config_defaults(struct raft_config *cfg, raft_id id)
     cfg->seed = id;
 }
 
-void *raft_vec_push(struct raft_vec *v, size_t item_size)
-{
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 16;
-        void *p = realloc(v->items, cap * item_size);
-        if (!p)
-            return NULL;
-        v->items = p;
-        v->cap = cap;
-    }
-    void *item = (char *)v->items + v->n * item_size;
-    v->n++;
-    memset(item, 0, item_size);
-    return item;
-}
-
 /* Messages whose content does not depend on this node's unsynced state may
  * leave at once; see the contract at the top of raft.h. */
 static bool msg_needs_persist(const struct raft *r, uint8_t type)
@@ -95,33 +79,13 @@ static bool msg_needs_persist(const struct raft *r, uint8_t type)
 
 struct raft_msg *raft_msg_new(struct raft *r, uint8_t type, raft_id to)
 {
-    struct raft_vec *v = msg_needs_persist(r, type) ? &r->msgs_ap : &r->msgs;
-    struct raft_msg *m = raft_vec_push(v, sizeof(*m));
-    RAFT_ASSERT(m != NULL); /* a message we cannot queue would be a silent protocol hole */
+    struct raft_vec *v = msg_needs_persist(r, type) ? &r->msgs_after_persist : &r->msgs;
+    struct raft_msg *m = raft_vec_push_or_discard(r, v, sizeof(*m));
     m->type = type;
     m->from = r->id;
     m->to = to;
     m->term = r->term;
     return m;
-}
-
-bool raft_is_voter(const struct raft *r, raft_id id)
-{
-    const struct raft_member *mb = raft_conf_find(&r->conf, id);
-    return mb && mb->role == RAFT_VOTER;
-}
-
-unsigned raft_quorum(const struct raft *r)
-{
-    return raft_conf_voters(&r->conf) / 2 + 1;
-}
-
-struct raft_progress *raft_progress_get(struct raft *r, raft_id id)
-{
-    for (unsigned i = 0; i < r->n_prs; i++)
-        if (r->prs[i].id == id)
-            return &r->prs[i];
-    return NULL;
 }
 
 int raft_new(struct raft **out, const struct raft_config *cfg)
@@ -130,21 +94,22 @@ int raft_new(struct raft **out, const struct raft_config *cfg)
         cfg->heartbeat_ticks >= cfg->election_ticks || cfg->max_msg_entries == 0 ||
         cfg->max_inflight == 0 || cfg->max_apply_entries == 0)
         return RAFT_EINVAL;
-    struct raft *r = calloc(1, sizeof(*r));
+    struct raft *r = raft_realloc(NULL, sizeof(*r));
     if (!r)
         return RAFT_ENOMEM;
+    memset(r, 0, sizeof(*r));
     r->cfg = *cfg;
     if (r->cfg.max_inflight > RAFT_MAX_INFLIGHT)
         r->cfg.max_inflight = RAFT_MAX_INFLIGHT;
     r->id = cfg->id;
     raftlog_init(&r->log);
-    r->unstable = 1;
+    r->next_to_persist = 1;
     /* splitmix-style scramble so nearby seeds give unrelated timeouts */
     uint64_t s = cfg->seed + 0x9e3779b97f4a7c15ULL * cfg->id;
     s = (s ^ (s >> 30)) * 0xbf58476d1ce4e5b9ULL;
     r->rng = s ? s : 1;
     election_become_follower(r, 0, RAFT_NONE);
-    r->prev_role = RAFT_FOLLOWER;
+    r->reported_role = RAFT_FOLLOWER;
     *out = r;
     return 0;
 }
@@ -156,9 +121,9 @@ void raft_free(struct raft *r)
     raftlog_free(&r->log);
     free(r->reads.items);
     free(r->msgs.items);
-    free(r->msgs_ap.items);
-    free(r->read_out.items);
-    free(r->snap_in_data);
+    free(r->msgs_after_persist.items);
+    free(r->read_results.items);
+    free(r->received_snap_data);
     free(r);
 }
 
@@ -182,9 +147,11 @@ int raft_restore(struct raft *r, const struct raft_hard_state *hs,
     }
     if (hs && (n ? entries[n - 1].term : prev_term) > hs->term)
         return RAFT_EINVAL;
+    if ((hs && hs->term > RAFT_TERM_MAX) || (n ? entries[n - 1].term : prev_term) > RAFT_TERM_MAX)
+        return RAFT_EINVAL;
     if (snap) {
         raftlog_reset(&r->log, snap->index, snap->term);
-        r->snap = *snap;
+        r->snapshot = *snap;
         r->conf = snap->conf;
         r->conf_index = 0;
         r->commit = r->applied = snap->index;
@@ -195,15 +162,15 @@ int raft_restore(struct raft *r, const struct raft_hard_state *hs,
             return rv;
     }
     r->persisted = raftlog_last_index(&r->log);
-    r->unstable = r->persisted + 1;
+    r->next_to_persist = r->persisted + 1;
     conf_recompute(r);
     if (hs) {
         r->term = hs->term;
         r->vote = hs->vote;
     }
-    r->prev_hs.term = r->term;
-    r->prev_hs.vote = r->vote;
-    r->prev_term = r->term;
+    r->reported_hard_state.term = r->term;
+    r->reported_hard_state.vote = r->vote;
+    r->reported_term = r->term;
     raft_id vote = r->vote;
     election_become_follower(r, r->term, RAFT_NONE);
     r->vote = vote; /* becoming a follower of the same term keeps the vote */
@@ -212,15 +179,15 @@ int raft_restore(struct raft *r, const struct raft_hard_state *hs,
 
 int raft_bootstrap(struct raft *r, const struct raft_conf *conf)
 {
-    if (r->term != 0 || raftlog_last_index(&r->log) != 0 || r->snap.index != 0)
+    if (r->term != 0 || raftlog_last_index(&r->log) != 0 || r->snapshot.index != 0)
         return RAFT_ESTATE;
     if (!conf || conf->n == 0 || raft_conf_voters(conf) == 0)
         return RAFT_EINVAL;
     uint8_t buf[RAFT_CONF_ENCODED_MAX];
     size_t len = raft_conf_encode(conf, buf);
-    r->term = 1;
     if (!raft_append_entry(r, 1, RAFT_ENTRY_CONF, buf, (uint32_t)len))
         return RAFT_ENOMEM;
+    r->term = 1;
     return 0;
 }
 
@@ -228,8 +195,10 @@ int raft_bootstrap(struct raft *r, const struct raft_conf *conf)
  * takes effect the moment it is in the log (thesis 4.1). */
 bool raft_append_entry(struct raft *r, raft_term term, uint8_t type, const void *data, uint32_t len)
 {
-    if (raftlog_append(&r->log, term, type, data, len) != 0)
+    if (raftlog_append(&r->log, term, type, data, len) != 0) {
+        r->out_of_memory = true;
         return false;
+    }
     if (type == RAFT_ENTRY_CONF) {
         struct raft_conf c;
         if (raft_conf_decode(data, len, &c) == 0)
@@ -238,69 +207,24 @@ bool raft_append_entry(struct raft *r, raft_term term, uint8_t type, const void 
     return true;
 }
 
-void raft_tick(struct raft *r)
+static int tick(struct raft *r)
 {
     if (r->role == RAFT_LEADER)
         replication_tick(r);
     else
         election_tick(r);
+    return 0;
 }
 
-static void reply_stale(struct raft *r, const struct raft_msg *m)
-{
-    /* A deposed leader or a pre-candidate behind the times only learns the
-     * newer term if somebody tells it; otherwise, with pre-vote and
-     * check-quorum, it could stay stuck at its old term. */
-    if ((r->cfg.check_quorum || r->cfg.pre_vote) &&
-        (m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_APPEND)) {
-        struct raft_msg *out = raft_msg_new(r, RAFT_MSG_APPEND_RESP, m->from);
-        out->reject = true;
-        out->index = m->index;
-    } else if (m->type == RAFT_MSG_PREVOTE) {
-        struct raft_msg *out = raft_msg_new(r, RAFT_MSG_PREVOTE_RESP, m->from);
-        out->reject = true;
-    }
-}
-
-int raft_step(struct raft *r, const struct raft_msg *m)
+static int step(struct raft *r, const struct raft_msg *m)
 {
     if (!m || m->type == RAFT_MSG_NONE || m->type >= RAFT_MSG_TYPE_COUNT || m->from == RAFT_NONE ||
         m->from == r->id || (m->to != r->id && m->to != RAFT_NONE))
         return RAFT_EINVAL;
     if (m->n_entries && !m->entries)
         return RAFT_EINVAL;
-
-    if (m->term > r->term) {
-        if (m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE) {
-            /* Leader stickiness (thesis 4.2.3): while we hear from a live
-             * leader, a vote request is a disruption, not an election --
-             * unless the leader itself asked for it. */
-            if (m->ctx != RAFT_CTX_TRANSFER && election_in_lease(r))
-                return 0;
-        }
-        if (m->type == RAFT_MSG_PREVOTE) {
-            /* a pre-vote never changes our term */
-        } else if (m->type == RAFT_MSG_PREVOTE_RESP && !m->reject) {
-            /* granted for the term we are about to campaign in */
-        } else if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
-                   m->type == RAFT_MSG_SNAPSHOT) {
-            election_become_follower(r, m->term, m->from);
-        } else if (m->type == RAFT_MSG_VOTE) {
-            /* Figure 2: only a granted vote restarts the election timer.  A
-             * stale candidate on a fast clock would otherwise keep resetting
-             * the timers of the only nodes that could win (found by the
-             * simulator). */
-            unsigned elapsed = r->election_elapsed, timeout = r->randomized_timeout;
-            election_become_follower(r, m->term, RAFT_NONE);
-            r->election_elapsed = elapsed;
-            r->randomized_timeout = timeout;
-        } else {
-            election_become_follower(r, m->term, RAFT_NONE);
-        }
-    } else if (m->term < r->term) {
-        reply_stale(r, m);
+    if (!term_admit(r, m))
         return 0;
-    }
 
     switch (m->type) {
     case RAFT_MSG_PREVOTE:
@@ -314,11 +238,8 @@ int raft_step(struct raft *r, const struct raft_msg *m)
     case RAFT_MSG_APPEND:
     case RAFT_MSG_HEARTBEAT:
     case RAFT_MSG_SNAPSHOT:
-        if (r->role == RAFT_LEADER)
+        if (!election_follow(r, m))
             return RAFT_EINVAL; /* a second leader in our term: a peer is broken or lying */
-        if (r->role != RAFT_FOLLOWER || r->lead != m->from)
-            election_become_follower(r, m->term, m->from);
-        r->election_elapsed = 0;
         if (m->type == RAFT_MSG_APPEND)
             replication_handle_append(r, m);
         else if (m->type == RAFT_MSG_HEARTBEAT)
@@ -327,25 +248,16 @@ int raft_step(struct raft *r, const struct raft_msg *m)
             snapshot_handle(r, m);
         break;
     case RAFT_MSG_APPEND_RESP:
-        if (r->role == RAFT_LEADER)
-            replication_handle_append_resp(r, m);
+        replication_handle_append_resp(r, m);
         break;
     case RAFT_MSG_HEARTBEAT_RESP:
-        if (r->role == RAFT_LEADER)
-            replication_handle_heartbeat_resp(r, m);
+        replication_handle_heartbeat_resp(r, m);
         break;
     case RAFT_MSG_TIMEOUT_NOW:
         transfer_handle_timeout_now(r, m);
         break;
     case RAFT_MSG_READ_INDEX:
-        if (r->role == RAFT_LEADER) {
-            readindex_request(r, m->from, m->ctx);
-        } else {
-            struct raft_msg *out = raft_msg_new(r, RAFT_MSG_READ_INDEX_RESP, m->from);
-            out->reject = true;
-            out->ctx = m->ctx;
-        }
-        break;
+        return readindex_handle_request(r, m);
     case RAFT_MSG_READ_INDEX_RESP:
         readindex_handle_resp(r, m);
         break;
@@ -355,8 +267,8 @@ int raft_step(struct raft *r, const struct raft_msg *m)
     return 0;
 }
 
-int raft_propose(struct raft *r, const void *data, uint32_t len,
-                 raft_index *index_out, raft_term *term_out)
+static int propose(struct raft *r, const void *data, uint32_t len, raft_index *index_out,
+                   raft_term *term_out)
 {
     if (r->role != RAFT_LEADER)
         return RAFT_ENOTLEADER;
@@ -373,7 +285,7 @@ int raft_propose(struct raft *r, const void *data, uint32_t len,
     return 0;
 }
 
-int raft_propose_conf(struct raft *r, const struct raft_conf_change *cc, raft_index *index_out)
+static int propose_conf(struct raft *r, const struct raft_conf_change *cc, raft_index *index_out)
 {
     if (r->role != RAFT_LEADER)
         return RAFT_ENOTLEADER;
@@ -395,28 +307,27 @@ int raft_propose_conf(struct raft *r, const struct raft_conf_change *cc, raft_in
     return 0;
 }
 
-int raft_read_index(struct raft *r, uint64_t ctx)
+static int read_index(struct raft *r, uint64_t ctx)
 {
     if (r->role == RAFT_LEADER)
         return readindex_request(r, RAFT_NONE, ctx);
-    if (r->lead == RAFT_NONE)
+    if (r->leader == RAFT_NONE)
         return RAFT_ENOLEADER;
-    struct raft_msg *m = raft_msg_new(r, RAFT_MSG_READ_INDEX, r->lead);
+    struct raft_msg *m = raft_msg_new(r, RAFT_MSG_READ_INDEX, r->leader);
     m->ctx = ctx;
     return 0;
 }
 
-int raft_campaign(struct raft *r)
+static int campaign(struct raft *r)
 {
     if (r->role == RAFT_LEADER)
         return RAFT_ESTATE;
-    if (!raft_is_voter(r, r->id))
+    if (!conf_is_voter(r, r->id))
         return RAFT_ESTATE;
-    election_campaign(r, r->cfg.pre_vote, false);
-    return 0;
+    return election_campaign(r, r->cfg.pre_vote, false) ? 0 : RAFT_ESTATE;
 }
 
-int raft_persisted(struct raft *r, raft_index index, raft_term term)
+static int persisted(struct raft *r, raft_index index, raft_term term)
 {
     /* A report for entries that were since replaced by a conflicting suffix
      * must not count: the term check tells the two apart (log matching). */
@@ -431,12 +342,38 @@ int raft_persisted(struct raft *r, raft_index index, raft_term term)
     return 0;
 }
 
+/* Every input starts with a clean out-of-memory flag and reports what it
+ * hit (the policy is in raft.h). */
+#define INPUT(r, call) ((r)->out_of_memory = false, raft_input_result((r), (call)))
+
+int raft_tick(struct raft *r) { return INPUT(r, tick(r)); }
+int raft_step(struct raft *r, const struct raft_msg *m) { return INPUT(r, step(r, m)); }
+int raft_campaign(struct raft *r) { return INPUT(r, campaign(r)); }
+int raft_read_index(struct raft *r, uint64_t ctx) { return INPUT(r, read_index(r, ctx)); }
+int raft_transfer_leader(struct raft *r, raft_id target) { return INPUT(r, transfer_start(r, target)); }
+
+int raft_propose(struct raft *r, const void *data, uint32_t len, raft_index *index_out,
+                 raft_term *term_out)
+{
+    return INPUT(r, propose(r, data, len, index_out, term_out));
+}
+
+int raft_propose_conf(struct raft *r, const struct raft_conf_change *cc, raft_index *index_out)
+{
+    return INPUT(r, propose_conf(r, cc, index_out));
+}
+
+int raft_persisted(struct raft *r, raft_index index, raft_term term)
+{
+    return INPUT(r, persisted(r, index, term));
+}
+
 void raft_report_unreachable(struct raft *r, raft_id to)
 {
     if (r->role != RAFT_LEADER)
         return;
-    struct raft_progress *pr = raft_progress_get(r, to);
-    if (pr && pr->state == PR_REPLICATE)
+    struct raft_progress *pr = progress_get(r, to);
+    if (pr && pr->state == PROGRESS_REPLICATE)
         progress_become_probe(pr);
 }
 
@@ -454,13 +391,13 @@ static raft_index apply_limit(const struct raft *r)
 
 bool raft_has_ready(const struct raft *r)
 {
-    if (r->term != r->prev_hs.term || r->vote != r->prev_hs.vote)
+    if (r->term != r->reported_hard_state.term || r->vote != r->reported_hard_state.vote)
         return true;
-    if (r->lead != r->prev_lead || r->role != r->prev_role || r->term != r->prev_term)
+    if (r->leader != r->reported_leader || r->role != r->reported_role || r->term != r->reported_term)
         return true;
-    if (r->unstable <= raftlog_last_index(&r->log) || r->snap_in_pending)
+    if (r->next_to_persist <= raftlog_last_index(&r->log) || r->received_snap_pending)
         return true;
-    if (r->msgs.n || r->msgs_ap.n || r->read_out.n)
+    if (r->msgs.n || r->msgs_after_persist.n || r->read_results.n)
         return true;
     if (apply_limit(r) > r->applied)
         return true;
@@ -481,23 +418,23 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
 
     rd->hs.term = r->term;
     rd->hs.vote = r->vote;
-    rd->hs_changed = r->term != r->prev_hs.term || r->vote != r->prev_hs.vote;
-    r->prev_hs = rd->hs;
+    rd->hs_changed = r->term != r->reported_hard_state.term || r->vote != r->reported_hard_state.vote;
+    r->reported_hard_state = rd->hs;
 
-    if (r->snap_in_pending) {
+    if (r->received_snap_pending) {
         rd->has_snapshot = true;
-        rd->snap = r->snap_in;
-        rd->snap_data = r->snap_in_data;
-        rd->snap_len = r->snap_in_len;
+        rd->snap = r->received_snap;
+        rd->snap_data = r->received_snap_data;
+        rd->snap_len = r->received_snap_len;
     }
 
     raft_index last = raftlog_last_index(&r->log);
-    if (r->unstable < raftlog_first_index(&r->log))
-        r->unstable = raftlog_first_index(&r->log);
-    if (r->unstable <= last) {
-        rd->entries = raftlog_get(&r->log, r->unstable);
-        rd->n_entries = last - r->unstable + 1;
-        r->unstable = last + 1;
+    if (r->next_to_persist < raftlog_first_index(&r->log))
+        r->next_to_persist = raftlog_first_index(&r->log);
+    if (r->next_to_persist <= last) {
+        rd->entries = raftlog_get(&r->log, r->next_to_persist);
+        rd->n_entries = last - r->next_to_persist + 1;
+        r->next_to_persist = last + 1;
     }
 
     raft_index lim = apply_limit(r);
@@ -510,31 +447,31 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
 
     rd->msgs = r->msgs.items;
     rd->n_msgs = r->msgs.n;
-    rd->msgs_after_persist = r->msgs_ap.items;
-    rd->n_msgs_after_persist = r->msgs_ap.n;
-    rd->reads = r->read_out.items;
-    rd->n_reads = r->read_out.n;
+    rd->msgs_after_persist = r->msgs_after_persist.items;
+    rd->n_msgs_after_persist = r->msgs_after_persist.n;
+    rd->reads = r->read_results.items;
+    rd->n_reads = r->read_results.n;
 
-    rd->leader = r->lead;
+    rd->leader = r->leader;
     rd->role = r->role;
     rd->term = r->term;
-    rd->ss_changed = r->lead != r->prev_lead || r->role != r->prev_role || r->term != r->prev_term;
-    r->prev_lead = r->lead;
-    r->prev_role = r->role;
-    r->prev_term = r->term;
+    rd->ss_changed = r->leader != r->reported_leader || r->role != r->reported_role || r->term != r->reported_term;
+    r->reported_leader = r->leader;
+    r->reported_role = r->role;
+    r->reported_term = r->term;
 }
 
 void raft_advance(struct raft *r, const struct raft_ready *rd)
 {
     (void)rd;
     r->msgs.n = 0;
-    r->msgs_ap.n = 0;
-    r->read_out.n = 0;
-    if (r->snap_in_pending) {
-        free(r->snap_in_data);
-        r->snap_in_data = NULL;
-        r->snap_in_len = 0;
-        r->snap_in_pending = false;
+    r->msgs_after_persist.n = 0;
+    r->read_results.n = 0;
+    if (r->received_snap_pending) {
+        free(r->received_snap_data);
+        r->received_snap_data = NULL;
+        r->received_snap_len = 0;
+        r->received_snap_pending = false;
     }
 }
 
@@ -547,20 +484,22 @@ void raft_status(const struct raft *r, struct raft_status *st)
     st->role = r->role;
     st->term = r->term;
     st->vote = r->vote;
-    st->leader = r->lead;
+    st->leader = r->leader;
     st->commit = r->commit;
     st->applied = r->applied;
     st->persisted = r->persisted;
     st->first_index = raftlog_first_index(&r->log);
     st->last_index = raftlog_last_index(&r->log);
     st->last_term = raftlog_last_term(&r->log);
-    st->snap_index = r->snap.index;
+    st->snap_index = r->snapshot.index;
     st->transferee = r->transferee;
+    st->refused_terms = r->refused_terms;
     st->conf = r->conf;
+    st->conf_index = r->conf_index ? r->conf_index : r->snapshot.index;
     if (r->role != RAFT_LEADER)
         return;
-    for (unsigned i = 0; i < r->n_prs; i++) {
-        const struct raft_progress *pr = &r->prs[i];
+    for (unsigned i = 0; i < r->n_progress; i++) {
+        const struct raft_progress *pr = &r->progress[i];
         struct raft_progress_status *ps = &st->progress[st->n_progress++];
         ps->id = pr->id;
         ps->role = pr->role;
@@ -568,13 +507,13 @@ void raft_status(const struct raft *r, struct raft_status *st)
         ps->recent_active = pr->recent_active;
         ps->match = pr->id == r->id ? r->persisted : pr->match;
         ps->next = pr->next;
-        ps->inflight = pr->in_count;
+        ps->inflight = pr->inflight_count;
     }
 }
 
 enum raft_role raft_role(const struct raft *r) { return r->role; }
 raft_term raft_current_term(const struct raft *r) { return r->term; }
-raft_id raft_leader(const struct raft *r) { return r->lead; }
+raft_id raft_leader(const struct raft *r) { return r->leader; }
 raft_index raft_commit_index(const struct raft *r) { return r->commit; }
 raft_index raft_last_index(const struct raft *r) { return raftlog_last_index(&r->log); }
 size_t raft_log_memory(const struct raft *r) { return raftlog_memory(&r->log); }

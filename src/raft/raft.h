@@ -55,6 +55,10 @@
 
 #define RAFT_MAX_MEMBERS 16
 #define RAFT_NONE 0 /* "no node": ids are never 0 */
+/* The highest term the core accepts.  A message with a higher term is
+ * dropped (and counted in raft_status.refused_terms), and a node at this
+ * term no longer campaigns: adding one must never wrap to 0. */
+#define RAFT_TERM_MAX (UINT64_MAX - 65536)
 
 typedef uint64_t raft_id;
 typedef uint64_t raft_index;
@@ -155,8 +159,8 @@ enum raft_msg_type {
     RAFT_MSG_VOTE,             /* index/log_term = last log; ctx may be RAFT_CTX_TRANSFER */
     RAFT_MSG_VOTE_RESP,        /* reject */
     RAFT_MSG_APPEND,           /* index/log_term = prev entry; entries; commit */
-    RAFT_MSG_APPEND_RESP,      /* index = match (or rejected prev); reject; hint_* */
-    RAFT_MSG_HEARTBEAT,        /* commit; ctx = read-index round */
+    RAFT_MSG_APPEND_RESP,      /* index = match (or rejected prev); reject; hint_*; ctx may be RAFT_CTX_LOST */
+    RAFT_MSG_HEARTBEAT,        /* commit; ctx = read-index round; index = leader's match for the receiver */
     RAFT_MSG_HEARTBEAT_RESP,   /* ctx echoed */
     RAFT_MSG_SNAPSHOT,         /* snap (+ snap_data/snap_len filled by the driver) */
     RAFT_MSG_TIMEOUT_NOW,      /* transfer target: campaign now */
@@ -167,6 +171,11 @@ enum raft_msg_type {
 const char *raft_msg_type_name(int type);
 
 #define RAFT_CTX_TRANSFER 1 /* in VOTE/PREVOTE ctx: election asked for by the leader */
+/* In a rejecting APPEND_RESP ctx: the answer to a HEARTBEAT, whose index is
+ * the match the leader holds for us, not to an AppendEntries.  Only this
+ * answer may make the leader forget a follower's match; a rejected append
+ * can be a late answer to a probe sent before match moved. */
+#define RAFT_CTX_LOST 2
 
 struct raft_msg {
     uint8_t type; /* enum raft_msg_type */
@@ -268,7 +277,11 @@ struct raft_status {
     raft_term last_term;
     raft_index snap_index;
     raft_id transferee;
+    uint64_t refused_terms; /* messages/campaigns refused at RAFT_TERM_MAX */
     struct raft_conf conf;
+    /* The entry that set conf (appended, maybe not committed yet); the
+     * snapshot's index when that entry was compacted into it. */
+    raft_index conf_index;
     uint32_t n_progress; /* leader only */
     struct raft_progress_status progress[RAFT_MAX_MEMBERS];
 };
@@ -292,8 +305,21 @@ int raft_restore(struct raft *r, const struct raft_hard_state *hs,
  * joining an existing cluster does not bootstrap: the leader feeds it. */
 int raft_bootstrap(struct raft *r, const struct raft_conf *conf);
 
-/* Inputs. */
-void raft_tick(struct raft *r);
+/* Inputs.
+ *
+ * Out of memory: the core never aborts on a failed allocation.  Each input
+ * below returns RAFT_ENOMEM when one failed while it ran, and leaves the node
+ * consistent: what the input did is kept, and what it could not do is
+ * dropped the way a lost message is, which Raft already survives.  A message
+ * or read result not queued is never handed out (heartbeats, probes and the
+ * driver's read and proposal timeouts retry); an entry not appended is not
+ * proposed (raft_propose) or not acknowledged (AppendEntries, resent by the
+ * leader); a snapshot not copied is not installed; a new leader that cannot
+ * append its no-op steps down.  raft_ready() does not fail: a message it
+ * could not build counts as lost.  After raft_new(), raft_restore() or
+ * raft_bootstrap() fails with RAFT_ENOMEM, free the node and start over.
+ * The driver may retry the input, or carry on as after a lost message. */
+int raft_tick(struct raft *r);
 int raft_step(struct raft *r, const struct raft_msg *m);
 int raft_propose(struct raft *r, const void *data, uint32_t len,
                  raft_index *index_out, raft_term *term_out);
@@ -321,6 +347,11 @@ void raft_report_unreachable(struct raft *r, raft_id to);
 bool raft_has_ready(const struct raft *r);
 void raft_ready(struct raft *r, struct raft_ready *rd);
 void raft_advance(struct raft *r, const struct raft_ready *rd);
+
+/* Test-only: before each allocation the core calls fail(arg), and fails the
+ * allocation if it returns true.  NULL (the default) turns it off.  One hook
+ * for the whole process: set it only while no other thread runs the core. */
+void raft_set_alloc_fail(bool (*fail)(void *arg), void *arg);
 
 /* Read-only views. */
 void raft_status(const struct raft *r, struct raft_status *st);

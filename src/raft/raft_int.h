@@ -27,16 +27,16 @@
 
 /* ---- in-memory log (log.c) -------------------------------------------- */
 
-/* Entries [prev_index+1, prev_index+n] live in ents[head, head+n); their
- * payloads live back to back in bytes[bhead, btail).  Both arrays only grow
- * at the tail, shrink at the tail (conflict truncation) or at the head
- * (compaction), so two sliding buffers do the job with one copy per entry and
- * no allocation per entry. */
+/* Entries [prev_index+1, prev_index+n] live in entries[head, head+n); their
+ * payloads live back to back in bytes[bytes_head, bytes_tail).  Both arrays
+ * only grow at the tail, shrink at the tail (conflict truncation) or at the
+ * head (compaction), so two sliding buffers do the job with one copy per
+ * entry and no allocation per entry. */
 struct raft_log {
-    struct raft_entry *ents;
+    struct raft_entry *entries;
     size_t head, n, cap;
     uint8_t *bytes;
-    size_t bhead, btail, bcap;
+    size_t bytes_head, bytes_tail, bytes_cap;
     raft_index prev_index; /* the entry just before the first one we hold */
     raft_term prev_term;
 };
@@ -61,12 +61,12 @@ size_t raftlog_batch(const struct raft_log *l, raft_index from, uint32_t max_ent
 
 /* ---- per-follower replication progress (progress.c) ------------------ */
 
-enum pr_state { PR_PROBE = 0, PR_REPLICATE = 1, PR_SNAPSHOT = 2 };
+enum progress_state { PROGRESS_PROBE = 0, PROGRESS_REPLICATE = 1, PROGRESS_SNAPSHOT = 2 };
 
 struct raft_progress {
     raft_id id;
     uint8_t role;  /* enum raft_member_role */
-    uint8_t state; /* enum pr_state */
+    uint8_t state; /* enum progress_state */
     bool probe_sent;    /* PROBE: one append is out; wait for an answer */
     bool recent_active; /* heard from since the last check-quorum round */
     raft_index match, next;
@@ -75,15 +75,22 @@ struct raft_progress {
     unsigned stall_ticks; /* ticks with appends in flight and no progress */
     /* last index carried by each in-flight AppendEntries, oldest first */
     raft_index inflight[RAFT_MAX_INFLIGHT];
-    uint32_t in_start, in_count;
+    uint32_t inflight_head, inflight_count;
 };
 
+struct raft_progress *progress_get(struct raft *r, raft_id id);
 void progress_reset(struct raft_progress *pr, raft_index next);
 void progress_become_probe(struct raft_progress *pr);
 void progress_become_replicate(struct raft_progress *pr);
 void progress_become_snapshot(struct raft_progress *pr, raft_index snap_index);
 bool progress_maybe_update(struct raft_progress *pr, raft_index index);
 bool progress_maybe_decr(struct raft_progress *pr, raft_index rejected, raft_index hint_next);
+/* A heartbeat's rejection (RAFT_CTX_LOST) proving the follower lost entries
+ * it had acknowledged (a wiped, restored or cut disk); progress_forget() then
+ * probes from where its log really ends, and catches it up by log or snapshot
+ * like any new follower. */
+bool progress_lost_entries(const struct raft_progress *pr, raft_index rejected, raft_index hint_next);
+void progress_forget(struct raft_progress *pr, raft_index next);
 bool progress_inflight_full(const struct raft_progress *pr, uint32_t max_inflight);
 void progress_inflight_add(struct raft_progress *pr, raft_index last);
 void progress_inflight_free_to(struct raft_progress *pr, raft_index index);
@@ -116,21 +123,21 @@ struct raft {
 
     /* volatile */
     enum raft_role role;
-    raft_id lead;
+    raft_id leader;
     raft_index commit;
     raft_index applied;   /* handed out for applying */
     raft_index persisted; /* durable here, and still part of our log */
-    raft_index unstable;  /* first index not yet handed out for persisting */
+    raft_index next_to_persist; /* first index not yet handed out for persisting */
 
     /* membership: the newest configuration in the log takes effect at once */
     struct raft_conf conf;
     raft_index conf_index;         /* entry that set conf; 0 if from snapshot */
     raft_index pending_conf_index; /* leader: no new change until commit >= this */
-    struct raft_snapshot_meta snap; /* latest snapshot the application holds */
+    struct raft_snapshot_meta snapshot; /* latest snapshot the application holds */
 
-    /* leader */
-    struct raft_progress prs[RAFT_MAX_MEMBERS];
-    unsigned n_prs;
+    /* one per member of conf, kept on every role; the leader drives them */
+    struct raft_progress progress[RAFT_MAX_MEMBERS];
+    unsigned n_progress;
     raft_id transferee;
     unsigned transfer_elapsed;
     bool committed_in_term; /* a current-term entry is committed */
@@ -143,39 +150,67 @@ struct raft {
     unsigned heartbeat_elapsed;
     unsigned randomized_timeout;
     uint64_t rng;
+    uint64_t refused_terms; /* messages or campaigns refused by RAFT_TERM_MAX */
 
     /* read index */
     uint64_t read_round; /* last heartbeat round broadcast */
     bool read_round_wanted;
     struct raft_vec reads; /* struct raft_pending_read, FIFO */
 
-    /* output */
-    struct raft_vec msgs;      /* struct raft_msg */
-    struct raft_vec msgs_ap;   /* after persist */
-    struct raft_vec read_out;  /* struct raft_read_state */
-    struct raft_hard_state prev_hs;
-    raft_id prev_lead;
-    enum raft_role prev_role;
-    raft_term prev_term;
-    bool snap_in_pending;
-    struct raft_snapshot_meta snap_in;
-    void *snap_in_data;
-    size_t snap_in_len;
+    /* output, and what the last ready batch reported (to spot changes) */
+    struct raft_vec msgs;               /* struct raft_msg, may go at once */
+    struct raft_vec msgs_after_persist; /* struct raft_msg, wait for durability */
+    struct raft_vec read_results;       /* struct raft_read_state */
+    struct raft_hard_state reported_hard_state;
+    raft_id reported_leader;
+    enum raft_role reported_role;
+    raft_term reported_term;
+    /* a snapshot accepted from the leader, not yet handed out */
+    bool received_snap_pending;
+    struct raft_snapshot_meta received_snap;
+    void *received_snap_data;
+    size_t received_snap_len;
+
+    /* out of memory (alloc.c): set by a failed allocation, reported and
+     * cleared by the input that caused it */
+    bool out_of_memory;
+    union {
+        struct raft_msg msg;
+        struct raft_read_state read;
+    } discard;
 };
 
+/* alloc.c */
+void *raft_realloc(void *p, size_t size); /* every allocation; free() releases */
+void *raft_vec_push(struct raft_vec *v, size_t item_size); /* NULL when out of memory */
+/* A slot to fill; out of memory, a scratch one whose content is dropped. */
+void *raft_vec_push_or_discard(struct raft *r, struct raft_vec *v, size_t item_size);
+/* What an input returns: rv, or RAFT_ENOMEM if an allocation failed in it. */
+int raft_input_result(struct raft *r, int rv);
+
 /* raft.c */
+/* Queue a message; out of memory it is dropped as if lost on the network. */
 struct raft_msg *raft_msg_new(struct raft *r, uint8_t type, raft_id to);
-void *raft_vec_push(struct raft_vec *v, size_t item_size);
-unsigned raft_quorum(const struct raft *r);
-struct raft_progress *raft_progress_get(struct raft *r, raft_id id);
-bool raft_is_voter(const struct raft *r, raft_id id);
 bool raft_append_entry(struct raft *r, raft_term term, uint8_t type, const void *data, uint32_t len);
+
+/* term.c */
+bool term_admit(struct raft *r, const struct raft_msg *m); /* false: drop it */
+bool term_can_advance(struct raft *r);                     /* false: counted as refused */
+
+/* quorum.c: every majority the core takes, over the voters of r->conf */
+unsigned quorum_size(const struct raft *r);
+typedef uint64_t (*quorum_value_fn)(const struct raft *r, const struct raft_progress *pr);
+/* The largest value a majority of voters has reached (0 if too few voters). */
+uint64_t quorum_agreed(const struct raft *r, quorum_value_fn value);
+enum quorum_vote { QUORUM_PENDING, QUORUM_WON, QUORUM_LOST };
+enum quorum_vote quorum_vote_result(const struct raft *r);
 
 /* election.c */
 void election_reset_timeout(struct raft *r);
-void election_become_follower(struct raft *r, raft_term term, raft_id lead);
+void election_become_follower(struct raft *r, raft_term term, raft_id leader);
 void election_become_leader(struct raft *r);
-void election_campaign(struct raft *r, bool pre_vote, bool transfer);
+bool election_campaign(struct raft *r, bool pre_vote, bool transfer); /* false: term exhausted */
+bool election_follow(struct raft *r, const struct raft_msg *m); /* false: we lead this term */
 void election_tick(struct raft *r);
 void election_handle_vote(struct raft *r, const struct raft_msg *m);
 void election_handle_vote_resp(struct raft *r, const struct raft_msg *m);
@@ -195,6 +230,7 @@ void replication_commit_to(struct raft *r, raft_index index);
 
 /* readindex.c */
 int readindex_request(struct raft *r, raft_id from, uint64_t ctx);
+int readindex_handle_request(struct raft *r, const struct raft_msg *m);
 void readindex_on_commit_in_term(struct raft *r);
 void readindex_release(struct raft *r);
 void readindex_fail_all(struct raft *r, int err);
@@ -203,6 +239,7 @@ void readindex_start_round(struct raft *r);
 bool readindex_round_due(const struct raft *r);
 
 /* transfer.c */
+int transfer_start(struct raft *r, raft_id target); /* raft_transfer_leader() */
 void transfer_abort(struct raft *r);
 void transfer_maybe_finish(struct raft *r, struct raft_progress *pr);
 void transfer_tick(struct raft *r);
@@ -213,6 +250,7 @@ void snapshot_send(struct raft *r, struct raft_progress *pr);
 void snapshot_handle(struct raft *r, const struct raft_msg *m);
 
 /* conf.c */
+bool conf_is_voter(const struct raft *r, raft_id id);
 void conf_apply(struct raft *r, const struct raft_conf *c, raft_index index);
 void conf_recompute(struct raft *r);
 int conf_change_make(const struct raft *r, const struct raft_conf_change *cc, struct raft_conf *out);

@@ -19,8 +19,7 @@ static struct raft_pending_read *reads_at(struct raft *r, size_t i)
 static void emit(struct raft *r, const struct raft_pending_read *p, int err)
 {
     if (p->from == RAFT_NONE || p->from == r->id) {
-        struct raft_read_state *rs = raft_vec_push(&r->read_out, sizeof(*rs));
-        RAFT_ASSERT(rs != NULL);
+        struct raft_read_state *rs = raft_vec_push_or_discard(r, &r->read_results, sizeof(*rs));
         rs->ctx = p->ctx;
         rs->index = err ? 0 : p->index;
         rs->err = err;
@@ -35,8 +34,10 @@ static void emit(struct raft *r, const struct raft_pending_read *p, int err)
 int readindex_request(struct raft *r, raft_id from, uint64_t ctx)
 {
     struct raft_pending_read *p = raft_vec_push(&r->reads, sizeof(*p));
-    if (!p)
+    if (!p) {
+        r->out_of_memory = true;
         return RAFT_ENOMEM;
+    }
     p->ctx = ctx;
     p->from = from;
     if (r->committed_in_term) {
@@ -63,27 +64,15 @@ void readindex_on_commit_in_term(struct raft *r)
     readindex_release(r);
 }
 
+static uint64_t round_acked(const struct raft *r, const struct raft_progress *pr)
+{
+    return pr->id == r->id ? r->read_round : pr->read_ack;
+}
+
 /* The newest round a quorum of voters (us included) has acknowledged. */
 static uint64_t quorum_round(const struct raft *r)
 {
-    raft_index acks[RAFT_MAX_MEMBERS];
-    unsigned n = 0;
-    for (unsigned i = 0; i < r->n_prs; i++) {
-        const struct raft_progress *pr = &r->prs[i];
-        if (pr->role != RAFT_VOTER)
-            continue;
-        acks[n++] = pr->id == r->id ? r->read_round : pr->read_ack;
-    }
-    unsigned q = raft_quorum(r);
-    if (n < q)
-        return 0;
-    for (unsigned i = 1; i < n; i++)
-        for (unsigned j = i; j > 0 && acks[j] > acks[j - 1]; j--) {
-            raft_index t = acks[j];
-            acks[j] = acks[j - 1];
-            acks[j - 1] = t;
-        }
-    return acks[q - 1];
+    return quorum_agreed(r, round_acked);
 }
 
 /* Only one round is in flight at a time: reads that arrive meanwhile wait
@@ -131,10 +120,21 @@ void readindex_fail_all(struct raft *r, int err)
     r->reads.n = 0;
 }
 
+int readindex_handle_request(struct raft *r, const struct raft_msg *m)
+{
+    if (r->role == RAFT_LEADER)
+        return readindex_request(r, m->from, m->ctx);
+    /* Not (or no longer) the leader: say so at once rather than let the
+     * asker wait out its timeout. */
+    struct raft_msg *out = raft_msg_new(r, RAFT_MSG_READ_INDEX_RESP, m->from);
+    out->reject = true;
+    out->ctx = m->ctx;
+    return 0;
+}
+
 void readindex_handle_resp(struct raft *r, const struct raft_msg *m)
 {
-    struct raft_read_state *rs = raft_vec_push(&r->read_out, sizeof(*rs));
-    RAFT_ASSERT(rs != NULL);
+    struct raft_read_state *rs = raft_vec_push_or_discard(r, &r->read_results, sizeof(*rs));
     rs->ctx = m->ctx;
     rs->index = m->reject ? 0 : m->index;
     rs->err = m->reject ? RAFT_ELOSTLEADER : RAFT_OK;

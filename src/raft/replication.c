@@ -25,13 +25,13 @@ static bool wants_send(const struct raft *r, const struct raft_progress *pr)
     if (pr->next <= raftlog_last_index(&r->log))
         return true;
     /* a probe that finds where the follower's log matches ours */
-    return pr->state == PR_PROBE && pr->match < raftlog_last_index(&r->log);
+    return pr->state == PROGRESS_PROBE && pr->match < raftlog_last_index(&r->log);
 }
 
 bool replication_has_sendable(const struct raft *r)
 {
-    for (unsigned i = 0; i < r->n_prs; i++)
-        if (wants_send(r, &r->prs[i]))
+    for (unsigned i = 0; i < r->n_progress; i++)
+        if (wants_send(r, &r->progress[i]))
             return true;
     return false;
 }
@@ -55,7 +55,7 @@ static void send_to(struct raft *r, struct raft_progress *pr)
         m->commit = r->commit;
         m->entries = n ? raftlog_get(&r->log, pr->next) : NULL;
         m->n_entries = (uint32_t)n;
-        if (pr->state == PR_PROBE) {
+        if (pr->state == PROGRESS_PROBE) {
             pr->probe_sent = true;
             return;
         }
@@ -66,32 +66,29 @@ static void send_to(struct raft *r, struct raft_progress *pr)
 
 void replication_send_all(struct raft *r)
 {
-    for (unsigned i = 0; i < r->n_prs; i++)
-        send_to(r, &r->prs[i]);
+    for (unsigned i = 0; i < r->n_progress; i++)
+        send_to(r, &r->progress[i]);
 }
 
 void replication_broadcast_heartbeat(struct raft *r, uint64_t round)
 {
-    for (unsigned i = 0; i < r->n_prs; i++) {
-        struct raft_progress *pr = &r->prs[i];
+    for (unsigned i = 0; i < r->n_progress; i++) {
+        struct raft_progress *pr = &r->progress[i];
         if (pr->id == r->id)
             continue;
         struct raft_msg *m = raft_msg_new(r, RAFT_MSG_HEARTBEAT, pr->id);
         /* Never tell a follower to commit past what it is known to hold. */
         m->commit = pr->match < r->commit ? pr->match : r->commit;
+        /* What we believe it holds, so that a follower which lost it says so
+         * even when there is nothing new to append. */
+        m->index = pr->match;
         m->ctx = round;
     }
 }
 
-static unsigned active_voters(const struct raft *r)
+static uint64_t heard_from(const struct raft *r, const struct raft_progress *pr)
 {
-    unsigned n = 0;
-    for (unsigned i = 0; i < r->n_prs; i++) {
-        const struct raft_progress *pr = &r->prs[i];
-        if (pr->role == RAFT_VOTER && (pr->id == r->id || pr->recent_active))
-            n++;
-    }
-    return n;
+    return pr->id == r->id || pr->recent_active;
 }
 
 void replication_tick(struct raft *r)
@@ -104,28 +101,28 @@ void replication_tick(struct raft *r)
         if (r->cfg.check_quorum) {
             /* A leader cut off from a majority must stop acting as one, or
              * clients keep talking to it while the rest elect another. */
-            if (active_voters(r) < raft_quorum(r)) {
+            if (!quorum_agreed(r, heard_from)) {
                 election_become_follower(r, r->term, RAFT_NONE);
                 return;
             }
-            for (unsigned i = 0; i < r->n_prs; i++)
-                if (r->prs[i].id != r->id)
-                    r->prs[i].recent_active = false;
+            for (unsigned i = 0; i < r->n_progress; i++)
+                if (r->progress[i].id != r->id)
+                    r->progress[i].recent_active = false;
         }
     }
-    for (unsigned i = 0; i < r->n_prs; i++) {
+    for (unsigned i = 0; i < r->n_progress; i++) {
         /* Lost AppendEntries leave a pipelined follower waiting for entries
          * we think are in flight; after a quiet election timeout fall back to
          * probing, which resends from the last acknowledged index. */
-        struct raft_progress *pr = &r->prs[i];
+        struct raft_progress *pr = &r->progress[i];
         if (pr->id == r->id)
             continue;
-        bool waiting = (pr->state == PR_REPLICATE && pr->in_count) || pr->state == PR_SNAPSHOT;
+        bool waiting = (pr->state == PROGRESS_REPLICATE && pr->inflight_count) || pr->state == PROGRESS_SNAPSHOT;
         if (!waiting) {
             pr->stall_ticks = 0;
             continue;
         }
-        unsigned limit = r->cfg.election_ticks * (pr->state == PR_SNAPSHOT ? 4 : 1);
+        unsigned limit = r->cfg.election_ticks * (pr->state == PROGRESS_SNAPSHOT ? 4 : 1);
         if (++pr->stall_ticks >= limit)
             progress_become_probe(pr);
     }
@@ -160,8 +157,8 @@ static void truncate_from(struct raft *r, raft_index i)
     raftlog_truncate_from(&r->log, i);
     if (r->persisted >= i)
         r->persisted = i - 1;
-    if (r->unstable > i)
-        r->unstable = i;
+    if (r->next_to_persist > i)
+        r->next_to_persist = i;
     if (r->conf_index >= i)
         conf_recompute(r);
 }
@@ -202,7 +199,7 @@ void replication_handle_append(struct raft *r, const struct raft_msg *m)
             truncate_from(r, e->index);
         }
         if (!raft_append_entry(r, e->term, e->type, e->data, e->len))
-            return; /* out of memory: say nothing; the leader will retry */
+            return; /* out of memory: no acknowledgement, the leader resends */
     }
     raft_index last_new = m->index + m->n_entries;
     replication_commit_to(r, m->commit < last_new ? m->commit : last_new);
@@ -225,8 +222,8 @@ static raft_index last_index_of_term(const struct raft *r, raft_index upto, raft
 
 void replication_handle_append_resp(struct raft *r, const struct raft_msg *m)
 {
-    struct raft_progress *pr = raft_progress_get(r, m->from);
-    if (!pr)
+    struct raft_progress *pr = progress_get(r, m->from);
+    if (r->role != RAFT_LEADER || !pr)
         return;
     pr->recent_active = true;
     if (m->reject) {
@@ -238,7 +235,17 @@ void replication_handle_append_resp(struct raft *r, const struct raft_msg *m)
         }
         if (hint == 0)
             hint = 1;
-        if (progress_maybe_decr(pr, m->index, hint) && pr->state == PR_REPLICATE)
+        if (m->ctx == RAFT_CTX_LOST) {
+            /* A heartbeat's index is the match we held when we sent it, so
+             * only its answer can prove entries lost.  An append rejection
+             * may answer a probe sent before match moved past its hint (the
+             * network delays and duplicates it); taken as proof it threw away
+             * a good match (found by the simulator, seed 81703). */
+            if (progress_lost_entries(pr, m->index, hint))
+                progress_forget(pr, hint);
+            return;
+        }
+        if (progress_maybe_decr(pr, m->index, hint) && pr->state == PROGRESS_REPLICATE)
             progress_become_probe(pr);
         return;
     }
@@ -246,11 +253,11 @@ void replication_handle_append_resp(struct raft *r, const struct raft_msg *m)
         return; /* acknowledges entries we never sent: ignore */
     if (!progress_maybe_update(pr, m->index))
         return;
-    if (pr->state == PR_PROBE)
+    if (pr->state == PROGRESS_PROBE)
         progress_become_replicate(pr);
-    else if (pr->state == PR_SNAPSHOT && pr->match >= pr->pending_snapshot)
+    else if (pr->state == PROGRESS_SNAPSHOT && pr->match >= pr->pending_snapshot)
         progress_become_replicate(pr);
-    else if (pr->state == PR_REPLICATE)
+    else if (pr->state == PROGRESS_REPLICATE)
         progress_inflight_free_to(pr, m->index);
     replication_maybe_commit(r);
     if (r->role == RAFT_LEADER)
@@ -263,12 +270,23 @@ void replication_handle_heartbeat(struct raft *r, const struct raft_msg *m)
     replication_commit_to(r, c);
     struct raft_msg *out = raft_msg_new(r, RAFT_MSG_HEARTBEAT_RESP, m->from);
     out->ctx = m->ctx;
+    raft_index last = raftlog_last_index(&r->log);
+    if (m->index > last) {
+        /* We acknowledged entries we no longer hold (a wiped, restored or cut
+         * disk): answer as to an append at that index, with where our log
+         * really ends, so the leader probes from there. */
+        out = raft_msg_new(r, RAFT_MSG_APPEND_RESP, m->from);
+        out->reject = true;
+        out->index = m->index;
+        out->hint_index = last + 1;
+        out->ctx = RAFT_CTX_LOST;
+    }
 }
 
 void replication_handle_heartbeat_resp(struct raft *r, const struct raft_msg *m)
 {
-    struct raft_progress *pr = raft_progress_get(r, m->from);
-    if (!pr)
+    struct raft_progress *pr = progress_get(r, m->from);
+    if (r->role != RAFT_LEADER || !pr)
         return;
     pr->recent_active = true;
     pr->probe_sent = false;
@@ -277,29 +295,15 @@ void replication_handle_heartbeat_resp(struct raft *r, const struct raft_msg *m)
     readindex_release(r);
 }
 
-static void sort_desc(raft_index *a, unsigned n)
+/* The leader counts itself only for what its own disk holds. */
+static uint64_t durable_match(const struct raft *r, const struct raft_progress *pr)
 {
-    for (unsigned i = 1; i < n; i++)
-        for (unsigned j = i; j > 0 && a[j] > a[j - 1]; j--) {
-            raft_index t = a[j];
-            a[j] = a[j - 1];
-            a[j - 1] = t;
-        }
+    return pr->id == r->id ? r->persisted : pr->match;
 }
 
 bool replication_maybe_commit(struct raft *r)
 {
-    raft_index m[RAFT_MAX_MEMBERS];
-    unsigned n = 0;
-    for (unsigned i = 0; i < r->n_prs; i++) {
-        const struct raft_progress *pr = &r->prs[i];
-        if (pr->role == RAFT_VOTER)
-            m[n++] = pr->id == r->id ? r->persisted : pr->match;
-    }
-    if (n == 0)
-        return false;
-    sort_desc(m, n);
-    raft_index idx = m[raft_quorum(r) - 1];
+    raft_index idx = quorum_agreed(r, durable_match);
     if (idx <= r->commit)
         return false;
 #ifndef RAFT_BREAK_COMMIT_OLD_TERM
@@ -312,7 +316,7 @@ bool replication_maybe_commit(struct raft *r)
         r->committed_in_term = true;
         readindex_on_commit_in_term(r);
     }
-    if (!raft_is_voter(r, r->id) && r->commit >= r->conf_index) {
+    if (!conf_is_voter(r, r->id) && r->commit >= r->conf_index) {
         /* We managed our own removal to its commit (thesis 4.2.2); now go. */
         election_become_follower(r, r->term, RAFT_NONE);
     }

@@ -9,24 +9,9 @@
 
 #include <string.h>
 
-int raft_conf_at(const struct raft *r, raft_index index, struct raft_conf *out)
-{
-    if (index < r->snap.index || index > raftlog_last_index(&r->log))
-        return index < r->snap.index ? RAFT_ECOMPACTED : RAFT_EUNAVAIL;
-    /* the newest configuration entry at or before index, else the one the
-     * latest snapshot carried */
-    for (raft_index i = index; i > r->log.prev_index; i--) {
-        const struct raft_entry *e = raftlog_get(&r->log, i);
-        if (e->type == RAFT_ENTRY_CONF && raft_conf_decode(e->data, e->len, out) == 0)
-            return 0;
-    }
-    *out = r->snap.conf;
-    return 0;
-}
-
 int raft_snapshot_taken(struct raft *r, raft_index index)
 {
-    if (index <= r->snap.index)
+    if (index <= r->snapshot.index)
         return 0;
     if (index > r->applied)
         return RAFT_EINVAL;
@@ -36,7 +21,7 @@ int raft_snapshot_taken(struct raft *r, raft_index index)
     int rv = raft_conf_at(r, index, &meta.conf);
     if (rv)
         return rv;
-    r->snap = meta;
+    r->snapshot = meta;
     if (index > r->cfg.snapshot_trailing)
         raftlog_compact_to(&r->log, index - r->cfg.snapshot_trailing);
     return 0;
@@ -44,25 +29,25 @@ int raft_snapshot_taken(struct raft *r, raft_index index)
 
 void raft_snapshot_meta(const struct raft *r, struct raft_snapshot_meta *out)
 {
-    *out = r->snap;
+    *out = r->snapshot;
 }
 
 void snapshot_send(struct raft *r, struct raft_progress *pr)
 {
-    RAFT_ASSERT(r->snap.index >= r->log.prev_index && r->snap.index > 0);
+    RAFT_ASSERT(r->snapshot.index >= r->log.prev_index && r->snapshot.index > 0);
     struct raft_msg *m = raft_msg_new(r, RAFT_MSG_SNAPSHOT, pr->id);
-    m->snap = r->snap;
-    m->index = r->snap.index;
-    m->log_term = r->snap.term;
-    progress_become_snapshot(pr, r->snap.index);
+    m->snap = r->snapshot;
+    m->index = r->snapshot.index;
+    m->log_term = r->snapshot.term;
+    progress_become_snapshot(pr, r->snapshot.index);
 }
 
 void raft_report_snapshot(struct raft *r, raft_id to, bool ok)
 {
     if (r->role != RAFT_LEADER)
         return;
-    struct raft_progress *pr = raft_progress_get(r, to);
-    if (!pr || pr->state != PR_SNAPSHOT)
+    struct raft_progress *pr = progress_get(r, to);
+    if (!pr || pr->state != PROGRESS_SNAPSHOT)
         return;
     if (!ok)
         pr->pending_snapshot = 0;
@@ -91,20 +76,26 @@ void snapshot_handle(struct raft *r, const struct raft_msg *m)
     }
     void *copy = NULL;
     if (m->snap_len) {
-        if (!m->snap_data || !(copy = malloc(m->snap_len)))
+        if (!m->snap_data)
             return;
+        if (!(copy = raft_realloc(NULL, m->snap_len))) {
+            /* Not installed and not acknowledged: the leader's snapshot
+             * timeout sends it again. */
+            r->out_of_memory = true;
+            return;
+        }
         memcpy(copy, m->snap_data, m->snap_len);
     }
-    free(r->snap_in_data);
-    r->snap_in_data = copy;
-    r->snap_in_len = m->snap_len;
-    r->snap_in = *s;
-    r->snap_in_pending = true;
+    free(r->received_snap_data);
+    r->received_snap_data = copy;
+    r->received_snap_len = m->snap_len;
+    r->received_snap = *s;
+    r->received_snap_pending = true;
 
     raftlog_reset(&r->log, s->index, s->term);
-    r->snap = *s;
+    r->snapshot = *s;
     r->commit = r->applied = r->persisted = s->index;
-    r->unstable = s->index + 1;
+    r->next_to_persist = s->index + 1;
     conf_apply(r, &s->conf, 0);
     out = raft_msg_new(r, RAFT_MSG_APPEND_RESP, m->from);
     out->index = s->index;

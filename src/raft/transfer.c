@@ -10,15 +10,15 @@ static void send_timeout_now(struct raft *r, raft_id to)
     raft_msg_new(r, RAFT_MSG_TIMEOUT_NOW, to);
 }
 
-int raft_transfer_leader(struct raft *r, raft_id target)
+int transfer_start(struct raft *r, raft_id target)
 {
     if (r->role != RAFT_LEADER)
         return RAFT_ENOTLEADER;
     if (target == RAFT_NONE) {
         /* best candidate: the most caught-up voter */
         raft_index best = 0;
-        for (unsigned i = 0; i < r->n_prs; i++) {
-            const struct raft_progress *pr = &r->prs[i];
+        for (unsigned i = 0; i < r->n_progress; i++) {
+            const struct raft_progress *pr = &r->progress[i];
             if (pr->id == r->id || pr->role != RAFT_VOTER)
                 continue;
             if (target == RAFT_NONE || pr->match > best) {
@@ -31,13 +31,13 @@ int raft_transfer_leader(struct raft *r, raft_id target)
     }
     if (target == r->id)
         return 0;
-    if (!raft_is_voter(r, target))
+    if (!conf_is_voter(r, target))
         return RAFT_EINVAL;
     if (r->transferee == target)
         return 0;
     r->transferee = target;
     r->transfer_elapsed = 0;
-    struct raft_progress *pr = raft_progress_get(r, target);
+    struct raft_progress *pr = progress_get(r, target);
     RAFT_ASSERT(pr != NULL);
     transfer_maybe_finish(r, pr);
     return 0;
@@ -66,7 +66,7 @@ void transfer_tick(struct raft *r)
 void transfer_handle_timeout_now(struct raft *r, const struct raft_msg *m)
 {
     (void)m;
-    if (r->role == RAFT_LEADER || !raft_is_voter(r, r->id))
+    if (r->role == RAFT_LEADER || !conf_is_voter(r, r->id))
         return;
     /* The leader asked: skip pre-vote, and voters waive leader stickiness. */
     election_campaign(r, false, true);

@@ -100,7 +100,7 @@ void seg_scan_free(struct seg_scan *s);
 /* Parse one record frame at buf (avail bytes); 0 if valid. */
 int rec_decode(const uint8_t *buf, size_t avail, struct store_record *r);
 
-/* ---- the segment view (log.c), mutated by the writer thread only;
+/* ---- the segment log (seglog.c), mutated by the writer thread only;
  *      readers take *mu ---- */
 struct seg {
     uint64_t first;
@@ -112,7 +112,7 @@ struct seg {
     int fd;
 };
 
-struct log {
+struct seglog {
     char *dir;
     int dirfd;
     pthread_mutex_t *mu;
@@ -132,26 +132,26 @@ struct log {
 };
 
 /* runs: terms of the recovered records, appended to runs and nruns. */
-int log_recover(struct log *lg, const char *dir, pthread_mutex_t *mu,
-                const struct store_options *opts, struct store_open_info *info,
-                struct serr *e, struct term_run **runs, size_t *nruns);
-void log_close(struct log *lg);
-uint64_t log_first(const struct log *lg);
-uint64_t log_last(const struct log *lg);
-uint64_t log_last_term(const struct log *lg);
+int seglog_recover(struct seglog *lg, const char *dir, pthread_mutex_t *mu,
+                   const struct store_options *opts, struct store_open_info *info,
+                   struct serr *e, struct term_run **runs, size_t *nruns);
+void seglog_close(struct seglog *lg);
+uint64_t seglog_first(const struct seglog *lg);
+uint64_t seglog_last(const struct seglog *lg);
+uint64_t seglog_last_term(const struct seglog *lg);
 /* Term of a record by reading its header; -ERANGE if absent. */
-int log_term_at(struct log *lg, uint64_t index, uint64_t *term, struct serr *e);
-/* Queue one encoded frame (buffer must live until log_flush). */
-int log_put(struct log *lg, const uint8_t *frame, size_t len, uint64_t index,
-            uint64_t term, struct serr *e);
-int log_flush(struct log *lg, struct serr *e);
-int log_sync(struct log *lg, struct serr *e);
-int log_truncate(struct log *lg, uint64_t from, struct serr *e);
-int log_reset(struct log *lg, uint64_t next_index, uint64_t term, struct serr *e);
-int log_compact(struct log *lg, uint64_t upto, struct serr *e);
+int seglog_term_at(struct seglog *lg, uint64_t index, uint64_t *term, struct serr *e);
+/* Queue one encoded frame (buffer must live until seglog_flush). */
+int seglog_put(struct seglog *lg, const uint8_t *frame, size_t len, uint64_t index,
+               uint64_t term, struct serr *e);
+int seglog_flush(struct seglog *lg, struct serr *e);
+int seglog_sync(struct seglog *lg, struct serr *e);
+int seglog_truncate(struct seglog *lg, uint64_t from, struct serr *e);
+int seglog_reset(struct seglog *lg, uint64_t next_index, uint64_t term, struct serr *e);
+int seglog_compact(struct seglog *lg, uint64_t upto, struct serr *e);
 /* Caller holds *mu. */
-int log_read_locked(struct log *lg, uint64_t lo, uint64_t hi,
-                    struct store_record **out, size_t *n);
+int seglog_read_locked(struct seglog *lg, uint64_t lo, uint64_t hi,
+                       struct store_record **out, size_t *n);
 
 /* ---- meta (meta.c) ---- */
 int meta_load(const char *dir, struct store_hard_state *hs, struct serr *e);
@@ -168,13 +168,17 @@ struct snap_file {
 int snap_load(const char *snapdir, struct snap_file *sf, struct serr *e);
 int snap_save(const char *snapdir, int dirfd, const struct store_snap_meta *meta,
               const void *data, size_t len, struct snap_file *sf, struct serr *e);
+/* The file a background writer left (SNAP_BG_NAME) becomes snap/snapshot. */
+#define SNAP_BG_NAME "snapshot.bg"
+int snap_adopt(const char *snapdir, int dirfd, const struct store_snap_meta *meta,
+               struct snap_file *sf, struct serr *e);
 void snap_close(struct snap_file *sf);
 
 /* ---- lock (lock.c) ---- */
 int dir_lock(const char *dir, int *dirfd, struct serr *e);
 
 /* ---- the store (store.c, writer.c) ---- */
-enum op_kind { OP_APPEND, OP_SNAP, OP_COMPACT };
+enum op_kind { OP_APPEND, OP_SNAP, OP_ADOPT, OP_COMPACT };
 
 struct op {
     struct op *next;
@@ -185,7 +189,7 @@ struct op {
     /* OP_APPEND: n frames back to back in buf */
     uint64_t first;
     size_t n;
-    /* OP_SNAP */
+    /* OP_SNAP, OP_ADOPT (the data is in SNAP_BG_NAME) */
     struct store_snap_meta meta;
     bool reset; /* log does not contain meta.index/term: discard it */
     /* OP_COMPACT */
@@ -217,7 +221,7 @@ struct store {
     bool batch_waiting; /* writer is in batch_wait() */
 
     /* (mu) durable files */
-    struct log log;
+    struct seglog seglog;
     struct snap_file snap;
     struct store_hard_state durable_hs;
 

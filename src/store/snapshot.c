@@ -1,7 +1,10 @@
 /* snapshot.c - the newest snapshot in snap/snapshot: header with the last
  * included index/term, the opaque membership blob and a CRC of everything.
  * Written as snapshot.tmp and renamed, so an older complete snapshot or the
- * new complete one is there after a crash, never a half one.
+ * new complete one is there after a crash, never a half one.  A snapshot
+ * written in the background (a forked child, store_snapshot_stream_*) goes
+ * to snapshot.bg and is renamed by the writer thread, in order with the log
+ * (store_snapshot_adopt).
  *   header (48 bytes): magic[8] "RAFTKVSN", u32 version, u32 conf_len,
  *     u64 index, u64 term, u64 data_len, u32 crc32c(data),
  *     u32 crc32c(bytes 0..44 + conf); then conf, then data */
@@ -107,30 +110,28 @@ fail:
     return rc;
 }
 
-int snap_save(const char *snapdir, int dirfd, const struct store_snap_meta *meta,
-              const void *data, size_t len, struct snap_file *sf, struct serr *e)
+static void snap_header(uint8_t h[SNAP_HDR], const struct store_snap_meta *meta,
+                        uint64_t data_len, uint32_t data_crc)
 {
-    uint8_t h[SNAP_HDR] = {0};
+    memset(h, 0, SNAP_HDR);
     memcpy(h, SNAP_MAGIC, 8);
     put_le32(h + 8, STORE_FORMAT_VERSION);
     put_le32(h + 12, meta->conf_len);
     put_le64(h + 16, meta->index);
     put_le64(h + 24, meta->term);
-    put_le64(h + 32, len);
-    put_le32(h + 40, crc32c(0, data, len));
+    put_le64(h + 32, data_len);
+    put_le32(h + 40, data_crc);
     put_le32(h + 44, crc32c(crc32c(0, h, 44), meta->conf, meta->conf_len));
-    struct iovec v[3] = {
-        {.iov_base = h, .iov_len = SNAP_HDR},
-        {.iov_base = (void *)meta->conf, .iov_len = meta->conf_len},
-        {.iov_base = (void *)data, .iov_len = len},
-    };
-    int rc = file_replace_atomic(snapdir, dirfd, "snapshot", v, 3, e);
-    if (rc < 0)
-        return rc;
+}
+
+/* sf describes snap/snapshot, which now holds meta and data_len bytes. */
+static int snap_open_current(const char *snapdir, const struct store_snap_meta *meta,
+                             uint64_t data_len, struct snap_file *sf, struct serr *e)
+{
     char *path = path_join(snapdir, "snapshot");
     if (!path)
         return serr_set(e, -ENOMEM, "out of memory");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int rc = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         rc = serr_set(e, -errno, "open %s: %s", path, strerror(errno));
     free(path);
@@ -140,9 +141,144 @@ int snap_save(const char *snapdir, int dirfd, const struct store_snap_meta *meta
     sf->present = true;
     sf->meta = *meta;
     sf->data_off = SNAP_HDR + meta->conf_len;
-    sf->data_len = len;
+    sf->data_len = data_len;
     sf->fd = fd;
     return 0;
+}
+
+int snap_save(const char *snapdir, int dirfd, const struct store_snap_meta *meta,
+              const void *data, size_t len, struct snap_file *sf, struct serr *e)
+{
+    uint8_t h[SNAP_HDR];
+    snap_header(h, meta, len, crc32c(0, data, len));
+    struct iovec v[3] = {
+        {.iov_base = h, .iov_len = SNAP_HDR},
+        {.iov_base = (void *)meta->conf, .iov_len = meta->conf_len},
+        {.iov_base = (void *)data, .iov_len = len},
+    };
+    int rc = file_replace_atomic(snapdir, dirfd, "snapshot", v, 3, e);
+    if (rc < 0)
+        return rc;
+    return snap_open_current(snapdir, meta, len, sf, e);
+}
+
+int snap_adopt(const char *snapdir, int dirfd, const struct store_snap_meta *meta,
+               struct snap_file *sf, struct serr *e)
+{
+    char *from = path_join(snapdir, SNAP_BG_NAME), *to = path_join(snapdir, "snapshot");
+    int rc = 0;
+    struct stat sb;
+    if (!from || !to) {
+        rc = serr_set(e, -ENOMEM, "out of memory");
+    } else if (stat(from, &sb) < 0) {
+        rc = serr_set(e, -errno, "stat %s: %s", from, strerror(errno));
+    } else if ((uint64_t)sb.st_size < SNAP_HDR + meta->conf_len) {
+        rc = serr_set(e, -EINVAL, "%s: %llu bytes, shorter than its header", from,
+                      (unsigned long long)sb.st_size);
+    } else if ((rc = sys_rename(from, to)) < 0) {
+        serr_set(e, rc, "rename %s -> %s: %s", from, to, strerror(-rc));
+    } else if ((rc = sys_fsync(dirfd)) < 0) {
+        serr_set(e, rc, "fsync directory %s: %s", snapdir, strerror(-rc));
+    }
+    free(from);
+    free(to);
+    if (rc < 0)
+        return rc;
+    return snap_open_current(snapdir, meta, (uint64_t)sb.st_size - SNAP_HDR - meta->conf_len,
+                             sf, e);
+}
+
+/* ---- a snapshot file written outside the writer thread ---------------- */
+
+#define STREAM_BUF (1u << 20)
+
+struct store_snap_stream {
+    int fd;
+    char *path;
+    struct store_snap_meta meta;
+    uint8_t *buf;
+    size_t n;
+    uint64_t off, data_len;
+    uint32_t crc;
+};
+
+int store_snapshot_stream_open(const struct store *st, const struct store_snap_meta *meta,
+                               struct store_snap_stream **out)
+{
+    if (meta->conf_len > STORE_CONF_MAX || meta->index == 0)
+        return -EINVAL;
+    struct store_snap_stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->fd = -1;
+    s->meta = *meta;
+    s->path = path_join(st->snapdir, SNAP_BG_NAME);
+    s->buf = malloc(STREAM_BUF);
+    if (!s->path || !s->buf) {
+        store_snapshot_stream_close(s, false);
+        return -ENOMEM;
+    }
+    s->fd = sys_open(s->path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (s->fd < 0) {
+        int rc = s->fd;
+        store_snapshot_stream_close(s, false);
+        return rc;
+    }
+    /* The header is written last, once length and CRC are known. */
+    memcpy(s->buf + SNAP_HDR, meta->conf, meta->conf_len);
+    s->n = SNAP_HDR + meta->conf_len;
+    *out = s;
+    return 0;
+}
+
+static int stream_flush(struct store_snap_stream *s)
+{
+    struct iovec v = {.iov_base = s->buf, .iov_len = s->n};
+    ssize_t w = sys_pwritev_all(s->fd, &v, 1, (off_t)s->off);
+    if (w < 0)
+        return (int)w;
+    s->off += s->n;
+    s->n = 0;
+    return 0;
+}
+
+int store_snapshot_stream_write(struct store_snap_stream *s, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    s->crc = crc32c(s->crc, p, len);
+    s->data_len += len;
+    while (len) {
+        size_t l = STREAM_BUF - s->n < len ? STREAM_BUF - s->n : len;
+        memcpy(s->buf + s->n, p, l);
+        s->n += l;
+        p += l;
+        len -= l;
+        int rc;
+        if (s->n == STREAM_BUF && (rc = stream_flush(s)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int store_snapshot_stream_close(struct store_snap_stream *s, bool keep)
+{
+    int rc = 0;
+    if (keep) {
+        uint8_t h[SNAP_HDR];
+        snap_header(h, &s->meta, s->data_len, s->crc);
+        struct iovec v = {.iov_base = h, .iov_len = SNAP_HDR};
+        if ((rc = stream_flush(s)) == 0 && (rc = (int)sys_pwritev_all(s->fd, &v, 1, 0)) >= 0)
+            rc = sys_fsync(s->fd);
+        rc = rc < 0 ? rc : 0;
+    }
+    if (s->fd >= 0)
+        sys_close(s->fd);
+    if ((!keep || rc < 0) && s->path)
+        unlink(s->path);
+    free(s->path);
+    free(s->buf);
+    free(s);
+    return rc;
 }
 
 void snap_close(struct snap_file *sf)

@@ -65,7 +65,7 @@ static void store_free(struct store *st)
 {
     if (!st)
         return;
-    log_close(&st->log);
+    seglog_close(&st->seglog);
     snap_close(&st->snap);
     op_free_list(st->qhead);
     if (st->efd >= 0)
@@ -96,8 +96,8 @@ static void remove_stale_tmp(const char *dir, const char *name)
  * a snapshot that replaced the log and deleting the old log; drop it. */
 static int reconcile(struct store *st, struct store_open_info *info, struct serr *e)
 {
-    struct log *lg = &st->log;
-    uint64_t lf = log_first(lg), ll = log_last(lg);
+    struct seglog *lg = &st->seglog;
+    uint64_t lf = seglog_first(lg), ll = seglog_last(lg);
     if (!st->snap.present) {
         if (lg->nsegs && lf != 1)
             return serr_set(e, -EINVAL, "%s: log starts at index %llu but there is no "
@@ -132,7 +132,7 @@ static int reconcile(struct store *st, struct store_open_info *info, struct serr
     if (info)
         info->dropped_records = dropped;
     st->nruns = 0;
-    return log_reset(lg, si + 1, stt, e);
+    return seglog_reset(lg, si + 1, stt, e);
 }
 
 int store_open(const char *dir, const struct store_options *opts, struct store **out,
@@ -145,7 +145,7 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     if (!st)
         return -ENOMEM;
     st->dirfd = st->snapdirfd = st->efd = -1;
-    st->log.dirfd = -1;
+    st->seglog.dirfd = -1;
     st->snap.fd = -1;
     pthread_mutex_init(&st->mu, NULL);
     pthread_condattr_t ca;
@@ -179,13 +179,14 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
         goto fail;
     st->snapdirfd = rc;
     remove_stale_tmp(st->snapdir, "snapshot.tmp");
+    remove_stale_tmp(st->snapdir, SNAP_BG_NAME);
     if ((rc = snap_load(st->snapdir, &st->snap, &e)) < 0)
         goto fail;
-    if ((rc = log_recover(&st->log, dir, &st->mu, &st->opts, info, &e, &st->runs,
-                          &st->nruns)) < 0)
+    if ((rc = seglog_recover(&st->seglog, dir, &st->mu, &st->opts, info, &e, &st->runs,
+                             &st->nruns)) < 0)
         goto fail;
     st->capruns = st->nruns;
-    st->log.seg_size = st->opts.segment_size;
+    st->seglog.seg_size = st->opts.segment_size;
     if ((rc = reconcile(st, info, &e)) < 0)
         goto fail;
     /* Make the new directories themselves durable. */
@@ -198,10 +199,10 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     st->has_snap = st->snap.present;
     if (st->has_snap)
         st->snap_meta = st->snap.meta;
-    st->first = log_first(&st->log);
-    st->last = log_last(&st->log);
+    st->first = seglog_first(&st->seglog);
+    st->last = seglog_last(&st->seglog);
     st->durable_index = st->last;
-    st->durable_term = log_last_term(&st->log);
+    st->durable_term = seglog_last_term(&st->seglog);
     st->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (st->efd < 0) {
         rc = serr_set(&e, -errno, "eventfd: %s", strerror(errno));
@@ -249,7 +250,7 @@ void store_hard_state(const struct store *st, struct store_hard_state *hs)
 uint64_t store_first_index(struct store *st)
 {
     pthread_mutex_lock(&st->mu);
-    uint64_t f = log_first(&st->log);
+    uint64_t f = seglog_first(&st->seglog);
     pthread_mutex_unlock(&st->mu);
     return f > st->first ? f : st->first;
 }
@@ -392,6 +393,25 @@ int store_append(struct store *st, const struct store_hard_state *hs,
     return 0;
 }
 
+/* Queue op (OP_SNAP or OP_ADOPT) for meta: the log is kept if it holds
+ * meta's index and term, otherwise dropped. */
+static void queue_snapshot(struct store *st, struct op *op, const struct store_snap_meta *meta,
+                           uint64_t *seq)
+{
+    op->meta = *meta;
+    uint64_t t;
+    op->reset = !(meta->index >= st->first && store_term(st, meta->index, &t) == 0 &&
+                  t == meta->term);
+    st->has_snap = true;
+    st->snap_meta = *meta;
+    if (op->reset) {
+        st->first = meta->index + 1;
+        st->last = meta->index;
+        st->nruns = 0;
+    }
+    enqueue(st, op, seq);
+}
+
 int store_snapshot_save(struct store *st, const struct store_snap_meta *meta,
                         const void *data, size_t len, uint64_t *seq)
 {
@@ -406,18 +426,28 @@ int store_snapshot_save(struct store *st, const struct store_snap_meta *meta,
         return -ENOMEM;
     if (len)
         memcpy(op->buf, data, len);
-    op->meta = *meta;
-    uint64_t t;
-    op->reset = !(meta->index >= st->first && store_term(st, meta->index, &t) == 0 &&
-                  t == meta->term);
-    st->has_snap = true;
-    st->snap_meta = *meta;
-    if (op->reset) {
-        st->first = meta->index + 1;
-        st->last = meta->index;
-        st->nruns = 0;
+    queue_snapshot(st, op, meta, seq);
+    return 0;
+}
+
+int store_snapshot_adopt(struct store *st, const struct store_snap_meta *meta, uint64_t *seq)
+{
+    int rc = check_failed(st);
+    if (rc < 0)
+        return rc;
+    if (meta->conf_len > STORE_CONF_MAX || meta->index == 0)
+        return -EINVAL;
+    if (st->has_snap && meta->index <= st->snap_meta.index) {
+        char *p = path_join(st->snapdir, SNAP_BG_NAME);
+        if (p)
+            unlink(p);
+        free(p);
+        return -ESTALE;
     }
-    enqueue(st, op, seq);
+    struct op *op = op_new(OP_ADOPT, 0);
+    if (!op)
+        return -ENOMEM;
+    queue_snapshot(st, op, meta, seq);
     return 0;
 }
 
@@ -484,7 +514,7 @@ int store_read(struct store *st, uint64_t lo, uint64_t hi, struct store_record *
     uint64_t lim = st->durable_index;
     if (st->q_min_first - 1 < lim)
         lim = st->q_min_first - 1;
-    int rc = hi > lim ? -ERANGE : log_read_locked(&st->log, lo, hi, out, n);
+    int rc = hi > lim ? -ERANGE : seglog_read_locked(&st->seglog, lo, hi, out, n);
     pthread_mutex_unlock(&st->mu);
     return rc;
 }

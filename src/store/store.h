@@ -114,6 +114,22 @@ int store_append(struct store *st, const struct store_hard_state *hs,
 int store_snapshot_save(struct store *st, const struct store_snap_meta *meta,
                         const void *data, size_t len, uint64_t *seq);
 
+/* A snapshot written without blocking the caller's loop: a forked child
+ * (or another thread) streams it into snap/snapshot.bg with the
+ * stream_* calls (open, write any number of times, close with keep=true to
+ * fill in the header and fsync; keep=false removes it).  Only the store's
+ * snapdir is read, so a forked copy of st may be used.  Then, on the owner's
+ * thread, store_snapshot_adopt() queues making it the current snapshot, in
+ * order with the other writes, with store_snapshot_save()'s log rules;
+ * -ESTALE (and the file removed) if the store already has a snapshot at or
+ * past meta->index, e.g. one installed from the leader meanwhile. */
+struct store_snap_stream;
+int store_snapshot_stream_open(const struct store *st, const struct store_snap_meta *meta,
+                               struct store_snap_stream **out);
+int store_snapshot_stream_write(struct store_snap_stream *s, const void *data, size_t len);
+int store_snapshot_stream_close(struct store_snap_stream *s, bool keep);
+int store_snapshot_adopt(struct store *st, const struct store_snap_meta *meta, uint64_t *seq);
+
 /* Delete whole segments whose records are all <= upto; upto must be covered
  * by the snapshot.  Records up to upto may remain (segment granularity). */
 int store_compact(struct store *st, uint64_t upto, uint64_t *seq);

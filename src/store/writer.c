@@ -13,14 +13,14 @@
 
 static int do_append(struct store *st, const struct op *op, struct serr *e)
 {
-    struct log *lg = &st->log;
+    struct seglog *lg = &st->seglog;
     int rc;
-    if (op->first <= log_last(lg) && (rc = log_truncate(lg, op->first, e)) < 0)
+    if (op->first <= seglog_last(lg) && (rc = seglog_truncate(lg, op->first, e)) < 0)
         return rc;
     const uint8_t *p = op->buf;
     for (size_t i = 0; i < op->n; i++) {
         size_t len = REC_HDR + get_le32(p + 4);
-        if ((rc = log_put(lg, p, len, op->first + i, get_le64(p + 16), e)) < 0)
+        if ((rc = seglog_put(lg, p, len, op->first + i, get_le64(p + 16), e)) < 0)
             return rc;
         p += len;
     }
@@ -29,11 +29,15 @@ static int do_append(struct store *st, const struct op *op, struct serr *e)
 
 static int do_snapshot(struct store *st, const struct op *op, struct serr *e)
 {
-    int rc = log_flush(&st->log, e);
+    int rc = seglog_flush(&st->seglog, e);
     if (rc < 0)
         return rc;
     struct snap_file nsf;
-    if ((rc = snap_save(st->snapdir, st->snapdirfd, &op->meta, op->buf, op->len, &nsf, e)) < 0)
+    if (op->kind == OP_ADOPT)
+        rc = snap_adopt(st->snapdir, st->snapdirfd, &op->meta, &nsf, e);
+    else
+        rc = snap_save(st->snapdir, st->snapdirfd, &op->meta, op->buf, op->len, &nsf, e);
+    if (rc < 0)
         return rc;
     pthread_mutex_lock(&st->mu);
     snap_close(&st->snap);
@@ -42,7 +46,7 @@ static int do_snapshot(struct store *st, const struct op *op, struct serr *e)
     /* Snapshot first, then drop the log: a crash in between leaves a log
      * that does not continue the snapshot, which store_open() discards. */
     if (op->reset)
-        return log_reset(&st->log, op->meta.index + 1, op->meta.term, e);
+        return seglog_reset(&st->seglog, op->meta.index + 1, op->meta.term, e);
     return 0;
 }
 
@@ -63,22 +67,23 @@ static int process(struct store *st, struct op *ops, uint64_t *nrec, struct serr
             *nrec += op->n;
             break;
         case OP_SNAP:
+        case OP_ADOPT:
             rc = do_snapshot(st, op, e);
             break;
         case OP_COMPACT:
-            if ((rc = log_flush(&st->log, e)) == 0)
-                rc = log_compact(&st->log, op->upto, e);
+            if ((rc = seglog_flush(&st->seglog, e)) == 0)
+                rc = seglog_compact(&st->seglog, op->upto, e);
             break;
         }
     }
     if (rc == 0)
-        rc = log_flush(&st->log, e);
+        rc = seglog_flush(&st->seglog, e);
     /* Only the newest hard state matters; any order against the log is fine
      * because nothing of this batch is reported before both are synced. */
     if (rc == 0 && hs_dirty)
         rc = meta_save(st->dir, st->dirfd, &hs, e);
     if (rc == 0)
-        rc = log_sync(&st->log, e);
+        rc = seglog_sync(&st->seglog, e);
     if (rc == 0 && hs_dirty) {
         pthread_mutex_lock(&st->mu);
         st->durable_hs = hs;
@@ -170,8 +175,8 @@ static void *writer_main(void *arg)
                        e.msg);
         } else {
             st->done_seq = last->seq;
-            st->durable_index = log_last(&st->log);
-            st->durable_term = log_last_term(&st->log);
+            st->durable_index = seglog_last(&st->seglog);
+            st->durable_term = seglog_last_term(&st->seglog);
         }
         st->last_batch_records = nrec;
         recompute_min_first(st);

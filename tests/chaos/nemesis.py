@@ -9,7 +9,7 @@ final reads inside the checked history, CAS counters equal to the
 acknowledged increments).
 
     /usr/bin/python3 tests/chaos/nemesis.py [--seed S] [--duration SECONDS]
-        [--nodes 3|5] [--clients N] [--keep]
+        [--nodes 3|5] [--clients N] [--membership] [--keep]
 
 Layout.  The run creates namespaces <prefix>-hub and <prefix>-n1..nN
 (prefix "rkc<pid>", so two runs never collide).  The hub holds a bridge
@@ -38,6 +38,13 @@ via STATUS at the moment the fault starts):
                still arrive", not a clean one-way channel.
   restart_all  every node killed (-9, or SIGTERM in 1 of 2) and started
                again, sometimes after longer than the proxy's queue wait
+  member       (only with --membership) a follower is removed from the
+               cluster (`member remove` on the leader's admin socket), killed,
+               its data directory wiped, started again with --join and
+               added back (`member add`: a learner, promoted by whichever
+               node leads once it caught up, or after 15 s by `member
+               promote`); the fault ends when it is a voter again, and a
+               run fails if that takes longer than 30 s
 Clock skew: raftkv-node has no clock hook, so there is none.
 
 Outcomes recorded per op (see checker.py): ok, fail (a reply that
@@ -88,7 +95,7 @@ sys.path.insert(0, HERE)
 import harness  # noqa: E402
 import pxharness  # noqa: E402
 from checker import FAIL, OK, UNKNOWN, Op, check  # noqa: E402
-from harness import T, req_cas, req_del, req_get, req_set, req_status, wait_until  # noqa: E402
+from harness import T, pb, req_cas, req_del, req_get, req_set, req_status, wait_until  # noqa: E402
 
 WRAPPER = os.path.join(HERE, "in-netns")
 PEER_PORT, CLIENT_PORT, PROXY_PORT = 7001, 7002, 7000
@@ -213,9 +220,8 @@ class NsCluster(harness.Cluster):
         def up():
             if not nd.running():
                 raise AssertionError("node %d exited with %s during start-up" % (i, nd.proc.returncode))
-            self.client(i, 1).close()
-            return True
-        wait_until(up, timeout or T(20), "node %d to accept admin clients" % i)
+            return harness.answers_status(self.client(i, 1))
+        wait_until(up, timeout or T(20), "node %d to answer STATUS on its admin socket" % i)
 
 
 # ---------------------------------------------------------------------------
@@ -373,19 +379,22 @@ KINDS = ["kill", "kill_leader", "pause", "pause_leader", "partition", "isolate_l
          "asym", "restart_all"]
 COUNTED = {"kill": "kill", "kill_leader": "kill", "pause": "pause", "pause_leader": "pause",
            "partition": "partition", "isolate_leader": "partition", "bridge": "partition",
-           "asym": "asym", "restart_all": "restart_all"}
+           "asym": "asym", "restart_all": "restart_all", "member": "member"}
+FAULT_COUNTS = ("kill", "pause", "partition", "asym", "restart_all", "member")
 
 
-def schedule(seed, n, duration):
+def schedule(seed, n, duration, membership=False):
     """[(start second, kind, params)] -- a pure function of (seed, n,
-    duration): every kind once in a seeded order, then random extras
-    (restart_all at most twice)."""
+    duration, membership): every kind once in a seeded order, then random
+    extras (restart_all at most twice).  Without membership the schedule of
+    a seed is what it was before the member kind existed."""
     rng = random.Random("%s/schedule" % seed)
-    deck = list(KINDS)
+    kinds = KINDS + ["member"] if membership else KINDS
+    deck = list(kinds)
     rng.shuffle(deck)
     out, t, restarts = [], 1.0 + rng.random(), 0
     while True:
-        kind = deck.pop(0) if deck else rng.choice(KINDS)
+        kind = deck.pop(0) if deck else rng.choice(kinds)
         if kind == "restart_all":
             if restarts >= 2:
                 continue
@@ -399,6 +408,8 @@ def schedule(seed, n, duration):
         elif kind == "restart_all":
             p["down"] = rng.choice([rng.uniform(0.1, 1.5), rng.uniform(3.5, 5.0)])
             p["term"] = rng.random() < 0.5
+        elif kind == "member":
+            p["down"] = rng.uniform(3.0, 6.0)  # at least; it ends once the node votes again
         else:
             p["down"] = rng.uniform(1.5, 5.0)
         if kind == "partition":
@@ -424,7 +435,7 @@ def schedule(seed, n, duration):
 class Nemesis:
     def __init__(self, c, net, rec):
         self.c, self.net, self.rec = c, net, rec
-        self.counts = {k: 0 for k in ("kill", "pause", "partition", "asym", "restart_all")}
+        self.counts = {k: 0 for k in FAULT_COUNTS}
         self.log = []
         self.term_windows = []  # (from, to): nodes being stopped with SIGTERM
 
@@ -469,6 +480,9 @@ class Nemesis:
             self.c.pause(i)
             self.hold(until)
             self.c.resume(i)
+        elif kind == "member":
+            self.rejoin_wiped(p)
+            self.hold(until)
         elif kind == "restart_all":
             sig = signal.SIGTERM if p["term"] else signal.SIGKILL
             self.note(kind, sig=sig.name)
@@ -508,6 +522,73 @@ class Nemesis:
             self.hold(until)
             self.net.heal()
         self.note("healed " + kind)
+
+    # -- membership -----------------------------------------------------
+
+    def members(self, i=None):
+        """{id: voter?} as node i (default: the leader) reports it, or None."""
+        i = i or self.leader()
+        st = self.c.status(i) if i else None
+        return {m.id: m.voter for m in st.members} if st is not None else None
+
+    def member_change(self, op, i, done, seconds, grace=0.0):
+        """Send one membership change to the leader's admin socket until
+        done(members) holds: a lost answer, a leader change, or another
+        change still in flight (FAILED_PRECONDITION) only mean "again".
+        Nothing is sent during the first `grace` seconds (the leader may do
+        it itself)."""
+        start = time.monotonic()
+        deadline = start + T(seconds)
+        answers = []
+        while True:
+            ms = self.members()
+            if ms is not None and done(ms):
+                return answers
+            if time.monotonic() > deadline:
+                raise AssertionError("member %s %d not done within %.0fs (members %s, answers %s)" %
+                                     (pb.MemberOp.Name(op), i, T(seconds), ms, answers[-3:]))
+            lead = self.leader()
+            if lead and ms is not None and time.monotonic() - start >= grace:
+                r = pb.Request()
+                r.member_change.op = op
+                r.member_change.id = i
+                try:
+                    with harness.Client.unix(self.c.nodes[lead].admin, T(5)) as cl:
+                        a = cl.call(r)
+                    answers.append(harness.status_name(a.status))
+                except (OSError, EOFError, harness.ProtocolError) as e:
+                    answers.append(type(e).__name__)
+            time.sleep(0.1)
+
+    def rejoin_wiped(self, p):
+        """A follower removed, wiped and added back: the operator's "replace
+        a dead disk" by hand, with clients still talking to it."""
+        lead = self.leader()
+        i = p["node"] if p["node"] != lead else p["node"] % self.c.n + 1
+        nd = self.c.nodes[i]
+        self.note("member", node=i, step="remove")
+        self.member_change(pb.MEMBER_REMOVE, i, lambda ms: i not in ms, 20)
+        # A leader lists a change once it is in its log; wipe the node only
+        # once every other member has it, i.e. once it is committed.
+        others = [j for j in self.c.running_ids() if j != i]
+        wait_until(lambda: all(i not in (self.members(j) or {i: 0}) for j in others), T(20),
+                   "every member to have node %d's removal" % i, interval=0.05)
+        self.c.kill(i, signal.SIGKILL)
+        shutil.rmtree(nd.data_dir, ignore_errors=True)
+        # From now on it must never found a cluster of its own.
+        nd.extra_args = ["--join"]
+        self.c.start_node(i)
+        self.note("member", node=i, step="add")
+        self.member_change(pb.MEMBER_ADD, i, lambda ms: i in ms, 20)
+        # Whichever node leads promotes it once it has caught up, after a
+        # leader change too: the wish is in the replicated state
+        # (api_member.c).  Faults can keep it from catching up for a while
+        # (no quorum, a cut link), so after a grace period the nemesis sends
+        # `member promote` itself, which is recorded as such.
+        t0 = time.monotonic()
+        sent = self.member_change(pb.MEMBER_PROMOTE, i, lambda ms: ms.get(i), 30, grace=T(15))
+        self.note("member", node=i, step="voter", after_s=round(time.monotonic() - t0, 3),
+                  by="member promote" if sent else "the leader")
 
     def stop_nodes(self, ids, sig):
         t0 = self.rec.now()
@@ -580,7 +661,7 @@ def run(args):
     seed = args.seed
     rng = random.Random("%s/setup" % seed)
     n = args.nodes or rng.choice([3, 5])
-    sched = schedule(seed, n, args.duration)
+    sched = schedule(seed, n, args.duration, args.membership)
     net = Net(n)
     os.environ.update(CHAOS_NS=net.prefix, CHAOS_NODE_BIN=os.path.abspath(harness.NODE_BIN),
                       CHAOS_PROXY_BIN=os.path.abspath(pxharness.PROXY_BIN))
@@ -670,7 +751,7 @@ def run(args):
         alive = [pid for pid in harness._PROCS if harness._PROCS[pid].poll() is None]
         if left or alive:
             reason = reason or "left behind: namespaces %s, processes %s" % (left, alive)
-        counts = nem.counts if nem else {k: 0 for k in ("kill", "pause", "partition", "asym", "restart_all")}
+        counts = nem.counts if nem else {k: 0 for k in FAULT_COUNTS}
         n_ok = sum(1 for o in ops if o.outcome == OK)
         n_fail = sum(1 for o in ops if o.outcome == FAIL)
         n_unk = len(ops) - n_ok - n_fail
@@ -694,6 +775,8 @@ def main():
     ap.add_argument("--nodes", type=int, choices=(3, 5), default=None, help="default: from the seed")
     ap.add_argument("--clients", type=int, default=12)
     ap.add_argument("--budget", type=int, default=5_000_000, help="checker search steps per key")
+    ap.add_argument("--membership", action="store_true",
+                    help="add membership changes (remove, wipe, rejoin a follower) to the faults")
     ap.add_argument("--keep", action="store_true", help="keep the history of a passing run too")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()

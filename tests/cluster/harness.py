@@ -388,6 +388,20 @@ def req_transfer(target, **kw):
     return r
 
 
+def answers_status(client):
+    """True if client's server answers a STATUS request (the client is
+    closed).  A completed connect is not enough to call a process up: the
+    kernel completes it into the backlog of any listening socket, one
+    inherited from systemd even before the process runs, and raftkv-node
+    and raftkv-proxy listen before their SIGTERM handlers are in place.  An
+    answer comes from the running event loop."""
+    try:
+        with client:
+            return client.call(req_status()).status == OK
+    except (OSError, EOFError, ProtocolError):
+        return False
+
+
 def new_client_id():
     return random.SystemRandom().getrandbits(62) | 1
 
@@ -441,8 +455,9 @@ class Cluster:
         "reconnect_max_ms": 200,
     }
 
-    def __init__(self, n, name=None, log_level="info", **cluster_opts):
+    def __init__(self, n, name=None, log_level="info", cluster_id=None, **cluster_opts):
         self.n = n
+        self.cluster_id = cluster_id  # [cluster] id; None: derived by the nodes
         self.dir = tempfile.mkdtemp(prefix="c%d-" % n, dir=_TOP_TMP)
         self.name = name or "test%d" % random.randrange(1 << 30)
         self.opts = dict(self.DEFAULTS)
@@ -460,6 +475,8 @@ class Cluster:
 
     def write_config(self):
         lines = ["[cluster]", "name = %s" % self.name]
+        if self.cluster_id:
+            lines.append("id = %s" % self.cluster_id)
         for k, v in self.opts.items():
             lines.append("%s = %s" % (k, v))
         for i, nd in self.nodes.items():
@@ -512,9 +529,8 @@ class Cluster:
         def up():
             if not nd.running():
                 raise AssertionError("node %d exited with %s during start-up" % (i, nd.proc.returncode))
-            with socket.create_connection(("127.0.0.1", nd.client_port), timeout=1):
-                return True
-        wait_until(up, timeout or T(20), "node %d to accept clients" % i)
+            return answers_status(Client(nd.client_port, timeout=1))
+        wait_until(up, timeout or T(20), "node %d to answer STATUS" % i)
 
     def _reap(self, i, how):
         nd = self.nodes[i]

@@ -106,32 +106,8 @@ def check_all_acked(c, i, acked, what):
                what, i, k, harness.status_name(r.status), r.get.value)
 
 
-class DrainedNotifySocket(NotifySocket):
-    """A NOTIFY_SOCKET read all the time, as systemd does: sd_notify() blocks
-    the sender once the socket's queue (net.unix.max_dgram_qlen, often 10
-    datagrams) is full, and this test waits on other things for seconds."""
-
-    def __init__(self):
-        super().__init__()
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._pump, daemon=True)
-        self.thread.start()
-
-    def _pump(self):
-        while not self.stopped.wait(0.01):
-            try:
-                self.drain()
-            except OSError:
-                return
-
-    def close(self):
-        self.stopped.set()
-        self.thread.join(5)
-        super().close()
-
-
 def fault_scenario(role, op, err, via_proxy=False):
-    ns = DrainedNotifySocket()
+    ns = NotifySocket()
     px = None
     try:
         with Cluster(3) as c:

@@ -1,10 +1,15 @@
 #!/usr/bin/python3
 """Writes and reads through the client protocol on a 3-node cluster: SET,
-GET, DEL, CAS, LIST paging, binary data, argument checks, pipelining, and
-stale versus linearizable reads on followers."""
-from harness import (CAS_FAILED, INVALID_ARGUMENT, NOT_FOUND, OK, TIMEOUT, TOO_LARGE, UNAVAILABLE,
-                     Cluster, Session, T, expect, expect_status, main, report, req_cas, req_del,
-                     req_get, req_list, req_set)
+GET, DEL, CAS, LIST paging, binary data, argument checks, pipelining,
+stale versus linearizable reads on followers, and the data quota."""
+import os
+import subprocess
+
+from harness import (CAS_FAILED, INVALID_ARGUMENT, NOT_FOUND, OK, ROOT, TIMEOUT, TOO_LARGE,
+                     UNAVAILABLE, Cluster, Session, T, expect, expect_status, main, pb, report,
+                     req_cas, req_del, req_get, req_list, req_set, wait_until)
+
+CTL = os.environ.get("RAFTKV_CTL") or os.path.join(ROOT, "build", "src", "ctl", "raftkvctl")
 
 
 def test_set_get_del_cas():
@@ -254,6 +259,46 @@ def test_follower_reads():
                "a lone follower serves stale reads only" % stale_behind)
 
 
+def test_quota():
+    """cluster.max_data_bytes goes through the log: every node holds it;
+    writes that would grow the dataset past it get NO_SPACE (raftkvctl exit
+    7) and change nothing; deletes, shrinking and same-size writes work."""
+    quota = 20000
+    with Cluster(3, max_data_bytes=quota) as c:
+        lead = c.start_and_lead()
+        wait_until(lambda: all((st := c.status(i)) and st.quota_bytes == quota for i in c.nodes),
+                   T(10), "every node to hold the quota %d from the log" % quota)
+        s = Session(c)
+        val = b"v" * 996  # with a 4-byte key: 1000 bytes a pair
+        written = 0
+        for k in range(25):
+            r = s.set(b"q%03d" % k, val)
+            if r.status != OK:
+                break
+            written += 1
+        expect(written == 20, "%d pairs of 1000 bytes fit a %d-byte quota, want 20", written, quota)
+        expect_status(r, pb.NO_SPACE, "write past the quota")
+        expect("max_data_bytes" in r.message, "NO_SPACE message: %r", r.message)
+        expect(c.call(lead, req_get(b"q%03d" % written)).status == NOT_FOUND,
+               "a refused write changed nothing")
+        expect_status(s.set(b"q000", b"w" * 996), OK, "same-size overwrite at the quota")
+        expect_status(s.write(req_cas(b"q001", b"w" * 997, expected=b"v" * 996)), pb.NO_SPACE,
+                      "CAS growing past the quota")
+        p = subprocess.run([CTL, "-c", c.config, "set", "q100", "x"], capture_output=True,
+                           text=True, timeout=T(30))
+        expect(p.returncode == 7 and "no space" in p.stderr, "raftkvctl set past the quota: "
+               "exit %d %r", p.returncode, p.stderr)
+        expect_status(s.set(b"q002", b"x"), OK, "shrinking overwrite")
+        expect_status(s.write(req_del(b"q003")), OK, "delete")
+        expect_status(s.set(b"q100", b"x" * 1500), OK, "a write that fits again")
+        c.wait_caught_up()
+        sizes = {i: c.status(i).data_bytes for i in c.nodes}
+        expect(len(set(sizes.values())) == 1 and max(sizes.values()) <= quota,
+               "data_bytes per node %s, quota %d", sizes, quota)
+        report("quota %d: 20 pairs of 1000 bytes fit, the 21st NO_SPACE; data_bytes %s" %
+               (quota, sizes))
+
+
 if __name__ == "__main__":
     main([test_set_get_del_cas, test_bad_arguments, test_list_paging, test_binary_data,
-          test_large_values_pipelined, test_follower_reads])
+          test_large_values_pipelined, test_follower_reads, test_quota])

@@ -2,11 +2,12 @@
 """Restarts: an old leader rejoins and catches up from the log; a follower
 that missed a compaction catches up from a snapshot; a whole cluster
 stopped (SIGTERM, and kill -9) and started keeps every acknowledged write."""
+import os
 import signal
 import time
 
-from harness import (OK, Cluster, Session, expect, expect_status, main, report, req_del, req_get,
-                     req_list)
+from harness import (OK, Cluster, Session, T, expect, expect_status, main, report, req_del, req_get,
+                     req_list, wait_until)
 
 
 def check_all_keys(c, node, expected, stale=True):
@@ -74,20 +75,20 @@ def catch_up_by_snapshot(victim):
             expect_status(s.write(req_del(b"s%04d" % k)), OK, "delete")
             del want[b"s%04d" % k]
         lead = c.wait_leader()
-        lst = c.status(lead)
         # (the log keeps snapshot_entries/10 entries below a snapshot)
-        expect(lst.snapshot_index > f_last + 50,
-               "leader's snapshot_index %d does not cover the restarted node's last index %d",
-               lst.snapshot_index, f_last)
+        # A snapshot is reported once the store's writer thread made it
+        # durable, which may be after the writes it covers were acknowledged.
+        lst = wait_until(lambda: (st := c.status(lead)) and st.snapshot_index > f_last + 50 and st,
+                         T(10), "leader %d's snapshot_index to cover the restarted node's last "
+                         "index %d" % (lead, f_last))
         size0 = c.log_size(lead)
         t0 = time.monotonic()
         c.start_node(f)
         c.wait_applied(f, lst.commit_index)
         took = time.monotonic() - t0
-        st = c.status(f)
-        expect(st.snapshot_index >= lst.snapshot_index,
-               "follower snapshot_index %d < leader's %d: it did not install the snapshot",
-               st.snapshot_index, lst.snapshot_index)
+        st = wait_until(lambda: (st := c.status(f)) and st.snapshot_index >= lst.snapshot_index and st,
+                        T(10), "node %d's snapshot_index to reach the leader's %d (the snapshot "
+                        "installed)" % (f, lst.snapshot_index))
         check_all_keys(c, f, want)
         expect(st.keys == len(want), "STATUS keys %d, want %d", st.keys, len(want))
         sent = "sent snapshot" in c.log_since(lead, size0)
@@ -150,7 +151,123 @@ def test_full_stop_kill9():
     full_stop_start("kill -9")
 
 
+def children(pid):
+    """Child processes of pid (zombies included: they stay until reaped)."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+def test_snapshot_in_background():
+    """Snapshots are written by a forked child (storage_store.c), adopted
+    and reported: STATUS carries their size and duration and the loop's
+    longest iteration; the child is reaped; a restart loads the snapshot."""
+    with Cluster(3, snapshot_entries=200) as c:
+        lead = c.start_and_lead()
+        s = Session(c)
+        want = s.set_all((b"b%04d" % k, b"%04d" % k * 500) for k in range(600))
+        st = wait_until(lambda: (st := c.status(lead)) and st.snapshot_index >= 400 and st,
+                        T(10), "leader %d to take two snapshots" % lead)
+        c.wait_log(lead, r"wrote snapshot at index \d+ in the background", T(10))
+        expect(st.HasField("snapshot_bytes") and st.snapshot_bytes >= 300 * 2000,
+               "snapshot_bytes %d for at least 300 keys of 2000 bytes", st.snapshot_bytes)
+        expect(st.HasField("snapshot_duration_ms"), "STATUS has no snapshot_duration_ms")
+        expect(st.HasField("loop_lag_max_us") and st.loop_lag_max_us > 0, "STATUS has no loop lag")
+        expect(st.data_bytes >= 600 * 2000, "data_bytes %d for 600 values of 2000 bytes",
+               st.data_bytes)
+        expect(st.memory_bytes > st.data_bytes, "memory_bytes %d below data_bytes %d",
+               st.memory_bytes, st.data_bytes)
+        # no more writes, so no new snapshot: every writer must be reaped
+        pid = c.nodes[lead].pid
+        wait_until(lambda: not children(pid), T(10), "node %d's snapshot writers reaped" % lead)
+        expect(c.stop(lead) == 0, "clean stop")
+        c.start_node(lead)
+        st2 = wait_until(lambda: (x := c.status(lead)) and x, T(10), "node %d back" % lead)
+        expect(st2.snapshot_index >= 400, "restarted from snapshot %d, want >= 400",
+               st2.snapshot_index)
+        c.wait_caught_up()
+        check_all_keys(c, lead, want)
+        report("snapshot %d: %d bytes in %d ms; longest loop iteration %.1f ms" %
+               (st.snapshot_index, st.snapshot_bytes, st.snapshot_duration_ms,
+                st.loop_lag_max_us / 1000))
+
+
+def proc_state(pid):
+    """The one-letter state of pid ('T' stopped), or None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def settled(pid):
+    """pid's state once a stop has taken effect or it is gone, else None."""
+    st = proc_state(pid) or "gone"
+    return st if st in ("T", "t", "Z", "gone") else None
+
+
+def test_snapshot_child_stopped():
+    """Issue 14: a snapshot that takes far longer than the election timeout
+    (its writer stopped with SIGSTOP) causes no election: the loop goes on,
+    writes commit and apply on that node, and no second writer starts.  After
+    SIGCONT it finishes, is adopted and reaped."""
+    from test_diskfault import Writer
+    with Cluster(3, snapshot_entries=200) as c:
+        lead = c.start_and_lead()
+        w = Writer(c)
+        w.start()
+        try:
+            # catch one writer child of any node while it runs
+            # Every writer stopped is continued in the end: one stopped before
+            # it armed PR_SET_PDEATHSIG would outlive its node.
+            stopped = []
+
+            def caught():
+                for i in c.nodes:
+                    for ch in map(int, children(c.nodes[i].pid)):
+                        try:
+                            os.kill(ch, signal.SIGSTOP)
+                        except ProcessLookupError:
+                            continue
+                        stopped.append(ch)
+                        # the stop is delivered asynchronously: wait for it
+                        if wait_until(lambda: settled(ch), T(5), "writer %d to stop" % ch,
+                                      interval=0.001) in ("T", "t"):
+                            return (i, ch)
+                return None
+            node, child = wait_until(caught, T(30), "a snapshot writer to stop", interval=0.001)
+            st0 = c.status(node)
+            term0 = {i: c.status(i).term for i in c.nodes}
+            # many election timeouts' worth of writes, all applied on that node
+            target = st0.applied_index + 1000
+            wait_until(lambda: (x := c.status(node)) and x.applied_index >= target, T(30),
+                       "node %d to apply 1000 entries past its stopped snapshot" % node)
+            term1 = {i: c.status(i).term for i in c.nodes}
+            expect(term1 == term0, "terms moved while a snapshot writer was stopped: %s -> %s",
+                   term0, term1)
+            expect(children(c.nodes[node].pid) == [str(child)],
+                   "node %d children %s: a second writer started", node,
+                   children(c.nodes[node].pid))
+            os.kill(child, signal.SIGCONT)
+            wait_until(lambda: (x := c.status(node)) and x.snapshot_index > st0.snapshot_index,
+                       T(30), "node %d's stopped snapshot to be adopted" % node)
+        finally:
+            for ch in stopped:
+                try:
+                    os.kill(ch, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+            w.stop.set()
+            w.join(T(30))
+        expect(w.error is None, "writer: %s", w.error)
+        report("snapshot writer of node %d stopped while %d+ entries applied: no term change "
+               "(%s), writes went on (%d acknowledged)" % (node, 1000, term0, len(w.acked)))
+
+
 if __name__ == "__main__":
     main([test_old_leader_rejoins_by_log, test_follower_catches_up_by_snapshot,
           test_old_leader_catches_up_by_snapshot, test_full_stop_sigterm,
-          test_full_stop_kill9])
+          test_full_stop_kill9, test_snapshot_in_background, test_snapshot_child_stopped])

@@ -197,10 +197,15 @@ class Cluster:
         return ctl("-c", self.conf, *args, **kw)
 
     def wait_leader(self, timeout=15.0):
+        """A leader and every node up and healthy: a majority elects a
+        leader before the last node may even listen, and the tests check
+        all n rows of 'status'."""
         def ok():
             r = ctl("-c", self.conf, "-t", "1s", "-o", "plain", "status")
-            return r.rc == 0 and b"*" in r.out
-        wait_until("a leader", ok, timeout=timeout)
+            rows = [ln.split("\t") for ln in r.text.splitlines()]
+            return (r.rc == 0 and len(rows) == self.n and all(len(f) == 8 and f[7] == "ok" for f in rows)
+                    and sum(f[0].endswith("*") for f in rows) == 1)
+        wait_until("a leader and all %d nodes healthy" % self.n, ok, timeout=timeout)
 
     def leader(self):
         r = expect(self.ctl("-o", "plain", "status"))

@@ -47,16 +47,17 @@ def test_members(c):
     leader = c.leader()
     r = expect(c.ctl("members"))
     lines = r.text.splitlines()
-    assert lines[0].split() == ["ID", "PEER", "CLIENT", "VOTER", "LEADER"], r
+    assert lines[0].split() == ["ID", "PEER", "CLIENT", "ROLE", "MATCH", "LAG", "HEALTH", "LEADER"], r
     for i, l in enumerate(lines[1:], start=1):
         f = l.split()
-        assert f == [str(i), "127.0.0.1:%d" % (c.base + 100 + i), c.client(i), "yes",
-                     "yes" if i == leader else "no"], f
+        assert f[:4] + f[-1:] == [str(i), "127.0.0.1:%d" % (c.base + 100 + i), c.client(i), "voter",
+                                  "yes" if i == leader else "no"], f
+        assert f[6] in ("ok", "catching-up"), f
     plain = expect(c.ctl("-o", "plain", "members")).text.splitlines()
     assert plain[0].split("\t")[:3] == ["1", "127.0.0.1:%d" % (c.base + 101), c.client(1)], plain
     doc = json.loads(expect(c.ctl("-o", "json", "members")).out)
     assert [m["id"] for m in doc["members"]] == [1, 2, 3], doc
-    assert sum(m["leader"] for m in doc["members"]) == 1 and all(m["voter"] for m in doc["members"]), doc
+    assert sum(m["leader"] for m in doc["members"]) == 1 and all(m["voter"] and m["role"] == "voter" for m in doc["members"]), doc
 
 
 def test_transfer_leader(c):

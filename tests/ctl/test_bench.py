@@ -1,11 +1,13 @@
 """raftkvctl bench on short runs: the figures are sane (work done,
-percentiles ordered) in every output format."""
+percentiles ordered) in every output format, and a run outlives a leader
+change by following NOT_LEADER to the new leader."""
 import json
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ctlharness import expect, run  # noqa: E402
+from ctlharness import CTL, SCALE, _die_with_parent, _live, expect, run, wait_until  # noqa: E402
 
 PCTS = ["min", "p50", "p90", "p99", "p999", "max"]
 
@@ -56,6 +58,37 @@ def test_table_and_plain(c):
     assert float(kv["p50_us"]) <= float(kv["p99_us"]) <= float(kv["max_us"]), kv
 
 
+def commit_index(c):
+    doc = json.loads(expect(c.ctl("-o", "json", "status")).out)
+    return max(n.get("commit_index", 0) for n in doc["nodes"])
+
+
+def test_follows_leader(c):
+    """Straight to the leader; leadership moves mid-run.  Without following
+    the hint every later request failed NOT_LEADER (issue 14)."""
+    old = c.leader()
+    target = [i for i in range(1, c.n + 1) if i != old][0]
+    start = commit_index(c)
+    p = subprocess.Popen([CTL, "-e", c.client(old), "-o", "json", "bench", "--clients", "8",
+                          "--duration", "%ds" % int(8 * SCALE), "--ratio", "1:0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+    _live.add(p.pid)
+    try:
+        wait_until("the bench's writes to commit", lambda: commit_index(c) > start + 500)
+        expect(c.ctl("transfer-leader", str(target)))
+        at_transfer = commit_index(c)
+        out, err = p.communicate(timeout=60 * SCALE)
+    finally:
+        _live.discard(p.pid)
+    doc = json.loads(out)
+    assert doc["redirected"] > 0, doc
+    # While the transfer runs the old leader refuses with UNAVAILABLE (a
+    # real client retries those); nothing else may fail.
+    assert doc["errors"] == 0 or doc["first_error"].startswith("UNAVAILABLE"), (doc, err)
+    # The old leader refuses writes now, so these went to the new one.
+    assert commit_index(c) > at_transfer + 500, (doc, at_transfer)
+
+
 def test_usage_nocluster(c):
     from ctlharness import ctl
     expect(ctl("bench", "--ratio", "x"), rc=2, err_has="--ratio")
@@ -64,4 +97,5 @@ def test_usage_nocluster(c):
 
 
 if __name__ == "__main__":
-    run([test_usage_nocluster, test_writes, test_mixed_pipelined, test_stale_duration, test_table_and_plain])
+    run([test_usage_nocluster, test_writes, test_mixed_pipelined, test_stale_duration, test_table_and_plain,
+         test_follows_leader])

@@ -32,7 +32,13 @@ def test_file_matches_stdout_nocluster(c):
         r = expect(ctl(*args, "-f", path), out=b"")
         assert "wrote " + path in r.err, r
         with open(path, "rb") as f:
-            assert f.read() == expect(ctl(*args)).out
+            written = f.read()
+        again = expect(ctl(*args)).out
+        # the same file but for the cluster id, random on every run
+        id_rx = re.compile(rb"^id = ([0-9a-f]{32})$", re.M)
+        ids = id_rx.findall(written) + id_rx.findall(again)
+        assert len(ids) == 2 and ids[0] != ids[1], ids
+        assert id_rx.sub(b"", written) == id_rx.sub(b"", again)
         expect(ctl(*args, "-f", d + "/no/such/dir/x.conf"), rc=1, err_has="cannot write")
     finally:
         shutil.rmtree(d)
@@ -47,6 +53,52 @@ def test_bad_options_nocluster(c):
     expect(ctl("config", "generate", "--nodes", "3", "--host", "a b"), rc=2, err_has="is not host:port")
     expect(ctl("config"), rc=2)
     expect(ctl("config", "frob"), rc=2)
+
+
+def test_add_node_nocluster(c):
+    """--add-node N appends one section with the next free ports, byte for byte
+    leaving the rest; without --file it only prints; refusals change nothing."""
+    d = tempfile.mkdtemp()
+    try:
+        path = os.path.join(d, "r.conf")
+        expect(ctl("config", "generate", "--nodes", "3", "--base-port", "9000", "--run-dir", d, "-f", path))
+        with open(path) as f:
+            before = f.read() + "# an operator's comment, kept\n"
+        with open(path, "w") as f:
+            f.write(before)
+        section = "\n[node.4]\npeer = 127.0.0.1:9104\nclient = 127.0.0.1:9004\nadmin = %s/node-4.sock\n" % d
+        expect(ctl("-c", path, "config", "generate", "--add-node", "4"), out=section.encode())
+        with open(path) as f:
+            assert f.read() == before, "printing changed the file"
+        r = expect(ctl("config", "generate", "--add-node", "4", "-f", path), out=b"")
+        assert "member add 4" in r.err, r
+        with open(path) as f:
+            after = f.read()
+        assert after == before + section, after
+        # refused: the id is taken, a nonsense id, with --nodes, no such file
+        expect(ctl("config", "generate", "--add-node", "4", "-f", path), rc=2, err_has="already has [node.4]")
+        expect(ctl("config", "generate", "--add-node", "0", "-f", path), rc=2)
+        expect(ctl("config", "generate", "--add-node", "5", "--nodes", "3", "-f", path), rc=2)
+        expect(ctl("config", "generate", "--add-node", "5", "-f", d + "/absent.conf"), rc=1, err_has="cannot read")
+        with open(path) as f:
+            assert f.read() == after, "a refused --add-node changed the file"
+        # --host puts the node elsewhere
+        expect(ctl("config", "generate", "--add-node", "9", "--host", "10.1.2.3", "-f", path))
+        with open(path) as f:
+            tail = f.read()[len(after):]
+        assert tail == "\n[node.9]\npeer = 10.1.2.3:9105\nclient = 10.1.2.3:9005\nadmin = %s/node-9.sock\n" % d, tail
+        # a file without a final newline: the section still starts on its own
+        # line; the new ports skip those any address of the file holds
+        bare = os.path.join(d, "bare.conf")
+        with open(bare, "w") as f:
+            f.write("[cluster]\nname = b\n[node.1]\npeer = 127.0.0.1:7002\nclient = 127.0.0.1:7001")
+        expect(ctl("config", "generate", "--add-node", "2", "-f", bare))
+        with open(bare) as f:
+            text = f.read()
+        assert text.endswith("client = 127.0.0.1:7001\n\n[node.2]\npeer = 127.0.0.1:7003\n"
+                             "client = 127.0.0.1:7004\nadmin = /run/raftkv/node-2.sock\n"), text
+    finally:
+        shutil.rmtree(d)
 
 
 def test_single_node_cluster_nocluster(c):
@@ -69,4 +121,4 @@ def test_three_node_cluster(c):
 
 if __name__ == "__main__":
     run([test_shape_nocluster, test_file_matches_stdout_nocluster, test_bad_options_nocluster,
-         test_single_node_cluster_nocluster, test_three_node_cluster])
+         test_add_node_nocluster, test_single_node_cluster_nocluster, test_three_node_cluster])

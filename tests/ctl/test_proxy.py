@@ -161,7 +161,8 @@ def test_status_json_members_nocluster(d, proxy):
     assert [(n["id"], n["health"], n["proxy"]["healthy"]) for n in doc["nodes"]] == [
         (1, "ok", True), (2, "ok", True), (3, "down", False)], doc
     r = expect(ctl("-e", ep, "-o", "plain", "members"))
-    assert r.text.splitlines()[1].split("\t") == ["2", "10.0.0.2:7100", "10.0.0.2:7001", "yes", "yes"], r
+    assert r.text.splitlines()[1].split("\t") == ["2", "10.0.0.2:7100", "10.0.0.2:7001", "voter", "-", "-",
+                                                        "-", "yes"], r
 
 
 @with_proxy

@@ -134,6 +134,8 @@ static void gen_peer(void)
     struct peer_encoder e;
     if (peer_encoder_init(&e) < 0)
         exit(1);
+    static const uint8_t zero_id[PEER_CLUSTER_ID_LEN]; /* fuzz_peer.c's cluster */
+    const struct peer_ident self = {.cluster = "fuzz", .cluster_id = zero_id, .incarnation = 7};
     struct raft_entry ents[3] = {
         {.term = 2, .index = 10, .data = (const uint8_t *)"abc", .len = 3, .type = RAFT_ENTRY_NORMAL},
         {.term = 2, .index = 11, .data = NULL, .len = 0, .type = RAFT_ENTRY_NORMAL},
@@ -158,7 +160,7 @@ static void gen_peer(void)
         struct peer_chunk c = {.offset = 0, .total = 4, .data = (const uint8_t *)"snap",
                                .len = 4, .last = true};
         const struct ProtobufCMessage *pm =
-            peer_encode(&e, "fuzz", &msgs[i], msgs[i].type == RAFT_MSG_SNAPSHOT ? &c : NULL);
+            peer_encode(&e, &self, &msgs[i], msgs[i].type == RAFT_MSG_SNAPSHOT ? &c : NULL);
         if (!pm)
             exit(1);
         uint8_t buf[1024];
@@ -166,6 +168,15 @@ static void gen_peer(void)
         char name[32];
         snprintf(name, sizeof(name), "msg-type-%u", msgs[i].type);
         put("peer", name, buf, n);
+    }
+    struct peer_probe_reply reply = {.state = PEER_PROBE_DATA, .term = 3, .commit = 9,
+                                     .is_member = true, .role = RAFT_VOTER,
+                                     .recorded_incarnation = 5};
+    for (int k = 0; k < 2; k++) {
+        const struct ProtobufCMessage *pm = peer_encode_probe(&e, &self, 2, k ? &reply : NULL);
+        uint8_t buf[256];
+        size_t n = protobuf_c_message_pack(pm, buf);
+        put("peer", k ? "probe-reply" : "probe", buf, n);
     }
     peer_encoder_free(&e);
 }

@@ -64,30 +64,11 @@ struct kv_command cmd_cas(const char *key, const char *expected, const char *val
     return c;
 }
 
-struct growbuf {
-    uint8_t *p;
-    size_t len, cap;
-};
-
-static int append(void *ctx, const void *buf, size_t len)
-{
-    struct growbuf *g = ctx;
-    if (g->len + len > g->cap) {
-        g->cap = (g->len + len) * 2;
-        g->p = realloc(g->p, g->cap);
-        assert_non_null(g->p);
-    }
-    memcpy(g->p + g->len, buf, len);
-    g->len += len;
-    return 0;
-}
-
 uint8_t *snapshot_bytes(const struct kv *kv, size_t *len)
 {
-    struct growbuf g = {0};
-    assert_int_equal(kv_snapshot_write(kv, append, &g), KV_OK);
-    *len = g.len;
-    return g.p;
+    void *p = NULL;
+    assert_int_equal(kv_snapshot_to_buffer(kv, &p, len), KV_OK);
+    return p;
 }
 
 void assert_same_state(const struct kv *a, const struct kv *b)

@@ -1,7 +1,8 @@
 /* test_apply.c - applying entries: the result of each op, the applied index
  * rules, undecodable entries changing nothing, client sessions (a retry
  * returns the original result and applies once, stale and expired
- * sequences, expiry by log time, the session cap) and determinism: replicas
+ * sequences, expiry by log time, the session cap), the data quota, and
+ * determinism: replicas
  * applying the same entries, or one restored from a snapshot midway, end
  * with byte-identical snapshots. */
 #include "helpers.h"
@@ -294,6 +295,62 @@ static const char *const keys[] = {"a", "b", "c", "d", "ab", "\0"};
 /* A random stream of entries: writes of 5 clients with retries and stale
  * resends, garbage, and log time that mostly moves on but sometimes jumps
  * past the TTL or goes backwards.  Entries are encoded into out[]. */
+static void apply_status(struct kv *kv, uint64_t index, struct kv_command c, enum kv_status want)
+{
+    struct kv_result r;
+    apply_cmd(kv, index, &c, &r);
+    assert_int_equal(r.status, want);
+}
+
+/* The quota (KV_OP_SET_QUOTA): writes that would grow the dictionary past
+ * it get NO_SPACE and change nothing; shrinking, same-size writes and
+ * deletes always work; the verdict is cached for a session's retry, and the
+ * quota and such a session survive a snapshot. */
+static void test_quota(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(NULL);
+    uint64_t i = 1;
+    assert_int_equal(kv_quota(kv), 0);
+    apply_status(kv, i++, (struct kv_command){.op = KV_OP_SET_QUOTA, .quota_bytes = 20},
+                 KV_STATUS_OK);
+    assert_int_equal(kv_quota(kv), 20);
+    apply_status(kv, i++, cmd_set("a", "123456789", 0, 0, 0), KV_STATUS_OK); /* 10 */
+    apply_status(kv, i++, cmd_set("b", "123456789", 0, 0, 0), KV_STATUS_OK); /* 20: at it */
+    apply_status(kv, i++, cmd_set("c", "x", 0, 0, 0), KV_STATUS_NO_SPACE);
+    apply_status(kv, i++, cmd_cas("c", NULL, "x", 0, 0, 0), KV_STATUS_NO_SPACE);
+    assert_int_equal(kv_dict_count(kv_dict(kv)), 2);
+    apply_status(kv, i++, cmd_set("a", "987654321", 0, 0, 0), KV_STATUS_OK); /* same size */
+    apply_status(kv, i++, cmd_set("a", "9876543210", 0, 0, 0), KV_STATUS_NO_SPACE);
+    assert_value(kv, "a", "987654321");
+    apply_status(kv, i++, cmd_set("a", "1", 0, 0, 0), KV_STATUS_OK); /* shrinks to 12 */
+    apply_status(kv, i++, cmd_set("c", "1234567", 0, 0, 0), KV_STATUS_OK); /* 20 again */
+    /* a session's verdict is cached: the retry gets NO_SPACE, applies nothing */
+    struct kv_result r;
+    struct kv_command big = cmd_set("d", "x", 7, 1, 0);
+    apply_cmd(kv, i++, &big, &r);
+    assert_int_equal(r.status, KV_STATUS_NO_SPACE);
+    apply_status(kv, i++, cmd_del("b", 0, 0, 0), KV_STATUS_OK); /* 10 */
+    apply_cmd(kv, i++, &big, &r);
+    assert_true(r.duplicate);
+    assert_int_equal(r.status, KV_STATUS_NO_SPACE);
+    apply_status(kv, i++, cmd_set("d", "x", 7, 2, 0), KV_STATUS_OK);
+    apply_status(kv, i++, cmd_cas("c", "1234567", "12345678", 0, 0, 0), KV_STATUS_OK);
+
+    size_t len;
+    uint8_t *snap = snapshot_bytes(kv, &len);
+    struct kv *back = NULL;
+    assert_int_equal(kv_snapshot_load(snap, len, NULL, &back), KV_OK);
+    assert_int_equal(kv_quota(back), 20);
+    assert_same_state(kv, back);
+    kv_free(back);
+    free(snap);
+
+    apply_status(kv, i++, (struct kv_command){.op = KV_OP_SET_QUOTA}, KV_STATUS_OK);
+    apply_status(kv, i++, cmd_set("e", "a long value past the old quota", 0, 0, 0), KV_STATUS_OK);
+    kv_free(kv);
+}
+
 static size_t make_entries(uint64_t seed, uint8_t **out, size_t *lens, size_t n)
 {
     uint64_t rng = seed, t = 1000, seq[6] = {0};
@@ -391,6 +448,7 @@ int main(void)
         cmocka_unit_test(test_unknown_session),
         cmocka_unit_test(test_expiry_by_log_time),
         cmocka_unit_test(test_session_cap),
+        cmocka_unit_test(test_quota),
         cmocka_unit_test(test_replicas_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,7 +15,7 @@
 
 static uint8_t big[300];
 
-static struct kv_command samples[9];
+static struct kv_command samples[13];
 
 static int setup(void **state)
 {
@@ -33,6 +33,12 @@ static int setup(void **state)
     samples[6] = cmd_cas("c", "old", "new", 3, 4, 5);
     samples[7] = cmd_cas("c", NULL, "new", 3, 4, 5);
     samples[8] = cmd_cas("c", "", "", 0, 0, 0); /* expects an empty value, not absence */
+    samples[9] = (struct kv_command){.op = KV_OP_KEEP_LEARNER, .member_id = 300, .keep = true,
+                                     .time_ms = 7};
+    samples[10] = (struct kv_command){.op = KV_OP_RECORD_INCARNATION, .member_id = 4,
+                                      .incarnation = UINT64_MAX};
+    samples[11] = (struct kv_command){.op = KV_OP_SET_QUOTA, .quota_bytes = 2ull << 30, .time_ms = 3};
+    samples[12] = (struct kv_command){.op = KV_OP_SET_QUOTA}; /* no quota */
     return 0;
 }
 
@@ -46,6 +52,10 @@ static void assert_same_command(const struct kv_command *a, const struct kv_comm
     assert_int_equal(a->value_len, b->value_len);
     assert_int_equal(a->expected_len, b->expected_len);
     assert_int_equal(a->expect_absent, b->expect_absent);
+    assert_int_equal(a->member_id, b->member_id);
+    assert_int_equal(a->incarnation, b->incarnation);
+    assert_int_equal(a->keep, b->keep);
+    assert_int_equal(a->quota_bytes, b->quota_bytes);
     if (a->key_len)
         assert_memory_equal(a->key, b->key, a->key_len);
     if (a->value_len)
@@ -186,6 +196,19 @@ static void test_structure(void **state)
     assert_int_equal(SEALED(1, KV_OP_SET, 0, 0, 0, 1, 'k'), KV_EBADMSG); /* no value */
     /* CAS expectation flag is 0 or 1. */
     assert_int_equal(SEALED(1, KV_OP_CAS, 0, 0, 0, 1, 'k', 2, 0, 1, 'v'), KV_EBADMSG);
+    /* KEEP_LEARNER: member id (non-zero), flag 0 or 1, no session. */
+    assert_int_equal(SEALED(1, KV_OP_KEEP_LEARNER, 0, 0, 9, 4, 1), KV_OK);
+    assert_int_equal(SEALED(1, KV_OP_KEEP_LEARNER, 0, 0, 9, 4, 0), KV_OK);
+    assert_int_equal(SEALED(1, KV_OP_KEEP_LEARNER, 0, 0, 9, 4, 2), KV_EBADMSG);
+    assert_int_equal(SEALED(1, KV_OP_KEEP_LEARNER, 0, 0, 9, 0, 1), KV_EBADMSG);
+    assert_int_equal(SEALED(1, KV_OP_KEEP_LEARNER, 1, 1, 9, 4, 1), KV_EBADMSG);
+    assert_int_equal(SEALED(1, KV_OP_KEEP_LEARNER, 0, 0, 9, 4), KV_EBADMSG);
+    /* SET_QUOTA: one uvarint, no session. */
+    assert_int_equal(SEALED(1, KV_OP_SET_QUOTA, 0, 0, 9, 0x80, 0x01), KV_OK);
+    assert_int_equal(SEALED(1, KV_OP_SET_QUOTA, 0, 0, 9, 4, 1), KV_EBADMSG);
+    assert_int_equal(SEALED(1, KV_OP_SET_QUOTA, 1, 1, 9, 4), KV_EBADMSG);
+    assert_int_equal(SEALED(1, KV_OP_SET_QUOTA, 0, 0, 9), KV_EBADMSG);
+    assert_int_equal(SEALED(1, KV_OP_SET_QUOTA + 1, 0, 0, 9, 4), KV_EBADMSG);
 }
 
 static void test_encode_rejects(void **state)
@@ -203,6 +226,15 @@ static void test_encode_rejects(void **state)
         {.op = KV_OP_SET, .client_id = 1},
         {.op = KV_OP_SET, .sequence = 1},
         {.op = KV_OP_SET, .key = big, .key_len = (size_t)UINT32_MAX + 1},
+        {.op = KV_OP_KEEP_LEARNER, .keep = true},                      /* no member */
+        {.op = KV_OP_KEEP_LEARNER, .member_id = 2, .incarnation = 1},
+        {.op = KV_OP_KEEP_LEARNER, .member_id = 2, .client_id = 1, .sequence = 1},
+        {.op = KV_OP_SET, .key = "k", .key_len = 1, .keep = true},
+        {.op = KV_OP_RECORD_INCARNATION, .member_id = 2, .incarnation = 1, .keep = true},
+        {.op = KV_OP_SET_QUOTA, .member_id = 2},
+        {.op = KV_OP_SET_QUOTA, .client_id = 1, .sequence = 1},
+        {.op = KV_OP_SET, .key = "k", .key_len = 1, .quota_bytes = 1},
+        {.op = (enum kv_op)(KV_OP_SET_QUOTA + 1)},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(kv_command_size(&bad[i]), 0);
@@ -229,7 +261,7 @@ static void test_fuzz(void **state)
             for (size_t i = 0; i < len; i++)
                 buf[i] = (uint8_t)test_rand(&rng);
         } else {
-            buf = encode_cmd(&samples[test_rand(&rng) % 9], &len);
+            buf = encode_cmd(&samples[test_rand(&rng) % (sizeof(samples) / sizeof(samples[0]))], &len);
             unsigned edits = 1 + (unsigned)(test_rand(&rng) % 3);
             for (unsigned e = 0; e < edits; e++)
                 buf[test_rand(&rng) % len] = (uint8_t)test_rand(&rng);

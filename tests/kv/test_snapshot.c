@@ -81,7 +81,7 @@ static void test_empty_state(void **state)
     struct kv *kv = kv_new(NULL), *copy = NULL;
     size_t len;
     uint8_t *snap = snapshot_bytes(kv, &len);
-    assert_int_equal(len, 44);
+    assert_int_equal(len, 47); /* header, empty incarnation and kept-learner tables, no quota, crc */
     assert_int_equal(kv_snapshot_load(snap, len, NULL, &copy), KV_OK);
     assert_int_equal(kv_dict_count(kv_dict(copy)), 0);
     free(snap);
@@ -210,7 +210,7 @@ static void sb_header(struct sb *s, uint64_t applied, uint64_t log_time,
                       uint64_t nsessions, uint64_t nkeys)
 {
     memcpy(s->b, "RKVS", 4);
-    put_le32(s->b + 4, KV_SNAPSHOT_VERSION);
+    put_le32(s->b + 4, 1); /* v1 (no incarnation table): old snapshots must keep loading */
     put_le64(s->b + 8, applied);
     put_le64(s->b + 16, log_time);
     put_le64(s->b + 24, nsessions);
@@ -324,10 +324,170 @@ static void test_impossible_contents(void **state)
     assert_int_equal(sb_load(&s), KV_EBADMSG);
 
     sb_header(&s, 10, 100, 0, 0);
-    put_le32(s.b + 4, 2);
+    put_le32(s.b + 4, KV_SNAPSHOT_VERSION + 1);
     assert_int_equal(sb_load(&s), KV_EVERSION);
     sb_header(&s, 10, 100, 0, 0);
     s.b[0] = 'X';
+    assert_int_equal(sb_load(&s), KV_EBADMSG);
+}
+
+/* An empty state of the given version whose tables after the pairs are
+ * n_empty empty ones, then vals[0..n): must be refused. */
+static void assert_bad_tail(uint32_t version, unsigned n_empty, const uint64_t *vals, size_t n)
+{
+    struct sb s;
+    sb_header(&s, 10, 100, 0, 0);
+    put_le32(s.b + 4, version);
+    for (unsigned k = 0; k < n_empty; k++)
+        sb_var(&s, 0);
+    for (size_t k = 0; k < n; k++)
+        sb_var(&s, vals[k]);
+    assert_int_equal(sb_load(&s), KV_EBADMSG);
+}
+
+/* v2's incarnation table: written, loaded back, and checked strictly; a v1
+ * stream (written before the table existed) loads with none recorded. */
+static void test_incarnations(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(NULL);
+    static const uint64_t recs[][2] = {{3, 77}, {1, 5}, {2, 9}, {2, 0} /* forgotten, as by replace */};
+    for (size_t i = 0; i < 4; i++) {
+        struct kv_command rec = {.op = KV_OP_RECORD_INCARNATION, .member_id = recs[i][0],
+                                 .incarnation = recs[i][1]};
+        struct kv_result res;
+        apply_cmd(kv, i + 1, &rec, &res);
+        assert_int_equal(res.status, KV_STATUS_OK);
+    }
+    size_t len;
+    uint8_t *snap = snapshot_bytes(kv, &len);
+    struct kv *back = NULL;
+    assert_int_equal(kv_snapshot_load(snap, len, NULL, &back), KV_OK);
+    assert_int_equal(kv_incarnation(back, 1), 5);
+    assert_int_equal(kv_incarnation(back, 2), 0);
+    assert_int_equal(kv_incarnation(back, 3), 77);
+    assert_same_state(kv, back);
+    kv_free(back);
+    free(snap);
+    kv_free(kv);
+
+    struct sb s;
+    sb_header(&s, 10, 100, 0, 1); /* v1: loads, nothing recorded */
+    sb_str(&s, "a"), sb_str(&s, "1");
+    put_le32(s.b + s.n, crc32c(0, s.b, s.n));
+    struct kv *old = NULL;
+    assert_int_equal(kv_snapshot_load(s.b, s.n + 4, NULL, &old), KV_OK);
+    assert_int_equal(kv_incarnation(old, 1), 0);
+    assert_value(old, "a", "1");
+    kv_free(old);
+
+    /* count, then (id, incarnation) pairs */
+    static const uint64_t bad[][5] = {
+        {2, 2, 5, 1, 6}, /* ids not increasing */
+        {1, 0, 5},       /* member 0 */
+        {1, 1, 0},       /* incarnation 0 */
+        {65},            /* over the table size */
+        {2, 1, 5},       /* fewer than counted */
+    };
+    static const size_t nvals[] = {5, 3, 3, 1, 3};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_bad_tail(2, 0, bad[i], nvals[i]);
+}
+
+/* v3's table of members kept learners: set and cleared by KEEP_LEARNER,
+ * written, loaded back, checked strictly; a v2 stream loads with none kept. */
+static void test_keep_learners(void **state)
+{
+    (void)state;
+    struct kv *kv = kv_new(NULL);
+    static const struct {
+        uint64_t id;
+        bool keep;
+    } cmds[] = {{7, true}, {3, true}, {5, true}, {5, false}, {9, false}, {3, true}};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        struct kv_command c = {.op = KV_OP_KEEP_LEARNER, .member_id = cmds[i].id,
+                               .keep = cmds[i].keep};
+        struct kv_result res;
+        apply_cmd(kv, i + 1, &c, &res);
+        assert_int_equal(res.status, KV_STATUS_OK);
+    }
+    assert_true(kv_keep_learner(kv, 3) && kv_keep_learner(kv, 7));
+    assert_false(kv_keep_learner(kv, 5) || kv_keep_learner(kv, 9) || kv_keep_learner(kv, 1));
+    size_t len;
+    uint8_t *snap = snapshot_bytes(kv, &len);
+    struct kv *back = NULL;
+    assert_int_equal(kv_snapshot_load(snap, len, NULL, &back), KV_OK);
+    assert_true(kv_keep_learner(back, 3) && kv_keep_learner(back, 7));
+    assert_false(kv_keep_learner(back, 5));
+    assert_same_state(kv, back);
+    kv_free(back);
+    free(snap);
+
+    /* A full table is a deterministic INVALID outcome, not a failure. */
+    uint64_t idx = 100;
+    for (uint64_t id = 1000; kv->n_keep < KV_MAX_KEEP_LEARNERS; id++) {
+        struct kv_command c = {.op = KV_OP_KEEP_LEARNER, .member_id = id, .keep = true};
+        struct kv_result res;
+        apply_cmd(kv, idx++, &c, &res);
+        assert_int_equal(res.status, KV_STATUS_OK);
+    }
+    struct kv_command c = {.op = KV_OP_KEEP_LEARNER, .member_id = 50, .keep = true};
+    struct kv_result res;
+    apply_cmd(kv, idx++, &c, &res);
+    assert_int_equal(res.status, KV_STATUS_INVALID);
+    assert_false(kv_keep_learner(kv, 50));
+    kv_free(kv);
+
+    struct sb s;
+    sb_header(&s, 10, 100, 0, 1); /* v2: loads, nobody kept */
+    put_le32(s.b + 4, 2);
+    sb_str(&s, "a"), sb_str(&s, "1");
+    sb_var(&s, 1), sb_var(&s, 4), sb_var(&s, 99); /* incarnation of member 4 */
+    put_le32(s.b + s.n, crc32c(0, s.b, s.n));
+    struct kv *old = NULL;
+    assert_int_equal(kv_snapshot_load(s.b, s.n + 4, NULL, &old), KV_OK);
+    assert_int_equal(kv_incarnation(old, 4), 99);
+    assert_false(kv_keep_learner(old, 4));
+    assert_value(old, "a", "1");
+    kv_free(old);
+
+    /* an empty incarnation table, then count and member ids */
+    static const uint64_t bad[][4] = {
+        {2, 5, 5},    /* ids not increasing */
+        {2, 5, 4},
+        {1, 0},       /* member 0 */
+        {65},         /* over the table size */
+        {3, 1, 2},    /* fewer than counted */
+    };
+    static const size_t nvals[] = {3, 3, 2, 1, 3};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_bad_tail(3, 1, bad[i], nvals[i]);
+    sb_header(&s, 10, 100, 0, 0); /* and the good form of the same */
+    put_le32(s.b + 4, 3);
+    sb_var(&s, 0), sb_var(&s, 2), sb_var(&s, 1), sb_var(&s, 5);
+    assert_int_equal(sb_load(&s), KV_OK);
+}
+
+/* v4 adds the quota after the kept learners; v3 (none) still loads. */
+static void test_quota_field(void **state)
+{
+    (void)state;
+    struct sb s;
+    sb_header(&s, 10, 100, 0, 0);
+    put_le32(s.b + 4, 4);
+    sb_var(&s, 0), sb_var(&s, 0), sb_var(&s, 1ull << 31);
+    put_le32(s.b + s.n, crc32c(0, s.b, s.n));
+    struct kv *kv = NULL;
+    assert_int_equal(kv_snapshot_load(s.b, s.n + 4, NULL, &kv), KV_OK);
+    assert_int_equal(kv_quota(kv), 1ull << 31);
+    kv_free(kv);
+    sb_header(&s, 10, 100, 0, 0); /* v4 without the quota: truncated */
+    put_le32(s.b + 4, 4);
+    sb_var(&s, 0), sb_var(&s, 0);
+    assert_int_equal(sb_load(&s), KV_EBADMSG);
+    sb_header(&s, 10, 100, 0, 0); /* v3 with one: trailing bytes */
+    put_le32(s.b + 4, 3);
+    sb_var(&s, 0), sb_var(&s, 0), sb_var(&s, 5);
     assert_int_equal(sb_load(&s), KV_EBADMSG);
 }
 
@@ -369,6 +529,9 @@ int main(void)
         cmocka_unit_test(test_every_corruption),
         cmocka_unit_test(test_impossible_contents),
         cmocka_unit_test(test_large_stream),
+        cmocka_unit_test(test_incarnations),
+        cmocka_unit_test(test_keep_learners),
+        cmocka_unit_test(test_quota_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,7 +10,6 @@ everything else.
 """
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -44,9 +43,8 @@ class Proxy:
             def up():
                 if self.proc.poll() is not None:
                     raise AssertionError("proxy exited with %s" % self.proc.returncode)
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return True
-            wait_until(up, T(10), "proxy to accept clients")
+                return harness.answers_status(Client(self.port, timeout=1))
+            wait_until(up, T(10), "proxy to answer STATUS")
         return self
 
     def running(self):

@@ -128,7 +128,10 @@ def check_node_ready_status_stopping():
             f = next(i for i in c.nodes if i != lead)
             t0 = time.monotonic()
             c.stop(f)
-            expect(ns.of(pids[f], "STOPPING", since=t0), "no STOPPING=1 from node %d on SIGTERM", f)
+            # The process is gone, but the reader thread may not have taken
+            # its last datagram off the socket yet.
+            ns.wait(pids[f], "STOPPING", lambda v: v == "1", since=t0,
+                    what="STOPPING=1 from node %d on SIGTERM" % f)
             # No READY=1 was ever sent twice.
             for i, pid in pids.items():
                 expect(len(ns.of(pid, "READY")) == 1, "node %d sent READY=1 %d times", i,
@@ -171,8 +174,10 @@ def check_node_watchdog_and_recovery():
             # at the full interval, still fail it.
             t0 = time.monotonic()
             window = 10 * usec / 1e6
-            wait_until(lambda: time.monotonic() - t0 >= window, T(5) + window,
-                       "the watchdog window to pass")
+            # Arrival times are taken by the reader thread: a ping read after
+            # the window ends proves every ping sent inside it was read.
+            ns.wait(pid, "WATCHDOG", since=t0 + window, timeout=T(5) + window,
+                    what="a WATCHDOG=1 after the %.1f s window" % window)
             pings = [t for t, _ in ns.of(pid, "WATCHDOG") if t0 <= t < t0 + window]
             expect(len(pings) >= 10, "only %d WATCHDOG=1 in %.1f s with WATCHDOG_USEC=%d", len(pings),
                    window, usec)
@@ -207,7 +212,7 @@ def check_proxy():
             t0 = time.monotonic()
             wait_until(lambda: len(ns.of(pid, "WATCHDOG", since=t0)) >= 10, T(10), "10 proxy pings")
             px.stop()
-            expect(ns.of(pid, "STOPPING"), "no STOPPING=1 from the proxy")
+            ns.wait(pid, "STOPPING", lambda v: v == "1", what="STOPPING=1 from the proxy on SIGTERM")
             report("proxy: READY=1, %r, watchdog pings, STOPPING=1" % ns.statuses(pid)[-1])
     finally:
         ns.close()

@@ -48,7 +48,7 @@ static struct itab_slot *itab_get(struct checker *ck, raft_index i, raft_term t)
 static raft_term committed_term(struct sim *s, struct node *n, raft_index i)
 {
     struct raft_entry e;
-    int rc = raft_entry_at(n->r, i, &e);
+    int rc = replica_entry_at(n->rp, i, &e);
     if (rc == RAFT_OK)
         return e.term;
     if (rc == RAFT_ECOMPACTED && i <= s->ck.hmax)
@@ -104,7 +104,7 @@ static void check_log(struct sim *s, struct node *n, const struct raft_status *s
 
     for (raft_index i = st->first_index; i <= st->last_index && !s->fail; i++) {
         struct raft_entry e;
-        int rc = raft_entry_at(n->r, i, &e);
+        int rc = replica_entry_at(n->rp, i, &e);
         if (rc != RAFT_OK || e.index != i) {
             sim_fail(s, FAIL_CONTRACT, "n%llu: raft_entry_at(%llu) in [%llu, %llu]: %s",
                      U(n->id), U(i), U(st->first_index), U(st->last_index), raft_strerror(rc));
@@ -170,7 +170,7 @@ static void check_log(struct sim *s, struct node *n, const struct raft_status *s
     grow(&n->shadow, &n->shadow_cap, n->shadow_n, sizeof *n->shadow);
     for (size_t k = 0; k < n->shadow_n; k++) {
         struct raft_entry e;
-        raft_entry_at(n->r, st->first_index + k, &e);
+        replica_entry_at(n->rp, st->first_index + k, &e);
         n->shadow[k] = e.term;
     }
 }
@@ -181,7 +181,7 @@ void check_node(struct sim *s, struct node *n)
         return;
     struct checker *ck = &s->ck;
     struct raft_status st;
-    raft_status(n->r, &st);
+    replica_status(n->rp, &st);
 
     if (st.role != n->last_role || st.term != n->last_term || st.leader != n->last_leader)
         TRACE(s, "n%llu is %s, term %llu, leader %llu, commit %llu, log %llu..%llu", U(n->id),
@@ -327,19 +327,66 @@ void check_sent(struct sim *s, struct node *n, const struct raft_msg *m)
             what = "granted vote before it is durable";
         break;
     case RAFT_MSG_APPEND_RESP:
-        if (!m->reject && (d->hs.term < m->term || disk_last_index(d) < m->index))
+        /* Judged in the ack's own term only: writes that landed in the same
+         * fsync may already hold a newer leader's repair of the log. */
+        if (!m->reject && (d->hs.term < m->term ||
+                           (d->hs.term == m->term && disk_last_index(d) < m->index)))
             what = "append acknowledgement before the entries (or term) are durable";
         break;
     default:
         break;
     }
+    if (m->type == RAFT_MSG_VOTE_RESP && !m->reject && !what) {
+        /* One vote per term, across crashes: what a lost hard state breaks. */
+        grow(&n->voted, &n->voted_cap, m->term + 1, sizeof *n->voted);
+        if (n->voted[m->term] != RAFT_NONE && n->voted[m->term] != m->to)
+            sim_fail(s, FAIL_SAFETY, "election safety: n%llu voted for n%llu and n%llu in term %llu",
+                     U(n->id), U(n->voted[m->term]), U(m->to), U(m->term));
+        n->voted[m->term] = m->to;
+    }
     if (what) {
         char buf[160];
         fmt_msg(buf, sizeof buf, m);
-        sim_fail(s, FAIL_CONTRACT,
+        /* Figure 2: respond only after updating stable storage.  Since the
+         * simulator runs the real driver, breaking it is the driver's
+         * safety bug (a crash then makes the promise a lie). */
+        sim_fail(s, FAIL_SAFETY,
                  "persistence: n%llu sent %s: %s (disk: term %llu vote %llu last index %llu)",
                  U(n->id), buf, what, U(d->hs.term), U(d->hs.vote), U(disk_last_index(d)));
     }
+}
+
+/* What the incarnation rule is for: a node that lost its data never votes
+ * under its old identity.  A vote is taken when a candidate of that term
+ * takes a granted answer, or when a node grants a RequestVote (which stands
+ * on the candidate's own vote).  Either, sent from a data directory other
+ * than the one the applied history records for the sender, is a violation:
+ * the wiped node may have voted differently in that term before, or lack
+ * entries its old self acknowledged, so two leaders of one term or a lost
+ * committed entry can follow.  Called after to's replica took (admitted)
+ * or dropped nm; role and term are to's from before. */
+void check_vote_taken(struct sim *s, struct node *to, const struct netmsg *nm, bool admitted,
+                      enum raft_role role, raft_term term)
+{
+    const struct raft_msg *m = &nm->m;
+    uint64_t rec = s->ck.rec[m->from];
+    if (!admitted || !rec || rec == nm->from_dir)
+        return;
+    bool taken = m->type == RAFT_MSG_VOTE_RESP && !m->reject && role == RAFT_CANDIDATE &&
+                 term == m->term;
+    if (m->type == RAFT_MSG_VOTE && to->up) {
+        struct raft_status st;
+        replica_status(to->rp, &st);
+        taken = st.term == m->term && st.vote == m->from;
+    }
+    if (!taken)
+        return;
+    char buf[160];
+    fmt_msg(buf, sizeof buf, m);
+    sim_fail(s, FAIL_SAFETY,
+             "wiped vote: n%llu took %s from data directory %016llx, but the history records "
+             "n%llu's as %016llx (a node that lost its data voted under its old identity)",
+             U(to->id), buf, U(nm->from_dir), U(m->from), U(rec));
 }
 
 bool check_acked_applied(struct sim *s, struct node *n, uint64_t *missing)

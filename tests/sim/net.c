@@ -47,8 +47,9 @@ void fmt_msg(char *buf, size_t len, const struct raft_msg *m)
                  m->n_entries, U(m->commit));
         break;
     case RAFT_MSG_APPEND_RESP:
-        snprintf(buf, len, " index %llu%s hint (%llu,%llu)", U(m->index),
-                 m->reject ? " REJECT" : "", U(m->hint_index), U(m->hint_term));
+        snprintf(buf, len, " index %llu%s hint (%llu,%llu)%s", U(m->index),
+                 m->reject ? " REJECT" : "", U(m->hint_index), U(m->hint_term),
+                 m->ctx == RAFT_CTX_LOST ? " lost (heartbeat answer)" : "");
         break;
     case RAFT_MSG_PREVOTE:
     case RAFT_MSG_VOTE:
@@ -127,26 +128,33 @@ static uint64_t draw_delay(struct sim *s)
     return prng_range(&s->rng, 1, s->p.delay_max);
 }
 
-/* The core never holds snapshot bytes: attach the sender's own snapshot that
- * the metadata names, as a node daemon would read it from its snap/ file. */
+/* The core never holds snapshot bytes: attach the sender's durable
+ * snapshot under its own metadata, as raftkv-node's peer.c does (never older
+ * than what the core asked for; the follower's answer sorts out the rest). */
 static void attach_snapshot(struct sim *s, struct node *from, struct raft_msg *m)
 {
-    const struct blob *cand[2] = {from->mem_snap, from->disk.snap_blob};
-    for (int i = 0; i < 2; i++) {
-        if (cand[i] && cand[i]->index == m->snap.index && cand[i]->term == m->snap.term) {
-            m->snap_data = cand[i]->data;
-            m->snap_len = cand[i]->len;
-            s->st.snaps_sent++;
-            return;
-        }
+    struct raft_snapshot_meta meta;
+    void *data = NULL;
+    size_t len = 0;
+    if (replica_snapshot_load(from->rp, &meta, &data, &len) < 0) {
+        TRACE(s, "n%llu has no snapshot bytes for (%llu,%llu): the message will fail",
+              U(from->id), U(m->snap.index), U(m->snap.term));
+        return;
     }
-    TRACE(s, "n%llu has no snapshot bytes for (%llu,%llu): the message will fail",
-          U(from->id), U(m->snap.index), U(m->snap.term));
+    const struct blob *b = blob_new(s, meta.index, meta.term, data, len);
+    free(data);
+    m->snap = meta;
+    m->index = meta.index;
+    m->log_term = meta.term;
+    m->snap_data = b->data;
+    m->snap_len = b->len;
+    s->st.snaps_sent++;
 }
 
 void net_send(struct sim *s, struct node *from, struct netmsg *nm)
 {
     nm->from_inc = from->inc;
+    nm->from_dir = from->dir_inc;
     check_sent(s, from, &nm->m);
     if (nm->m.type == RAFT_MSG_SNAPSHOT && !nm->m.snap_data)
         attach_snapshot(s, from, &nm->m);
@@ -194,9 +202,9 @@ static void report_back(struct sim *s, const struct netmsg *nm, bool delivered)
     if (nm->dup || !from->up || from->inc != nm->from_inc)
         return; /* one report per send, as a transport gives */
     if (nm->m.type == RAFT_MSG_SNAPSHOT)
-        raft_report_snapshot(from->r, nm->m.to, delivered);
+        replica_report_snapshot(from->rp, nm->m.to, delivered);
     else if (!delivered && nm->m.type == RAFT_MSG_APPEND && prng_chance(&s->rng, 250000))
-        raft_report_unreachable(from->r, nm->m.to); /* as a transport noticing a dead link */
+        replica_report_unreachable(from->rp, nm->m.to); /* as a transport noticing a dead link */
     else
         return;
     from->dirty = true;
@@ -228,9 +236,23 @@ void net_deliver_due(struct sim *s)
         }
         TRACE(s, "deliver %s", buf);
         s->st.delivered++;
-        int rc = raft_step(to->r, &nm->m);
-        if (rc != RAFT_OK)
-            TRACE(s, "n%llu raft_step: %s", U(to->id), raft_strerror(rc));
+        /* As raftkv-node's guard.c: the incarnation rule, then (leader) the
+         * record of a member's data directory, both the replica's. */
+        enum raft_role role = replica_role(to->rp);
+        raft_term term = replica_term(to->rp);
+        int rc = replica_step_from(to->rp, nm->from_dir, &nm->m);
+        check_vote_taken(s, to, nm, rc != REPLICA_ESTALEINC, role, term);
+        if (rc == REPLICA_ESTALEINC) {
+            TRACE(s, "n%llu dropped it: n%llu's data directory %016llx is not the recorded one",
+                  U(to->id), U(nm->m.from), U(nm->from_dir));
+            s->st.stale++;
+        } else if (rc != RAFT_OK) {
+            TRACE(s, "n%llu step: %s", U(to->id), raft_strerror(rc));
+        }
+        if (rc != REPLICA_ESTALEINC &&
+            replica_record_incarnation(to->rp, nm->m.from, nm->from_dir, s->now) == 1)
+            TRACE(s, "n%llu proposes to record n%llu's data directory %016llx", U(to->id),
+                  U(nm->m.from), U(nm->from_dir));
         to->dirty = true;
         node_drive(s, to);
         if (nm->m.type == RAFT_MSG_SNAPSHOT)

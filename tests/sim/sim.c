@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/log.h"
 #include "sim.h"
 
 #define DEFAULT_STEPS 5000
@@ -133,6 +134,8 @@ static void add_stats(struct stats *a, const struct stats *b)
     a->delivered += b->delivered;
     a->dropped += b->dropped;
     a->steps += b->steps;
+    a->wipes += b->wipes;
+    a->stale += b->stale;
 }
 
 /* Replay a failed seed keeping the last TRACE_RING lines, and show them. */
@@ -211,6 +214,8 @@ int main(int argc, char **argv)
     if (have_seed)
         seeds = 1;
 
+    /* The replica logs as raftkv-node does; the trace says it all here. */
+    log_set_level(LOG_EMERG);
     struct stats total = {0};
     uint64_t other_failures = 0;
     double t0 = now_seconds();
@@ -264,12 +269,14 @@ int main(int argc, char **argv)
     }
     printf("sim: %llu seed%s, nodes=%llu, 0 violations | %llu proposals committed (of %llu), "
            "%llu reads (%llu refused), %llu elections, %llu snapshots taken, %llu installed, "
-           "%llu conf changes, %llu transfers, %llu crashes, %llu partitions, "
+           "%llu conf changes, %llu transfers, %llu crashes (%llu wiped, %llu stale msgs "
+           "dropped), %llu partitions, "
            "%llu msgs delivered, %llu dropped | %llu steps/seed, %.1f s (%.0f seeds/s)\n",
            U(seeds), seeds == 1 ? "" : "s", U(nodes), U(total.committed), U(total.proposals),
            U(total.reads), U(total.reads_failed), U(total.elections), U(total.snaps_taken),
            U(total.snaps_installed), U(total.conf_changes), U(total.transfers),
-           U(total.crashes), U(total.partitions), U(total.delivered), U(total.dropped),
+           U(total.crashes), U(total.wipes), U(total.stale), U(total.partitions),
+           U(total.delivered), U(total.dropped),
            U(steps), dt, dt > 0 ? (double)seeds / dt : 0.0);
     return 0;
 }

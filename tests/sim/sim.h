@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "node/replica.h"
 #include "prng.h"
 #include "raft/raft.h"
 
@@ -28,8 +29,7 @@ enum fail_kind {
 };
 
 /* Snapshot bytes.  Owned by the seed's arena (struct sim.blobs) and freed only
- * when the seed ends: the core passes received snapshot bytes through to a
- * later ready batch, and raft.h does not say how long it keeps the pointer. */
+ * when the seed ends: disks and messages in flight share them. */
 struct blob {
     struct blob *next;
     raft_index index;
@@ -46,7 +46,8 @@ struct dentry {
     uint8_t data[SIM_DATA_MAX];
 };
 
-/* What survives a crash. */
+/* What survives a crash.  Like src/store, a snapshot keeps the log that
+ * continues it, and a later compaction drops what the snapshot covers. */
 struct disk {
     struct raft_hard_state hs;
     bool has_snap;
@@ -61,28 +62,31 @@ struct netmsg {
     uint64_t at;  /* delivery time */
     uint64_t seq; /* tie-break so equal times keep a deterministic order */
     unsigned from_inc; /* sender incarnation, for reporting back to it */
+    uint64_t from_dir; /* sender's data-directory incarnation, as peer messages carry it */
     bool dup;          /* a network duplicate: the sender's transport never saw it */
     struct raft_msg m;
     struct raft_entry ents[]; /* followed by the entries' data bytes */
 };
 
-/* One ready batch's storage work, completed later and in order. */
-struct batch {
-    struct batch *next;
+/* One write the replica queued through the storage table, durable later
+ * and in order. */
+enum wop_kind { WOP_APPEND, WOP_SNAPSHOT, WOP_COMPACT };
+struct wop {
+    struct wop *next;
+    uint64_t seq;
+    enum wop_kind kind;
     bool has_hs;
     struct raft_hard_state hs;
-    bool has_snap;   /* snapshot from the leader (ready) or our own (local) */
-    bool local_snap; /* our compaction: on completion call raft_snapshot_taken */
     struct raft_snapshot_meta snap;
     const struct blob *snap_blob;
+    raft_index upto;
     struct dentry *ents;
     size_t n_ents;
-    struct netmsg **msgs; /* msgs_after_persist, released on completion */
-    size_t n_msgs;
 };
 
-/* The replicated state machine: a hash chain over applied entries plus the
- * set of applied proposal ids.  Its serialized form is the snapshot. */
+/* What the checker knows of a node's state machine (the replica's real kv):
+ * a hash chain over applied entries plus the set of applied proposal ids
+ * (the kv's keys).  Rebuilt from the kv when a snapshot replaces it. */
 struct sm {
     raft_index applied;
     raft_term applied_term;
@@ -104,19 +108,35 @@ struct pread {
 };
 
 struct node {
+    struct sim *sim;
     raft_id id;
     bool up;
     bool started;        /* ever ran (the spare starts absent) */
     bool decommissioned; /* stopped after removal: restarts only when re-added */
     unsigned inc;        /* incarnation: bumped on every crash */
-    struct raft *r;
+    /* Data-directory incarnation (never 0): drawn at the first start and
+     * again when the disk is wiped; carried on every message it sends. */
+    uint64_t dir_inc;
+    unsigned wipes;
+    bool joiner; /* wiped once: an empty disk never bootstraps again */
+    /* A snapshot written "in the background" (storage.h snapshot_begin, a
+     * forked child in the node): serialised when it began, reported done
+     * whenever the schedule says, gone with a crash. */
+    bool bg_on;
+    struct raft_snapshot_meta bg_meta;
+    void *bg_data;
+    size_t bg_len;
+    bool wiped_down; /* wiped during this downtime (once is enough) */
+    struct replica *rp; /* the real driver (src/node/replica.c) over the disk below */
     struct disk disk;
-    struct batch *pend, *pend_tail;
+    struct wop *pend, *pend_tail;
     size_t n_pend;
+    uint64_t next_seq; /* of the newest queued write */
     struct sm sm;
-    /* Latest snapshot the core knows of, to attach to its SNAPSHOT messages. */
-    const struct blob *mem_snap;
-    raft_index local_snap_pending; /* index of a queued local snapshot, 0 none */
+    /* The vote this node granted in each term, kept across crashes (a
+     * wipe loses it with the disk). */
+    raft_id *voted;
+    size_t voted_cap;
     uint64_t next_tick;
     unsigned tick_period;
     uint64_t restart_at;
@@ -152,6 +172,8 @@ struct params {
     uint32_t max_msg_entries, max_msg_bytes, max_inflight, max_apply;
     unsigned snapshot_trailing, learner_max_lag;
     bool pre_vote, check_quorum;
+    uint32_t wipe_ppm; /* per step, chance that a down node's disk is wiped (when safe) */
+    bool bg_snapshots; /* the replica writes snapshots through snapshot_begin/adopt */
 };
 
 struct stats {
@@ -159,6 +181,7 @@ struct stats {
     uint64_t snaps_taken, snaps_installed, snaps_sent;
     uint64_t conf_changes, transfers, crashes, partitions;
     uint64_t delivered, dropped, steps;
+    uint64_t wipes, stale; /* disks wiped; messages the incarnation rule dropped */
 };
 
 /* (index, term) -> what that entry must look like everywhere. */
@@ -188,12 +211,20 @@ struct checker {
     /* The newest membership anybody applied: certainly committed. */
     struct raft_conf conf;
     raft_index conf_index;
+    struct raft_conf initial; /* the bootstrap membership */
     /* Client-visible facts for liveness and linearizability. */
     uint64_t *acked;
     size_t acked_words;
     raft_index told; /* highest commit index any client has been told about */
     raft_index *read_told;
     size_t read_cap;
+    /* The incarnation the applied history records for each node (0: none)
+     * and the index that recorded it. */
+    uint64_t rec[SIM_MAX_NODES + 1];
+    raft_index rec_at[SIM_MAX_NODES + 1];
+    /* The index of the newest applied forget of each node's record (0:
+     * none); see wipe_safe() in world.c. */
+    raft_index forget_at[SIM_MAX_NODES + 1];
 };
 
 struct net {
@@ -256,20 +287,23 @@ void world_free(struct sim *s);
 raft_id world_leader(struct sim *s);
 
 /* node.c */
-void node_start(struct sim *s, struct node *n, const struct raft_conf *bootstrap);
+void node_start(struct sim *s, struct node *n);
 void node_crash(struct sim *s, struct node *n, const char *why);
+void node_wipe(struct sim *s, struct node *n);
 void node_drive(struct sim *s, struct node *n);
-void node_maybe_snapshot(struct sim *s, struct node *n);
 void node_free(struct node *n);
+const struct blob *blob_new(struct sim *s, raft_index index, raft_term term, const void *data,
+                            size_t len);
 
 /* disk.c */
+void disk_storage(struct node *n, struct replica_storage *io);
 void disk_complete(struct sim *s, struct node *n, size_t max);
 void disk_crash(struct sim *s, struct node *n);
-void disk_queue(struct sim *s, struct node *n, struct batch *b);
+/* The background snapshot write of n finished (or failed, now and then). */
+void disk_bg_done(struct sim *s, struct node *n);
 raft_index disk_last_index(const struct disk *d);
 const struct dentry *disk_entry(const struct disk *d, raft_index index);
-void batch_free(struct batch *b);
-void disk_free(struct disk *d);
+void disk_free(struct node *n);
 
 /* net.c */
 struct netmsg *netmsg_copy(struct sim *s, struct node *from, const struct raft_msg *m);
@@ -285,6 +319,8 @@ void check_node(struct sim *s, struct node *n);
 void check_apply(struct sim *s, struct node *n, raft_index index, raft_term term, uint64_t chain);
 void check_read(struct sim *s, struct node *n, const struct raft_read_state *rs);
 void check_sent(struct sim *s, struct node *n, const struct raft_msg *m);
+void check_vote_taken(struct sim *s, struct node *to, const struct netmsg *nm, bool admitted,
+                      enum raft_role role, raft_term term);
 void check_ack(struct sim *s, uint64_t id, raft_index index);
 void check_served(struct sim *s, raft_index applied);
 bool check_acked_applied(struct sim *s, struct node *n, uint64_t *missing);

@@ -54,6 +54,9 @@ static void draw_params(struct sim *s)
     p->learner_max_lag = (unsigned)prng_range(g, 1, 20);
     p->pre_vote = prng_chance(g, 750000);
     p->check_quorum = prng_chance(g, 750000);
+    p->wipe_ppm = prng_chance(g, 500000) ? (uint32_t)prng_range(g, 2000, 30000) : 0;
+    /* From the seed, not the stream: adding this knob changed no other draw. */
+    p->bg_snapshots = mix64(s->seed ^ 0x62675f736e6170ULL) & 1;
 }
 
 static bool is_member(const struct raft_conf *c, raft_id id)
@@ -82,9 +85,9 @@ raft_id world_leader(struct sim *s)
     raft_term best_term = 0;
     for (unsigned i = 1; i <= s->n_nodes; i++) {
         struct node *n = &s->nodes[i];
-        if (n->up && raft_role(n->r) == RAFT_LEADER && raft_current_term(n->r) >= best_term) {
+        if (n->up && replica_role(n->rp) == RAFT_LEADER && replica_term(n->rp) >= best_term) {
             best = n->id;
-            best_term = raft_current_term(n->r);
+            best_term = replica_term(n->rp);
         }
     }
     return best;
@@ -95,8 +98,29 @@ static raft_id leader_status(struct sim *s, struct raft_status *st)
 {
     raft_id l = world_leader(s);
     if (l)
-        raft_status(s->nodes[l].r, st);
+        replica_status(s->nodes[l].rp, st);
     return l;
+}
+
+/* A member whose data directory is not the one the history records: it
+ * was wiped, its votes are dropped, and only a member add (forget, then
+ * record the new directory) lets it take part again, which is the
+ * operator's `raftkvctl member replace`.  Until then it may well stay a
+ * candidate of ever higher terms that nobody hears of (pre-vote off): the
+ * liveness phase does not wait for it. */
+static bool blocked(struct sim *s, raft_id id)
+{
+    uint64_t r = s->ck.rec[id];
+    return r && r != s->nodes[id].dir_inc;
+}
+
+/* A member of c that is blocked, or RAFT_NONE. */
+static raft_id wiped_member(struct sim *s, const struct raft_conf *c)
+{
+    for (uint32_t i = 0; i < c->n; i++)
+        if (blocked(s, c->m[i].id))
+            return c->m[i].id;
+    return RAFT_NONE;
 }
 
 /* ---- clients ------------------------------------------------------------- */
@@ -107,27 +131,38 @@ static void client_propose(struct sim *s)
     if (!n)
         return;
     /* Like a client library: follow the leader hint when there is one. */
-    raft_id hint = raft_leader(n->r);
-    if (hint != RAFT_NONE && hint != n->id && hint <= s->n_nodes && s->nodes[hint].up)
+    struct raft_status st;
+    replica_status(n->rp, &st);
+    raft_id hint = st.leader;
+    if (hint != RAFT_NONE && hint != n->id && hint <= s->n_nodes && s->nodes[hint].up) {
         n = &s->nodes[hint];
+        replica_status(n->rp, &st);
+    }
     /* Flow control, as a node would apply it: refuse new writes while the
      * leader already holds a long uncommitted tail.  Without it a slow
      * configuration (1 entry per message, 1 in flight) builds a backlog that
      * no bounded liveness check could wait out. */
-    if (raft_last_index(n->r) > raft_commit_index(n->r) + 64) {
+    if (st.last_index > st.commit + 64) {
         TRACE(s, "n%llu propose: backpressure (%llu uncommitted)", U(n->id),
-              U(raft_last_index(n->r) - raft_commit_index(n->r)));
+              U(st.last_index - st.commit));
         return;
     }
-    uint8_t data[32];
+    /* A real key-value write: the key is the proposal id, the value noise. */
     uint64_t id = s->next_prop_id;
-    memcpy(data, &id, 8);
-    uint32_t len = 8 + (uint32_t)prng_below(&s->rng, 25);
-    for (uint32_t i = 8; i < len; i++)
-        data[i] = (uint8_t)prng_next(&s->rng);
+    uint8_t value[24];
+    struct kv_command cmd = {.op = KV_OP_SET, .time_ms = s->now, .key = &id, .key_len = sizeof id,
+                             .value = value, .value_len = (size_t)prng_below(&s->rng, 25)};
+    for (size_t i = 0; i < cmd.value_len; i++)
+        value[i] = (uint8_t)prng_next(&s->rng);
+    uint8_t data[SIM_DATA_MAX];
+    size_t len = 0;
+    if (kv_command_encode(&cmd, data, sizeof data, &len) != KV_OK) {
+        sim_fail(s, FAIL_CONTRACT, "cannot encode proposal %llu", U(id));
+        return;
+    }
     raft_index index = 0;
     raft_term term = 0;
-    int rc = raft_propose(n->r, data, len, &index, &term);
+    int rc = replica_propose(n->rp, data, (uint32_t)len, &index, &term);
     n->dirty = true;
     if (rc == RAFT_OK) {
         s->next_prop_id++;
@@ -149,7 +184,7 @@ static void client_read(struct sim *s)
     uint64_t ctx = s->next_read_ctx++;
     grow(&s->ck.read_told, &s->ck.read_cap, ctx + 1, sizeof *s->ck.read_told);
     s->ck.read_told[ctx] = s->ck.told;
-    int rc = raft_read_index(n->r, ctx);
+    int rc = replica_read_index(n->rp, ctx);
     n->dirty = true;
     TRACE(s, "n%llu read %llu requested (client knows %llu): %s", U(n->id), U(ctx),
           U(s->ck.told), raft_strerror(rc));
@@ -171,7 +206,7 @@ static void do_transfer(struct sim *s)
         if (m->id != l && m->role == RAFT_VOTER)
             target = m->id;
     }
-    int rc = raft_transfer_leader(n->r, target);
+    int rc = replica_transfer(n->rp, target);
     n->dirty = true;
     TRACE(s, "n%llu transfer leadership to n%llu: %s", U(l), U(target), raft_strerror(rc));
     if (rc == RAFT_OK)
@@ -200,16 +235,38 @@ static void do_conf_change(struct sim *s)
             continue;
         if (!x->up) {
             TRACE(s, "n%llu started to join", U(x->id));
-            node_start(s, x, NULL);
+            node_start(s, x);
             if (s->fail)
                 return;
         }
-        cc.op = prng_chance(&s->rng, 800000) ? RAFT_CONF_ADD_LEARNER : RAFT_CONF_ADD_VOTER;
+        /* Straight as a voter now and then (the core allows it), but not
+         * while a wiped member's votes are dropped: a voter whose log does
+         * not reach the record of that member's old directory would take
+         * them.  raftkvctl member add always adds a learner, promoted once
+         * caught up, and so past the record (FINDINGS.md 3). */
+        cc.op = prng_chance(&s->rng, 800000) || wiped_member(s, &st.conf)
+                    ? RAFT_CONF_ADD_LEARNER
+                    : RAFT_CONF_ADD_VOTER;
         cc.id = x->id;
+        /* As api_member.c: an add first forgets the data directory recorded
+         * for an earlier membership (the node may have been wiped since). */
+        if (kv_incarnation(replica_kv(ln->rp), x->id)) {
+            int rf = replica_propose_incarnation(ln->rp, x->id, 0, s->now);
+            TRACE(s, "n%llu forget n%llu's data directory: %s", U(l), U(x->id),
+                  raft_strerror(rf));
+        }
     }
     if (!cc.op && st.conf.n > 1) {
         raft_id victim = l;
-        if (!prng_chance(&s->rng, 200000)) {
+        /* A wiped member is replaced first, as an operator would (remove,
+         * then the add forgets its old directory).  Never the leader itself
+         * meanwhile: its own removal, uncommitted, stops it campaigning and
+         * it refuses votes to shorter logs, and with the wiped member's
+         * votes dropped too nobody may be able to win (FINDINGS.md 2). */
+        raft_id wiped = wiped_member(s, &st.conf);
+        if (wiped) {
+            victim = wiped;
+        } else if (!prng_chance(&s->rng, 200000)) {
             uint64_t k = prng_below(&s->rng, st.conf.n - 1); /* k-th member other than l */
             for (uint32_t i = 0; i < st.conf.n; i++)
                 if (st.conf.m[i].id != l && k-- == 0)
@@ -220,7 +277,7 @@ static void do_conf_change(struct sim *s)
     if (!cc.op)
         return;
     raft_index index = 0;
-    int rc = raft_propose_conf(ln->r, &cc, &index);
+    int rc = replica_propose_conf(ln->rp, &cc, &index);
     ln->dirty = true;
     static const char *const ops[] = {"?", "add learner", "promote", "remove", "add voter"};
     TRACE(s, "n%llu conf change: %s n%llu -> %s (index %llu)", U(l), ops[cc.op < 5 ? cc.op : 0],
@@ -238,18 +295,117 @@ static void janitor(struct sim *s)
 {
     struct raft_status st;
     bool leader = leader_status(s, &st) != RAFT_NONE;
+    /* A stop is decided only on the word of a current leader: not one that
+     * a running node has already left behind in a higher term.  Cut off
+     * (check-quorum off), it may lack a member that the newer terms'
+     * configuration has, whose add is not committed yet; an operator stops
+     * a node once its removal is confirmed.  3-node seed 69272: with n3
+     * (leader of term 8, which had just added n4) down, the isolated
+     * leader of term 6 had n4 stopped; n1 and n3 count n4 as a voter, and
+     * with n2 wiped nobody could win after the heal.  Any leader's
+     * configuration still keeps a node running (or starts it again). */
+    bool current = leader;
+    for (unsigned i = 1; i <= s->n_nodes && current; i++) {
+        const struct node *x = &s->nodes[i];
+        if (x->up && replica_term(x->rp) > st.term)
+            current = false;
+    }
     for (unsigned i = 1; i <= s->n_nodes && !s->fail; i++) {
         struct node *x = &s->nodes[i];
         bool member = (leader && is_member(&st.conf, x->id)) || is_member(&s->ck.conf, x->id);
         if (member && !x->up && x->decommissioned) {
             TRACE(s, "n%llu is a member again: restarting", U(x->id));
-            node_start(s, x, NULL);
-        } else if (!member && leader && x->up && x->stop_at == SIM_NEVER) {
+            node_start(s, x);
+        } else if (!member && current && x->up && x->stop_at == SIM_NEVER) {
             x->stop_at = s->now + (s->faults ? prng_range(&s->rng, 0, 400) : 0);
         } else if (member && x->stop_at != SIM_NEVER) {
             x->stop_at = SIM_NEVER;
         }
     }
+}
+
+/* A node that is down may have its disk wiped before it restarts, but only
+ * where the real guards make that safe: every other running member has
+ * applied the record of its data directory (else the wipe is a member that
+ * never held data: raftkv-node(8), "Not protected"), a member removed and
+ * stopped holds that record on its disk (back in, its stale log could make
+ * it a candidate that takes the wiped node's vote: FINDINGS.md 6), and no
+ * other member is still known only by a lost directory (its votes dropped: two of them
+ * leave a 3-node cluster without an electorate until a member add).
+ * Liveness, not safety, asks for more: every other member is a voter in
+ * its own log and holds a log at least as up to date as the lost one.  A
+ * wiped voter is a failed one until it is replaced, which takes a leader;
+ * were the lost log the newest, or the newest on a node that does not
+ * campaign (a learner in its own log, a leader whose own removal is
+ * pending), no voter might win (FINDINGS.md 2). */
+/* The disk holds the committed entry at index (or a snapshot past it). */
+static bool disk_holds(struct sim *s, const struct disk *d, raft_index index)
+{
+    if (d->has_snap && d->snap.index >= index)
+        return true;
+    const struct dentry *e = disk_entry(d, index);
+    return e && index <= s->ck.hmax && e->term == s->ck.hterm[index];
+}
+
+static bool wipe_safe(struct sim *s, const struct node *n)
+{
+    const struct disk *d = &n->disk;
+    raft_index last = disk_last_index(d);
+    raft_term last_term = d->n ? d->log[d->n - 1].term : d->has_snap ? d->snap.term : 0;
+    for (unsigned i = 1; i <= s->n_nodes; i++) {
+        const struct node *x = &s->nodes[i];
+        if (x == n || !x->started)
+            continue;
+        if (x->decommissioned) {
+            if (!disk_holds(s, &x->disk, s->ck.rec_at[n->id]))
+                return false;
+            /* Stopped, it is a failed voter wherever a log still counts
+             * it (an add not committed when the janitor stopped it, which
+             * may win yet): the wipe would be a second failure, and 3 of
+             * 4 voters are then out of reach (3-node seeds 24549, 64116
+             * once the schedule moved; 69272 is the janitor's side). */
+            for (unsigned k = 1; k <= s->n_nodes; k++) {
+                const struct node *y = &s->nodes[k];
+                struct raft_status yst;
+                if (y == n || !y->up)
+                    continue;
+                replica_status(y->rp, &yst);
+                if (is_member(&yst.conf, x->id))
+                    return false;
+            }
+            continue;
+        }
+        if (!x->up || kv_incarnation(replica_kv(x->rp), n->id) != n->dir_inc)
+            return false;
+        struct raft_status st;
+        replica_status(x->rp, &st);
+        const struct raft_member *me = raft_conf_find(&st.conf, x->id);
+        if (!me || me->role != RAFT_VOTER || st.last_term < last_term ||
+            (st.last_term == last_term && st.last_index < last))
+            return false;
+    }
+    for (unsigned j = 1; j <= s->n_nodes; j++)
+        if (j != n->id && blocked(s, j))
+            return false;
+    /* Nor while a member that may restart could forget that a node's
+     * record was forgotten (FINDINGS.md 8): after a restart its state is
+     * its snapshot, and a forget in the log beyond counts only once applied
+     * again, which needs a leader.  Until then it refuses the votes of that
+     * node's new directory; with n's votes dropped as well, no candidate
+     * may reach a quorum (3-node seed 38444: n1 restarted from snapshot
+     * 120, before n4's forget at 131, while n2 was wiped).  A removed,
+     * stopped node comes back as a learner while a wiped member is
+     * unreplaced (do_conf_change) and votes only once promoted, caught up. */
+    for (unsigned i = 1; i <= s->n_nodes; i++) {
+        const struct node *x = &s->nodes[i];
+        if (x == n || !x->started || x->decommissioned)
+            continue;
+        for (unsigned j = 1; j <= s->n_nodes; j++)
+            if (j != n->id && j != x->id && s->ck.forget_at[j] &&
+                !(x->disk.has_snap && x->disk.snap.index >= s->ck.forget_at[j]))
+                return false;
+    }
+    return true;
 }
 
 static void do_crash(struct sim *s)
@@ -273,8 +429,8 @@ static void do_crash(struct sim *s)
 static void churn(struct sim *s)
 {
     raft_id l = world_leader(s);
-    if (l && raft_current_term(s->nodes[l].r) > s->churn_seen) {
-        s->churn_seen = raft_current_term(s->nodes[l].r);
+    if (l && replica_term(s->nodes[l].rp) > s->churn_seen) {
+        s->churn_seen = replica_term(s->nodes[l].rp);
         if (prng_chance(&s->rng, s->p.churn_ppm)) {
             s->churn_target = l;
             /* Often before its first AppendEntries lands (a partition drops
@@ -294,7 +450,7 @@ static void churn(struct sim *s)
         return;
     struct node *n = &s->nodes[s->churn_target];
     s->churn_target = RAFT_NONE;
-    if (!n->up || raft_role(n->r) != RAFT_LEADER)
+    if (!n->up || replica_role(n->rp) != RAFT_LEADER)
         return;
     if (!s->net.partitioned && prng_chance(&s->rng, 600000)) {
         net_partition(s, n->id, true);
@@ -346,7 +502,10 @@ static void step(struct sim *s)
     for (unsigned i = 1; i <= s->n_nodes && !s->fail; i++) {
         struct node *n = &s->nodes[i];
         if (!n->up && s->now >= n->restart_at) {
-            node_start(s, n, NULL);
+            node_start(s, n);
+        } else if (!n->up && n->started && !n->decommissioned && !n->wiped_down && s->faults &&
+                   prng_chance(&s->rng, s->p.wipe_ppm) && wipe_safe(s, n)) {
+            node_wipe(s, n);
         } else if (n->up && s->now >= n->stop_at) {
             node_crash(s, n, "stopped: no longer a member");
             n->decommissioned = true;
@@ -358,7 +517,7 @@ static void step(struct sim *s)
     for (unsigned i = 1; i <= s->n_nodes && !s->fail; i++) {
         struct node *n = &s->nodes[i];
         for (int k = 0; n->up && n->next_tick <= s->now && k < 4 && !s->fail; k++) {
-            raft_tick(n->r);
+            replica_tick(n->rp);
             n->dirty = true;
             n->next_tick += n->tick_period;
             node_drive(s, n);
@@ -375,10 +534,11 @@ static void step(struct sim *s)
             disk_complete(s, n, k);
             node_drive(s, n);
         }
+        if (n->up && n->bg_on && !s->fail && prng_chance(&s->rng, s->p.disk_ppm)) {
+            disk_bg_done(s, n);
+            node_drive(s, n);
+        }
     }
-    for (unsigned i = 1; i <= s->n_nodes && !s->fail; i++)
-        if (s->nodes[i].dirty)
-            node_maybe_snapshot(s, &s->nodes[i]);
     if (!s->faults || s->now % 16 == 0)
         janitor(s);
     for (unsigned i = 1; i <= s->n_nodes; i++) {
@@ -398,9 +558,9 @@ static raft_id stable_leader(struct sim *s)
         return RAFT_NONE;
     for (uint32_t i = 0; i < st.conf.n; i++) {
         struct node *m = &s->nodes[st.conf.m[i].id];
-        if (st.conf.m[i].role != RAFT_VOTER)
+        if (st.conf.m[i].role != RAFT_VOTER || blocked(s, m->id))
             continue;
-        if (!m->up || raft_leader(m->r) != l)
+        if (!m->up || replica_leader(m->rp) != l)
             return RAFT_NONE;
     }
     return l;
@@ -415,9 +575,11 @@ static bool converged(struct sim *s, raft_id *lagging, uint64_t *missing)
     if (!l)
         return false;
     struct raft_status st;
-    raft_status(s->nodes[l].r, &st);
+    replica_status(s->nodes[l].rp, &st);
     for (uint32_t i = 0; i < st.conf.n; i++) {
         struct node *m = &s->nodes[st.conf.m[i].id];
+        if (blocked(s, m->id))
+            continue;
         if (!m->up || !check_acked_applied(s, m, missing)) {
             *lagging = m->id;
             return false;
@@ -480,11 +642,12 @@ void world_run(struct sim *s, uint64_t seed, unsigned nodes, uint64_t steps, int
     TRACE(s,
           "seed %llu: %u nodes + 1 spare, loss %u ppm, dup %u ppm, delay 1..%u (+%u ppm long), "
           "election %u hb %u ticks, batch %u entries/%u bytes, inflight %u, apply %u, "
-          "pre-vote %d, check-quorum %d, snapshot every %u (trailing %u), disk %u ppm",
+          "pre-vote %d, check-quorum %d, snapshot every %u (trailing %u), disk %u ppm, "
+          "wipe %u ppm, background snapshots %d",
           U(seed), nodes, p->loss_ppm, p->dup_ppm, p->delay_max, p->long_delay_ppm,
           p->election_ticks, p->heartbeat_ticks, p->max_msg_entries, p->max_msg_bytes,
           p->max_inflight, p->max_apply, p->pre_vote, p->check_quorum, p->snap_every,
-          p->snapshot_trailing, p->disk_ppm);
+          p->snapshot_trailing, p->disk_ppm, p->wipe_ppm, p->bg_snapshots);
 
     struct raft_conf conf = {0};
     for (unsigned i = 1; i <= s->n_nodes; i++) {
@@ -498,8 +661,9 @@ void world_run(struct sim *s, uint64_t seed, unsigned nodes, uint64_t steps, int
     }
     s->ck.conf = conf; /* bootstrap writes it as entry 1 everywhere */
     s->ck.conf_index = 1;
+    s->ck.initial = conf;
     for (unsigned i = 1; i <= nodes && !s->fail; i++)
-        node_start(s, &s->nodes[i], &conf);
+        node_start(s, &s->nodes[i]);
     s->faults = true;
     while (!s->fail && s->now < steps)
         step(s);

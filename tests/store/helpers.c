@@ -210,6 +210,22 @@ char *th_segment(const char *dir, int k)
     return p;
 }
 
+void th_check_snapshot(struct store *st, const struct store_snap_meta *want, const void *data,
+                       size_t len)
+{
+    struct store_snap_meta got;
+    void *buf;
+    size_t n;
+    assert_int_equal(store_snapshot_load(st, &got, &buf, &n), 0);
+    assert_int_equal(got.index, want->index);
+    assert_int_equal(got.term, want->term);
+    assert_int_equal(got.conf_len, want->conf_len);
+    assert_memory_equal(got.conf, want->conf, want->conf_len);
+    assert_int_equal(n, len);
+    assert_memory_equal(buf, data, len);
+    free(buf);
+}
+
 struct store *th_open(const char *dir, const struct store_options *o)
 {
     struct store *st = NULL;

@@ -33,5 +33,8 @@ int th_nsegments(const char *dir);
 
 struct store *th_open(const char *dir, const struct store_options *o);
 uint64_t th_rng(uint64_t *s);
+/* The store's snapshot has meta's index, term and conf, and exactly data. */
+void th_check_snapshot(struct store *st, const struct store_snap_meta *want, const void *data,
+                       size_t len);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -191,6 +192,52 @@ static void test_roll_compact_snapshot(void **state)
     check_range(st, first, 500, term1, 0);
     assert_int_equal(store_close(st), 0);
     th_rmrf(dir);
+    free(dir);
+}
+
+/* A snapshot streamed in the background (as a forked child does), larger
+ * than the stream's buffer, adopted in order with the log; a stale one is
+ * refused and removed; a leftover snapshot.bg is removed on open. */
+static void test_snapshot_stream_adopt(void **state)
+{
+    (void)state;
+    char *dir = th_tmpdir("adopt");
+    struct store *st = th_open(dir, NULL);
+    append(st, 1, 50, 1, 0);
+    struct store_snap_meta m = {.index = 40, .term = 1, .conf_len = 2, .conf = {7, 8}};
+    size_t big = (3u << 20) + 12345;
+    uint8_t *data = malloc(big);
+    assert_non_null(data);
+    for (size_t i = 0; i < big; i++)
+        data[i] = (uint8_t)(i * 31 + (i >> 13));
+    struct store_snap_stream *ss;
+    assert_int_equal(store_snapshot_stream_open(st, &m, &ss), 0);
+    for (size_t off = 0; off < big; off += 70001)
+        assert_int_equal(store_snapshot_stream_write(ss, data + off,
+                                                     big - off < 70001 ? big - off : 70001), 0);
+    assert_int_equal(store_snapshot_stream_close(ss, true), 0);
+    assert_false(store_snapshot_meta(st, NULL)); /* nothing adopted yet */
+    uint64_t seq;
+    assert_int_equal(store_snapshot_adopt(st, &m, &seq), 0);
+    assert_int_equal(store_wait(st, seq), 0);
+    assert_int_equal(store_last_index(st), 50); /* log kept: it continues the snapshot */
+    /* stale: at or below the current snapshot */
+    assert_int_equal(store_snapshot_stream_open(st, &m, &ss), 0);
+    assert_int_equal(store_snapshot_stream_write(ss, "x", 1), 0);
+    assert_int_equal(store_snapshot_stream_close(ss, true), 0);
+    assert_int_equal(store_snapshot_adopt(st, &m, &seq), -ESTALE);
+    char bg[4096];
+    snprintf(bg, sizeof(bg), "%s/snap/snapshot.bg", dir);
+    assert_int_equal(access(bg, F_OK), -1);
+    /* a child that died half-way leaves its file: it goes on the next open */
+    assert_int_equal(store_close(st), 0);
+    th_spit(bg, (const uint8_t *)"partial", 7);
+    st = th_open(dir, NULL);
+    assert_int_equal(access(bg, F_OK), -1);
+    th_check_snapshot(st, &m, data, big);
+    assert_int_equal(store_close(st), 0);
+    th_rmrf(dir);
+    free(data);
     free(dir);
 }
 
@@ -382,6 +429,7 @@ int main(void)
         cmocka_unit_test(test_truncate_suffix),
         cmocka_unit_test(test_roll_compact_snapshot),
         cmocka_unit_test(test_snapshot_replaces_log),
+        cmocka_unit_test(test_snapshot_stream_adopt),
         cmocka_unit_test(test_lock),
         cmocka_unit_test(test_version_refused),
         cmocka_unit_test(test_validation),

@@ -44,6 +44,7 @@ static void test_add_learner(void **state)
     assert_int_equal(raft_propose_conf(l->r, &cc, &ci), RAFT_OK);
     assert_int_equal(ci, raft_last_index(l->r));
     /* in force the moment it is appended, before it commits */
+    assert_int_equal(h_status(l).conf_index, ci);
     assert_non_null(member(l, 4));
     assert_int_equal(member(l, 4)->role, RAFT_LEARNER);
     assert_int_equal(h_progress(l, 4).role, RAFT_LEARNER);
@@ -302,6 +303,7 @@ static void test_conf_reverts_when_truncated(void **state)
                                 .log_term = 1, .entries = &ce, .n_entries = 1});
     assert_int_equal(raft_commit_index(f->r), 0);
     assert_int_equal(h_status(f).conf.n, 4);
+    assert_int_equal(h_status(f).conf_index, 3);
     static const uint8_t b = 1;
     struct raft_entry ne = {.index = 3, .term = 3, .data = &b, .len = 1};
     h_step(f, (struct raft_msg){.type = RAFT_MSG_APPEND, .from = 3, .term = 3, .index = 2,
@@ -310,6 +312,7 @@ static void test_conf_reverts_when_truncated(void **state)
     assert_int_equal(st.last_index, 3);
     assert_int_equal(st.last_term, 3);
     assert_int_equal(st.conf.n, 3);
+    assert_true(st.conf_index < 3);
     assert_null(raft_conf_find(&st.conf, 4));
     h_free(f);
 }

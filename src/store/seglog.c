@@ -1,7 +1,8 @@
-/* log.c - the log as a list of segment files: recovery of the list at start-up,
- * appending (with rolls to new segments), suffix truncation, prefix compaction
- * and range reads.  The writer thread is the only mutator; every change to the
- * segment array happens under lg->mu so readers on other threads see it whole. */
+/* seglog.c - the segment log: the list of segment files, its recovery at
+ * start-up, appending (with rolls to new segments), suffix truncation, prefix
+ * compaction and range reads.  The writer thread is the only mutator; every
+ * change to the segment array happens under lg->mu so readers on other
+ * threads see it whole.  Prefix seglog_, apart from common/log.h's log_. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +15,7 @@
 #include "common/endian.h"
 #include "store/internal.h"
 
-static char *seg_path(const struct log *lg, uint64_t first)
+static char *seg_path(const struct seglog *lg, uint64_t first)
 {
     char name[40];
     snprintf(name, sizeof(name), "%020" PRIu64 ".seg", first);
@@ -26,17 +27,17 @@ static uint64_t seg_last(const struct seg *s)
     return s->first + s->n - 1;
 }
 
-uint64_t log_first(const struct log *lg)
+uint64_t seglog_first(const struct seglog *lg)
 {
     return lg->nsegs ? lg->segs[0].first : lg->next_index;
 }
 
-uint64_t log_last(const struct log *lg)
+uint64_t seglog_last(const struct seglog *lg)
 {
     return lg->nsegs ? seg_last(&lg->segs[lg->nsegs - 1]) : lg->next_index - 1;
 }
 
-uint64_t log_last_term(const struct log *lg)
+uint64_t seglog_last_term(const struct seglog *lg)
 {
     for (size_t i = lg->nsegs; i-- > 0;)
         if (lg->segs[i].n)
@@ -44,7 +45,7 @@ uint64_t log_last_term(const struct log *lg)
     return lg->empty_term;
 }
 
-static struct seg *seg_find(struct log *lg, uint64_t index)
+static struct seg *seg_find(struct seglog *lg, uint64_t index)
 {
     size_t lo = 0, hi = lg->nsegs;
     while (lo < hi) {
@@ -65,7 +66,7 @@ static uint64_t rec_end(const struct seg *s, uint64_t i)
     return i + 1 < s->n ? s->off[i + 1] : s->size;
 }
 
-static int seg_push(struct log *lg, const struct seg *s)
+static int seg_push(struct seglog *lg, const struct seg *s)
 {
     if (lg->nsegs == lg->capsegs) {
         size_t nc = lg->capsegs ? lg->capsegs * 2 : 8;
@@ -86,7 +87,8 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* Segment names are their first index, so sorting names sorts the log. */
-static int list_segments(const struct log *lg, uint64_t **firsts, size_t *n, struct serr *e)
+static int list_segments(const struct seglog *lg, uint64_t **firsts, size_t *n,
+                         struct serr *e)
 {
     DIR *d = opendir(lg->dir);
     if (!d)
@@ -142,7 +144,7 @@ static int runs_append(struct term_run **runs, size_t *nruns, size_t *cap,
 
 /* The last segment ends in a torn write: cut it off for good, so the next
  * append starts from clean ground. */
-static int cut_tail(struct log *lg, const char *path, struct seg *s,
+static int cut_tail(struct seglog *lg, const char *path, struct seg *s,
                     const struct seg_scan *sc, struct store_open_info *info,
                     struct serr *e)
 {
@@ -168,9 +170,9 @@ static int cut_tail(struct log *lg, const char *path, struct seg *s,
     return 0;
 }
 
-int log_recover(struct log *lg, const char *dir, pthread_mutex_t *mu,
-                const struct store_options *opts, struct store_open_info *info,
-                struct serr *e, struct term_run **runs, size_t *nruns)
+int seglog_recover(struct seglog *lg, const char *dir, pthread_mutex_t *mu,
+                   const struct store_options *opts, struct store_open_info *info,
+                   struct serr *e, struct term_run **runs, size_t *nruns)
 {
     memset(lg, 0, sizeof(*lg));
     lg->mu = mu;
@@ -237,7 +239,7 @@ int log_recover(struct log *lg, const char *dir, pthread_mutex_t *mu,
     return rc;
 }
 
-void log_close(struct log *lg)
+void seglog_close(struct seglog *lg)
 {
     for (size_t i = 0; i < lg->nsegs; i++) {
         sys_close(lg->segs[i].fd);
@@ -252,7 +254,7 @@ void log_close(struct log *lg)
     lg->dirfd = -1;
 }
 
-int log_flush(struct log *lg, struct serr *e)
+int seglog_flush(struct seglog *lg, struct serr *e)
 {
     if (!lg->niov)
         return 0;
@@ -272,7 +274,7 @@ int log_flush(struct log *lg, struct serr *e)
     return 0;
 }
 
-int log_sync(struct log *lg, struct serr *e)
+int seglog_sync(struct seglog *lg, struct serr *e)
 {
     if (!lg->dirty)
         return 0;
@@ -289,7 +291,7 @@ int log_sync(struct log *lg, struct serr *e)
     return 0;
 }
 
-static int push_iov(struct log *lg, const void *p, size_t len)
+static int push_iov(struct seglog *lg, const void *p, size_t len)
 {
     if (lg->niov == lg->capiov) {
         int nc = lg->capiov ? lg->capiov * 2 : 256;
@@ -308,10 +310,10 @@ static int push_iov(struct log *lg, const void *p, size_t len)
 /* Start a new segment whose first record will be `first`.  The previous one
  * is synced first, so only the newest segment can ever hold unsynced data:
  * that is what lets recovery call damage anywhere else corruption. */
-static int roll(struct log *lg, uint64_t first, struct serr *e)
+static int roll(struct seglog *lg, uint64_t first, struct serr *e)
 {
     int rc;
-    if (lg->nsegs && ((rc = log_flush(lg, e)) < 0 || (rc = log_sync(lg, e)) < 0))
+    if (lg->nsegs && ((rc = seglog_flush(lg, e)) < 0 || (rc = seglog_sync(lg, e)) < 0))
         return rc;
     char *path = seg_path(lg, first);
     if (!path)
@@ -345,8 +347,8 @@ static int roll(struct log *lg, uint64_t first, struct serr *e)
     return 0;
 }
 
-int log_put(struct log *lg, const uint8_t *frame, size_t len, uint64_t index,
-            uint64_t term, struct serr *e)
+int seglog_put(struct seglog *lg, const uint8_t *frame, size_t len, uint64_t index,
+               uint64_t term, struct serr *e)
 {
     int rc;
     struct seg *s = lg->nsegs ? &lg->segs[lg->nsegs - 1] : NULL;
@@ -356,7 +358,7 @@ int log_put(struct log *lg, const uint8_t *frame, size_t len, uint64_t index,
         s = &lg->segs[lg->nsegs - 1];
     } else if (lg->unsynced && lg->unsynced + len > STORE_MAX_UNSYNCED) {
         /* Keep the promise recovery depends on (STORE_MAX_UNSYNCED). */
-        if ((rc = log_flush(lg, e)) < 0 || (rc = log_sync(lg, e)) < 0)
+        if ((rc = seglog_flush(lg, e)) < 0 || (rc = seglog_sync(lg, e)) < 0)
             return rc;
     }
     if (s->n == s->cap) {
@@ -381,7 +383,7 @@ int log_put(struct log *lg, const uint8_t *frame, size_t len, uint64_t index,
     return 0;
 }
 
-static int drop_last_seg(struct log *lg, struct serr *e)
+static int drop_last_seg(struct seglog *lg, struct serr *e)
 {
     struct seg *s = &lg->segs[lg->nsegs - 1];
     char *path = seg_path(lg, s->first);
@@ -402,7 +404,7 @@ static int drop_last_seg(struct log *lg, struct serr *e)
     return 0;
 }
 
-int log_term_at(struct log *lg, uint64_t index, uint64_t *term, struct serr *e)
+int seglog_term_at(struct seglog *lg, uint64_t index, uint64_t *term, struct serr *e)
 {
     struct seg *s = seg_find(lg, index);
     if (!s)
@@ -417,11 +419,11 @@ int log_term_at(struct log *lg, uint64_t index, uint64_t *term, struct serr *e)
     return 0;
 }
 
-int log_truncate(struct log *lg, uint64_t from, struct serr *e)
+int seglog_truncate(struct seglog *lg, uint64_t from, struct serr *e)
 {
-    if (from > log_last(lg))
+    if (from > seglog_last(lg))
         return 0;
-    int rc = log_flush(lg, e);
+    int rc = seglog_flush(lg, e);
     if (rc < 0)
         return rc;
     bool unlinked = false;
@@ -434,7 +436,7 @@ int log_truncate(struct log *lg, uint64_t from, struct serr *e)
     struct seg *s = &lg->segs[lg->nsegs - 1];
     uint64_t keep = from - s->first, new_term = s->last_term;
     uint64_t cut_at = keep < s->n ? s->off[keep] : s->size;
-    if (keep > 0 && (rc = log_term_at(lg, from - 1, &new_term, e)) < 0)
+    if (keep > 0 && (rc = seglog_term_at(lg, from - 1, &new_term, e)) < 0)
         return rc;
     char *path = seg_path(lg, s->first);
     if (!path)
@@ -460,7 +462,7 @@ int log_truncate(struct log *lg, uint64_t from, struct serr *e)
     return 0;
 }
 
-int log_reset(struct log *lg, uint64_t next_index, uint64_t term, struct serr *e)
+int seglog_reset(struct seglog *lg, uint64_t next_index, uint64_t term, struct serr *e)
 {
     int rc = 0;
     lg->niov = 0;
@@ -479,7 +481,7 @@ int log_reset(struct log *lg, uint64_t next_index, uint64_t term, struct serr *e
     return 0;
 }
 
-int log_compact(struct log *lg, uint64_t upto, struct serr *e)
+int seglog_compact(struct seglog *lg, uint64_t upto, struct serr *e)
 {
     size_t drop = 0;
     /* Never the active segment: appends continue in it. */
@@ -516,10 +518,10 @@ int log_compact(struct log *lg, uint64_t upto, struct serr *e)
     return rc;
 }
 
-int log_read_locked(struct log *lg, uint64_t lo, uint64_t hi, struct store_record **out,
-                    size_t *n)
+int seglog_read_locked(struct seglog *lg, uint64_t lo, uint64_t hi,
+                       struct store_record **out, size_t *n)
 {
-    if (lo > hi || lo < log_first(lg) || hi > log_last(lg))
+    if (lo > hi || lo < seglog_first(lg) || hi > seglog_last(lg))
         return -ERANGE;
     size_t cnt = (size_t)(hi - lo + 1);
     uint64_t bytes = 0;

@@ -1,0 +1,128 @@
+/* guard.c - who may talk to this node: every decoded peer message passes
+ * here before the consensus core sees it.  Refused: a sender that is neither
+ * a member nor a [node.N] of the config, any Raft message while an empty
+ * node is still deciding whether to bootstrap, and votes (and higher terms)
+ * from a member whose data directory is not the one the cluster recorded (a
+ * wiped node must never vote under its old identity).  A leader records each member's
+ * incarnation in the log once the member holds data.  Both rules are
+ * replica.c's (replica_incarnation_refused, replica_record_incarnation),
+ * which the simulator drives too; this file logs and counts.  Probes go to
+ * bootstrap.c.  (Cluster name and id were already checked by peer_decode.)
+ */
+#include "node/node_int.h"
+
+#include "common/log.h"
+#include "net/ratelimit.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+struct guard {
+    struct net_ratelimit refuse_rl, vote_rl;
+    uint64_t refused;
+    uint64_t votes_dropped;
+};
+
+int guard_new(struct node *n)
+{
+    n->guard = calloc(1, sizeof(*n->guard));
+    if (!n->guard)
+        return -ENOMEM;
+    n->guard->refuse_rl.interval = 60.0; /* a misconfigured node retries forever */
+    n->guard->vote_rl.interval = 10.0;
+    return 0;
+}
+
+void guard_free(struct node *n)
+{
+    free(n->guard);
+    n->guard = NULL;
+}
+
+static bool is_known(struct node *n, raft_id id)
+{
+    if (node_member(n, id))
+        return true;
+    /* Not in the file: a member added at runtime still counts.  Rare, so
+     * the full status copy is affordable here. */
+    struct raft_status st;
+    replica_status(n->rp, &st);
+    return raft_conf_find(&st.conf, id) != NULL;
+}
+
+/* The incarnation rule itself (which votes to drop, when to record) is
+ * replica.c's, so that the simulator runs the same code. */
+static uint64_t now_ms(struct node *n)
+{
+    return (uint64_t)(ev_now(n->loop) * 1000.0);
+}
+
+int guard_propose_incarnation(struct node *n, raft_id member, uint64_t incarnation)
+{
+    if (replica_propose_incarnation(n->rp, member, incarnation, now_ms(n)) != 0)
+        return -EAGAIN;
+    node_mark_dirty(n);
+    return 0;
+}
+
+int node_propose_bookkeeping(struct node *n, struct kv_command *cmd)
+{
+    cmd->time_ms = now_ms(n);
+    if (replica_propose_bookkeeping(n->rp, cmd) != 0)
+        return -EAGAIN;
+    node_mark_dirty(n);
+    return 0;
+}
+
+bool guard_admit(struct node *n, struct net_conn *c, const struct peer_decoded *d)
+{
+    struct guard *g = n->guard;
+    if (!is_known(n, d->from_id)) {
+        uint64_t more;
+        g->refused++;
+        if (net_ratelimit_ok(&g->refuse_rl, ev_now(n->loop), &more)) {
+            char ours[2 * PEER_CLUSTER_ID_LEN + 1];
+            peer_cluster_id_hex(n->ident.cluster_id, PEER_CLUSTER_ID_LEN, ours);
+            log_warn("refusing peer %s: node %llu is not a member of cluster '%s' id %s "
+                     "(same cluster id; %llu more refusals not logged)",
+                     net_conn_peer_name(c), (unsigned long long)d->from_id, n->cfg->cluster.name,
+                     ours, (unsigned long long)more);
+        }
+        net_conn_close(c, -EPERM);
+        return false;
+    }
+    switch (d->body) {
+    case PEER_BODY_PROBE:
+        bootstrap_on_probe(n, d);
+        return false;
+    case PEER_BODY_PROBE_REPLY:
+        bootstrap_on_reply(n, d);
+        return false;
+    case PEER_BODY_RAFT:
+        break;
+    }
+    /* An empty node that has not decided yet must not take a log (it may
+     * be a wiped member about to be refused) nor vote. */
+    if (bootstrap_deciding(n))
+        return false;
+    uint64_t recorded;
+    if (replica_incarnation_refused(n->rp, &d->msg, d->incarnation, &recorded)) {
+        uint64_t more;
+        g->votes_dropped++;
+        if (net_ratelimit_ok(&g->vote_rl, ev_now(n->loop), &more))
+            log_warn("dropping a %s (term %llu) from node %llu: its data directory is "
+                     "incarnation %016llx, the cluster recorded %016llx (it lost its data?) "
+                     "(%llu more dropped)",
+                     raft_msg_type_name(d->msg.type), (unsigned long long)d->msg.term,
+                     (unsigned long long)d->from_id,
+                     (unsigned long long)d->incarnation, (unsigned long long)recorded,
+                     (unsigned long long)more);
+        return false;
+    }
+    if (replica_record_incarnation(n->rp, d->from_id, d->incarnation, now_ms(n)) == 1) {
+        node_mark_dirty(n);
+        log_info("recording incarnation %016llx of node %llu's data directory",
+                 (unsigned long long)d->incarnation, (unsigned long long)d->from_id);
+    }
+    return true;
+}

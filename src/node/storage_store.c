@@ -1,0 +1,384 @@
+/* storage_store.c - the replica's storage table over src/store: raft
+ * entries and snapshot metadata mapped to store records and the store's
+ * opaque membership blob, the store's log lines sent to the node's log, and
+ * the background snapshot writer: a forked child that streams its
+ * copy-on-write view of the dictionary into the store's snapshot.bg, watched
+ * through a pidfd.
+ */
+#include "node/storage_store.h"
+
+#include "common/log.h"
+#include "store/store.h"
+
+#include "kv/kv.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct storage_store {
+    struct store *st;
+    struct store_record *recs; /* reused per append: raft entries as store records */
+    size_t cap_recs;
+    struct storage_store_hooks hooks;
+    /* the background snapshot writer, if one runs */
+    pid_t child;
+    int child_fd; /* pidfd, -1 */
+    struct timespec child_start;
+};
+
+static void store_log(void *arg, enum store_log_level level, const char *msg)
+{
+    (void)arg;
+    if (level == STORE_LOG_ERROR)
+        log_error("store: %s", msg);
+    else if (level == STORE_LOG_WARN)
+        log_warn("store: %s", msg);
+    else
+        log_info("store: %s", msg);
+}
+
+static void recover_progress(void *arg, size_t done, size_t total)
+{
+    struct storage_store *ss = arg;
+    if (!ss->hooks.recovering)
+        return;
+    char buf[96];
+    snprintf(buf, sizeof(buf), "verified log segment %zu of %zu", done, total);
+    ss->hooks.recovering(ss->hooks.arg, buf);
+}
+
+static void meta_to_store(const struct raft_snapshot_meta *in, struct store_snap_meta *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->index = in->index;
+    out->term = in->term;
+    out->conf_len = (uint32_t)raft_conf_encode(&in->conf, out->conf);
+}
+
+static void ss_hard_state(void *arg, struct raft_hard_state *hs)
+{
+    struct storage_store *ss = arg;
+    struct store_hard_state shs;
+    store_hard_state(ss->st, &shs);
+    hs->term = shs.term;
+    hs->vote = shs.vote;
+}
+
+static raft_index ss_last_index(void *arg)
+{
+    struct storage_store *ss = arg;
+    return store_last_index(ss->st);
+}
+
+static int ss_read(void *arg, raft_index lo, raft_index hi, struct raft_entry **ents, size_t *n)
+{
+    struct storage_store *ss = arg;
+    struct store_record *recs = NULL;
+    size_t k = 0;
+    int rv = store_read(ss->st, lo, hi, &recs, &k);
+    if (rv < 0)
+        return rv;
+    /* Entries and the records' bytes in one block, as the table promises. */
+    size_t bytes = 0;
+    for (size_t i = 0; i < k; i++)
+        bytes += recs[i].len;
+    struct raft_entry *e = malloc(k * sizeof(*e) + bytes + 1);
+    if (!e) {
+        free(recs);
+        return -ENOMEM;
+    }
+    uint8_t *p = (uint8_t *)(e + k);
+    for (size_t i = 0; i < k; i++) {
+        e[i] = (struct raft_entry){.index = recs[i].index, .term = recs[i].term,
+                                   .type = recs[i].type, .len = recs[i].len, .data = p};
+        if (recs[i].len)
+            memcpy(p, recs[i].data, recs[i].len);
+        p += recs[i].len;
+    }
+    free(recs);
+    *ents = e;
+    *n = k;
+    return 0;
+}
+
+static int ss_snapshot_load(void *arg, struct raft_snapshot_meta *meta, void **data, size_t *len)
+{
+    struct storage_store *ss = arg;
+    struct store_snap_meta sm;
+    if (!store_snapshot_meta(ss->st, &sm))
+        return -ENOENT;
+    int rv = store_snapshot_load(ss->st, &sm, data, len);
+    if (rv < 0)
+        return rv;
+    memset(meta, 0, sizeof(*meta));
+    meta->index = sm.index;
+    meta->term = sm.term;
+    if (raft_conf_decode(sm.conf, sm.conf_len, &meta->conf) != 0) {
+        free(*data);
+        *data = NULL;
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+static int ss_append(void *arg, const struct raft_hard_state *hs, const struct raft_entry *ents,
+                     size_t n, uint64_t *seq)
+{
+    struct storage_store *ss = arg;
+    if (n > ss->cap_recs) {
+        size_t cap = ss->cap_recs ? ss->cap_recs : 256;
+        while (cap < n)
+            cap *= 2;
+        struct store_record *r = realloc(ss->recs, cap * sizeof(*r));
+        if (!r)
+            return -ENOMEM;
+        ss->recs = r;
+        ss->cap_recs = cap;
+    }
+    for (size_t i = 0; i < n; i++)
+        ss->recs[i] = (struct store_record){.index = ents[i].index, .term = ents[i].term,
+                                            .data = ents[i].data, .len = ents[i].len,
+                                            .type = ents[i].type};
+    struct store_hard_state shs = {.term = hs ? hs->term : 0, .vote = hs ? hs->vote : 0};
+    return store_append(ss->st, hs ? &shs : NULL, ss->recs, n, seq);
+}
+
+static int ss_snapshot_save(void *arg, const struct raft_snapshot_meta *meta, const void *data,
+                            size_t len, uint64_t *seq)
+{
+    struct storage_store *ss = arg;
+    struct store_snap_meta sm;
+    meta_to_store(meta, &sm);
+    return store_snapshot_save(ss->st, &sm, data, len, seq);
+}
+
+/* ---- the background snapshot writer ------------------------------------ */
+
+/* Added to the node's nice value in the snapshot child. */
+#define SNAPSHOT_CHILD_NICE 10
+
+struct child_out {
+    struct store_snap_stream *w;
+    int err; /* the store's -errno that stopped the write */
+};
+
+static int child_write(void *ctx, const void *buf, size_t len)
+{
+    struct child_out *o = ctx;
+    o->err = store_snapshot_stream_write(o->w, buf, len);
+    return o->err;
+}
+
+/* In the child: nothing but the dictionary, the file and _exit().  Its exit
+ * status is 0 or the errno that stopped it. */
+static void __attribute__((noreturn)) child_main(struct storage_store *ss, pid_t parent,
+                                                 const struct store_snap_meta *sm,
+                                                 const struct kv *kv)
+{
+    /* Die with the node; take the default action on the signals the node's
+     * loop handles (its handlers would only poke the parent's loop). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(ESRCH);
+    sigset_t all;
+    sigfillset(&all);
+    sigprocmask(SIG_UNBLOCK, &all, NULL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    /* Below the node in CPU priority: on a busy machine the loop's
+     * heartbeats come first, the snapshot just takes longer. */
+    setpriority(PRIO_PROCESS, 0, SNAPSHOT_CHILD_NICE); /* failing is harmless */
+    /* Let go of the node's sockets and files: a connection the node closes
+     * must really close (peers see the FIN now, not when we exit). */
+    if (close_range(3, ~0U, 0) < 0)
+        for (int fd = 3; fd < 4096; fd++)
+            close(fd);
+    struct child_out o = {0};
+    int rv = store_snapshot_stream_open(ss->st, sm, &o.w);
+    if (rv < 0)
+        _exit(-rv);
+    if ((rv = kv_snapshot_write(kv, child_write, &o)) != KV_OK) {
+        store_snapshot_stream_close(o.w, false);
+        _exit(o.err < 0 ? -o.err : rv == KV_ENOMEM ? ENOMEM : EIO);
+    }
+    rv = store_snapshot_stream_close(o.w, true);
+    _exit(rv < 0 ? -rv : 0);
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static int ss_snapshot_begin(void *arg, const struct raft_snapshot_meta *meta, const struct kv *kv)
+{
+    struct storage_store *ss = arg;
+    if (ss->child > 0 || !ss->hooks.bg_started)
+        return -EBUSY;
+    struct store_snap_meta sm;
+    meta_to_store(meta, &sm);
+    pid_t parent = getpid();
+    clock_gettime(CLOCK_MONOTONIC, &ss->child_start);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0)
+        child_main(ss, parent, &sm, kv);
+    int fd = pidfd_open(pid, 0);
+    if (fd < 0) {
+        /* Cannot watch it: do not leave it running unobserved. */
+        int rv = -errno;
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return rv;
+    }
+    /* fork() copies the page tables on the loop's thread: at large datasets
+     * (and on some hypervisors) that is the loop's one remaining pause. */
+    log_info("snapshot: forked writer %d in %.1f ms", (int)pid,
+             seconds_since(&ss->child_start) * 1e3);
+    ss->child = pid;
+    ss->child_fd = fd;
+    ss->hooks.bg_started(ss->hooks.arg, fd);
+    return 0;
+}
+
+int storage_store_bg_reap(struct storage_store *ss, double *seconds)
+{
+    if (ss->child <= 0)
+        return -ECHILD;
+    int status = 0;
+    pid_t r = waitpid(ss->child, &status, WNOHANG);
+    if (r == 0)
+        return -EAGAIN; /* woken early: not gone yet */
+    *seconds = seconds_since(&ss->child_start);
+    close(ss->child_fd);
+    ss->child_fd = -1;
+    ss->child = 0;
+    if (r < 0)
+        return -errno;
+    if (WIFEXITED(status))
+        return -WEXITSTATUS(status);
+    log_warn("snapshot: background writer killed by signal %d", WTERMSIG(status));
+    return -EINTR;
+}
+
+int storage_store_snapshot_bytes(struct storage_store *ss, uint64_t *bytes)
+{
+    return store_snapshot_size(ss->st, bytes);
+}
+
+static void kill_child(struct storage_store *ss)
+{
+    if (ss->child <= 0)
+        return;
+    kill(ss->child, SIGKILL);
+    waitpid(ss->child, NULL, 0);
+    close(ss->child_fd);
+    ss->child = 0;
+    ss->child_fd = -1;
+}
+
+static int ss_snapshot_adopt(void *arg, const struct raft_snapshot_meta *meta, uint64_t *seq)
+{
+    struct storage_store *ss = arg;
+    struct store_snap_meta sm;
+    meta_to_store(meta, &sm);
+    return store_snapshot_adopt(ss->st, &sm, seq);
+}
+
+static int ss_compact(void *arg, raft_index upto, uint64_t *seq)
+{
+    struct storage_store *ss = arg;
+    return store_compact(ss->st, upto, seq);
+}
+
+static const char *ss_errmsg(void *arg)
+{
+    struct storage_store *ss = arg;
+    return store_errmsg(ss->st);
+}
+
+static int ss_close(void *arg)
+{
+    struct storage_store *ss = arg;
+    kill_child(ss); /* its half-written file goes on the next open */
+    int rv = store_close(ss->st);
+    if (rv < 0)
+        log_warn("store closed with error: %s", strerror(-rv));
+    free(ss->recs);
+    free(ss);
+    return rv;
+}
+
+int storage_store_open(struct storage_store **out, struct replica_storage *ops, const char *dir,
+                       uint64_t segment_size, const struct storage_store_hooks *hooks,
+                       char *err, size_t errlen)
+{
+    struct storage_store *ss = calloc(1, sizeof(*ss));
+    if (!ss) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    ss->hooks = *hooks;
+    ss->child_fd = -1;
+    struct store_options so;
+    store_options_default(&so);
+    if (segment_size)
+        so.segment_size = segment_size;
+    so.log = store_log;
+    so.log_arg = ss;
+    so.recover_progress = recover_progress;
+    struct store_open_info info;
+    memset(&info, 0, sizeof(info));
+    int rv = store_open(dir, &so, &ss->st, &info);
+    if (rv < 0) {
+        snprintf(err, errlen, "%s: %s", dir, info.error[0] ? info.error : strerror(-rv));
+        free(ss);
+        return rv;
+    }
+    if (info.cut_bytes)
+        log_warn("store: cut %llu bytes of torn log tail: %s", (unsigned long long)info.cut_bytes,
+                 info.cut_reason);
+    *ops = (struct replica_storage){
+        .arg = ss,
+        .hard_state = ss_hard_state,
+        .last_index = ss_last_index,
+        .read = ss_read,
+        .snapshot_load = ss_snapshot_load,
+        .append = ss_append,
+        .snapshot_save = ss_snapshot_save,
+        .snapshot_begin = ss_snapshot_begin,
+        .snapshot_adopt = ss_snapshot_adopt,
+        .compact = ss_compact,
+        .errmsg = ss_errmsg,
+        .close = ss_close,
+    };
+    *out = ss;
+    return 0;
+}
+
+int storage_store_fd(const struct storage_store *ss) { return store_eventfd(ss->st); }
+
+int storage_store_poll(struct storage_store *ss, struct replica_durable *d)
+{
+    struct store_progress p;
+    int rv = store_poll(ss->st, &p);
+    if (rv < 0)
+        return rv;
+    d->seq = p.done_seq;
+    d->index = p.durable_index;
+    d->term = p.durable_term;
+    return 0;
+}

@@ -1,0 +1,37 @@
+/* storage_store.h - the replica's storage table (node/storage.h) over the
+ * flat-file store (src/store): its writer thread signals an eventfd, and the
+ * node turns each wake-up into replica_durable().  Snapshots are written by a
+ * forked child (copy-on-write, as Redis's BGSAVE), so the node's loop never
+ * serialises the dictionary. */
+#ifndef RAFTKV_NODE_STORAGE_STORE_H
+#define RAFTKV_NODE_STORAGE_STORE_H
+
+#include "node/storage.h"
+
+struct storage_store;
+
+struct storage_store_hooks {
+    void *arg;
+    /* May be NULL: hears how a long recovery is going. */
+    void (*recovering)(void *arg, const char *what);
+    /* A background snapshot writer started: fd becomes readable when it
+     * exits; then call storage_store_bg_reap(). */
+    void (*bg_started)(void *arg, int fd);
+};
+
+/* Open and recover dir.  *ops is then the table over it; its close() frees
+ * *out (and kills a background writer still running). */
+int storage_store_open(struct storage_store **out, struct replica_storage *ops, const char *dir,
+                       uint64_t segment_size, const struct storage_store_hooks *hooks,
+                       char *err, size_t errlen);
+/* Readable when writes became durable or the store failed. */
+int storage_store_fd(const struct storage_store *ss);
+/* After the fd woke up: 0 and the progress in *d, or the store's error. */
+int storage_store_poll(struct storage_store *ss, struct replica_durable *d);
+/* After the background writer's fd woke up: its result for
+ * replica_snapshot_written() (0, or -errno), and how long it took. */
+int storage_store_bg_reap(struct storage_store *ss, double *seconds);
+/* Bytes of the current snapshot's data; -ENOENT if there is none. */
+int storage_store_snapshot_bytes(struct storage_store *ss, uint64_t *bytes);
+
+#endif
