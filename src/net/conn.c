@@ -178,6 +178,17 @@ void net_conn_destroy(struct net_conn *c)
         conn_free(c);
 }
 
+void net_conn_close_now(struct net_conn *c)
+{
+    enter(c);
+    shut(c, NET_CLOSE_LOCAL, 0);
+    ev_timer_stop(c->loop, &c->defer);
+    if (!c->destroyed && c->ops.on_close)
+        c->ops.on_close(c, c->reason, c->err, c->ud);
+    c->destroyed = true;
+    leave(c);
+}
+
 void net_conn_set_release_hook(struct net_conn *c, void (*fn)(struct net_conn *, void *), void *arg)
 {
     c->release = fn;

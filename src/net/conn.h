@@ -95,6 +95,10 @@ void net_conn_close_after_flush(struct net_conn *c, int err);
 /* Close and free with no callback, from anywhere (including this
  * connection's own callbacks: the free is then deferred until they return). */
 void net_conn_destroy(struct net_conn *c);
+/* Close, run on_close now if it has not run, and free: for a daemon's exit,
+ * when the loop will not turn again to deliver it.  The one net_conn_* call
+ * that runs on_close itself. */
+void net_conn_close_now(struct net_conn *c);
 
 /* Stop/resume delivering frames (the socket is not read while stopped), so a
  * daemon can cap the requests in flight per client.  Resuming delivers

@@ -346,6 +346,18 @@ void net_listener_free(struct net_listener *l)
     free(l);
 }
 
+void net_listener_close_conns(struct net_listener *l)
+{
+    if (!l)
+        return;
+    /* A connection inside one of its own callbacks is freed when that
+     * returns, so it may stay linked: walk by the saved successor. */
+    for (struct lconn *lc = l->conns.next, *next; lc != &l->conns; lc = next) {
+        next = lc->next;
+        net_conn_close_now(lc->c);
+    }
+}
+
 size_t net_listener_conns(const struct net_listener *l)
 {
     return l->nconns;

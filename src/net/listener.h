@@ -71,6 +71,9 @@ int net_listener_start(struct ev_loop *loop, const char *name, const char *addre
                        const struct net_listener_ops *ops, void *ud,
                        struct net_listener **out, bool *inherited, char *err, size_t errlen);
 void net_listener_free(struct net_listener *l);
+/* Close every connection l accepted (their on_close runs), as a daemon does
+ * before it exits: nothing it accepted outlives its loop. */
+void net_listener_close_conns(struct net_listener *l);
 
 size_t net_listener_conns(const struct net_listener *l);   /* open now */
 uint64_t net_listener_refused(const struct net_listener *l); /* since creation */

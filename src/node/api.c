@@ -244,6 +244,8 @@ int api_start(struct node *n, char *err, size_t errlen)
 void api_stop(struct node *n)
 {
     api_member_stop(n);
+    net_listener_close_conns(n->client_l);
+    net_listener_close_conns(n->admin_l);
     rpc_server_stop(&n->rpc);
     if (n->client_l)
         net_listener_free(n->client_l);

@@ -300,11 +300,19 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
         return -ENOMEM;
     n->cfg = cfg;
     n->id = id;
-    n->loop = ev_default_loop(EVFLAG_AUTO);
+    /* Not ev_default_loop(): the default loop watches SIGCHLD and reaps
+     * every child with waitpid(-1), racing the pidfd that tells us the
+     * background snapshot writer is done (its status would be lost). */
+    n->loop = ev_loop_new(EVFLAG_AUTO);
+    if (!n->loop) {
+        free(n);
+        return -ENOMEM;
+    }
     n->start = ev_time();
     n->exit_code = 0;
     n->role = RAFT_FOLLOWER;
     if (peer_encoder_init(&n->enc) != 0) {
+        ev_loop_destroy(n->loop);
         free(n);
         return -ENOMEM;
     }
@@ -439,5 +447,6 @@ void node_free(struct node *n)
         replica_close(n->rp);
     }
     peer_encoder_free(&n->enc);
+    ev_loop_destroy(n->loop);
     free(n);
 }

@@ -328,7 +328,9 @@ void peer_stop(struct node *n)
         n->peers[i].dial = NULL;
     }
     n->n_peers = 0;
-    if (n->peer_l)
+    if (n->peer_l) {
+        net_listener_close_conns(n->peer_l);
         net_listener_free(n->peer_l);
+    }
     n->peer_l = NULL;
 }

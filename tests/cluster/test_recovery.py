@@ -122,6 +122,11 @@ def full_stop_start(how):
             key = b"f%03d" % (k % 200)
             want[key] = b"v%d" % k
             expect_status(s.set(key, want[key]), OK, "write")
+        # Snapshots are written by a child process in the background, so a
+        # node may not have one yet when the last write is acknowledged (an
+        # ASan build forks slowly); the restart must load one to test anything.
+        wait_until(lambda: all((st := c.status(i)) and st.snapshot_index > 0 for i in c.nodes),
+                   T(10), "every node to have written a snapshot")
         # the last acknowledged write is the one that matters most
         for i in list(c.nodes):
             if how == "SIGTERM":
