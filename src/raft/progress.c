@@ -19,6 +19,7 @@ void progress_reset(struct raft_progress *pr, raft_index next)
     pr->state = PROGRESS_PROBE;
     pr->probe_sent = false;
     pr->recent_active = false;
+    pr->active_prev = false;
     pr->match = 0;
     pr->next = next;
     pr->pending_snapshot = 0;

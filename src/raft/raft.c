@@ -504,7 +504,7 @@ void raft_status(const struct raft *r, struct raft_status *st)
         ps->id = pr->id;
         ps->role = pr->role;
         ps->state = pr->state;
-        ps->recent_active = pr->recent_active;
+        ps->recent_active = pr->recent_active || pr->active_prev;
         ps->match = pr->id == r->id ? r->persisted : pr->match;
         ps->next = pr->next;
         ps->inflight = pr->inflight_count;

@@ -257,7 +257,7 @@ struct raft_progress_status {
     raft_id id;
     uint8_t role;      /* enum raft_member_role */
     uint8_t state;     /* 0 probe, 1 replicate, 2 snapshot */
-    bool recent_active;
+    bool recent_active; /* heard from within the last one or two election timeouts */
     raft_index match;
     raft_index next;
     uint32_t inflight;

@@ -69,6 +69,9 @@ struct raft_progress {
     uint8_t state; /* enum progress_state */
     bool probe_sent;    /* PROBE: one append is out; wait for an answer */
     bool recent_active; /* heard from since the last check-quorum round */
+    /* ... or in the round before: what raft_status() reports, since a flag
+     * just cleared by a new round says nothing about the follower yet. */
+    bool active_prev;
     raft_index match, next;
     raft_index pending_snapshot;
     uint64_t read_ack; /* highest read-index round it acknowledged */

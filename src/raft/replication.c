@@ -106,8 +106,10 @@ void replication_tick(struct raft *r)
                 return;
             }
             for (unsigned i = 0; i < r->n_progress; i++)
-                if (r->progress[i].id != r->id)
+                if (r->progress[i].id != r->id) {
+                    r->progress[i].active_prev = r->progress[i].recent_active;
                     r->progress[i].recent_active = false;
+                }
         }
     }
     for (unsigned i = 0; i < r->n_progress; i++) {

@@ -79,6 +79,45 @@ static void test_check_quorum_table(void **state)
     h_case = NULL;
 }
 
+static bool status_active(const struct raft_status *st, raft_id id)
+{
+    for (unsigned i = 0; i < st->n_progress; i++)
+        if (st->progress[i].id == id)
+            return st->progress[i].recent_active;
+    return false;
+}
+
+/* STATUS's "reachable" (recent_active) does not blink off when a new
+ * check-quorum round starts: a follower heard from in the last round still
+ * counts until a whole round passed without it (member remove's quorum
+ * check read a just-cleared flag and refused, under load). */
+static void test_status_active_spans_rounds(void **state)
+{
+    (void)state;
+    struct raft_config cfg = h_config(1);
+    struct h_node *l = h_restore(1, 3, 1, 0, T(1), 1, &cfg);
+    h_make_leader(l);
+    raft_term term = raft_current_term(l->r);
+    for (unsigned round = 0; round < 2; round++) {
+        for (unsigned t = 0; t < cfg.election_ticks; t++) {
+            /* node 2 answers in every round, node 3 in the first only */
+            if (t == 1)
+                for (raft_id id = 2; id <= (round == 0 ? 3u : 2u); id++)
+                    h_step(l, (struct raft_msg){.type = RAFT_MSG_HEARTBEAT_RESP, .from = id,
+                                                .term = term});
+            h_tick(l, 1);
+            h_drain(l);
+            struct raft_status st = h_status(l);
+            CHECK_EQ(status_active(&st, 2), t >= 1 || round > 0);
+            /* node 3: active from its answer until the end of the round
+             * after it */
+            CHECK_EQ(status_active(&st, 3), round == 0 ? t >= 1 : t + 1 < cfg.election_ticks);
+        }
+    }
+    CHECK_EQ(raft_role(l->r), RAFT_LEADER);
+    h_free(l);
+}
+
 /* A deposed leader that missed the new term learns it from the rejection
  * its stale heartbeat draws, and a newer leader's heartbeat takes over. */
 static void test_stale_leader_learns_new_term(void **state)
@@ -103,6 +142,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_quorum_table),
         cmocka_unit_test(test_stale_leader_learns_new_term),
+        cmocka_unit_test(test_status_active_spans_rounds),
     };
     return cmocka_run_group_tests_name("raft-checkquorum", tests, NULL, NULL);
 }
