@@ -17,84 +17,24 @@ Then the writers stop and the CPU of every node is sampled while idle
     bench/membership-bench.sh [BUILD_DIR]     (default: build-release)
     KEYS=1000000 WRITERS=8 bench/membership-bench.sh
 """
-import json
 import os
 import shutil
-import subprocess
 import sys
-import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
-import harness  # noqa: E402
-from harness import Cluster, Node, Session, free_ports  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clusterbench import DEFAULT_TIMING, Writers, ctl, harness, members, prefill  # noqa: E402
+from harness import Cluster, Node, free_ports  # noqa: E402
 
-CTL = os.environ.get("RAFTKV_CTL") or os.path.join(ROOT, "build", "src", "ctl", "raftkvctl")
 KEYS = int(os.environ.get("KEYS", "1000000"))
 WRITERS = int(os.environ.get("WRITERS", "8"))
-DEFAULT_TIMING = dict(tick_ms=10, heartbeat_interval_ms=20, election_timeout_ms=150,
-                      request_timeout_ms=5000, reconnect_min_ms=10, reconnect_max_ms=1000)
 CLK = os.sysconf("SC_CLK_TCK")
-
-
-def ctl(c, *args, timeout=120):
-    p = subprocess.run([CTL, "-c", c.config, "-t", "10s"] + list(args), stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True, timeout=timeout)
-    if p.returncode != 0:
-        raise RuntimeError("raftkvctl %s: exit %d: %s" % (" ".join(args), p.returncode, p.stderr.strip()))
-    return p.stdout
-
-
-def members(c):
-    return {m["id"]: m for m in json.loads(ctl(c, "-o", "json", "members"))["members"]}
 
 
 def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
-
-
-class Writers:
-    def __init__(self, c, n):
-        self.c, self.stop, self.done, self.errors = c, threading.Event(), [], []
-        self.lock = threading.Lock()
-        self.ths = [threading.Thread(target=self.run, args=(w,)) for w in range(n)]
-
-    def run(self, w):
-        s = Session(self.c)
-        i = 0
-        while not self.stop.is_set():
-            i += 1
-            try:
-                r = s.write(harness.req_set(b"w%d-%d" % (w, i), b"x" * 100), timeout=10)
-                ok = r.status == harness.OK
-            except Exception as e:  # noqa: BLE001 - a bench records, never dies
-                ok, r = False, e
-            with self.lock:
-                if ok:
-                    self.done.append(time.monotonic())
-                else:
-                    self.errors.append(repr(r)[:200])
-        s.close()
-
-    def __enter__(self):
-        for t in self.ths:
-            t.start()
-        return self
-
-    def __exit__(self, *a):
-        self.stop.set()
-        for t in self.ths:
-            t.join(30)
-
-    def gap(self, t0, t1):
-        with self.lock:
-            ts = sorted(t for t in self.done if t0 <= t <= t1)
-        if len(ts) < 2:
-            return float("inf")
-        return max(b - a for a, b in zip([t0] + ts, ts + [t1]))
 
 
 def change(c, w, what, *args, until=None):
@@ -121,15 +61,9 @@ def idle_cpu(c, ids, secs=5.0):
 def main():
     with Cluster(3, cluster_id=os.urandom(16).hex(), log_level="notice", **DEFAULT_TIMING) as c:
         lead = c.start_and_lead()
-        t = time.monotonic()
-        out = subprocess.run([CTL, "-e", c.nodes[lead].client_address, "-o", "plain", "bench",
-                              "--clients", "64", "--keys", str(KEYS), "--value-size", "100",
-                              "--ratio", "0:1", "--requests", "1"],
-                             capture_output=True, text=True, timeout=1800)
-        if out.returncode != 0:
-            raise RuntimeError("prefill failed: " + out.stderr)
+        took = prefill(c, lead, KEYS)
         print("cluster of 3 on 127.0.0.1, %d CPUs, default timing; %d keys of 100 B loaded in %.0f s; "
-              "%d writers" % (os.cpu_count(), KEYS, time.monotonic() - t, WRITERS))
+              "%d writers" % (os.cpu_count(), KEYS, took, WRITERS))
         peer, client = free_ports(2)
         c.nodes[4] = Node(c, 4, peer, client)
         c.nodes[4].extra_args = ["--join"]

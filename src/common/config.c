@@ -130,6 +130,12 @@ static const struct opt options[] = {
     C("snapshot_bytes", T_SIZE, snapshot_bytes, "64MiB", 0, TIB,
       "Take a snapshot once the log since the last one holds this many bytes; "
       "0 = never by size."),
+    C("snapshot_send_rate", T_SIZE, snapshot_send_rate, "0", 0, TIB,
+      "Bytes per second a leader sends to each follower that needs a "
+      "snapshot (one that fell behind the log, or a new member), so a large "
+      "transfer leaves the disk and link room for the writes beside it.  "
+      "Snapshots always travel in 1 MiB chunks with at most 4 queued per "
+      "follower, never whole in memory.  0 = as fast as the link takes them."),
     C("session_ttl_ms", T_MS, session_ttl_ms, "600000", 1000, 30ull * 86400 * 1000,
       "A client session (the record that makes a retried write apply once) "
       "idle this long in log time is dropped, at the same point on every node."),

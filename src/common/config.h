@@ -38,6 +38,7 @@ struct config_cluster {
     uint64_t reconnect_max_ms;
     uint64_t snapshot_entries;
     uint64_t snapshot_bytes;
+    uint64_t snapshot_send_rate;      /* bytes/s per follower; 0 = unlimited */
     uint64_t session_ttl_ms;          /* struct kv_config, same on every node */
     uint64_t max_sessions;
     uint64_t max_data_bytes;          /* quota, through the log (kv.h); 0 = none */

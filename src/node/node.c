@@ -111,12 +111,38 @@ static void on_snapshot_started(void *arg, int fd)
     ev_io_start(n->loop, &n->snap_io);
 }
 
+static void *retire_thread(void *kv)
+{
+    kv_free(kv);
+    return NULL;
+}
+
+static void retire_join(struct node *n)
+{
+    if (n->retire.running)
+        pthread_join(n->retire.thread, NULL);
+    n->retire.running = false;
+}
+
+/* A received snapshot replaced the dictionary: freeing millions of keys
+ * takes longer than an election timeout, so a thread does it. */
+static void on_retire(void *arg, struct kv *kv)
+{
+    struct node *n = arg;
+    retire_join(n); /* the one before: long done by now */
+    if (pthread_create(&n->retire.thread, NULL, retire_thread, kv) == 0)
+        n->retire.running = true;
+    else
+        kv_free(kv);
+}
+
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
     struct node *n = w->data;
     if (replica_tick(n->rp) == 0)
         node_mark_dirty(n);
+    snapxfer_pump_all(n);
 }
 
 /* A lost proposal (leader change) is tried again after this long. */
@@ -355,6 +381,7 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
         .read_state = api_read_state,
         .soft_state = on_soft_state,
         .recovering = on_recovering,
+        .retire = on_retire,
     };
     struct replica_storage io;
     struct storage_store_hooks sh = {
@@ -438,6 +465,9 @@ void node_free(struct node *n)
     api_fail_all(n);
     api_stop(n);
     peer_stop(n);
+    snapxfer_recv_abort(n, "the node is stopping");
+    retire_join(n);
+    free(n->snap_chunk_buf);
     bootstrap_free(n);
     guard_free(n);
     /* flush the last ready round (e.g. the TimeoutNow of a hand-off) */

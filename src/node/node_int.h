@@ -13,9 +13,12 @@
 #include "node/node.h"
 #include "node/peer_codec.h"
 #include "node/replica.h"
+#include "node/snapxfer.h"
+#include "node/storage_store.h"
 #include "rpc/rpc.h"
 
 #include <ev.h>
+#include <pthread.h>
 #include <stdbool.h>
 
 #define RAFTKV_VERSION_STRING "0.1.0"
@@ -41,18 +44,25 @@ struct waitq {
     size_t n;
 };
 
+/* A snapshot being streamed to one follower (snapxfer.c). */
+struct snap_tx {
+    bool active;
+    struct storage_snap_source src;
+    struct raft_msg msg; /* the SNAPSHOT message every chunk rides on */
+    uint64_t sent;       /* data bytes queued so far */
+    double started;
+};
+
 struct peer_link {
     uint32_t id;
     struct net_dial *dial;
     struct node *node;
+    struct snap_tx tx;
 };
 
-/* An inbound peer connection, with the snapshot it may be assembling. */
+/* An inbound peer connection. */
 struct peer_in {
     struct node *node;
-    uint8_t *snap_buf;
-    uint64_t snap_size, snap_got;
-    raft_index snap_index;
 };
 
 struct node {
@@ -66,6 +76,24 @@ struct node {
     struct peer_link peers[CONFIG_MAX_NODES];
     unsigned n_peers;
     struct peer_encoder enc;
+    struct snap_rx rx;
+    /* the received snapshot checked and loaded on a thread (snapxfer.c) */
+    struct {
+        bool running, on_loop;
+        pthread_t thread;
+        ev_async done;
+        struct kv_config kvc;
+        struct kv *kv;
+        int rv;
+        double last_at, loaded_at;
+    } rx_job;
+    /* dictionaries replaced by a received snapshot, freed on a thread */
+    struct {
+        bool running;
+        pthread_t thread;
+        struct kv *kv;
+    } retire;
+    uint8_t *snap_chunk_buf; /* one chunk, read from the snapshot file */
 
     struct net_listener *peer_l, *client_l, *admin_l;
     struct net_conn_limits client_limits, peer_limits;
@@ -125,6 +153,16 @@ void peer_send(void *arg, const struct raft_msg *m);
 /* Dial member id at address (replacing an older link to it). */
 int peer_link_add(struct node *n, raft_id id, const char *address, char *err, size_t errlen);
 bool peer_link_has(struct node *n, raft_id id);
+
+/* snapxfer.c: InstallSnapshot streamed in chunks (see there). */
+void snapxfer_send(struct node *n, struct peer_link *pl, const struct raft_msg *m);
+void snapxfer_pump(struct node *n, struct peer_link *pl);
+void snapxfer_pump_all(struct node *n); /* every tick: refill the windows */
+void snapxfer_send_abort(struct node *n, struct peer_link *pl, const char *why);
+void snapxfer_recv(struct node *n, struct peer_in *in, const struct raft_msg *m,
+                   const struct peer_chunk *c);
+void snapxfer_recv_abort(struct node *n, const char *why);
+void snapxfer_conn_closed(struct node *n, const struct peer_in *in);
 
 /* guard.c: the receive-side checks on every decoded peer message.  false:
  * dropped (and the connection closed when the sender is refused). */

@@ -13,8 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define SNAP_CHUNK (1u << 20)
+#include <unistd.h>
 
 static struct peer_link *link_for(struct node *n, raft_id id)
 {
@@ -24,41 +23,6 @@ static struct peer_link *link_for(struct node *n, raft_id id)
     return NULL;
 }
 
-static void send_snapshot(struct node *n, struct peer_link *pl, const struct raft_msg *m)
-{
-    struct raft_snapshot_meta meta;
-    void *data = NULL;
-    size_t len = 0;
-    int rv = replica_snapshot_load(n->rp, &meta, &data, &len);
-    if (rv < 0) {
-        log_warn("cannot load snapshot for node %u: %s", pl->id, strerror(-rv));
-        return;
-    }
-    /* Send what the store holds, under its own metadata: it is never older
-     * than what the core asked for, and the follower's ack sorts out the
-     * rest. */
-    struct raft_msg sm = *m;
-    sm.snap = meta;
-    sm.index = meta.index;
-    sm.log_term = meta.term;
-    size_t chunk = SNAP_CHUNK;
-    if (chunk > n->peer_limits.max_frame / 2)
-        chunk = n->peer_limits.max_frame / 2;
-    uint64_t off = 0;
-    do {
-        size_t k = len - off < chunk ? len - off : chunk;
-        struct peer_chunk c = {.offset = off, .total = len, .data = (uint8_t *)data + off,
-                               .len = k, .last = off + k == len};
-        const struct ProtobufCMessage *pm = peer_encode(&n->enc, &n->pident, &sm, &c);
-        if (!pm || net_dial_send_msg(pl->dial, pm) < 0)
-            break;
-        off += k;
-    } while (off < len);
-    log_event(LOG_INFO, "snapshot", NULL, "sent snapshot %llu (%zu bytes) to node %u",
-              (unsigned long long)meta.index, len, pl->id);
-    free(data);
-}
-
 void peer_send(void *arg, const struct raft_msg *m)
 {
     struct node *n = arg;
@@ -66,7 +30,7 @@ void peer_send(void *arg, const struct raft_msg *m)
     if (!pl || !net_dial_is_up(pl->dial))
         return;
     if (m->type == RAFT_MSG_SNAPSHOT) {
-        send_snapshot(n, pl, m);
+        snapxfer_send(n, pl, m);
         return;
     }
     const struct ProtobufCMessage *pm = peer_encode(&n->enc, &n->pident, m, NULL);
@@ -91,14 +55,6 @@ void peer_send_probe(struct node *n, raft_id to, const struct peer_probe_reply *
 
 /* ---- inbound ---------------------------------------------------------- */
 
-static void snap_rx_reset(struct peer_in *in)
-{
-    free(in->snap_buf);
-    in->snap_buf = NULL;
-    in->snap_size = in->snap_got = 0;
-    in->snap_index = 0;
-}
-
 static void deliver(struct node *n, struct net_conn *c, struct peer_decoded *d)
 {
     struct raft_msg *m = &d->msg;
@@ -109,37 +65,8 @@ static void deliver(struct node *n, struct net_conn *c, struct peer_decoded *d)
         return;
     }
     if (m->type == RAFT_MSG_SNAPSHOT) {
-        struct peer_in *in = net_conn_userdata(c);
-        if (!d->has_chunk)
-            return;
-        if (d->chunk.offset == 0) {
-            snap_rx_reset(in);
-            in->snap_size = d->chunk.total;
-            in->snap_index = m->snap.index;
-            in->snap_buf = malloc(in->snap_size ? in->snap_size : 1);
-            if (!in->snap_buf) {
-                log_error("out of memory receiving a %llu-byte snapshot",
-                          (unsigned long long)in->snap_size);
-                net_conn_close(c, -ENOMEM);
-                return;
-            }
-        }
-        if (!in->snap_buf || in->snap_index != m->snap.index || in->snap_size != d->chunk.total ||
-            d->chunk.offset != in->snap_got) {
-            log_warn("snapshot chunk out of order from %s; dropping the transfer",
-                     net_conn_peer_name(c));
-            snap_rx_reset(in);
-            return;
-        }
-        if (d->chunk.len)
-            memcpy(in->snap_buf + in->snap_got, d->chunk.data, d->chunk.len);
-        in->snap_got += d->chunk.len;
-        if (!d->chunk.last)
-            return;
-        m->snap_data = in->snap_buf;
-        m->snap_len = in->snap_size;
-        replica_step(n->rp, m);
-        snap_rx_reset(in);
+        if (d->has_chunk)
+            snapxfer_recv(n, net_conn_userdata(c), m, &d->chunk);
     } else {
         replica_step(n->rp, m);
     }
@@ -183,7 +110,7 @@ static void on_peer_close(struct net_conn *c, enum net_close_reason reason, int 
     struct peer_in *in = ud;
     if (!in)
         return;
-    snap_rx_reset(in);
+    snapxfer_conn_closed(in->node, in);
     free(in);
 }
 
@@ -220,6 +147,7 @@ static void on_link_down(struct net_dial *d, enum net_close_reason reason, int e
     struct peer_link *pl = ud;
     log_info("link to node %u is down (%s%s%s)", pl->id, net_close_reason_str(reason),
              err ? ": " : "", err ? strerror(-err) : "");
+    snapxfer_send_abort(pl->node, pl, "link down");
     replica_report_unreachable(pl->node->rp, pl->id);
     node_mark_dirty(pl->node);
 }
@@ -270,6 +198,7 @@ int peer_link_add(struct node *n, raft_id id, const char *address, char *err, si
         pl->node = n;
     } else {
         /* A member re-added under a new address: dial the new one. */
+        snapxfer_send_abort(n, pl, "the member's address changed");
         net_dial_free(pl->dial);
     }
     struct net_dial_opts dopts = dial_opts(n);
@@ -325,6 +254,9 @@ void peer_stop(struct node *n)
                 net_conn_flush(c);
             net_dial_free(n->peers[i].dial);
         }
+        if (n->peers[i].tx.active)
+            close(n->peers[i].tx.src.fd);
+        n->peers[i].tx.active = false;
         n->peers[i].dial = NULL;
     }
     n->n_peers = 0;

@@ -168,6 +168,8 @@ const struct ProtobufCMessage *peer_encode(struct peer_encoder *e, const struct 
             rm->snapshot_chunk.len = chunk->len;
             rm->has_snapshot_last = 1;
             rm->snapshot_last = chunk->last;
+            rm->has_snapshot_crc = chunk->has_crc;
+            rm->snapshot_crc = chunk->crc;
         }
     }
     return &x->pm.base;
@@ -326,6 +328,8 @@ int peer_decode(const uint8_t *buf, size_t len, const struct peer_ident *self,
             c->data = rm->snapshot_chunk.data;
             c->len = rm->snapshot_chunk.len;
             c->last = rm->snapshot_last;
+            c->has_crc = rm->has_snapshot_crc;
+            c->crc = rm->snapshot_crc;
             if (c->offset > c->total || c->len > c->total - c->offset ||
                 (c->last && c->offset + c->len != c->total)) {
                 reason = "snapshot chunk out of bounds";

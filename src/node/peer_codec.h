@@ -20,6 +20,8 @@ struct peer_chunk {
     const uint8_t *data;
     size_t len;
     bool last;
+    bool has_crc; /* crc32c of all total bytes (absent from older senders) */
+    uint32_t crc;
 };
 
 /* Scratch reused across messages so encoding an AppendEntries of thousands

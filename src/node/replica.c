@@ -30,6 +30,8 @@ struct replica {
     struct raft *raft;
     struct replica_storage io;
     struct kv *kv;
+    /* the leader's snapshot, loaded by the driver, until the core takes it */
+    struct kv *rx_kv;
 
     uint64_t last_seq; /* newest store operation queued */
     uint64_t done_seq; /* newest store operation known durable */
@@ -93,13 +95,19 @@ static void recovering(struct replica *rp, const char *fmt, ...)
     rp->hooks.recovering(rp->hooks.arg, buf);
 }
 
+void replica_kv_config(const struct replica *rp, struct kv_config *kvc)
+{
+    *kvc = (struct kv_config){.session_ttl_ms = rp->cfg.session_ttl_ms,
+                              .max_sessions = rp->cfg.max_sessions};
+}
+
 static int restore(struct replica *rp, char *err, size_t errlen)
 {
     struct raft_hard_state hs;
     rp->io.hard_state(rp->io.arg, &hs);
 
-    struct kv_config kvc = {.session_ttl_ms = rp->cfg.session_ttl_ms,
-                            .max_sessions = rp->cfg.max_sessions};
+    struct kv_config kvc;
+    replica_kv_config(rp, &kvc);
     struct raft_snapshot_meta snap;
     bool have_snap = false;
     void *data = NULL;
@@ -193,7 +201,8 @@ int replica_open(struct replica **out, const struct replica_config *cfg,
         replica_close(rp);
         return -EINVAL;
     }
-    struct kv_config kvc = {.session_ttl_ms = cfg->session_ttl_ms, .max_sessions = cfg->max_sessions};
+    struct kv_config kvc;
+    replica_kv_config(rp, &kvc);
     rp->kv = kv_new(&kvc);
     if (!rp->kv) {
         replica_close(rp);
@@ -216,6 +225,7 @@ void replica_close(struct replica *rp)
         rp->io.close(rp->io.arg);
     raft_free(rp->raft);
     kv_free(rp->kv);
+    kv_free(rp->rx_kv);
     free(rp->held);
     free(rp);
 }
@@ -268,8 +278,11 @@ static int persist(struct replica *rp, const struct raft_ready *rd)
                 return rv;
             hs_pending = false;
         }
-        rv = rp->io.snapshot_save(rp->io.arg, &rd->snap, rd->snap_data, rd->snap_len,
-                                  &rp->last_seq);
+        if (rd->snap_data)
+            rv = rp->io.snapshot_save(rp->io.arg, &rd->snap, rd->snap_data, rd->snap_len,
+                                      &rp->last_seq);
+        else /* streamed into storage by the driver (replica_snapshot_received) */
+            rv = rp->io.snapshot_adopt(rp->io.arg, &rd->snap, true, &rp->last_seq);
         if (rv < 0)
             return rv;
         rp->last_snap_index = rd->snap.index;
@@ -288,21 +301,35 @@ static const char *io_errmsg(struct replica *rp, int err)
 
 static void apply_snapshot(struct replica *rp, const struct raft_ready *rd)
 {
-    struct kv_config kvc = {.session_ttl_ms = rp->cfg.session_ttl_ms,
-                            .max_sessions = rp->cfg.max_sessions};
     struct kv *kv = NULL;
-    int rv = kv_snapshot_load(rd->snap_data, rd->snap_len, &kvc, &kv);
-    if (rv != KV_OK) {
-        fail(rp, -EBADMSG, "snapshot %llu from the leader does not load: %s",
-             (unsigned long long)rd->snap.index, kv_strerror(rv));
-        return;
+    if (!rd->snap_data) {
+        /* Loaded by the driver before it stepped the core with the meta. */
+        if (!rp->rx_kv || kv_applied_index(rp->rx_kv) != rd->snap.index) {
+            fail(rp, -EINVAL, "snapshot %llu from the leader was not loaded",
+                 (unsigned long long)rd->snap.index);
+            return;
+        }
+        kv = rp->rx_kv;
+        rp->rx_kv = NULL;
+    } else {
+        struct kv_config kvc;
+        replica_kv_config(rp, &kvc);
+        int rv = kv_snapshot_load(rd->snap_data, rd->snap_len, &kvc, &kv);
+        if (rv != KV_OK) {
+            fail(rp, -EBADMSG, "snapshot %llu from the leader does not load: %s",
+                 (unsigned long long)rd->snap.index, kv_strerror(rv));
+            return;
+        }
     }
-    kv_free(rp->kv);
+    if (rp->hooks.retire)
+        rp->hooks.retire(rp->hooks.arg, rp->kv);
+    else
+        kv_free(rp->kv);
     rp->kv = kv;
     if (rp->hooks.installed)
         rp->hooks.installed(rp->hooks.arg, &rd->snap, rp->kv);
-    log_event(LOG_INFO, "snapshot", NULL, "installed snapshot at index %llu (%zu bytes)",
-              (unsigned long long)rd->snap.index, rd->snap_len);
+    log_event(LOG_INFO, "snapshot", NULL, "installed snapshot at index %llu",
+              (unsigned long long)rd->snap.index);
 }
 
 static void apply(struct replica *rp, const struct raft_entry *e)
@@ -460,7 +487,7 @@ void replica_snapshot_written(struct replica *rp, int rv)
                  (unsigned long long)rp->cfg.snapshot_entries);
         return;
     }
-    rv = rp->io.snapshot_adopt(rp->io.arg, &rp->snap_meta, &rp->last_seq);
+    rv = rp->io.snapshot_adopt(rp->io.arg, &rp->snap_meta, false, &rp->last_seq);
     if (rv == -ESTALE) {
         log_info("snapshot: dropped the one at index %llu: a newer one was installed meanwhile",
                  (unsigned long long)index);
@@ -507,6 +534,28 @@ uint64_t replica_applied(const struct replica *rp) { return kv_applied_index(rp-
 int replica_step(struct replica *rp, const struct raft_msg *m)
 {
     return rp->err ? REPLICA_EFAILED : raft_step(rp->raft, m);
+}
+
+int replica_snapshot_received(struct replica *rp, const struct raft_msg *m, struct kv *kv)
+{
+    if (rp->err || m->type != RAFT_MSG_SNAPSHOT || m->snap_data ||
+        kv_applied_index(kv) != m->snap.index) {
+        kv_free(kv);
+        return rp->err ? REPLICA_EFAILED : -EINVAL;
+    }
+    kv_free(rp->rx_kv);
+    rp->rx_kv = kv;
+    int rv = raft_step(rp->raft, m);
+    replica_process(rp);
+    if (rp->rx_kv) {
+        /* The core did not take it (stale, or already covered). */
+        kv_free(rp->rx_kv);
+        rp->rx_kv = NULL;
+        if (rp->io.snapshot_discard)
+            rp->io.snapshot_discard(rp->io.arg);
+        return rv ? rv : -ESTALE;
+    }
+    return rv;
 }
 
 int replica_propose(struct replica *rp, const void *data, uint32_t len, raft_index *index,

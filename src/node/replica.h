@@ -49,6 +49,10 @@ struct replica_hooks {
     /* May be NULL.  The state machine was replaced by a snapshot (at
      * start-up, or one received from the leader). */
     void (*installed)(void *arg, const struct raft_snapshot_meta *meta, const struct kv *kv);
+    /* May be NULL (then kv_free()).  Free the dictionary a received
+     * snapshot replaced: millions of keys take a while, the owner may do
+     * it off its loop. */
+    void (*retire)(void *arg, struct kv *kv);
 };
 
 /* Recover the log, hard state and snapshot from storage, and restore the
@@ -83,6 +87,15 @@ const char *replica_errmsg(const struct replica *rp);
  * an unreachable report is dropped), and the replica leads nothing. */
 enum { REPLICA_EFAILED = -100 };
 int replica_step(struct replica *rp, const struct raft_msg *m);
+/* A snapshot the driver streamed from the leader into storage (never whole
+ * in memory; storage adopts it with snapshot_adopt(received=true)) and
+ * loaded into kv (owned by the replica from here on): steps the core with m,
+ * a RAFT_MSG_SNAPSHOT with meta only (snap_data NULL).  -ESTALE when the core
+ * did not take it: kv is freed and storage discards the file. */
+int replica_snapshot_received(struct replica *rp, const struct raft_msg *m, struct kv *kv);
+/* The state machine settings, for a driver loading a snapshot itself. */
+struct kv_config;
+void replica_kv_config(const struct replica *rp, struct kv_config *kvc);
 int replica_propose(struct replica *rp, const void *data, uint32_t len, raft_index *index,
                     raft_term *term);
 int replica_read_index(struct replica *rp, uint64_t ctx);

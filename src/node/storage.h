@@ -13,6 +13,7 @@
 
 #include "raft/raft.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,10 +46,15 @@ struct replica_storage {
      * (node: a forked child, copy-on-write, as Redis's BGSAVE).  0: started;
      * the owner then calls replica_snapshot_written() exactly once. */
     int (*snapshot_begin)(void *arg, const struct raft_snapshot_meta *meta, const struct kv *kv);
-    /* What snapshot_begin wrote becomes the snapshot, in order with the
-     * other writes and with snapshot_save's log rule; -ESTALE if a snapshot
-     * at or past meta->index is already there (one installed meanwhile). */
-    int (*snapshot_adopt)(void *arg, const struct raft_snapshot_meta *meta, uint64_t *seq);
+    /* What snapshot_begin wrote (received=false), or a snapshot the driver
+     * streamed from the leader (received=true, replica_snapshot_received),
+     * becomes the snapshot, in order with the other writes and with
+     * snapshot_save's log rule; -ESTALE if a snapshot at or past
+     * meta->index is already there (one installed meanwhile). */
+    int (*snapshot_adopt)(void *arg, const struct raft_snapshot_meta *meta, bool received,
+                          uint64_t *seq);
+    /* Optional: drop a received snapshot the core did not take. */
+    void (*snapshot_discard)(void *arg);
     /* Entries up to upto (covered by the durable snapshot) may go. */
     int (*compact)(void *arg, raft_index upto, uint64_t *seq);
 

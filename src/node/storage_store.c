@@ -110,6 +110,14 @@ static int ss_read(void *arg, raft_index lo, raft_index hi, struct raft_entry **
     return 0;
 }
 
+static int meta_from_store(const struct store_snap_meta *in, struct raft_snapshot_meta *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->index = in->index;
+    out->term = in->term;
+    return raft_conf_decode(in->conf, in->conf_len, &out->conf) != 0 ? -EBADMSG : 0;
+}
+
 static int ss_snapshot_load(void *arg, struct raft_snapshot_meta *meta, void **data, size_t *len)
 {
     struct storage_store *ss = arg;
@@ -119,15 +127,11 @@ static int ss_snapshot_load(void *arg, struct raft_snapshot_meta *meta, void **d
     int rv = store_snapshot_load(ss->st, &sm, data, len);
     if (rv < 0)
         return rv;
-    memset(meta, 0, sizeof(*meta));
-    meta->index = sm.index;
-    meta->term = sm.term;
-    if (raft_conf_decode(sm.conf, sm.conf_len, &meta->conf) != 0) {
+    if ((rv = meta_from_store(&sm, meta)) < 0) {
         free(*data);
         *data = NULL;
-        return -EBADMSG;
     }
-    return 0;
+    return rv;
 }
 
 static int ss_append(void *arg, const struct raft_hard_state *hs, const struct raft_entry *ents,
@@ -204,7 +208,7 @@ static void __attribute__((noreturn)) child_main(struct storage_store *ss, pid_t
         for (int fd = 3; fd < 4096; fd++)
             close(fd);
     struct child_out o = {0};
-    int rv = store_snapshot_stream_open(ss->st, sm, &o.w);
+    int rv = store_snapshot_stream_open(ss->st, sm, STORE_SNAP_BG, &o.w);
     if (rv < 0)
         _exit(-rv);
     if ((rv = kv_snapshot_write(kv, child_write, &o)) != KV_OK) {
@@ -290,12 +294,72 @@ static void kill_child(struct storage_store *ss)
     ss->child_fd = -1;
 }
 
-static int ss_snapshot_adopt(void *arg, const struct raft_snapshot_meta *meta, uint64_t *seq)
+static int ss_snapshot_adopt(void *arg, const struct raft_snapshot_meta *meta, bool received,
+                             uint64_t *seq)
 {
     struct storage_store *ss = arg;
     struct store_snap_meta sm;
     meta_to_store(meta, &sm);
-    return store_snapshot_adopt(ss->st, &sm, seq);
+    return store_snapshot_adopt(ss->st, &sm, received ? STORE_SNAP_RX : STORE_SNAP_BG, seq);
+}
+
+static void ss_snapshot_discard(void *arg)
+{
+    struct storage_store *ss = arg;
+    store_snapshot_discard(ss->st, STORE_SNAP_RX);
+}
+
+/* ---- snapshot transfer ------------------------------------------------ */
+
+int storage_store_snapshot_source(struct storage_store *ss, struct storage_snap_source *src)
+{
+    struct store_snap_reader r;
+    int rv = store_snapshot_reader_open(ss->st, &r);
+    if (rv < 0)
+        return rv;
+    if ((rv = meta_from_store(&r.meta, &src->meta)) < 0) {
+        close(r.fd);
+        return rv;
+    }
+    src->fd = r.fd;
+    src->off = r.data_off;
+    src->len = r.data_len;
+    src->crc = r.data_crc;
+    return 0;
+}
+
+int storage_store_rx_open(struct storage_store *ss, const struct raft_snapshot_meta *meta,
+                          struct store_snap_stream **out)
+{
+    struct store_snap_meta sm;
+    meta_to_store(meta, &sm);
+    return store_snapshot_stream_open(ss->st, &sm, STORE_SNAP_RX, out);
+}
+
+int storage_store_rx_finish(struct storage_store *ss, struct store_snap_stream *s,
+                            const uint32_t *crc, const struct kv_config *kvc, struct kv **kv)
+{
+    if (crc && store_snapshot_stream_crc(s) != *crc) {
+        store_snapshot_stream_close(s, false);
+        return -EBADMSG;
+    }
+    int rv = store_snapshot_stream_close(s, true);
+    if (rv < 0)
+        return rv;
+    /* Mapped, not read: the file's pages are page cache the kernel can
+     * drop, so loading adds only the dictionary itself to our memory. */
+    struct store_snap_map m;
+    if ((rv = store_snapshot_stream_map(ss->st, STORE_SNAP_RX, &m)) < 0) {
+        store_snapshot_discard(ss->st, STORE_SNAP_RX);
+        return rv;
+    }
+    rv = kv_snapshot_load(m.data, m.len, kvc, kv);
+    store_snapshot_unmap(&m);
+    if (rv != KV_OK) {
+        store_snapshot_discard(ss->st, STORE_SNAP_RX);
+        return rv == KV_ENOMEM ? -ENOMEM : -EBADMSG;
+    }
+    return 0;
 }
 
 static int ss_compact(void *arg, raft_index upto, uint64_t *seq)
@@ -361,6 +425,7 @@ int storage_store_open(struct storage_store **out, struct replica_storage *ops, 
         .snapshot_save = ss_snapshot_save,
         .snapshot_begin = ss_snapshot_begin,
         .snapshot_adopt = ss_snapshot_adopt,
+        .snapshot_discard = ss_snapshot_discard,
         .compact = ss_compact,
         .errmsg = ss_errmsg,
         .close = ss_close,

@@ -31,6 +31,28 @@ int storage_store_poll(struct storage_store *ss, struct replica_durable *d);
 /* After the background writer's fd woke up: its result for
  * replica_snapshot_written() (0, or -errno), and how long it took. */
 int storage_store_bg_reap(struct storage_store *ss, double *seconds);
+/* Snapshot transfer (snapxfer.c).  The sender reads the current snapshot
+ * in pieces from fd: its bytes stay there even when a newer snapshot
+ * replaces it; close(fd) when done. */
+struct storage_snap_source {
+    int fd;
+    struct raft_snapshot_meta meta;
+    uint64_t off, len; /* the data's place in fd */
+    uint32_t crc;      /* crc32c of the data */
+};
+int storage_store_snapshot_source(struct storage_store *ss, struct storage_snap_source *src);
+/* The receiver streams the leader's snapshot into the store's receive file
+ * (store_snapshot_stream_write / _close(s, false) to abandon it), then
+ * finishes: the data's CRC checked against *crc (if not NULL), the file
+ * fsynced and loaded into *kv from a read-only mapping.  The file stays for
+ * replica_snapshot_received(); -EBADMSG: corrupt, the file is gone. */
+struct store_snap_stream;
+struct kv_config;
+struct kv;
+int storage_store_rx_open(struct storage_store *ss, const struct raft_snapshot_meta *meta,
+                          struct store_snap_stream **out);
+int storage_store_rx_finish(struct storage_store *ss, struct store_snap_stream *s,
+                            const uint32_t *crc, const struct kv_config *kvc, struct kv **kv);
 /* Bytes of the current snapshot's data; -ENOENT if there is none. */
 int storage_store_snapshot_bytes(struct storage_store *ss, uint64_t *bytes);
 

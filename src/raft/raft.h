@@ -196,7 +196,10 @@ struct raft_msg {
      * holds snapshot bytes of its own); the driver attaches the snapshot the
      * metadata names.  On a received SNAPSHOT that it accepts, the core
      * copies the bytes during raft_step() (the caller may free them once it
-     * returns) and hands the copy out as raft_ready.snap_data. */
+     * returns) and hands the copy out as raft_ready.snap_data.  A driver
+     * that keeps a received snapshot itself (on disk, streamed) steps the
+     * metadata with snap_data NULL and snap_len 0: raft_ready.snap_data is
+     * then NULL too and the driver installs what it kept. */
     const void *snap_data;
     size_t snap_len;
 };

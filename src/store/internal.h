@@ -168,10 +168,15 @@ struct snap_file {
 int snap_load(const char *snapdir, struct snap_file *sf, struct serr *e);
 int snap_save(const char *snapdir, int dirfd, const struct store_snap_meta *meta,
               const void *data, size_t len, struct snap_file *sf, struct serr *e);
-/* The file a background writer left (SNAP_BG_NAME) becomes snap/snapshot. */
+/* A streamed file (SNAP_BG_NAME from the background writer, SNAP_RX_NAME
+ * from the leader) becomes snap/snapshot. */
 #define SNAP_BG_NAME "snapshot.bg"
+#define SNAP_RX_NAME "snapshot.rx"
+/* Offset of the data CRC in a snapshot file's header. */
+#define SNAP_DATA_CRC_OFF 40
+const char *snap_src_name(enum store_snap_src src);
 int snap_adopt(const char *snapdir, int dirfd, const struct store_snap_meta *meta,
-               struct snap_file *sf, struct serr *e);
+               enum store_snap_src src, struct snap_file *sf, struct serr *e);
 void snap_close(struct snap_file *sf);
 
 /* ---- lock (lock.c) ---- */
@@ -189,8 +194,9 @@ struct op {
     /* OP_APPEND: n frames back to back in buf */
     uint64_t first;
     size_t n;
-    /* OP_SNAP, OP_ADOPT (the data is in SNAP_BG_NAME) */
+    /* OP_SNAP, OP_ADOPT (the data is in snap_src_name(src)) */
     struct store_snap_meta meta;
+    enum store_snap_src src;
     bool reset; /* log does not contain meta.index/term: discard it */
     /* OP_COMPACT */
     uint64_t upto;

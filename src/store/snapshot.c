@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -120,7 +121,7 @@ static void snap_header(uint8_t h[SNAP_HDR], const struct store_snap_meta *meta,
     put_le64(h + 16, meta->index);
     put_le64(h + 24, meta->term);
     put_le64(h + 32, data_len);
-    put_le32(h + 40, data_crc);
+    put_le32(h + SNAP_DATA_CRC_OFF, data_crc);
     put_le32(h + 44, crc32c(crc32c(0, h, 44), meta->conf, meta->conf_len));
 }
 
@@ -162,10 +163,15 @@ int snap_save(const char *snapdir, int dirfd, const struct store_snap_meta *meta
     return snap_open_current(snapdir, meta, len, sf, e);
 }
 
-int snap_adopt(const char *snapdir, int dirfd, const struct store_snap_meta *meta,
-               struct snap_file *sf, struct serr *e)
+const char *snap_src_name(enum store_snap_src src)
 {
-    char *from = path_join(snapdir, SNAP_BG_NAME), *to = path_join(snapdir, "snapshot");
+    return src == STORE_SNAP_RX ? SNAP_RX_NAME : SNAP_BG_NAME;
+}
+
+int snap_adopt(const char *snapdir, int dirfd, const struct store_snap_meta *meta,
+               enum store_snap_src src, struct snap_file *sf, struct serr *e)
+{
+    char *from = path_join(snapdir, snap_src_name(src)), *to = path_join(snapdir, "snapshot");
     int rc = 0;
     struct stat sb;
     if (!from || !to) {
@@ -203,7 +209,7 @@ struct store_snap_stream {
 };
 
 int store_snapshot_stream_open(const struct store *st, const struct store_snap_meta *meta,
-                               struct store_snap_stream **out)
+                               enum store_snap_src src, struct store_snap_stream **out)
 {
     if (meta->conf_len > STORE_CONF_MAX || meta->index == 0)
         return -EINVAL;
@@ -212,7 +218,7 @@ int store_snapshot_stream_open(const struct store *st, const struct store_snap_m
         return -ENOMEM;
     s->fd = -1;
     s->meta = *meta;
-    s->path = path_join(st->snapdir, SNAP_BG_NAME);
+    s->path = path_join(st->snapdir, snap_src_name(src));
     s->buf = malloc(STREAM_BUF);
     if (!s->path || !s->buf) {
         store_snapshot_stream_close(s, false);
@@ -237,9 +243,18 @@ static int stream_flush(struct store_snap_stream *s)
     ssize_t w = sys_pwritev_all(s->fd, &v, 1, (off_t)s->off);
     if (w < 0)
         return (int)w;
+    /* Start writing back what is written so far: the fsync at close then
+     * waits for the last piece only, not for the whole file (a long pause
+     * on a node's loop when it receives a snapshot). */
+    (void)sync_file_range(s->fd, (off_t)s->off, (off_t)s->n, SYNC_FILE_RANGE_WRITE);
     s->off += s->n;
     s->n = 0;
     return 0;
+}
+
+uint32_t store_snapshot_stream_crc(const struct store_snap_stream *s)
+{
+    return s->crc;
 }
 
 int store_snapshot_stream_write(struct store_snap_stream *s, const void *data, size_t len)
@@ -279,6 +294,49 @@ int store_snapshot_stream_close(struct store_snap_stream *s, bool keep)
     free(s->buf);
     free(s);
     return rc;
+}
+
+int store_snapshot_stream_map(const struct store *st, enum store_snap_src src,
+                              struct store_snap_map *m)
+{
+    memset(m, 0, sizeof(*m));
+    char *path = path_join(st->snapdir, snap_src_name(src));
+    if (!path)
+        return -ENOMEM;
+    int fd = sys_open(path, O_RDONLY, 0);
+    free(path);
+    if (fd < 0)
+        return fd;
+    struct stat sb;
+    uint8_t h[SNAP_HDR];
+    int rc = 0;
+    if (fstat(fd, &sb) < 0)
+        rc = -errno;
+    else if ((uint64_t)sb.st_size < SNAP_HDR || file_pread_full(fd, h, SNAP_HDR, 0) < 0)
+        rc = -EINVAL;
+    else if (SNAP_HDR + (uint64_t)get_le32(h + 12) + get_le64(h + 32) != (uint64_t)sb.st_size)
+        rc = -EINVAL; /* not closed with keep=true */
+    if (rc == 0) {
+        /* mmap wants a page-aligned offset: map the whole file. */
+        void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            rc = -errno;
+        } else {
+            m->base = p;
+            m->base_len = (size_t)sb.st_size;
+            m->data = (uint8_t *)p + SNAP_HDR + get_le32(h + 12);
+            m->len = (size_t)get_le64(h + 32);
+        }
+    }
+    sys_close(fd);
+    return rc;
+}
+
+void store_snapshot_unmap(struct store_snap_map *m)
+{
+    if (m->base)
+        munmap(m->base, m->base_len);
+    memset(m, 0, sizeof(*m));
 }
 
 void snap_close(struct snap_file *sf)

@@ -2,12 +2,14 @@
  * owner thread's view of the log (which already includes queued work), input
  * validation, queueing operations for the writer, progress and reads. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "common/endian.h"
 #include "store/internal.h"
 
 void store_options_default(struct store_options *o)
@@ -180,6 +182,7 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     st->snapdirfd = rc;
     remove_stale_tmp(st->snapdir, "snapshot.tmp");
     remove_stale_tmp(st->snapdir, SNAP_BG_NAME);
+    remove_stale_tmp(st->snapdir, SNAP_RX_NAME);
     if ((rc = snap_load(st->snapdir, &st->snap, &e)) < 0)
         goto fail;
     if ((rc = seglog_recover(&st->seglog, dir, &st->mu, &st->opts, info, &e, &st->runs,
@@ -430,7 +433,16 @@ int store_snapshot_save(struct store *st, const struct store_snap_meta *meta,
     return 0;
 }
 
-int store_snapshot_adopt(struct store *st, const struct store_snap_meta *meta, uint64_t *seq)
+void store_snapshot_discard(const struct store *st, enum store_snap_src src)
+{
+    char *p = path_join(st->snapdir, snap_src_name(src));
+    if (p)
+        unlink(p);
+    free(p);
+}
+
+int store_snapshot_adopt(struct store *st, const struct store_snap_meta *meta,
+                         enum store_snap_src src, uint64_t *seq)
 {
     int rc = check_failed(st);
     if (rc < 0)
@@ -438,15 +450,13 @@ int store_snapshot_adopt(struct store *st, const struct store_snap_meta *meta, u
     if (meta->conf_len > STORE_CONF_MAX || meta->index == 0)
         return -EINVAL;
     if (st->has_snap && meta->index <= st->snap_meta.index) {
-        char *p = path_join(st->snapdir, SNAP_BG_NAME);
-        if (p)
-            unlink(p);
-        free(p);
+        store_snapshot_discard(st, src);
         return -ESTALE;
     }
     struct op *op = op_new(OP_ADOPT, 0);
     if (!op)
         return -ENOMEM;
+    op->src = src;
     queue_snapshot(st, op, meta, seq);
     return 0;
 }
@@ -540,6 +550,25 @@ int store_snapshot_read(struct store *st, uint64_t off, void *buf, size_t len)
     if (rc == 0)
         rc = file_pread_full(st->snap.fd, buf, len, st->snap.data_off + off);
     pthread_mutex_unlock(&st->mu);
+    return rc;
+}
+
+int store_snapshot_reader_open(struct store *st, struct store_snap_reader *r)
+{
+    pthread_mutex_lock(&st->mu);
+    int rc = st->snap.present ? 0 : -ENOENT;
+    uint8_t crc[4];
+    if (rc == 0) {
+        r->meta = st->snap.meta;
+        r->data_off = st->snap.data_off;
+        r->data_len = st->snap.data_len;
+        rc = file_pread_full(st->snap.fd, crc, sizeof(crc), SNAP_DATA_CRC_OFF);
+    }
+    if (rc == 0 && (r->fd = fcntl(st->snap.fd, F_DUPFD_CLOEXEC, 0)) < 0)
+        rc = -errno;
+    pthread_mutex_unlock(&st->mu);
+    if (rc == 0)
+        r->data_crc = get_le32(crc);
     return rc;
 }
 

@@ -124,11 +124,42 @@ int store_snapshot_save(struct store *st, const struct store_snap_meta *meta,
  * -ESTALE (and the file removed) if the store already has a snapshot at or
  * past meta->index, e.g. one installed from the leader meanwhile. */
 struct store_snap_stream;
+/* Where a streamed snapshot is written before it is adopted: one file each
+ * for the node's own background writer and for a snapshot received from
+ * the leader, so that neither truncates the other. */
+enum store_snap_src { STORE_SNAP_BG, STORE_SNAP_RX };
 int store_snapshot_stream_open(const struct store *st, const struct store_snap_meta *meta,
-                               struct store_snap_stream **out);
+                               enum store_snap_src src, struct store_snap_stream **out);
 int store_snapshot_stream_write(struct store_snap_stream *s, const void *data, size_t len);
+/* crc32c of the data written so far (the header's data CRC once closed). */
+uint32_t store_snapshot_stream_crc(const struct store_snap_stream *s);
 int store_snapshot_stream_close(struct store_snap_stream *s, bool keep);
-int store_snapshot_adopt(struct store *st, const struct store_snap_meta *meta, uint64_t *seq);
+int store_snapshot_adopt(struct store *st, const struct store_snap_meta *meta,
+                         enum store_snap_src src, uint64_t *seq);
+/* Remove what a stream to src left (a transfer the core did not take). */
+void store_snapshot_discard(const struct store *st, enum store_snap_src src);
+/* The data of a closed (keep=true), not yet adopted stream file, mapped
+ * read-only: page cache, not heap, however large.  Unmap with
+ * store_snapshot_unmap(). */
+struct store_snap_map {
+    const uint8_t *data;
+    size_t len;
+    void *base;
+    size_t base_len;
+};
+int store_snapshot_stream_map(const struct store *st, enum store_snap_src src,
+                              struct store_snap_map *m);
+void store_snapshot_unmap(struct store_snap_map *m);
+
+/* The current snapshot opened for reading in pieces: fd stays valid (and
+ * keeps its bytes) when a newer snapshot replaces it; close(fd) when done. */
+struct store_snap_reader {
+    int fd;
+    struct store_snap_meta meta;
+    uint64_t data_off, data_len;
+    uint32_t data_crc;
+};
+int store_snapshot_reader_open(struct store *st, struct store_snap_reader *r);
 
 /* Delete whole segments whose records are all <= upto; upto must be covered
  * by the snapshot.  Records up to upto may remain (segment granularity). */

@@ -34,7 +34,7 @@ static int do_snapshot(struct store *st, const struct op *op, struct serr *e)
         return rc;
     struct snap_file nsf;
     if (op->kind == OP_ADOPT)
-        rc = snap_adopt(st->snapdir, st->snapdirfd, &op->meta, &nsf, e);
+        rc = snap_adopt(st->snapdir, st->snapdirfd, &op->meta, op->src, &nsf, e);
     else
         rc = snap_save(st->snapdir, st->snapdirfd, &op->meta, op->buf, op->len, &nsf, e);
     if (rc < 0)

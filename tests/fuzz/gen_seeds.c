@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,28 +226,35 @@ static int mem_write(void *ctx, const void *buf, size_t len)
     return 0;
 }
 
+/* A dictionary of nkeys keys "keyNN" (with client sessions if sessions). */
+static struct kv *seed_kv(int nkeys, bool sessions)
+{
+    struct kv *kv = kv_new(NULL);
+    if (!kv)
+        exit(1);
+    for (int i = 0; i < nkeys; i++) {
+        char key[16], val[16];
+        snprintf(key, sizeof(key), "key%02d", i);
+        snprintf(val, sizeof(val), "v%d", i * 7);
+        struct kv_command c = {.op = KV_OP_SET, .client_id = sessions ? (uint64_t)(i % 3 + 1) : 0,
+                               .sequence = sessions ? (uint64_t)(i / 3 + 1) : 0,
+                               .time_ms = 1000 + (uint64_t)i, .key = key, .key_len = strlen(key),
+                               .value = val, .value_len = strlen(val)};
+        uint8_t buf[128];
+        size_t len;
+        struct kv_result res;
+        if (kv_command_encode(&c, buf, sizeof(buf), &len) != KV_OK ||
+            kv_apply(kv, (uint64_t)i + 1, buf, len, &res) != KV_OK)
+            exit(1);
+    }
+    return kv;
+}
+
 static void gen_snapshot(void)
 {
     for (int variant = 0; variant < 3; variant++) {
-        struct kv *kv = kv_new(NULL);
-        if (!kv)
-            exit(1);
         int nkeys = variant == 0 ? 0 : variant == 1 ? 3 : 12;
-        for (int i = 0; i < nkeys; i++) {
-            char key[16], val[16];
-            snprintf(key, sizeof(key), "key%02d", i);
-            snprintf(val, sizeof(val), "v%d", i * 7);
-            struct kv_command c = {.op = KV_OP_SET, .client_id = variant == 2 ? (uint64_t)(i % 3 + 1) : 0,
-                                   .sequence = variant == 2 ? (uint64_t)(i / 3 + 1) : 0,
-                                   .time_ms = 1000 + (uint64_t)i, .key = key, .key_len = strlen(key),
-                                   .value = val, .value_len = strlen(val)};
-            uint8_t buf[128];
-            size_t len;
-            struct kv_result res;
-            if (kv_command_encode(&c, buf, sizeof(buf), &len) != KV_OK ||
-                kv_apply(kv, (uint64_t)i + 1, buf, len, &res) != KV_OK)
-                exit(1);
-        }
+        struct kv *kv = seed_kv(nkeys, variant == 2);
         struct membuf m = {0};
         if (kv_snapshot_write(kv, mem_write, &m) != 0)
             exit(1);
@@ -256,6 +264,55 @@ static void gen_snapshot(void)
         free(m.p);
         kv_free(kv);
     }
+}
+
+/* ---- snaprx: chunk records (tests/fuzz/fuzz_snaprx.c) ---- */
+static size_t snaprx_record(uint8_t *out, uint8_t flags, uint16_t off, uint16_t total,
+                            const uint8_t *data, uint8_t len)
+{
+    out[0] = flags;
+    out[1] = (uint8_t)off;
+    out[2] = (uint8_t)(off >> 8);
+    out[3] = (uint8_t)total;
+    out[4] = (uint8_t)(total >> 8);
+    out[5] = len;
+    memcpy(out + 6, data, len);
+    return 6u + len;
+}
+
+/* A whole small snapshot in chunks of 16 bytes with its CRC; the same cut
+ * short and restarted; and two connections interleaved. */
+static void gen_snaprx(void)
+{
+    struct kv *kv = seed_kv(4, false);
+    struct membuf m = {0};
+    if (kv_snapshot_write(kv, mem_write, &m) != 0 || m.len > 60000)
+        exit(1);
+    kv_free(kv);
+    uint8_t *out = malloc(4 * (m.len + 64 * (m.len / 16 + 2)));
+    if (!out)
+        exit(1);
+    /* flags: index 4 (bits 5-6), the right CRC */
+    const uint8_t base = 0x60 | 0x0c;
+    for (int variant = 0; variant < 3; variant++) {
+        size_t n = 0;
+        if (variant == 1) /* two chunks of a transfer cut short; it starts over */
+            for (size_t off = 0; off < 32 && off < m.len; off += 16)
+                n += snaprx_record(out + n, base, (uint16_t)off, (uint16_t)m.len, m.p + off,
+                                   (uint8_t)(m.len - off < 16 ? m.len - off : 16));
+        for (size_t off = 0; off < m.len; off += 16) {
+            uint8_t k = (uint8_t)(m.len - off < 16 ? m.len - off : 16);
+            uint8_t fl = (uint8_t)(base | (off + k == m.len ? 0x02 : 0));
+            n += snaprx_record(out + n, fl, (uint16_t)off, (uint16_t)m.len, m.p + off, k);
+            if (variant == 2) /* a stray chunk from the other connection */
+                n += snaprx_record(out + n, 0x01 | 0x10, 0, 100, m.p, 8);
+        }
+        char name[32];
+        snprintf(name, sizeof(name), "transfer-%d", variant);
+        put("snaprx", name, out, n);
+    }
+    free(out);
+    free(m.p);
 }
 
 /* ---- segment and meta, through the store itself ---- */
@@ -308,6 +365,7 @@ int main(int argc, char **argv)
     gen_peer();
     gen_config();
     gen_snapshot();
+    gen_snaprx();
     gen_store();
     return 0;
 }

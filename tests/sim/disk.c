@@ -317,9 +317,16 @@ static int io_snapshot_begin(void *arg, const struct raft_snapshot_meta *meta, c
     return 0;
 }
 
-static int io_snapshot_adopt(void *arg, const struct raft_snapshot_meta *meta, uint64_t *seq)
+static int io_snapshot_adopt(void *arg, const struct raft_snapshot_meta *meta, bool received,
+                             uint64_t *seq)
 {
     struct node *n = arg;
+    if (received) {
+        /* The simulated network carries snapshot bytes inside the message. */
+        sim_fail(n->sim, FAIL_CONTRACT, "n%llu: adopt of a received snapshot %llu", U(n->id),
+                 U(meta->index));
+        return -EINVAL;
+    }
     if (!n->bg_data || meta->index != n->bg_meta.index) {
         sim_fail(n->sim, FAIL_CONTRACT, "n%llu: adopt of snapshot %llu, but the background "
                  "write was %s", U(n->id), U(meta->index), n->bg_data ? "another" : "none");

@@ -211,21 +211,21 @@ static void test_snapshot_stream_adopt(void **state)
     for (size_t i = 0; i < big; i++)
         data[i] = (uint8_t)(i * 31 + (i >> 13));
     struct store_snap_stream *ss;
-    assert_int_equal(store_snapshot_stream_open(st, &m, &ss), 0);
+    assert_int_equal(store_snapshot_stream_open(st, &m, STORE_SNAP_BG, &ss), 0);
     for (size_t off = 0; off < big; off += 70001)
         assert_int_equal(store_snapshot_stream_write(ss, data + off,
                                                      big - off < 70001 ? big - off : 70001), 0);
     assert_int_equal(store_snapshot_stream_close(ss, true), 0);
     assert_false(store_snapshot_meta(st, NULL)); /* nothing adopted yet */
     uint64_t seq;
-    assert_int_equal(store_snapshot_adopt(st, &m, &seq), 0);
+    assert_int_equal(store_snapshot_adopt(st, &m, STORE_SNAP_BG, &seq), 0);
     assert_int_equal(store_wait(st, seq), 0);
     assert_int_equal(store_last_index(st), 50); /* log kept: it continues the snapshot */
     /* stale: at or below the current snapshot */
-    assert_int_equal(store_snapshot_stream_open(st, &m, &ss), 0);
+    assert_int_equal(store_snapshot_stream_open(st, &m, STORE_SNAP_BG, &ss), 0);
     assert_int_equal(store_snapshot_stream_write(ss, "x", 1), 0);
     assert_int_equal(store_snapshot_stream_close(ss, true), 0);
-    assert_int_equal(store_snapshot_adopt(st, &m, &seq), -ESTALE);
+    assert_int_equal(store_snapshot_adopt(st, &m, STORE_SNAP_BG, &seq), -ESTALE);
     char bg[4096];
     snprintf(bg, sizeof(bg), "%s/snap/snapshot.bg", dir);
     assert_int_equal(access(bg, F_OK), -1);
@@ -235,6 +235,52 @@ static void test_snapshot_stream_adopt(void **state)
     st = th_open(dir, NULL);
     assert_int_equal(access(bg, F_OK), -1);
     th_check_snapshot(st, &m, data, big);
+
+    /* A sender reads the current snapshot in pieces through its own fd,
+     * which keeps the bytes when a newer snapshot replaces the file. */
+    struct store_snap_reader r;
+    assert_int_equal(store_snapshot_reader_open(st, &r), 0);
+    assert_int_equal(r.meta.index, 40);
+    assert_int_equal(r.data_len, big);
+    assert_int_equal(r.data_crc, crc32c(0, data, big));
+
+    /* A snapshot received from a leader goes to its own file (a background
+     * write may be running at the same time), is readable mapped before it
+     * is adopted, and is adopted like a background one. */
+    struct store_snap_meta m2 = {.index = 45, .term = 2, .conf_len = 1, .conf = {9}};
+    struct store_snap_stream *other;
+    assert_int_equal(store_snapshot_stream_open(st, &m2, STORE_SNAP_BG, &other), 0);
+    assert_int_equal(store_snapshot_stream_open(st, &m2, STORE_SNAP_RX, &ss), 0);
+    assert_int_equal(store_snapshot_stream_write(other, "other", 5), 0);
+    size_t rx_len = big / 2;
+    for (size_t off = 0; off < rx_len; off += 65536)
+        assert_int_equal(store_snapshot_stream_write(ss, data + big - rx_len + off,
+                                                     rx_len - off < 65536 ? rx_len - off : 65536), 0);
+    assert_int_equal(store_snapshot_stream_crc(ss), crc32c(0, data + big - rx_len, rx_len));
+    assert_int_equal(store_snapshot_stream_close(ss, true), 0);
+    assert_int_equal(store_snapshot_stream_close(other, false), 0);
+    struct store_snap_map map;
+    assert_int_equal(store_snapshot_stream_map(st, STORE_SNAP_RX, &map), 0);
+    assert_int_equal(map.len, rx_len);
+    assert_memory_equal(map.data, data + big - rx_len, rx_len);
+    store_snapshot_unmap(&map);
+    assert_int_equal(store_snapshot_adopt(st, &m2, STORE_SNAP_RX, &seq), 0);
+    assert_int_equal(store_wait(st, seq), 0);
+    th_check_snapshot(st, &m2, data + big - rx_len, rx_len);
+    /* the old snapshot is still whole behind the reader's fd */
+    uint8_t *old = malloc(big);
+    assert_non_null(old);
+    assert_int_equal(pread(r.fd, old, big, (off_t)r.data_off), (ssize_t)big);
+    assert_memory_equal(old, data, big);
+    free(old);
+    close(r.fd);
+    /* an abandoned transfer's file goes on the next open too */
+    assert_int_equal(store_close(st), 0);
+    snprintf(bg, sizeof(bg), "%s/snap/snapshot.rx", dir);
+    th_spit(bg, (const uint8_t *)"partial", 7);
+    st = th_open(dir, NULL);
+    assert_int_equal(access(bg, F_OK), -1);
+    assert_int_equal(store_snapshot_stream_map(st, STORE_SNAP_RX, &map), -ENOENT);
     assert_int_equal(store_close(st), 0);
     th_rmrf(dir);
     free(data);

@@ -1,0 +1,98 @@
+"""clusterbench.py - what the cluster benchmarks (membership-bench.py,
+snapxfer-bench.py) share: raftkvctl, the default timing, the prefill, and
+sequential writers that record when each write was acknowledged and how
+long it took."""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
+import harness  # noqa: E402
+from harness import Session  # noqa: E402
+
+CTL = os.environ.get("RAFTKV_CTL") or os.path.join(ROOT, "build", "src", "ctl", "raftkvctl")
+DEFAULT_TIMING = dict(tick_ms=10, heartbeat_interval_ms=20, election_timeout_ms=150,
+                      request_timeout_ms=5000, reconnect_min_ms=10, reconnect_max_ms=1000)
+
+
+def ctl(c, *args, timeout=120):
+    p = subprocess.run([CTL, "-c", c.config, "-t", "10s"] + list(args), stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError("raftkvctl %s: exit %d: %s" % (" ".join(args), p.returncode, p.stderr.strip()))
+    return p.stdout
+
+
+def members(c):
+    return {m["id"]: m for m in json.loads(ctl(c, "-o", "json", "members"))["members"]}
+
+
+def prefill(c, lead, keys):
+    """keys keys of 100 B through raftkvctl bench's prefill; seconds taken."""
+    t = time.monotonic()
+    out = subprocess.run([CTL, "-e", c.nodes[lead].client_address, "-o", "plain", "bench",
+                          "--clients", "64", "--keys", str(keys), "--value-size", "100",
+                          "--ratio", "0:1", "--requests", "1"],
+                         capture_output=True, text=True, timeout=1800)
+    if out.returncode != 0:
+        raise RuntimeError("prefill failed: " + out.stderr)
+    return time.monotonic() - t
+
+
+class Writers:
+    """n sequential writers (one SET at a time each, sessions that follow
+    NOT_LEADER hints) until the with-block ends."""
+
+    def __init__(self, c, n):
+        self.c, self.stop, self.done, self.errors = c, threading.Event(), [], []
+        self.lock = threading.Lock()
+        self.ths = [threading.Thread(target=self.run, args=(w,)) for w in range(n)]
+
+    def run(self, w):
+        s = Session(self.c)
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            t0 = time.monotonic()
+            try:
+                r = s.write(harness.req_set(b"w%d-%d" % (w, i), b"x" * 100), timeout=10)
+                ok = r.status == harness.OK
+            except Exception as e:  # noqa: BLE001 - a bench records, never dies
+                ok, r = False, e
+            t1 = time.monotonic()
+            with self.lock:
+                if ok:
+                    self.done.append((t1, t1 - t0))
+                else:
+                    self.errors.append(repr(r)[:200])
+        s.close()
+
+    def __enter__(self):
+        for t in self.ths:
+            t.start()
+        return self
+
+    def __exit__(self, *a):
+        self.stop.set()
+        for t in self.ths:
+            t.join(30)
+
+    def window(self, t0, t1):
+        """(writes, median ms, p99 ms, max ms, longest gap ms) of the writes
+        acknowledged in [t0, t1]; the gap counts from t0 and up to t1."""
+        with self.lock:
+            pts = sorted(d for d in self.done if t0 <= d[0] <= t1)
+        lat = sorted(x[1] for x in pts)
+        ts = [x[0] for x in pts]
+        if len(ts) < 2:
+            return len(lat), float("nan"), float("nan"), float("nan"), float("inf")
+        gap = max(b - a for a, b in zip([t0] + ts, ts + [t1]))
+        q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))] * 1000  # noqa: E731
+        return len(lat), q(0.5), q(0.99), lat[-1] * 1000, gap * 1000
+
+    def gap(self, t0, t1):
+        return self.window(t0, t1)[4] / 1000

@@ -1,0 +1,344 @@
+/* snapxfer.c - InstallSnapshot between nodes, streamed.  The leader reads
+ * its snapshot file one chunk at a time and never has more than a fixed
+ * window of bytes queued on a link; the follower writes the chunks to the
+ * store's receive file, checks the data's CRC, loads the dictionary from
+ * the file (mapped, not read) and only then hands the core the snapshot's
+ * metadata (replica_snapshot_received).  Neither side holds a whole
+ * snapshot in memory.  A transfer cut by a leader change, a crash or a
+ * partition is dropped on both sides; the core asks again, from offset 0.
+ */
+#include "node/snapxfer.h"
+
+#include "node/node_int.h"
+
+#include "common/log.h"
+#include "kv/kv.h"
+#include "net/ratelimit.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Chunk size (capped by half the peer frame limit) and the most data
+ * bytes queued on one link: 4 MiB in flight at 10 ms ticks is far more
+ * than a disk or a 1 Gbit/s link delivers, and bounds the sender's memory. */
+#define SNAP_CHUNK (1u << 20)
+#define SNAP_WINDOW_CHUNKS 4
+
+static size_t chunk_size(const struct node *n)
+{
+    size_t chunk = SNAP_CHUNK;
+    if (chunk > n->peer_limits.max_frame / 2)
+        chunk = n->peer_limits.max_frame / 2;
+    return chunk;
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+static void tx_end(struct snap_tx *tx)
+{
+    if (tx->active)
+        close(tx->src.fd);
+    tx->active = false;
+}
+
+void snapxfer_send_abort(struct node *n, struct peer_link *pl, const char *why)
+{
+    struct snap_tx *tx = &pl->tx;
+    if (!tx->active)
+        return;
+    log_info("snapshot: transfer of %llu to node %u stopped after %llu of %llu bytes: %s",
+             (unsigned long long)tx->src.meta.index, pl->id, (unsigned long long)tx->sent,
+             (unsigned long long)tx->src.len, why);
+    tx_end(tx);
+    /* The core waits in SNAPSHOT state for this follower: let it probe
+     * again now rather than after its snapshot timeout. */
+    replica_report_snapshot(n->rp, pl->id, false);
+    node_mark_dirty(n);
+}
+
+void snapxfer_send(struct node *n, struct peer_link *pl, const struct raft_msg *m)
+{
+    struct snap_tx *tx = &pl->tx;
+    struct storage_snap_source src;
+    int rv = storage_store_snapshot_source(n->storage, &src);
+    if (rv < 0) {
+        log_warn("snapshot: cannot open the snapshot for node %u: %s", pl->id, strerror(-rv));
+        return;
+    }
+    if (tx->active && tx->src.meta.index == src.meta.index) {
+        /* The core asked again (its snapshot timeout) while this one is on
+         * its way: keep going rather than start over. */
+        close(src.fd);
+        return;
+    }
+    if (tx->active)
+        snapxfer_send_abort(n, pl, "a newer snapshot replaces it");
+    /* Send what the store holds, under its own metadata: it is never older
+     * than what the core asked for, and the follower's ack sorts out the
+     * rest. */
+    tx->msg = *m;
+    tx->msg.snap = src.meta;
+    tx->msg.index = src.meta.index;
+    tx->msg.log_term = src.meta.term;
+    tx->msg.snap_data = NULL;
+    tx->msg.snap_len = 0;
+    tx->src = src;
+    tx->sent = 0;
+    tx->started = ev_time();
+    tx->active = true;
+    log_info("snapshot: sending snapshot %llu (%llu bytes) to node %u",
+             (unsigned long long)src.meta.index, (unsigned long long)src.len, pl->id);
+    snapxfer_pump(n, pl);
+}
+
+void snapxfer_pump(struct node *n, struct peer_link *pl)
+{
+    struct snap_tx *tx = &pl->tx;
+    if (!tx->active)
+        return;
+    if (n->role != RAFT_LEADER || n->term != tx->msg.term) {
+        snapxfer_send_abort(n, pl, "no longer the leader of that term");
+        return;
+    }
+    struct net_conn *c = net_dial_conn(pl->dial);
+    if (!c) {
+        snapxfer_send_abort(n, pl, "link down");
+        return;
+    }
+    size_t chunk = chunk_size(n);
+    if (!n->snap_chunk_buf && !(n->snap_chunk_buf = malloc(chunk))) {
+        snapxfer_send_abort(n, pl, "out of memory");
+        return;
+    }
+    /* With a rate: what the time since the start allows (each tick pumps). */
+    uint64_t rate = n->cfg->cluster.snapshot_send_rate;
+    double elapsed = ev_time() - tx->started;
+    /* An empty snapshot still needs its one (last) chunk. */
+    while (net_conn_pending_output(c) < SNAP_WINDOW_CHUNKS * chunk &&
+           (tx->sent < tx->src.len || tx->src.len == 0)) {
+        size_t k = tx->src.len - tx->sent < chunk ? (size_t)(tx->src.len - tx->sent) : chunk;
+        if (rate && k) {
+            double budget = elapsed * (double)rate - (double)tx->sent;
+            if (budget < 1.0)
+                return;
+            if ((double)k > budget)
+                k = (size_t)budget;
+        }
+        ssize_t r = k ? pread(tx->src.fd, n->snap_chunk_buf, k, (off_t)(tx->src.off + tx->sent)) : 0;
+        if (r != (ssize_t)k) {
+            snapxfer_send_abort(n, pl, r < 0 ? strerror(errno) : "snapshot file shorter than its header");
+            return;
+        }
+        struct peer_chunk pc = {.offset = tx->sent, .total = tx->src.len, .data = n->snap_chunk_buf,
+                                .len = k, .last = tx->sent + k == tx->src.len, .has_crc = true,
+                                .crc = tx->src.crc};
+        const struct ProtobufCMessage *pm = peer_encode(&n->enc, &n->pident, &tx->msg, &pc);
+        int rv = pm ? net_dial_send_msg(pl->dial, pm) : -ENOMEM;
+        if (rv < 0) {
+            snapxfer_send_abort(n, pl, strerror(-rv));
+            return;
+        }
+        tx->sent += k;
+        if (pc.last) {
+            log_event(LOG_INFO, "snapshot", NULL,
+                      "sent snapshot %llu (%llu bytes) to node %u in %.0f ms",
+                      (unsigned long long)tx->src.meta.index, (unsigned long long)tx->src.len,
+                      pl->id, (ev_time() - tx->started) * 1e3);
+            tx_end(tx);
+            return;
+        }
+    }
+}
+
+void snapxfer_pump_all(struct node *n)
+{
+    for (unsigned i = 0; i < n->n_peers; i++)
+        snapxfer_pump(n, &n->peers[i]);
+}
+
+/* ---- receiving -------------------------------------------------------- */
+
+void snaprx_abort(struct snap_rx *rx, const char *why)
+{
+    if (!rx->w || rx->finishing)
+        return;
+    log_info("snapshot: receiving snapshot %llu stopped after %llu of %llu bytes: %s",
+             (unsigned long long)rx->msg.snap.index, (unsigned long long)rx->got,
+             (unsigned long long)rx->total, why);
+    store_snapshot_stream_close(rx->w, false);
+    rx->w = NULL;
+    rx->owner = NULL;
+}
+
+int snaprx_finish(struct snap_rx *rx, struct storage_store *ss, const struct kv_config *kvc,
+                  struct kv **kv)
+{
+    int rv = storage_store_rx_finish(ss, rx->w, rx->has_crc ? &rx->crc : NULL, kvc, kv);
+    rx->w = NULL;
+    if (rv < 0) {
+        log_warn("snapshot: snapshot %llu from node %llu (%llu bytes) is unusable: %s",
+                 (unsigned long long)rx->msg.snap.index, (unsigned long long)rx->msg.from,
+                 (unsigned long long)rx->total,
+                 rv == -EBADMSG ? "CRC mismatch or bad contents" : strerror(-rv));
+        return rv;
+    }
+    return SNAPRX_DONE;
+}
+
+void snaprx_finished(struct snap_rx *rx)
+{
+    rx->finishing = false;
+    rx->owner = NULL;
+}
+
+int snaprx_chunk(struct snap_rx *rx, struct storage_store *ss, const void *owner,
+                 const struct raft_msg *m, const struct peer_chunk *c, double now)
+{
+    if (rx->finishing) {
+        /* The file is being checked and loaded: whatever comes now is
+         * another transfer, which the sender repeats when its core asks. */
+    } else if (c->offset == 0) {
+        /* A new transfer (from this leader or another) replaces any other:
+         * the store has one receive file. */
+        snaprx_abort(rx, "a new transfer started");
+        int rv = storage_store_rx_open(ss, &m->snap, &rx->w);
+        if (rv < 0) {
+            log_warn("snapshot: cannot receive snapshot %llu: %s",
+                     (unsigned long long)m->snap.index, strerror(-rv));
+            rx->w = NULL;
+            return rv;
+        }
+        rx->owner = owner;
+        rx->msg = *m;
+        rx->msg.snap_data = NULL;
+        rx->msg.snap_len = 0;
+        rx->total = c->total;
+        rx->got = 0;
+        rx->started = now;
+        goto write;
+    } else if (rx->w && rx->owner == owner && rx->msg.snap.index == m->snap.index &&
+               rx->msg.snap.term == m->snap.term && rx->total == c->total &&
+               rx->got == c->offset) {
+        goto write;
+    }
+    /* A piece of a transfer we are not receiving (cut short, or replaced by
+     * a newer one): the sender starts over when its core asks again. */
+    static struct net_ratelimit rl = {.interval = 10.0};
+    uint64_t more;
+    if (net_ratelimit_ok(&rl, now, &more))
+        log_info("snapshot: dropped a chunk of snapshot %llu at offset %llu from node %llu: "
+                 "not the transfer in progress (%llu more not logged)",
+                 (unsigned long long)m->snap.index, (unsigned long long)c->offset,
+                 (unsigned long long)m->from, (unsigned long long)more);
+    if (rx->w && rx->owner == owner)
+        snaprx_abort(rx, "a chunk out of order");
+    return SNAPRX_MORE;
+write:;
+    int rv = store_snapshot_stream_write(rx->w, c->data, c->len);
+    if (rv < 0) {
+        snaprx_abort(rx, strerror(-rv));
+        return rv;
+    }
+    rx->got += c->len;
+    /* The step message carries the term and commit of the last chunk's
+     * sender: the same leader and term (it stops a transfer otherwise). */
+    rx->msg.term = m->term;
+    rx->msg.commit = m->commit;
+    if (!c->last)
+        return SNAPRX_MORE;
+    rx->has_crc = c->has_crc;
+    rx->crc = c->crc;
+    rx->finishing = true;
+    return SNAPRX_LAST;
+}
+
+/* ---- the node's receiver: the last step off the loop ------------------ */
+
+static void *rx_thread(void *arg)
+{
+    struct node *n = arg;
+    n->rx_job.rv = snaprx_finish(&n->rx, n->storage, &n->rx_job.kvc, &n->rx_job.kv);
+    n->rx_job.loaded_at = ev_time();
+    ev_async_send(n->loop, &n->rx_job.done);
+    return NULL;
+}
+
+/* The receive file checked and loaded (or not): hand it to the core. */
+static void rx_deliver(struct node *n)
+{
+    snaprx_finished(&n->rx);
+    struct kv *kv = n->rx_job.kv;
+    n->rx_job.kv = NULL;
+    if (n->rx_job.rv != SNAPRX_DONE)
+        return;
+    int rv = replica_snapshot_received(n->rp, &n->rx.msg, kv);
+    log_info("snapshot: received snapshot %llu (%llu bytes) from node %llu in %.0f ms, "
+             "checked and loaded in %.0f ms%s%s",
+             (unsigned long long)n->rx.msg.snap.index, (unsigned long long)n->rx.total,
+             (unsigned long long)n->rx.msg.from, (n->rx_job.last_at - n->rx.started) * 1e3,
+             (n->rx_job.loaded_at - n->rx_job.last_at) * 1e3,
+             n->rx_job.on_loop ? " on the loop (no thread)" : "",
+             rv == -ESTALE ? "; not needed any more (dropped)" : "");
+    node_mark_dirty(n);
+}
+
+static void on_rx_loaded(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct node *n = w->data;
+    if (!n->rx_job.running)
+        return;
+    pthread_join(n->rx_job.thread, NULL);
+    n->rx_job.running = false;
+    rx_deliver(n);
+}
+
+void snapxfer_recv(struct node *n, struct peer_in *in, const struct raft_msg *m,
+                   const struct peer_chunk *c)
+{
+    if (snaprx_chunk(&n->rx, n->storage, in, m, c, ev_now(n->loop)) != SNAPRX_LAST)
+        return;
+    replica_kv_config(n->rp, &n->rx_job.kvc);
+    n->rx_job.kv = NULL;
+    n->rx_job.last_at = ev_time();
+    n->rx_job.on_loop = false;
+    if (!ev_is_active(&n->rx_job.done)) {
+        ev_async_init(&n->rx_job.done, on_rx_loaded);
+        n->rx_job.done.data = n;
+        ev_async_start(n->loop, &n->rx_job.done);
+    }
+    if (pthread_create(&n->rx_job.thread, NULL, rx_thread, n) == 0) {
+        n->rx_job.running = true;
+        return;
+    }
+    /* No thread to be had: do it here, the loop pauses for the load. */
+    n->rx_job.on_loop = true;
+    n->rx_job.rv = snaprx_finish(&n->rx, n->storage, &n->rx_job.kvc, &n->rx_job.kv);
+    n->rx_job.loaded_at = ev_time();
+    rx_deliver(n);
+}
+
+void snapxfer_recv_abort(struct node *n, const char *why)
+{
+    if (n->rx_job.running) {
+        /* a load in progress finishes first (it owns the file) */
+        pthread_join(n->rx_job.thread, NULL);
+        n->rx_job.running = false;
+        snaprx_finished(&n->rx);
+    }
+    kv_free(n->rx_job.kv);
+    n->rx_job.kv = NULL;
+    if (ev_is_active(&n->rx_job.done))
+        ev_async_stop(n->loop, &n->rx_job.done);
+    snaprx_abort(&n->rx, why);
+}
+
+void snapxfer_conn_closed(struct node *n, const struct peer_in *in)
+{
+    if (n->rx.w && n->rx.owner == in)
+        snaprx_abort(&n->rx, "the connection closed");
+}
