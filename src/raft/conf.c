@@ -1,6 +1,7 @@
 /* conf.c - cluster membership: its wire form, one-server-at-a-time changes
  * (thesis §4.1), which configuration is in force at an index, and keeping
- * per-member progress in step with whatever configuration is newest.
+ * per-member progress in step with whatever configuration is newest (and
+ * with the members it removes until that commits).
  */
 #include "raft/raft_int.h"
 
@@ -102,35 +103,87 @@ int raft_conf_at(const struct raft *r, raft_index index, struct raft_conf *out)
     return 0;
 }
 
+/* Progress for id, kept from before when it had one. */
+static void track(struct raft *r, raft_id id, uint8_t role, bool departing)
+{
+    struct raft_progress *pr = progress_get(r, id);
+    if (!pr) {
+        RAFT_ASSERT(r->n_progress < RAFT_MAX_PROGRESS);
+        pr = &r->progress[r->n_progress++];
+        progress_reset(pr, raftlog_last_index(&r->log) + 1);
+        pr->id = id;
+        /* Give a newcomer one check-quorum round to answer before its
+         * silence can count against the leader. */
+        pr->recent_active = true;
+    }
+    pr->role = role;
+    pr->departing = departing;
+    r->n_departing += departing;
+}
+
+static bool departs(const struct raft *r, const struct raft_conf *prev, raft_id id)
+{
+    return id != r->id && raft_conf_find(prev, id) && !raft_conf_find(&r->conf, id);
+}
+
+/* Progress for every member of r->conf, and for every member of prev (the
+ * configuration r->conf replaced, while r->conf is not committed) that
+ * r->conf drops.
+ *
+ * Until its removal commits, such a member is still one as far as the
+ * committed log goes: it may be needed to elect a leader (thesis 4.2.2), and
+ * it campaigns when it hears from nobody.  A voter that no leader talked to
+ * any more deposed every leader with its RequestVotes of ever higher terms
+ * when neither pre-vote nor check-quorum was on (simulator seed 40717,
+ * FINDINGS 9).  So the leader replicates to it, as to a learner that counts
+ * for no quorum, until the change commits: it keeps hearing from the leader
+ * and receives the entry that removes it, after which it no longer
+ * campaigns.  etcd gets the same by applying membership at commit.  Not for
+ * ourselves: a leader removing itself has nobody to tell. */
+static void track_members(struct raft *r, const struct raft_conf *prev)
+{
+    unsigned kept = 0;
+    for (unsigned i = 0; i < r->n_progress; i++) {
+        raft_id id = r->progress[i].id;
+        if (!raft_conf_find(&r->conf, id) && !departs(r, prev, id))
+            continue;
+        if (kept != i)
+            r->progress[kept] = r->progress[i];
+        kept++;
+    }
+    r->n_progress = kept;
+    r->n_departing = 0;
+    for (uint32_t i = 0; i < r->conf.n; i++)
+        track(r, r->conf.m[i].id, r->conf.m[i].role, false);
+    for (uint32_t i = 0; i < prev->n; i++)
+        if (departs(r, prev, prev->m[i].id))
+            track(r, prev->m[i].id, RAFT_LEARNER, true);
+}
+
 void conf_apply(struct raft *r, const struct raft_conf *c, raft_index index)
 {
-    struct raft_progress old[RAFT_MAX_MEMBERS];
-    unsigned n_old = r->n_progress;
-    memcpy(old, r->progress, n_old * sizeof(old[0]));
+    /* A leader proposes a change only once the one before has committed, so
+     * the configuration before an uncommitted one is the committed one, even
+     * where our own commit index lags (a restarted node knows little). */
+    struct raft_conf prev = {.n = 0};
+    if (index > r->commit)
+        conf_newest(r, index - 1, &prev);
     r->conf = *c;
     r->conf_index = index;
-    r->n_progress = 0;
-    for (uint32_t i = 0; i < c->n; i++) {
-        struct raft_progress *pr = &r->progress[r->n_progress++];
-        bool kept = false;
-        for (unsigned j = 0; j < n_old; j++)
-            if (old[j].id == c->m[i].id) {
-                *pr = old[j];
-                kept = true;
-            }
-        if (!kept) {
-            progress_reset(pr, raftlog_last_index(&r->log) + 1);
-            pr->id = c->m[i].id;
-            /* Give a newcomer one check-quorum round to answer before its
-             * silence can count against the leader. */
-            pr->recent_active = true;
-        }
-        pr->role = c->m[i].role;
-    }
+    track_members(r, &prev);
     if (r->role == RAFT_LEADER) {
         if (r->transferee != RAFT_NONE && !conf_is_voter(r, r->transferee))
             transfer_abort(r);
         replication_maybe_commit(r); /* the quorum may have shrunk */
+    }
+}
+
+void conf_on_commit(struct raft *r)
+{
+    /* Committed, the newest configuration is the only one: nobody departs. */
+    if (r->n_departing && r->commit >= r->conf_index) {
+        struct raft_conf none = {.n = 0};
+        track_members(r, &none);
     }
 }
 

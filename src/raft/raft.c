@@ -500,6 +500,8 @@ void raft_status(const struct raft *r, struct raft_status *st)
         return;
     for (unsigned i = 0; i < r->n_progress; i++) {
         const struct raft_progress *pr = &r->progress[i];
+        if (pr->departing)
+            continue; /* not a member: listed is what conf lists */
         struct raft_progress_status *ps = &st->progress[st->n_progress++];
         ps->id = pr->id;
         ps->role = pr->role;

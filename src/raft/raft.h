@@ -285,7 +285,7 @@ struct raft_status {
     /* The entry that set conf (appended, maybe not committed yet); the
      * snapshot's index when that entry was compacted into it. */
     raft_index conf_index;
-    uint32_t n_progress; /* leader only */
+    uint32_t n_progress; /* leader only; the members of conf, nobody else */
     struct raft_progress_status progress[RAFT_MAX_MEMBERS];
 };
 

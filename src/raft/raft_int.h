@@ -24,6 +24,9 @@
     } while (0)
 
 #define RAFT_MAX_INFLIGHT 256
+/* Progress slots: every member of the newest configuration, and, until it
+ * commits, every member it drops from the one it replaced (conf.c). */
+#define RAFT_MAX_PROGRESS (2 * RAFT_MAX_MEMBERS)
 
 /* ---- in-memory log (log.c) -------------------------------------------- */
 
@@ -65,8 +68,9 @@ enum progress_state { PROGRESS_PROBE = 0, PROGRESS_REPLICATE = 1, PROGRESS_SNAPS
 
 struct raft_progress {
     raft_id id;
-    uint8_t role;  /* enum raft_member_role */
+    uint8_t role;  /* enum raft_member_role; RAFT_LEARNER when departing */
     uint8_t state; /* enum progress_state */
+    bool departing; /* not in conf: its removal is not committed yet (conf.c) */
     bool probe_sent;    /* PROBE: one append is out; wait for an answer */
     bool recent_active; /* heard from since the last check-quorum round */
     /* ... or in the round before: what raft_status() reports, since a flag
@@ -138,9 +142,11 @@ struct raft {
     raft_index pending_conf_index; /* leader: no new change until commit >= this */
     struct raft_snapshot_meta snapshot; /* latest snapshot the application holds */
 
-    /* one per member of conf, kept on every role; the leader drives them */
-    struct raft_progress progress[RAFT_MAX_MEMBERS];
+    /* one per member of conf, plus one per departing member (conf.c), kept
+     * on every role; the leader drives them */
+    struct raft_progress progress[RAFT_MAX_PROGRESS];
     unsigned n_progress;
+    unsigned n_departing;
     raft_id transferee;
     unsigned transfer_elapsed;
     bool committed_in_term; /* a current-term entry is committed */
@@ -256,6 +262,7 @@ void snapshot_handle(struct raft *r, const struct raft_msg *m);
 bool conf_is_voter(const struct raft *r, raft_id id);
 void conf_apply(struct raft *r, const struct raft_conf *c, raft_index index);
 void conf_recompute(struct raft *r);
+void conf_on_commit(struct raft *r); /* commit moved: drop departing members once it is in force */
 int conf_change_make(const struct raft *r, const struct raft_conf_change *cc, struct raft_conf *out);
 
 #endif

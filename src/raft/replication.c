@@ -11,8 +11,10 @@
 
 void replication_commit_to(struct raft *r, raft_index index)
 {
-    if (index > r->commit)
+    if (index > r->commit) {
         r->commit = index;
+        conf_on_commit(r);
+    }
 }
 
 /* Does this follower have something the leader should send now? */
@@ -262,7 +264,9 @@ void replication_handle_append_resp(struct raft *r, const struct raft_msg *m)
     else if (pr->state == PROGRESS_REPLICATE)
         progress_inflight_free_to(pr, m->index);
     replication_maybe_commit(r);
-    if (r->role == RAFT_LEADER)
+    /* Look it up again: a commit that completes a removal drops the departing
+     * members, and the slots left move (conf_on_commit). */
+    if (r->role == RAFT_LEADER && (pr = progress_get(r, m->from)))
         transfer_maybe_finish(r, pr);
 }
 

@@ -1,7 +1,8 @@
 /* test_membership.c - one-server-at-a-time membership changes (thesis
  * §4.1): learners that receive the log without voting, promotion once caught
- * up, removal, a configuration taking effect when appended (and reverting
- * when its entry is truncated), and the configuration's wire form. */
+ * up, removal (a removed member is replicated to until its removal commits),
+ * a configuration taking effect when appended (and reverting when its entry
+ * is truncated), and the configuration's wire form. */
 #include "harness.h"
 
 #include <string.h>
@@ -206,9 +207,15 @@ static void test_remove_follower(void **state)
     struct raft_status st = h_status(l);
     assert_int_equal(st.conf.n, 2);
     assert_null(raft_conf_find(&st.conf, 3));
-    assert_int_equal(st.n_progress, 2);
+    assert_int_equal(st.n_progress, 2); /* the members only */
     h_drain(l);
-    assert_int_equal(h_count(l, H_ANY, RAFT_MSG_APPEND, 3), 0);
+    /* Until the removal commits, node 3 still gets the log, the entry that
+     * removes it included (FINDINGS 9). */
+    const struct raft_msg *m = h_find(l, H_NOW, RAFT_MSG_APPEND, 3);
+    assert_non_null(m);
+    assert_int_equal(m->n_entries, 1);
+    assert_int_equal(m->entries[0].index, ci);
+    assert_int_equal(m->entries[0].type, RAFT_ENTRY_CONF);
     /* two voters: the leader needs node 2 */
     h_persist(l);
     h_drain(l);
@@ -217,7 +224,96 @@ static void test_remove_follower(void **state)
     assert_int_equal(raft_commit_index(l->r), ci - 1);
     h_ack(l, 2, ci);
     assert_int_equal(raft_commit_index(l->r), ci);
+    /* committed: node 3 hears nothing more */
+    h_tick(l, 3);
+    h_drain(l);
+    assert_non_null(h_find(l, H_NOW, RAFT_MSG_HEARTBEAT, 2));
+    assert_int_equal(h_count(l, H_ANY, RAFT_MSG_HEARTBEAT, 3) + h_count(l, H_ANY, RAFT_MSG_APPEND, 3), 0);
     h_free(l);
+}
+
+/* FINDINGS 9: a voter whose removal the leader has appended but not
+ * committed is still a member of the committed configuration.  Left without
+ * heartbeats it times out, and (pre-vote and check-quorum off) its
+ * RequestVotes of ever higher terms depose every leader.  The leader keeps
+ * replicating to it until the removal commits: it stays quiet, learns its
+ * removal, and hears nothing more once the removal commits. */
+struct pending_removal_case {
+    const char *name;
+    unsigned voters;
+    raft_id removed;
+    raft_id cut[2]; /* voters cut off (and frozen) until the heal */
+    bool pre_vote;
+};
+
+static const struct pending_removal_case pending_removal_cases[] = {
+    {"3 voters, remove 3, 2 cut off", 3, 3, {2, 0}, false},
+    {"4 voters, remove 4, 2 and 3 cut off", 4, 4, {2, 3}, false},
+    {"4 voters, remove 2, 3 and 4 cut off", 4, 2, {3, 4}, false},
+    {"5 voters, remove 5, 2 and 3 cut off", 5, 5, {2, 3}, false},
+    {"3 voters, remove 3, 2 cut off, pre-vote", 3, 3, {2, 0}, true},
+};
+
+/* Tick every node present once, then deliver among them. */
+static void run_ticks(struct h_node **nodes, size_t count, unsigned ticks)
+{
+    for (unsigned t = 0; t < ticks; t++) {
+        for (size_t i = 0; i < count; i++)
+            if (nodes[i])
+                h_tick(nodes[i], 1);
+        h_net_run(nodes, count, 20);
+    }
+}
+
+static void test_pending_removal_table(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(pending_removal_cases) / sizeof(pending_removal_cases[0]); i++) {
+        const struct pending_removal_case *c = &pending_removal_cases[i];
+        h_case = c->name;
+        struct h_node *all[5] = {NULL}, *reach[5] = {NULL};
+        for (raft_id id = 1; id <= c->voters; id++) {
+            struct raft_config cfg = h_config(id);
+            cfg.pre_vote = c->pre_vote;
+            cfg.check_quorum = false;
+            all[id - 1] = reach[id - 1] = h_boot(id, c->voters, &cfg);
+        }
+        reach[c->cut[0] - 1] = NULL;
+        if (c->cut[1])
+            reach[c->cut[1] - 1] = NULL;
+        struct h_node *l = all[0], *gone = all[c->removed - 1];
+        CHECK_RV(raft_campaign(l->r), RAFT_OK);
+        h_net_run(all, c->voters, 50);
+        CHECK_EQ(raft_role(l->r), RAFT_LEADER);
+        raft_term term = raft_current_term(l->r);
+
+        struct raft_conf_change cc = {.op = RAFT_CONF_REMOVE, .id = c->removed};
+        raft_index ci;
+        CHECK_RV(raft_propose_conf(l->r, &cc, &ci), RAFT_OK);
+        run_ticks(reach, c->voters, 10 * h_config(1).election_ticks);
+        CHECK_EQ(raft_role(l->r), RAFT_LEADER);
+        CHECK_EQ(raft_current_term(l->r), term);
+        CHECK_EQ(raft_current_term(gone->r), term);
+        CHECK(raft_commit_index(l->r) < ci);
+        CHECK_EQ(h_status(l).n_progress, c->voters - 1);
+        CHECK_RV(raft_transfer_leader(l->r, c->removed), RAFT_EINVAL);
+        /* it holds the entry that removes it, so it no longer campaigns */
+        struct raft_status gs = h_status(gone);
+        CHECK_EQ(gs.conf_index, ci);
+        CHECK(raft_conf_find(&gs.conf, c->removed) == NULL);
+        CHECK_RV(raft_campaign(gone->r), RAFT_ESTATE);
+
+        run_ticks(all, c->voters, 3 * h_config(1).election_ticks);
+        CHECK_EQ(raft_role(l->r), RAFT_LEADER);
+        CHECK_EQ(raft_current_term(l->r), term);
+        CHECK(raft_commit_index(l->r) >= ci);
+        h_tick(l, 3);
+        h_drain(l);
+        CHECK_EQ(h_count(l, H_ANY, RAFT_MSG_HEARTBEAT, c->removed), 0);
+        CHECK_EQ(h_count(l, H_ANY, RAFT_MSG_APPEND, c->removed), 0);
+        h_free_all(all, c->voters);
+    }
+    h_case = NULL;
 }
 
 /* A leader that removes itself keeps leading until the change commits,
@@ -443,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_changes_need_leader),
         cmocka_unit_test(test_change_waits_for_noop),
         cmocka_unit_test(test_remove_follower),
+        cmocka_unit_test(test_pending_removal_table),
         cmocka_unit_test(test_remove_leader),
         cmocka_unit_test(test_learner_never_campaigns),
         cmocka_unit_test(test_learner_gets_the_log),
