@@ -406,6 +406,25 @@ failover_trials() {
   done
 }
 
+# ---- memory ---------------------------------------------------------------------
+
+rss_mb() { awk '/^VmRSS:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }
+
+# memory_report: one line per running member: RSS and data directory size
+memory_report() {
+  local i
+  for i in 1 2 3; do
+    if [ -n "${EPID[$i]:-}" ]; then
+      echo "memory etcd m$i: RSS $(rss_mb "${EPID[$i]}") MB, data dir $(du -sm "$ETCD_DIR/m$i" | cut -f1) MB, $keys keys of $value_size B"
+    fi
+  done
+  for i in 1 2 3; do
+    if [ -n "${RPID[$i]:-}" ]; then
+      echo "memory raftkv node $i: RSS $(rss_mb "${RPID[$i]}") MB, data dir $(du -sm "$RKV_DIR/data-$i" | cut -f1) MB, $keys keys of $value_size B"
+    fi
+  done
+}
+
 # ---- workloads ------------------------------------------------------------------
 
 etcd_load() { # etcd_load LABEL loadgen-args...
@@ -473,6 +492,11 @@ done
 if [ "$only" != raftkv ] && [ "$runs" -gt 0 ]; then
   # for the record: etcd's linearizable gets spread over all three members
   etcd_load get-all -mode get -endpoints "$(etcd_endpoints)" -no-populate
+fi
+# Memory with the whole key space written (the get runs populate every key)
+if [ "$runs" -gt 0 ]; then
+  memory_report >"$WORK/memory.txt"
+  cat "$WORK/memory.txt" >&2
 fi
 etcd_cluster_stop
 rkv_cluster_stop
@@ -644,3 +668,7 @@ open(os.path.join(work, "summary.md"), "w").write(out + "\n")
 print()
 print(out)
 PYEOF
+if [ -s "$WORK/memory.txt" ]; then
+  echo
+  cat "$WORK/memory.txt"
+fi

@@ -12,11 +12,18 @@ snapshot's duration and size, plus the loop-lag warnings in the logs.
 
     bench/snapshot-bench.sh [BUILD_DIR]   (default: build-release)
     KEYS=2000000 DURATION=40 CLIENTS=64 bench/snapshot-bench.sh build-rel
+
+With PREFILL=1 every one of the KEYS keys is written first (raftkvctl
+bench's prefill, CLIENTS writers, untimed but counted: leader changes and
+loop lag cover it), so the timed run overwrites a dataset of full size:
+issue 14's "10 M keys loaded while 64 writers keep writing"
+(KEYS=10000000 PREFILL=1).
 """
 import json
 import os
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
@@ -24,6 +31,7 @@ from harness import Cluster  # noqa: E402
 
 CTL = os.environ.get("RAFTKV_CTL") or os.path.join(ROOT, "build", "src", "ctl", "raftkvctl")
 KEYS = int(os.environ.get("KEYS", "2000000"))
+PREFILL = os.environ.get("PREFILL", "0") == "1"
 DURATION = int(os.environ.get("DURATION", "40"))
 CLIENTS = int(os.environ.get("CLIENTS", "64"))
 DEFAULT_TIMING = dict(tick_ms=10, heartbeat_interval_ms=20, election_timeout_ms=150,
@@ -38,6 +46,18 @@ def main():
     with Cluster(3, log_level="info", **DEFAULT_TIMING) as c:
         lead = c.start_and_lead()
         term0 = c.status(lead).term
+        prefill_s = None
+        if PREFILL:
+            t0 = time.monotonic()
+            p = subprocess.run([CTL, "-e", c.nodes[lead].client_address, "-o", "plain", "bench",
+                                "--clients", str(CLIENTS), "--keys", str(KEYS), "--value-size",
+                                "100", "--ratio", "0:1", "--requests", "1"],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               timeout=7200)
+            prefill_s = time.monotonic() - t0
+            if p.returncode != 0:
+                print("prefill failed: exit %d: %s" % (p.returncode, p.stderr.strip()[:500]))
+            lead = c.wait_leader()
         out = subprocess.run([CTL, "-e", c.nodes[lead].client_address, "-o", "json", "bench",
                               "--clients", str(CLIENTS), "--duration", "%ds" % DURATION,
                               "--value-size", "100", "--keys", str(KEYS), "--ratio", "1:0"],
@@ -50,7 +70,8 @@ def main():
         warns = sum(c.log_since(i, 0).count("loop_lag") for i in c.nodes)
         lat = b.get("all", {}).get("latency_us", {})
         res = {
-            "keys": KEYS, "clients": CLIENTS, "seconds": b.get("seconds"),
+            "keys": KEYS, "clients": CLIENTS, "prefill_seconds": prefill_s,
+            "seconds": b.get("seconds"),
             "ops_per_sec": b.get("all", {}).get("ops_per_sec"), "ok": b.get("ok"),
             "errors": b.get("errors"), "first_error": b.get("first_error"),
             "p50_ms": lat.get("p50", 0) / 1e3, "p99_ms": lat.get("p99", 0) / 1e3,
