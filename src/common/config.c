@@ -130,6 +130,12 @@ static const struct opt options[] = {
     C("snapshot_bytes", T_SIZE, snapshot_bytes, "64MiB", 0, TIB,
       "Take a snapshot once the log since the last one holds this many bytes; "
       "0 = never by size."),
+    C("snapshot_min_log_percent", T_UINT, snapshot_min_log_percent, "25", 0, 1000,
+      "But no snapshot before the log since the last one holds this percentage "
+      "of the dataset's bytes: a snapshot rewrites the whole dataset, so at "
+      "10 M keys (1.1 GB) one every snapshot_entries entries would write a "
+      "gigabyte every few seconds under load.  Like Redis's "
+      "auto-aof-rewrite-percentage.  0 = no such floor."),
     C("snapshot_send_rate", T_SIZE, snapshot_send_rate, "0", 0, TIB,
       "Bytes per second a leader sends to each follower that needs a "
       "snapshot (one that fell behind the log, or a new member), so a large "

@@ -39,6 +39,7 @@ struct config_cluster {
     uint64_t snapshot_entries;
     uint64_t snapshot_bytes;
     uint64_t snapshot_send_rate;      /* bytes/s per follower; 0 = unlimited */
+    uint64_t snapshot_min_log_percent; /* no snapshot while the log is smaller */
     uint64_t session_ttl_ms;          /* struct kv_config, same on every node */
     uint64_t max_sessions;
     uint64_t max_data_bytes;          /* quota, through the log (kv.h); 0 = none */

@@ -361,6 +361,8 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
         rc.raft.max_msg_bytes = (uint32_t)(cfg->cluster.max_frame_bytes / 2);
     rc.raft.snapshot_trailing = cfg->cluster.snapshot_entries / 10;
     rc.snapshot_entries = cfg->cluster.snapshot_entries;
+    rc.snapshot_bytes = cfg->cluster.snapshot_bytes;
+    rc.snapshot_min_log_pct = (uint32_t)cfg->cluster.snapshot_min_log_percent;
     rc.session_ttl_ms = cfg->cluster.session_ttl_ms;
     rc.max_sessions = cfg->cluster.max_sessions;
     for (size_t i = 0; i < cfg->n_nodes && i < RAFT_MAX_MEMBERS; i++) {

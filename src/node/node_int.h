@@ -51,6 +51,9 @@ struct snap_tx {
     struct raft_msg msg; /* the SNAPSHOT message every chunk rides on */
     uint64_t sent;       /* data bytes queued so far */
     double started;
+    /* the last transfer that went out whole, on a link still up since */
+    raft_index done_index;
+    double done_at;
 };
 
 struct peer_link {
@@ -159,6 +162,8 @@ void snapxfer_send(struct node *n, struct peer_link *pl, const struct raft_msg *
 void snapxfer_pump(struct node *n, struct peer_link *pl);
 void snapxfer_pump_all(struct node *n); /* every tick: refill the windows */
 void snapxfer_send_abort(struct node *n, struct peer_link *pl, const char *why);
+/* The link broke: stop sending, and what went out whole may be lost too. */
+void snapxfer_link_down(struct node *n, struct peer_link *pl);
 void snapxfer_recv(struct node *n, struct peer_in *in, const struct raft_msg *m,
                    const struct peer_chunk *c);
 void snapxfer_recv_abort(struct node *n, const char *why);

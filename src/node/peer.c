@@ -147,7 +147,7 @@ static void on_link_down(struct net_dial *d, enum net_close_reason reason, int e
     struct peer_link *pl = ud;
     log_info("link to node %u is down (%s%s%s)", pl->id, net_close_reason_str(reason),
              err ? ": " : "", err ? strerror(-err) : "");
-    snapxfer_send_abort(pl->node, pl, "link down");
+    snapxfer_link_down(pl->node, pl);
     replica_report_unreachable(pl->node->rp, pl->id);
     node_mark_dirty(pl->node);
 }

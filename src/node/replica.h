@@ -24,11 +24,19 @@ struct replica;
 struct replica_config {
     struct raft_config raft;    /* id, timing, limits; seed 0: a new one per run */
     struct raft_conf initial;   /* bootstrap membership, from the config file */
-    uint64_t snapshot_entries;  /* snapshot after this many entries since the last */
+    uint64_t snapshot_entries;  /* snapshot after this many entries since the last, */
+    uint64_t snapshot_bytes;    /* or this many bytes of entries (0: by count only), */
+    /* ... but not before the log since the last one holds this many
+     * hundredths of the dataset's bytes (0: no such floor) */
+    uint32_t snapshot_min_log_pct;
     uint64_t session_ttl_ms;
     size_t max_sessions;
 };
 void replica_config_defaults(struct replica_config *cfg, raft_id id);
+/* Whether a snapshot is due, given what the log since the last one holds
+ * and the dataset's size (bytes of keys and values). */
+bool replica_snapshot_due(const struct replica_config *cfg, uint64_t entries, uint64_t log_bytes,
+                          uint64_t data_bytes);
 
 struct replica_hooks {
     void *arg;

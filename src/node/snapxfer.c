@@ -27,6 +27,11 @@
  * than a disk or a 1 Gbit/s link delivers, and bounds the sender's memory. */
 #define SNAP_CHUNK (1u << 20)
 #define SNAP_WINDOW_CHUNKS 4
+/* A follower checks and loads a snapshot after the last chunk (seconds at
+ * millions of keys) and acknowledges only then; the core's snapshot timeout
+ * is shorter and asks again.  The same snapshot is not sent again over the
+ * same connection within this long: at 1 M keys it went out four times. */
+#define SNAP_RESEND_AFTER_S 10.0
 
 static size_t chunk_size(const struct node *n)
 {
@@ -60,6 +65,12 @@ void snapxfer_send_abort(struct node *n, struct peer_link *pl, const char *why)
     node_mark_dirty(n);
 }
 
+void snapxfer_link_down(struct node *n, struct peer_link *pl)
+{
+    pl->tx.done_index = 0;
+    snapxfer_send_abort(n, pl, "link down");
+}
+
 void snapxfer_send(struct node *n, struct peer_link *pl, const struct raft_msg *m)
 {
     struct snap_tx *tx = &pl->tx;
@@ -69,9 +80,11 @@ void snapxfer_send(struct node *n, struct peer_link *pl, const struct raft_msg *
         log_warn("snapshot: cannot open the snapshot for node %u: %s", pl->id, strerror(-rv));
         return;
     }
-    if (tx->active && tx->src.meta.index == src.meta.index) {
+    if ((tx->active && tx->src.meta.index == src.meta.index) ||
+        (!tx->active && tx->done_index == src.meta.index &&
+         ev_time() - tx->done_at < SNAP_RESEND_AFTER_S)) {
         /* The core asked again (its snapshot timeout) while this one is on
-         * its way: keep going rather than start over. */
+         * its way, or is being loaded: let it arrive rather than start over. */
         close(src.fd);
         return;
     }
@@ -149,6 +162,8 @@ void snapxfer_pump(struct node *n, struct peer_link *pl)
                       (unsigned long long)tx->src.meta.index, (unsigned long long)tx->src.len,
                       pl->id, (ev_time() - tx->started) * 1e3);
             tx_end(tx);
+            tx->done_index = tx->src.meta.index;
+            tx->done_at = ev_time();
             return;
         }
     }
