@@ -31,6 +31,23 @@ def members(c):
     return {m["id"]: m for m in json.loads(ctl(c, "-o", "json", "members"))["members"]}
 
 
+def start_joining(c, i):
+    """Start a node i that is not in the membership yet (--join), with
+    addresses of its own in the config."""
+    peer, client = harness.free_ports(2)
+    c.nodes[i] = harness.Node(c, i, peer, client)
+    c.nodes[i].extra_args = ["--join"]
+    c.write_config()
+    c.start_node(i)
+
+
+def loaded(c, lead, keys, writers):
+    """Prefill keys keys and say so."""
+    took = prefill(c, lead, keys)
+    print("cluster of 3 on 127.0.0.1, %d CPUs, default timing; %d keys of 100 B loaded in %.0f s; "
+          "%d writers" % (os.cpu_count(), keys, took, writers))
+
+
 def prefill(c, lead, keys):
     """keys keys of 100 B through raftkvctl bench's prefill; seconds taken."""
     t = time.monotonic()

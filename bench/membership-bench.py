@@ -23,8 +23,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from clusterbench import DEFAULT_TIMING, Writers, ctl, harness, members, prefill  # noqa: E402
-from harness import Cluster, Node, free_ports  # noqa: E402
+from clusterbench import DEFAULT_TIMING, Writers, ctl, harness, loaded, members, start_joining  # noqa: E402
+from harness import Cluster  # noqa: E402
 
 KEYS = int(os.environ.get("KEYS", "1000000"))
 WRITERS = int(os.environ.get("WRITERS", "8"))
@@ -61,14 +61,8 @@ def idle_cpu(c, ids, secs=5.0):
 def main():
     with Cluster(3, cluster_id=os.urandom(16).hex(), log_level="notice", **DEFAULT_TIMING) as c:
         lead = c.start_and_lead()
-        took = prefill(c, lead, KEYS)
-        print("cluster of 3 on 127.0.0.1, %d CPUs, default timing; %d keys of 100 B loaded in %.0f s; "
-              "%d writers" % (os.cpu_count(), KEYS, took, WRITERS))
-        peer, client = free_ports(2)
-        c.nodes[4] = Node(c, 4, peer, client)
-        c.nodes[4].extra_args = ["--join"]
-        c.write_config()
-        c.start_node(4)
+        loaded(c, lead, KEYS, WRITERS)
+        start_joining(c, 4)
         with Writers(c, WRITERS) as w:
             def caught_up():
                 m = members(c).get(4)

@@ -27,8 +27,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from clusterbench import DEFAULT_TIMING, Writers, ctl, harness, members, prefill  # noqa: E402
-from harness import Cluster, Node, free_ports  # noqa: E402
+from clusterbench import DEFAULT_TIMING, Writers, ctl, harness, loaded, members, start_joining  # noqa: E402
+from harness import Cluster  # noqa: E402
 
 KEYS = int(os.environ.get("KEYS", "1000000"))
 WRITERS = int(os.environ.get("WRITERS", "8"))
@@ -60,19 +60,13 @@ class Sampler(threading.Thread):
 def main():
     with Cluster(3, cluster_id=os.urandom(16).hex(), log_level="info", **DEFAULT_TIMING) as c:
         lead = c.start_and_lead()
-        took = prefill(c, lead, KEYS)
-        print("cluster of 3 on 127.0.0.1, %d CPUs, default timing; %d keys of 100 B loaded in %.0f s; "
-              "%d writers" % (os.cpu_count(), KEYS, took, WRITERS))
+        loaded(c, lead, KEYS, WRITERS)
         lead = c.wait_leader()
         # the leader's snapshot must cover the prefill, or node 4 catches up from the log
         harness.wait_until(lambda: (st := c.status(lead)) and st.snapshot_index >= KEYS // 2, 300,
                            "a snapshot covering the prefill")
         terms0 = {i: c.status(i).term for i in (1, 2, 3)}
-        peer, client = free_ports(2)
-        c.nodes[4] = Node(c, 4, peer, client)
-        c.nodes[4].extra_args = ["--join"]
-        c.write_config()
-        c.start_node(4)
+        start_joining(c, 4)
         log4 = c.log_size(4)
         logl = c.log_size(lead)
         samp = Sampler({lead: c.nodes[lead].pid, 4: c.nodes[4].pid})

@@ -162,6 +162,8 @@ void snapxfer_send(struct node *n, struct peer_link *pl, const struct raft_msg *
 void snapxfer_pump(struct node *n, struct peer_link *pl);
 void snapxfer_pump_all(struct node *n); /* every tick: refill the windows */
 void snapxfer_send_abort(struct node *n, struct peer_link *pl, const char *why);
+/* Drop a transfer without telling the core (the node is stopping). */
+void snapxfer_send_close(struct snap_tx *tx);
 /* The link broke: stop sending, and what went out whole may be lost too. */
 void snapxfer_link_down(struct node *n, struct peer_link *pl);
 void snapxfer_recv(struct node *n, struct peer_in *in, const struct raft_msg *m,

@@ -254,9 +254,7 @@ void peer_stop(struct node *n)
                 net_conn_flush(c);
             net_dial_free(n->peers[i].dial);
         }
-        if (n->peers[i].tx.active)
-            close(n->peers[i].tx.src.fd);
-        n->peers[i].tx.active = false;
+        snapxfer_send_close(&n->peers[i].tx);
         n->peers[i].dial = NULL;
     }
     n->n_peers = 0;

@@ -43,7 +43,7 @@ static size_t chunk_size(const struct node *n)
 
 /* ---- sending ---------------------------------------------------------- */
 
-static void tx_end(struct snap_tx *tx)
+void snapxfer_send_close(struct snap_tx *tx)
 {
     if (tx->active)
         close(tx->src.fd);
@@ -58,7 +58,7 @@ void snapxfer_send_abort(struct node *n, struct peer_link *pl, const char *why)
     log_info("snapshot: transfer of %llu to node %u stopped after %llu of %llu bytes: %s",
              (unsigned long long)tx->src.meta.index, pl->id, (unsigned long long)tx->sent,
              (unsigned long long)tx->src.len, why);
-    tx_end(tx);
+    snapxfer_send_close(tx);
     /* The core waits in SNAPSHOT state for this follower: let it probe
      * again now rather than after its snapshot timeout. */
     replica_report_snapshot(n->rp, pl->id, false);
@@ -161,7 +161,7 @@ void snapxfer_pump(struct node *n, struct peer_link *pl)
                       "sent snapshot %llu (%llu bytes) to node %u in %.0f ms",
                       (unsigned long long)tx->src.meta.index, (unsigned long long)tx->src.len,
                       pl->id, (ev_time() - tx->started) * 1e3);
-            tx_end(tx);
+            snapxfer_send_close(tx);
             tx->done_index = tx->src.meta.index;
             tx->done_at = ev_time();
             return;
@@ -210,15 +210,24 @@ void snaprx_finished(struct snap_rx *rx)
     rx->owner = NULL;
 }
 
+/* Whether chunk c of m, from owner, is the next piece of the transfer in
+ * progress. */
+static bool continues(const struct snap_rx *rx, const void *owner, const struct raft_msg *m,
+                      const struct peer_chunk *c)
+{
+    return rx->w && !rx->finishing && rx->owner == owner &&
+           rx->msg.snap.index == m->snap.index && rx->msg.snap.term == m->snap.term &&
+           rx->total == c->total && rx->got == c->offset;
+}
+
 int snaprx_chunk(struct snap_rx *rx, struct storage_store *ss, const void *owner,
                  const struct raft_msg *m, const struct peer_chunk *c, double now)
 {
-    if (rx->finishing) {
-        /* The file is being checked and loaded: whatever comes now is
-         * another transfer, which the sender repeats when its core asks. */
-    } else if (c->offset == 0) {
+    if (c->offset == 0 && !rx->finishing) {
         /* A new transfer (from this leader or another) replaces any other:
-         * the store has one receive file. */
+         * the store has one receive file.  (While one is being checked and
+         * loaded, that one owns the file: whatever comes is dropped, and
+         * the sender repeats it when its core asks.) */
         snaprx_abort(rx, "a new transfer started");
         int rv = storage_store_rx_open(ss, &m->snap, &rx->w);
         if (rv < 0) {
@@ -234,25 +243,21 @@ int snaprx_chunk(struct snap_rx *rx, struct storage_store *ss, const void *owner
         rx->total = c->total;
         rx->got = 0;
         rx->started = now;
-        goto write;
-    } else if (rx->w && rx->owner == owner && rx->msg.snap.index == m->snap.index &&
-               rx->msg.snap.term == m->snap.term && rx->total == c->total &&
-               rx->got == c->offset) {
-        goto write;
+    } else if (!continues(rx, owner, m, c)) {
+        /* A piece of a transfer we are not receiving (cut short, or
+         * replaced by a newer one): the sender starts over when its core
+         * asks again. */
+        static struct net_ratelimit rl = {.interval = 10.0};
+        uint64_t more;
+        if (net_ratelimit_ok(&rl, now, &more))
+            log_info("snapshot: dropped a chunk of snapshot %llu at offset %llu from node %llu: "
+                     "not the transfer in progress (%llu more not logged)",
+                     (unsigned long long)m->snap.index, (unsigned long long)c->offset,
+                     (unsigned long long)m->from, (unsigned long long)more);
+        if (rx->w && rx->owner == owner)
+            snaprx_abort(rx, "a chunk out of order");
+        return SNAPRX_MORE;
     }
-    /* A piece of a transfer we are not receiving (cut short, or replaced by
-     * a newer one): the sender starts over when its core asks again. */
-    static struct net_ratelimit rl = {.interval = 10.0};
-    uint64_t more;
-    if (net_ratelimit_ok(&rl, now, &more))
-        log_info("snapshot: dropped a chunk of snapshot %llu at offset %llu from node %llu: "
-                 "not the transfer in progress (%llu more not logged)",
-                 (unsigned long long)m->snap.index, (unsigned long long)c->offset,
-                 (unsigned long long)m->from, (unsigned long long)more);
-    if (rx->w && rx->owner == owner)
-        snaprx_abort(rx, "a chunk out of order");
-    return SNAPRX_MORE;
-write:;
     int rv = store_snapshot_stream_write(rx->w, c->data, c->len);
     if (rv < 0) {
         snaprx_abort(rx, strerror(-rv));
