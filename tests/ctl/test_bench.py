@@ -50,12 +50,14 @@ def test_table_and_plain(c):
     lines = r.text.splitlines()
     assert lines[0].startswith("bench: 2 clients x pipeline 1, 100-byte values"), r
     assert lines[1].startswith("200 requests in ") and "200 ok, 0 errors" in lines[1], r
-    assert lines[2].split()[0] == "all" and "p99.9" in lines[2], r
-    assert lines[3].split()[0] == "set" and lines[4].split()[0] == "get", r
+    assert lines[2].startswith("leader changes seen: 0 (term ") and "longest gap between completions" in lines[2], r
+    assert lines[3].split()[0] == "all" and "p99.9" in lines[3], r
+    assert lines[4].split()[0] == "set" and lines[5].split()[0] == "get", r
     r = expect(c.ctl("-o", "plain", "bench", "--clients", "2", "--requests", "100", "--ratio", "0:1"))
     kv = dict(l.split("\t") for l in r.text.splitlines())
     assert int(kv["ok"]) == 100 and int(kv["errors"]) == 0 and float(kv["ops_per_sec"]) > 0, kv
     assert float(kv["p50_us"]) <= float(kv["p99_us"]) <= float(kv["max_us"]), kv
+    assert int(kv["leader_changes"]) == 0 and float(kv["max_gap_us"]) > 0, kv
 
 
 def commit_index(c):
@@ -81,12 +83,41 @@ def test_follows_leader(c):
     finally:
         _live.discard(p.pid)
     doc = json.loads(out)
-    assert doc["redirected"] > 0, doc
+    assert doc["redirected"] > 0 and doc["leader_changes"] == 1, doc
     # While the transfer runs the old leader refuses with UNAVAILABLE (a
     # real client retries those); nothing else may fail.
-    assert doc["errors"] == 0 or doc["first_error"].startswith("UNAVAILABLE"), (doc, err)
+    assert set(doc["errors_by_status"]) <= {"UNAVAILABLE"}, (doc, err)
+    assert doc["errors"] == sum(doc["errors_by_status"].values()), doc
     # The old leader refuses writes now, so these went to the new one.
     assert commit_index(c) > at_transfer + 500, (doc, at_transfer)
+
+
+def test_prefill_survives_leader_change(c):
+    """The prefill must write every key even when leadership moves under it:
+    writes answered UNAVAILABLE or NOT_LEADER are sent again (before, one
+    such answer failed the prefill and a 10 M-key run with it)."""
+    old = c.leader()
+    target = [i for i in range(1, c.n + 1) if i != old][0]
+    keys = int(60000 * SCALE)
+    start = commit_index(c)
+    p = subprocess.Popen([CTL, "-e", c.client(old), "-o", "json", "bench", "--clients", "16", "--keys", str(keys),
+                          "--requests", "2000", "--ratio", "0:1"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+    _live.add(p.pid)
+    try:
+        wait_until("the prefill to be under way", lambda: commit_index(c) > start + 2000)
+        expect(c.ctl("transfer-leader", str(target)))
+        transferred_during_prefill = commit_index(c) < start + keys
+        out, err = p.communicate(timeout=120 * SCALE)
+    finally:
+        _live.discard(p.pid)
+    assert p.returncode == 0, (out, err)
+    assert transferred_during_prefill, "the prefill ended before the transfer: raise keys"
+    doc = json.loads(out)
+    assert doc["prefill_retried"] > 0 and b"sent again after a leader change" in err, (doc, err)
+    assert doc["errors"] == 0 and doc["misses"] == 0, doc
+    listed = expect(c.ctl("-o", "plain", "list", "bench:")).out.split()
+    assert len(set(listed)) == keys, (len(listed), keys)
 
 
 def test_usage_nocluster(c):
@@ -97,5 +128,5 @@ def test_usage_nocluster(c):
 
 
 if __name__ == "__main__":
-    run([test_usage_nocluster, test_writes, test_mixed_pipelined, test_stale_duration, test_table_and_plain,
+    run([test_usage_nocluster, test_writes, test_mixed_pipelined, test_stale_duration, test_table_and_plain, test_prefill_survives_leader_change,
          test_follows_leader])
