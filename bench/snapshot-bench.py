@@ -18,6 +18,13 @@ bench's prefill, CLIENTS writers, untimed but counted: leader changes and
 loop lag cover it), so the timed run overwrites a dataset of full size:
 issue 14's "10 M keys loaded while 64 writers keep writing"
 (KEYS=10000000 PREFILL=1).
+
+Also reported: the machine's CPU time split (user, system, iowait, steal,
+idle, from /proc/stat) over the prefill and over the timed run.  With
+SCHED_TRACE=SECONDS (root, perf installed) `perf sched record -g` runs for
+that long starting SCHED_AT seconds (default 60) after the cluster starts,
+and bench/schedstall.py says, per node, how long its loop thread waited for
+a CPU and where it blocked.
 """
 import json
 import os
@@ -34,6 +41,8 @@ KEYS = int(os.environ.get("KEYS", "2000000"))
 PREFILL = os.environ.get("PREFILL", "0") == "1"
 DURATION = int(os.environ.get("DURATION", "40"))
 CLIENTS = int(os.environ.get("CLIENTS", "64"))
+SCHED_TRACE = int(os.environ.get("SCHED_TRACE", "0"))
+SCHED_AT = int(os.environ.get("SCHED_AT", "60"))
 DEFAULT_TIMING = dict(tick_ms=10, heartbeat_interval_ms=20, election_timeout_ms=150,
                       request_timeout_ms=5000, reconnect_min_ms=10, reconnect_max_ms=1000)
 
@@ -42,11 +51,51 @@ def field(ns, name):
     return getattr(ns, name) if ns is not None and ns.HasField(name) else None
 
 
+def cpu_times():
+    """Jiffies since boot: user, system, iowait, steal, idle (all CPUs)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
+    return {"user": user + nice, "system": system + irq + softirq, "iowait": iowait, "steal": steal, "idle": idle}
+
+
+def cpu_split(a, b):
+    d = {k: b[k] - a[k] for k in a}
+    tot = sum(d.values()) or 1
+    return {k: round(100.0 * v / tot, 1) for k, v in d.items()}
+
+
+def sched_trace(c, path):
+    """perf sched record in the background from SCHED_AT s for SCHED_TRACE s."""
+    if not SCHED_TRACE:
+        return None
+    cmd = "sleep %d && exec perf sched record -g -o %s -- sleep %d" % (SCHED_AT, path, SCHED_TRACE)
+    return subprocess.Popen(["sh", "-c", cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def sched_report(c, proc, path):
+    if proc is None:
+        return None
+    try:
+        proc.wait(timeout=SCHED_AT + SCHED_TRACE + 120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return "perf sched did not finish"
+    pids = [str(nd.proc.pid) for nd in c.nodes.values() if nd.proc]
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "schedstall.py"), path] + pids,
+                       capture_output=True, text=True, timeout=900)
+    return r.stdout + r.stderr
+
+
 def main():
     with Cluster(3, log_level="info", **DEFAULT_TIMING) as c:
         lead = c.start_and_lead()
+        trace_path = os.path.join(c.dir, "sched.data")
+        tracer = sched_trace(c, trace_path)
         term0 = c.status(lead).term
         prefill_s = None
+        cpu = {"start": cpu_times()}
+        prefill_note = None
         if PREFILL:
             t0 = time.monotonic()
             p = subprocess.run([CTL, "-e", c.nodes[lead].client_address, "-o", "plain", "bench",
@@ -55,14 +104,17 @@ def main():
                                stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                timeout=7200)
             prefill_s = time.monotonic() - t0
+            prefill_note = p.stderr.strip()[:500]
             if p.returncode != 0:
-                print("prefill failed: exit %d: %s" % (p.returncode, p.stderr.strip()[:500]))
+                print("prefill failed: exit %d: %s" % (p.returncode, prefill_note))
             lead = c.wait_leader()
+        cpu["prefilled"] = cpu_times()
         out = subprocess.run([CTL, "-e", c.nodes[lead].client_address, "-o", "json", "bench",
                               "--clients", str(CLIENTS), "--duration", "%ds" % DURATION,
                               "--value-size", "100", "--keys", str(KEYS), "--ratio", "1:0"],
                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
                              timeout=DURATION + 120)
+        cpu["end"] = cpu_times()
         b = json.loads(out.stdout) if out.stdout.strip() else {}
         sts = {i: c.status(i) for i in c.nodes}
         terms = [st.term for st in sts.values() if st is not None]
@@ -70,7 +122,11 @@ def main():
         warns = sum(c.log_since(i, 0).count("loop_lag") for i in c.nodes)
         lat = b.get("all", {}).get("latency_us", {})
         res = {
-            "keys": KEYS, "clients": CLIENTS, "prefill_seconds": prefill_s,
+            "keys": KEYS, "clients": CLIENTS, "prefill_seconds": prefill_s, "prefill_stderr": prefill_note,
+            "cpu_percent_prefill": cpu_split(cpu["start"], cpu["prefilled"]) if PREFILL else None,
+            "cpu_percent_run": cpu_split(cpu["prefilled"] if PREFILL else cpu["start"], cpu["end"]),
+            "bench_leader_changes": b.get("leader_changes"), "bench_max_gap_ms": b.get("max_gap_us", 0) / 1e3,
+            "errors_by_status": b.get("errors_by_status"),
             "seconds": b.get("seconds"),
             "ops_per_sec": b.get("all", {}).get("ops_per_sec"), "ok": b.get("ok"),
             "errors": b.get("errors"), "first_error": b.get("first_error"),
@@ -89,6 +145,9 @@ def main():
                       for i, st in sts.items()},
         }
         print(json.dumps(res, indent=1))
+        rep = sched_report(c, tracer, trace_path)
+        if rep:
+            print(rep)
         if out.returncode != 0:
             print("raftkvctl bench exit %d: %s" % (out.returncode, out.stderr.strip()[:500]))
 

@@ -15,7 +15,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
-#include <time.h>
 
 const struct config_node *node_member(const struct node *n, raft_id id)
 {
@@ -32,50 +31,6 @@ void node_mark_dirty(struct node *n)
     n->dirty = true;
 }
 
-/* One iteration that takes longer than this makes heartbeats late: worth a
- * journal line (at most one a minute). */
-#define LOOP_LAG_WARN_S 0.050
-#define LOOP_LAG_WARN_EVERY_S 60.0
-
-static double thread_cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* The CPU time the loop's thread had used when this iteration's poll
- * returned: the warning tells work (our code) from waiting for a CPU (a
- * machine with more runnable threads than cores). */
-static void on_check(struct ev_loop *loop, ev_check *w, int revents)
-{
-    (void)loop, (void)revents;
-    struct node *n = w->data;
-    n->lag.cpu_at_wake = thread_cpu_s();
-}
-
-/* ev_now() is when this iteration's poll returned; everything since, the
- * callbacks and the ready round just done, is the loop's lag. */
-static void measure_lag(struct node *n)
-{
-    double lag = ev_time() - ev_now(n->loop);
-    if (!n->lag.started) {
-        n->lag.started = true;
-        return;
-    }
-    if (lag > n->lag.max_s)
-        n->lag.max_s = lag;
-    if (lag > LOOP_LAG_WARN_S && ev_now(n->loop) - n->lag.warned_at >= LOOP_LAG_WARN_EVERY_S) {
-        double cpu = thread_cpu_s() - n->lag.cpu_at_wake;
-        n->lag.warned_at = ev_now(n->loop);
-        log_event(LOG_WARNING, "loop_lag", NULL, "one event loop iteration took %.0f ms, %.0f ms "
-                  "of it on the CPU%s (over %.0f ms delays heartbeats and may cause elections)",
-                  lag * 1000, cpu * 1000,
-                  cpu < lag / 2 ? ": most of it waiting for a CPU, the machine is overloaded" : "",
-                  LOOP_LAG_WARN_S * 1000);
-    }
-}
-
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)loop, (void)revents;
@@ -85,7 +40,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
         replica_process(n->rp);
         api_serve_ready_reads(n);
     }
-    measure_lag(n);
+    looplag_iteration(&n->lag, ev_now(n->loop), ev_time());
 }
 
 static void on_snapshot_written(struct ev_loop *loop, ev_io *w, int revents)
@@ -143,6 +98,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     if (replica_tick(n->rp) == 0)
         node_mark_dirty(n);
     snapxfer_pump_all(n);
+    looplag_tick(&n->lag, ev_now(loop));
 }
 
 /* A lost proposal (leader change) is tried again after this long. */
@@ -335,6 +291,7 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
         return -ENOMEM;
     }
     n->start = ev_time();
+    n->lag.fd = -1;
     n->exit_code = 0;
     n->role = RAFT_FOLLOWER;
     if (peer_encoder_init(&n->enc) != 0) {
@@ -430,9 +387,7 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
     ev_prepare_init(&n->flush, on_prepare);
     n->flush.data = n;
     ev_prepare_start(n->loop, &n->flush);
-    ev_check_init(&n->woke, on_check);
-    n->woke.data = n;
-    ev_check_start(n->loop, &n->woke);
+    looplag_init(&n->lag);
     ev_signal_init(&n->sig_term, on_signal, SIGTERM);
     n->sig_term.data = n;
     ev_signal_start(n->loop, &n->sig_term);
@@ -479,6 +434,7 @@ void node_free(struct node *n)
         replica_close(n->rp);
     }
     peer_encoder_free(&n->enc);
+    looplag_close(&n->lag);
     ev_loop_destroy(n->loop);
     free(n);
 }

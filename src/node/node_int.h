@@ -10,6 +10,7 @@
 #include "net/dial.h"
 #include "net/listener.h"
 #include "node/identity.h"
+#include "node/looplag.h"
 #include "node/node.h"
 #include "node/peer_codec.h"
 #include "node/replica.h"
@@ -106,21 +107,13 @@ struct node {
     ev_io store_io;
     ev_io snap_io; /* the background snapshot writer's pidfd */
     ev_prepare flush;
-    ev_check woke; /* loop lag: CPU time at the start of each iteration */
     ev_signal sig_term, sig_int;
     ev_timer stop_timer;
     ev_timer watchdog;
     ev_timer status_timer;  /* keeps STATUS= current (the leader's commit moves) */
     char status[160];       /* last STATUS= sent, to send only changes */
     double recover_notified; /* monotonic time of the last EXTEND_TIMEOUT_USEC */
-    /* Loop lag: how long one loop iteration's work took (callbacks and the
-     * ready round), the longest since start and a rate-limited warning. */
-    struct {
-        double max_s;
-        double warned_at;
-        double cpu_at_wake; /* thread CPU seconds when the poll returned */
-        bool started; /* the first iteration includes recovery: not counted */
-    } lag;
+    struct looplag lag;
     /* The last background snapshot (STATUS). */
     double snap_seconds;
     double quota_proposed_at; /* ev_now() of the last KV_OP_SET_QUOTA */

@@ -1,0 +1,119 @@
+/* looplag.c - loop lag: the longest iteration, and a journal line that says
+ * where a long one's time went.  A low CPU share alone does not tell a
+ * thread that waited for a CPU (a machine with more runnable threads than
+ * cores) from one that blocked (fsync, a page fault, a lock); the run queue
+ * delay in schedstat does. */
+#include "node/looplag.h"
+
+#include "common/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+/* One iteration that takes longer than this makes heartbeats late: worth a
+ * journal line (at most one a minute). */
+#define LOOPLAG_WARN_S 0.050
+#define LOOPLAG_WARN_EVERY_S 60.0
+
+void looplag_init(struct looplag *l)
+{
+    *l = (struct looplag){.fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC)};
+}
+
+void looplag_close(struct looplag *l)
+{
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+}
+
+/* schedstat is "cpu_ns wait_ns timeslices"; without it (a kernel without
+ * CONFIG_SCHED_INFO) the thread's CPU clock still splits work from the rest. */
+void looplag_sample(const struct looplag *l, double now, struct looplag_sched *s)
+{
+    char buf[96];
+    ssize_t n = l->fd >= 0 ? pread(l->fd, buf, sizeof(buf) - 1, 0) : -1;
+    *s = (struct looplag_sched){.at = now};
+    if (n > 0) {
+        buf[n] = '\0';
+        if (sscanf(buf, "%" SCNu64 " %" SCNu64, &s->cpu_ns, &s->wait_ns) == 2)
+            return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    s->cpu_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    s->wait_ns = UINT64_MAX; /* unknown */
+}
+
+void looplag_tick(struct looplag *l, double now)
+{
+    looplag_sample(l, now, &l->tick);
+}
+
+/* The window runs from the last tick's reading; the loop was idle in its
+ * poll for the part of it before this iteration began, if any. */
+void looplag_explain(const struct looplag_sched *before, const struct looplag_sched *after,
+                     double start, struct looplag_why *why)
+{
+    double lag = after->at - start;
+    bool known = after->wait_ns != UINT64_MAX && before->wait_ns != UINT64_MAX;
+    *why = (struct looplag_why){
+        .window = after->at - before->at,
+        .ran = (double)(after->cpu_ns - before->cpu_ns) / 1e9,
+        .waited = known ? (double)(after->wait_ns - before->wait_ns) / 1e9 : 0,
+    };
+    double idle = start > before->at ? start - before->at : 0;
+    why->slept = why->window - why->ran - why->waited - idle;
+    if (why->slept < 0)
+        why->slept = 0;
+    why->cause = !known                   ? LOOPLAG_UNKNOWN
+                 : why->waited > lag / 2  ? LOOPLAG_CPU_SHORT
+                 : why->slept > lag / 2   ? LOOPLAG_BLOCKED
+                 : why->ran > lag / 2     ? LOOPLAG_WORK
+                                          : LOOPLAG_UNKNOWN;
+}
+
+static void warn(struct looplag *l, double lag, double start, double now)
+{
+    static const char *const cause[] = {
+        [LOOPLAG_UNKNOWN] = "",
+        [LOOPLAG_CPU_SHORT] = ": the machine is short of CPUs",
+        [LOOPLAG_BLOCKED] = ": the loop blocked in the kernel (disk I/O, a page fault or a lock)",
+        [LOOPLAG_WORK] = ": work on the loop",
+    };
+    struct looplag_sched s;
+    struct looplag_why why;
+    looplag_sample(l, now, &s);
+    looplag_explain(&l->tick, &s, start, &why);
+    if (s.wait_ns != UINT64_MAX)
+        log_event(LOG_WARNING, "loop_lag", NULL,
+                  "one event loop iteration took %.0f ms (over %.0f ms delays heartbeats and may cause "
+                  "elections); over the last %.0f ms the loop thread ran %.0f ms, waited %.0f ms for a "
+                  "CPU and slept %.0f ms outside its poll%s",
+                  lag * 1e3, LOOPLAG_WARN_S * 1e3, why.window * 1e3, why.ran * 1e3, why.waited * 1e3,
+                  why.slept * 1e3, cause[why.cause]);
+    else
+        log_event(LOG_WARNING, "loop_lag", NULL,
+                  "one event loop iteration took %.0f ms (over %.0f ms delays heartbeats and may cause "
+                  "elections); over the last %.0f ms the loop thread ran %.0f ms",
+                  lag * 1e3, LOOPLAG_WARN_S * 1e3, why.window * 1e3, why.ran * 1e3);
+}
+
+void looplag_iteration(struct looplag *l, double start, double now)
+{
+    double lag = now - start;
+    if (!l->started) {
+        l->started = true;
+        return;
+    }
+    if (lag > l->max_s)
+        l->max_s = lag;
+    if (lag > LOOPLAG_WARN_S && start - l->warned_at >= LOOPLAG_WARN_EVERY_S) {
+        l->warned_at = start;
+        warn(l, lag, start, now);
+    }
+}
