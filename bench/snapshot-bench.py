@@ -19,6 +19,14 @@ loop lag cover it), so the timed run overwrites a dataset of full size:
 issue 14's "10 M keys loaded while 64 writers keep writing"
 (KEYS=10000000 PREFILL=1).
 
+Memory: every node's RSS and, while a background snapshot child runs, the
+pages only that child holds (smaps_rollup Private_*: the pages the node
+has written since the fork, which copy-on-write duplicated), sampled every
+0.5 s; the peak of those against the dataset's bytes is the extra memory a
+snapshot costs.  With RESTART=1, after the run one follower is killed
+(SIGKILL) and started again: time until it answers STATUS and until it has
+applied the leader's commit index.
+
 Also reported: the machine's CPU time split (user, system, iowait, steal,
 idle, from /proc/stat) over the prefill and over the timed run.  With
 SCHED_TRACE=SECONDS (root, perf installed) `perf sched record -g` runs for
@@ -30,6 +38,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,6 +74,77 @@ def cpu_split(a, b):
     return {k: round(100.0 * v / tot, 1) for k, v in d.items()}
 
 
+RESTART = os.environ.get("RESTART", "0") == "1"
+
+
+def kb_fields(path, names):
+    out = dict.fromkeys(names, 0)
+    try:
+        with open(path) as f:
+            for ln in f:
+                k, _, v = ln.partition(":")
+                if k in out:
+                    out[k] = int(v.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+def children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+class MemSampler(threading.Thread):
+    """Peak RSS per node, and peak pages private to its snapshot child."""
+
+    def __init__(self, c):
+        super().__init__(daemon=True)
+        self.c, self.stop = c, threading.Event()
+        self.rss = {i: 0 for i in c.nodes}
+        self.child_private = {i: 0 for i in c.nodes}
+        self.rss_with_child = {i: 0 for i in c.nodes}
+
+    def run(self):
+        while not self.stop.wait(0.5):
+            for i, nd in self.c.nodes.items():
+                if not nd.running():
+                    continue
+                rss = kb_fields("/proc/%d/status" % nd.pid, ["VmRSS"])["VmRSS"]
+                self.rss[i] = max(self.rss[i], rss)
+                for ch in children(nd.pid):
+                    f = kb_fields("/proc/%d/smaps_rollup" % ch, ["Private_Clean", "Private_Dirty"])
+                    priv = f["Private_Clean"] + f["Private_Dirty"]
+                    self.child_private[i] = max(self.child_private[i], priv)
+                    self.rss_with_child[i] = max(self.rss_with_child[i], rss + priv)
+
+    def report(self):
+        mb = lambda kb: round(kb / 1024.0, 1)  # noqa: E731
+        return {i: {"rss_peak_mb": mb(self.rss[i]), "snapshot_child_private_peak_mb": mb(self.child_private[i]),
+                    "rss_plus_child_private_peak_mb": mb(self.rss_with_child[i])} for i in self.c.nodes}
+
+
+def restart_follower(c, lead):
+    """kill -9 one follower and start it again: seconds to STATUS and to
+    having applied what the leader had committed when it was killed."""
+    f = [i for i in c.nodes if i != lead][0]
+    target = c.status(lead).commit_index
+    c.kill(f)
+    t0 = time.monotonic()
+    c.start_node(f, wait=False)
+    c.wait_serving(f, timeout=1800)
+    t1 = time.monotonic()
+    c.wait_applied(f, target, timeout=1800)
+    t2 = time.monotonic()
+    st = c.status(f)
+    return {"node": f, "seconds_to_status": round(t1 - t0, 2), "seconds_to_caught_up": round(t2 - t0, 2),
+            "keys": st.keys, "rss_mb_after": round(kb_fields("/proc/%d/status" % c.nodes[f].pid,
+                                                             ["VmRSS"])["VmRSS"] / 1024.0, 1)}
+
+
 def sched_trace(c, path):
     """perf sched record in the background from SCHED_AT s for SCHED_TRACE s."""
     if not SCHED_TRACE:
@@ -92,6 +172,8 @@ def main():
         lead = c.start_and_lead()
         trace_path = os.path.join(c.dir, "sched.data")
         tracer = sched_trace(c, trace_path)
+        mem = MemSampler(c)
+        mem.start()
         term0 = c.status(lead).term
         prefill_s = None
         cpu = {"start": cpu_times()}
@@ -115,6 +197,8 @@ def main():
                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
                              timeout=DURATION + 120)
         cpu["end"] = cpu_times()
+        mem.stop.set()
+        mem.join()
         b = json.loads(out.stdout) if out.stdout.strip() else {}
         sts = {i: c.status(i) for i in c.nodes}
         terms = [st.term for st in sts.values() if st is not None]
@@ -125,6 +209,7 @@ def main():
             "keys": KEYS, "clients": CLIENTS, "prefill_seconds": prefill_s, "prefill_stderr": prefill_note,
             "cpu_percent_prefill": cpu_split(cpu["start"], cpu["prefilled"]) if PREFILL else None,
             "cpu_percent_run": cpu_split(cpu["prefilled"] if PREFILL else cpu["start"], cpu["end"]),
+            "memory": mem.report(),
             "bench_leader_changes": b.get("leader_changes"), "bench_max_gap_ms": b.get("max_gap_us", 0) / 1e3,
             "errors_by_status": b.get("errors_by_status"),
             "seconds": b.get("seconds"),
@@ -144,6 +229,8 @@ def main():
                           "memory_bytes": field(st, "memory_bytes")}
                       for i, st in sts.items()},
         }
+        if RESTART:
+            res["restart"] = restart_follower(c, c.wait_leader())
         print(json.dumps(res, indent=1))
         rep = sched_report(c, tracer, trace_path)
         if rep:

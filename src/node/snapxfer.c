@@ -46,7 +46,7 @@ static size_t chunk_size(const struct node *n)
 void snapxfer_send_close(struct snap_tx *tx)
 {
     if (tx->active)
-        close(tx->src.fd);
+        store_snapshot_reader_close(tx->src.fd);
     tx->active = false;
 }
 
@@ -85,7 +85,7 @@ void snapxfer_send(struct node *n, struct peer_link *pl, const struct raft_msg *
          ev_time() - tx->done_at < SNAP_RESEND_AFTER_S)) {
         /* The core asked again (its snapshot timeout) while this one is on
          * its way, or is being loaded: let it arrive rather than start over. */
-        close(src.fd);
+        store_snapshot_reader_close(src.fd);
         return;
     }
     if (tx->active)

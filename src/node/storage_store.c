@@ -318,7 +318,7 @@ int storage_store_snapshot_source(struct storage_store *ss, struct storage_snap_
     if (rv < 0)
         return rv;
     if ((rv = meta_from_store(&r.meta, &src->meta)) < 0) {
-        close(r.fd);
+        store_snapshot_reader_close(r.fd);
         return rv;
     }
     src->fd = r.fd;

@@ -162,10 +162,8 @@ int sys_open(const char *path, int flags, mode_t mode)
     return fd;
 }
 
-void sys_close(int fd)
+static void untrack_fd(int fd)
 {
-    if (fd < 0)
-        return;
     if (atomic_load(&tracking)) {
         pthread_mutex_lock(&track_mu);
         struct tracked *t = find_locked(NULL, fd);
@@ -173,7 +171,60 @@ void sys_close(int fd)
             t->fd = -1;
         pthread_mutex_unlock(&track_mu);
     }
+}
+
+void sys_close(int fd)
+{
+    if (fd < 0)
+        return;
+    untrack_fd(fd);
     close(fd);
+}
+
+struct closing {
+    size_t n;
+    int fd[];
+};
+
+static void *closer_main(void *arg)
+{
+    struct closing *c = arg;
+    for (size_t i = 0; i < c->n; i++)
+        close(c->fd[i]);
+    free(c);
+    return NULL;
+}
+
+/* The last close of a file that was unlinked or renamed over frees its
+ * blocks: for a snapshot of a large dataset, or a log segment, that can
+ * wait behind the file system's journal for 100 ms or more while the disk
+ * is busy.  Nobody needs to wait for it, so a short-lived thread does it,
+ * and the store's writer (and the lock it may hold) does not. */
+void sys_close_detached(const int *fds, size_t n)
+{
+    size_t k = 0;
+    struct closing *c = n ? malloc(sizeof(*c) + n * sizeof(int)) : NULL;
+    for (size_t i = 0; i < n; i++)
+        if (fds[i] >= 0) {
+            untrack_fd(fds[i]);
+            if (c)
+                c->fd[k++] = fds[i];
+            else
+                close(fds[i]);
+        }
+    if (!c)
+        return;
+    c->n = k;
+    pthread_attr_t attr;
+    pthread_t t;
+    bool started = false;
+    if (k && pthread_attr_init(&attr) == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        started = pthread_create(&t, &attr, closer_main, c) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    if (!started)
+        closer_main(c);
 }
 
 /* A failing write writes part of its data first, as a full disk would. */

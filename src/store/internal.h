@@ -51,6 +51,9 @@ int sys_rename(const char *from, const char *to);
 int sys_ftruncate(int fd, off_t len);
 int sys_unlink(const char *path);
 void sys_close(int fd);
+/* Closes fds (-1 entries skipped) on a short-lived thread: for files whose
+ * last close frees their blocks.  Synchronously if no thread can start. */
+void sys_close_detached(const int *fds, size_t n);
 
 /* ---- small file helpers (file.c) ---- */
 char *path_join(const char *dir, const char *name); /* malloc'd */

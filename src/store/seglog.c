@@ -397,10 +397,11 @@ static int drop_last_seg(struct seglog *lg, struct serr *e)
     }
     free(path);
     pthread_mutex_lock(lg->mu);
-    sys_close(s->fd);
+    int fd = s->fd;
     free(s->off);
     lg->nsegs--;
     pthread_mutex_unlock(lg->mu);
+    sys_close_detached(&fd, 1); /* frees the unlinked file's blocks */
     return 0;
 }
 
@@ -505,14 +506,23 @@ int seglog_compact(struct seglog *lg, uint64_t upto, struct serr *e)
         if (rc < 0)
             break;
     }
+    int *fds = malloc(done * sizeof(*fds) + 1);
     pthread_mutex_lock(lg->mu);
     for (size_t i = 0; i < done; i++) {
-        sys_close(lg->segs[i].fd);
+        if (fds)
+            fds[i] = lg->segs[i].fd;
+        else
+            sys_close(lg->segs[i].fd);
         free(lg->segs[i].off);
     }
     memmove(lg->segs, lg->segs + done, (lg->nsegs - done) * sizeof(*lg->segs));
     lg->nsegs -= done;
     pthread_mutex_unlock(lg->mu);
+    /* The last closes free the unlinked segments' blocks: off this thread
+     * and outside the lock readers take. */
+    if (fds)
+        sys_close_detached(fds, done);
+    free(fds);
     if (rc == 0 && (rc = sys_fsync(lg->dirfd)) < 0)
         serr_set(e, rc, "fsync directory %s: %s", lg->dir, strerror(-rc));
     return rc;

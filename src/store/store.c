@@ -572,6 +572,11 @@ int store_snapshot_reader_open(struct store *st, struct store_snap_reader *r)
     return rc;
 }
 
+void store_snapshot_reader_close(int fd)
+{
+    sys_close_detached(&fd, 1);
+}
+
 int store_snapshot_load(struct store *st, struct store_snap_meta *meta, void **data,
                         size_t *len)
 {

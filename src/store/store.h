@@ -152,7 +152,8 @@ int store_snapshot_stream_map(const struct store *st, enum store_snap_src src,
 void store_snapshot_unmap(struct store_snap_map *m);
 
 /* The current snapshot opened for reading in pieces: fd stays valid (and
- * keeps its bytes) when a newer snapshot replaces it; close(fd) when done. */
+ * keeps its bytes) when a newer snapshot replaces it; store_snapshot_reader_close
+ * when done. */
 struct store_snap_reader {
     int fd;
     struct store_snap_meta meta;
@@ -160,6 +161,9 @@ struct store_snap_reader {
     uint32_t data_crc;
 };
 int store_snapshot_reader_open(struct store *st, struct store_snap_reader *r);
+/* Closes a reader's fd (-1: nothing) without blocking the caller: the last
+ * close of a replaced snapshot frees its blocks, which can take long. */
+void store_snapshot_reader_close(int fd);
 
 /* Delete whole segments whose records are all <= upto; upto must be covered
  * by the snapshot.  Records up to upto may remain (segment granularity). */

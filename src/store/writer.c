@@ -40,9 +40,12 @@ static int do_snapshot(struct store *st, const struct op *op, struct serr *e)
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&st->mu);
-    snap_close(&st->snap);
+    struct snap_file old = st->snap;
     st->snap = nsf;
     pthread_mutex_unlock(&st->mu);
+    /* Its last close frees the replaced file's blocks: not under the lock
+     * the loop takes, not on this thread either (sys_close_detached). */
+    sys_close_detached(&old.fd, 1);
     /* Snapshot first, then drop the log: a crash in between leaves a log
      * that does not continue the snapshot, which store_open() discards. */
     if (op->reset)
@@ -181,11 +184,13 @@ static void *writer_main(void *arg)
         st->last_batch_records = nrec;
         recompute_min_first(st);
         pthread_cond_broadcast(&st->done);
+        pthread_mutex_unlock(&st->mu);
+        /* After the unlock: the loop this wakes takes the lock first thing
+         * (store_poll), and must not find it still held. */
         uint64_t one = 1;
         if (write(st->efd, &one, sizeof(one)) < 0) {
             /* only fails if the counter would overflow: it is readable then */
         }
-        pthread_mutex_unlock(&st->mu);
         op_free_list(ops);
         pthread_mutex_lock(&st->mu);
     }
