@@ -219,6 +219,11 @@ struct store {
 
     /* (mu) queue and progress */
     struct op *qhead, *qtail;
+    /* Ops the writer is done with, freed by the owner's thread in
+     * store_poll: the owner allocated them, and a free() from the writer
+     * takes the owner's malloc arena lock, which the event loop then waits
+     * for (seen in perf traces, lock holder preempted on a busy machine). */
+    struct op *spent;
     uint64_t q_min_first; /* lowest first index of queued/in-flight appends */
     bool stop, crash;
     uint64_t done_seq;

@@ -70,6 +70,7 @@ static void store_free(struct store *st)
     seglog_close(&st->seglog);
     snap_close(&st->snap);
     op_free_list(st->qhead);
+    op_free_list(st->spent);
     if (st->efd >= 0)
         close(st->efd);
     if (st->snapdirfd >= 0)
@@ -290,12 +291,11 @@ const char *store_errmsg(const struct store *st)
 
 /* ---- queueing ---- */
 
+/* Every call checks: a plain atomic read (the writer stores it so), not the
+ * lock the writer holds while it works. */
 static int check_failed(struct store *st)
 {
-    pthread_mutex_lock(&st->mu);
-    int rc = st->failed;
-    pthread_mutex_unlock(&st->mu);
-    return rc;
+    return __atomic_load_n(&st->failed, __ATOMIC_ACQUIRE);
 }
 
 static void enqueue(struct store *st, struct op *op, uint64_t *seq)
@@ -315,10 +315,12 @@ static void enqueue(struct store *st, struct op *op, uint64_t *seq)
     if (op->kind == OP_SNAP && op->reset)
         st->q_min_first = 1;
     /* Wake the writer only when it waits for exactly this: every extra
-     * wake-up costs a context switch per record under load. */
-    if (st->qhead == op || (st->batch_waiting && st->q_records >= st->last_batch_records))
-        pthread_cond_signal(&st->work);
+     * wake-up costs a context switch per record under load.  Signalled
+     * after the unlock, or the writer wakes only to wait for the lock. */
+    bool wake = st->qhead == op || (st->batch_waiting && st->q_records >= st->last_batch_records);
     pthread_mutex_unlock(&st->mu);
+    if (wake)
+        pthread_cond_signal(&st->work);
 }
 
 static struct op *op_new(enum op_kind kind, size_t len)
@@ -493,7 +495,10 @@ int store_poll(struct store *st, struct store_progress *p)
     p->durable_index = st->durable_index;
     p->durable_term = st->durable_term;
     p->err = st->failed;
+    struct op *spent = st->spent;
+    st->spent = NULL;
     pthread_mutex_unlock(&st->mu);
+    op_free_list(spent);
     return p->err;
 }
 
@@ -503,7 +508,10 @@ int store_wait(struct store *st, uint64_t seq)
     while (st->done_seq < seq && !st->failed && st->writer_started)
         pthread_cond_wait(&st->done, &st->mu);
     int rc = st->failed ? st->failed : (st->done_seq >= seq ? 0 : -ESHUTDOWN);
+    struct op *spent = st->spent;
+    st->spent = NULL;
     pthread_mutex_unlock(&st->mu);
+    op_free_list(spent);
     return rc;
 }
 

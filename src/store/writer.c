@@ -145,7 +145,8 @@ static void *writer_main(void *arg)
             break;
         if (st->failed) {
             /* Never durable; the owner learned why from store_poll(). */
-            op_free_list(st->qhead);
+            st->qtail->next = st->spent;
+            st->spent = st->qhead;
             st->qhead = st->qtail = NULL;
             st->q_records = 0;
             continue;
@@ -183,6 +184,8 @@ static void *writer_main(void *arg)
         }
         st->last_batch_records = nrec;
         recompute_min_first(st);
+        last->next = st->spent; /* the owner frees them (store_poll) */
+        st->spent = ops;
         pthread_cond_broadcast(&st->done);
         pthread_mutex_unlock(&st->mu);
         /* After the unlock: the loop this wakes takes the lock first thing
@@ -191,7 +194,6 @@ static void *writer_main(void *arg)
         if (write(st->efd, &one, sizeof(one)) < 0) {
             /* only fails if the counter would overflow: it is readable then */
         }
-        op_free_list(ops);
         pthread_mutex_lock(&st->mu);
     }
     pthread_mutex_unlock(&st->mu);
