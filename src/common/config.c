@@ -126,7 +126,9 @@ static const struct opt options[] = {
       "Ceiling of the retry delay."),
     C("snapshot_entries", T_UINT, snapshot_entries, "100000", 0, UINT32_MAX,
       "Take a snapshot once this many entries were applied since the last "
-      "one; 0 = never by count."),
+      "one; 0 = never by count.  Node N scales this and the two settings "
+      "below by 1, 1.25, 1.5 or 1.75 ((N-1) mod 4 quarters over 1), so the "
+      "replicas of one log do not all snapshot at the same entry."),
     C("snapshot_bytes", T_SIZE, snapshot_bytes, "64MiB", 0, TIB,
       "Take a snapshot once the log since the last one holds this many bytes; "
       "0 = never by size."),

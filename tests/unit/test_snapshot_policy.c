@@ -52,10 +52,35 @@ static void test_snapshot_due_table(void **state)
     }
 }
 
+/* Replicas of one log must not all snapshot at the same entry: node ids
+ * 1..4 wait 1, 1.25, 1.5, 1.75 times as long, by count, bytes and floor. */
+static void test_snapshot_due_staggered(void **state)
+{
+    (void)state;
+    static const uint64_t quarters[] = {4, 5, 6, 7, 4};
+    for (raft_id id = 1; id <= 5; id++) {
+        struct replica_config cfg;
+        replica_config_defaults(&cfg, id);
+        cfg.snapshot_entries = 100000;
+        cfg.snapshot_bytes = 64 * MB;
+        cfg.snapshot_min_log_pct = 25;
+        uint64_t q = quarters[id - 1], n = 100000 * q / 4, b = 64 * MB * q / 4;
+        assert_true(replica_snapshot_due(&cfg, n, 1 * MB, 0));
+        assert_false(replica_snapshot_due(&cfg, n - 1, 1 * MB, 0));
+        assert_true(replica_snapshot_due(&cfg, 1, b, 0));
+        assert_false(replica_snapshot_due(&cfg, 1, b - 1, 0));
+        /* the floor: a quarter of a 1100 MB dataset, scaled */
+        uint64_t floor = 1100 * MB / 100 * 25 * q / 4;
+        assert_true(replica_snapshot_due(&cfg, n, floor, 1100 * MB));
+        assert_false(replica_snapshot_due(&cfg, n, floor - 1, 1100 * MB));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_snapshot_due_table),
+        cmocka_unit_test(test_snapshot_due_staggered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
