@@ -8,6 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A connection's reads start with room for 4 KiB and double, up to 64 KiB,
+ * each time one fills all the room it had: a busy connection soon reads
+ * many frames at once, while each of thousands of idle or trickling ones
+ * holds 4 KiB.  Memory allocated is memory resident once the heap is in
+ * huge pages (node/hugepages.c), touched or not. */
+#define MIN_CHUNK (4u * 1024u)
 #define READ_CHUNK (64u * 1024u)
 /* An idle buffer bigger than this is given back: one large frame must not
  * pin megabytes on every connection that ever carried one. */
@@ -83,8 +89,9 @@ int net_decoder_space(struct net_decoder *d, size_t want, uint8_t **space, size_
         rem = ahead;
     size_t need = want > rem ? want : rem;
 
+    size_t chunk = d->chunk ? d->chunk : MIN_CHUNK;
     if (need == 0)
-        need = READ_CHUNK;
+        need = chunk;
     if (have == 0) {
         d->start = d->end = 0;
         if (d->cap > SHRINK_ABOVE && need <= READ_CHUNK) {
@@ -100,8 +107,9 @@ int net_decoder_space(struct net_decoder *d, size_t want, uint8_t **space, size_
             d->end = have;
         }
         if (d->cap - d->end < need) {
-            /* Grow by at least a chunk so small wants do not realloc often. */
-            size_t ncap = have + (need > READ_CHUNK ? need : READ_CHUNK);
+            /* A chunk more than needed, so a peer trickling bytes into a
+             * frame does not cost a realloc (and a copy) per byte. */
+            size_t ncap = have + need + chunk;
             uint8_t *nb = realloc(d->buf, ncap);
             if (!nb)
                 return -ENOMEM;
@@ -117,6 +125,8 @@ int net_decoder_space(struct net_decoder *d, size_t want, uint8_t **space, size_
 void net_decoder_commit(struct net_decoder *d, size_t n)
 {
     d->end += n;
+    if (n && d->end == d->cap && d->chunk < READ_CHUNK)
+        d->chunk = (d->chunk ? d->chunk : MIN_CHUNK) * 2;
 }
 
 int net_decoder_feed(struct net_decoder *d, const void *data, size_t len)

@@ -27,6 +27,7 @@ struct net_decoder {
     uint8_t *buf;
     size_t cap, start, end; /* unconsumed bytes are buf[start..end) */
     size_t max_frame;
+    size_t chunk;           /* room a read gets by default; 0: the smallest */
     bool failed;            /* oversize seen: the stream is unusable */
 };
 
@@ -35,7 +36,8 @@ void net_decoder_free(struct net_decoder *d);
 
 /* Room to read into at the end of the buffer: at least want bytes and,
  * of what the frame in progress still needs, up to as much again as is
- * buffered (want 0: a 64 KiB read chunk); *avail may be more.  Compacts or
+ * buffered (want 0: a read chunk, 4 KiB at first and doubled up to 64 KiB
+ * each time a commit fills the room); *avail may be more.  Compacts or
  * grows the buffer.  -ENOMEM. */
 int net_decoder_space(struct net_decoder *d, size_t want, uint8_t **space, size_t *avail);
 /* n bytes were written at the pointer net_decoder_space returned. */
