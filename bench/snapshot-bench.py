@@ -36,6 +36,7 @@ a CPU and where it blocked.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -204,6 +205,9 @@ def main():
         terms = [st.term for st in sts.values() if st is not None]
         changes = sum(c.log_since(i, 0).count("leader_change:") for i in c.nodes)
         warns = sum(c.log_since(i, 0).count("loop_lag") for i in c.nodes)
+        forks = {i: sorted(float(x) for x in re.findall(r"forked writer \d+ in ([\d.]+) ms", c.log_since(i, 0)))
+                 for i in c.nodes}
+        hugepages = {i: (re.findall(r"memory: (.*)", c.log_since(i, 0)) or ["?"])[0] for i in c.nodes}
         lat = b.get("all", {}).get("latency_us", {})
         res = {
             "keys": KEYS, "clients": CLIENTS, "prefill_seconds": prefill_s, "prefill_stderr": prefill_note,
@@ -219,6 +223,9 @@ def main():
             "p999_ms": lat.get("p999", 0) / 1e3, "max_ms": lat.get("max", 0) / 1e3,
             "term_before": term0, "term_after": max(terms) if terms else None,
             "leader_change_log_lines": changes, "loop_lag_warnings": warns,
+            "fork_ms": {i: {"count": len(f), "median": f[len(f) // 2] if f else None, "max": f[-1] if f else None}
+                        for i, f in forks.items()},
+            "malloc": hugepages,
             "nodes": {i: {"keys": st.keys if st else None,
                           "snapshot_index": st.snapshot_index if st else None,
                           "loop_lag_max_ms": (field(st, "loop_lag_max_us") or 0) / 1e3

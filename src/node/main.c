@@ -5,6 +5,7 @@
  */
 #include "common/config.h"
 #include "common/log.h"
+#include "node/hugepages.h"
 #include "node/node.h"
 #include "node/node_int.h"
 #include "store/store.h"
@@ -109,6 +110,7 @@ int main(int argc, char **argv)
         {"join", no_argument, 0, 'J'},
         {0, 0, 0, 0},
     };
+    node_hugepages_reexec(argv);
     struct test_fault fault;
     bool fault_on = false, join = false;
     const char *path = CONFIG_DEFAULT_PATH, *data_dir = NULL, *level = NULL;

@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "net/watchdog.h"
+#include "node/hugepages.h"
 #include "node/storage_store.h"
 
 #include <errno.h>
@@ -409,6 +410,7 @@ int node_run(struct node *n)
     sd_notify(0, "READY=1");
     notify_status(n);
     log_notice("node %u serving (raftkv %s)", n->id, RAFTKV_VERSION_STRING);
+    log_info("memory: %s", node_hugepages_state());
     ev_run(n->loop, 0);
     if (replica_error(n->rp))
         n->exit_code = 1;

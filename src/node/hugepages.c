@@ -1,0 +1,85 @@
+/* hugepages.c - transparent huge pages for the node's heap.
+ *
+ * Background snapshots fork the node (storage_store.c).  fork() copies the
+ * page tables on the event loop's thread: for 2 GB of dictionary in 4 KiB
+ * pages that took 50-60 ms here (2 vCPUs, kernel 6.18), time in which no
+ * heartbeat goes out.  With the heap in 2 MiB pages it took 2 ms.  Copy on
+ * write stays per 4 KiB on current kernels: a write to a shared huge page
+ * splits its mapping and copies one small page (measured: 20 000 random
+ * writes after the fork copied 78 MB with and without huge pages), so the
+ * extra memory of a snapshot does not grow.  The cost: with memory
+ * fragmented, a page fault in a huge-page region may compact memory first
+ * (transparent_hugepage/defrag); RAFTKV_MALLOC_HUGEPAGES=0 turns this off.
+ */
+#include "node/hugepages.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TUNABLE "glibc.malloc.hugetlb"
+#define THP_ENABLED "/sys/kernel/mm/transparent_hugepage/enabled"
+
+/* "always [madvise] never": the bracketed word is the mode. */
+static int thp_mode(char *out, size_t len)
+{
+    char buf[128];
+    FILE *f = fopen(THP_ENABLED, "re");
+    if (!f)
+        return -1;
+    char *ok = fgets(buf, sizeof(buf), f);
+    fclose(f);
+    char *a = ok ? strchr(buf, '[') : NULL, *b = a ? strchr(a, ']') : NULL;
+    if (!b)
+        return -1;
+    snprintf(out, len, "%.*s", (int)(b - a - 1), a + 1);
+    return 0;
+}
+
+static const char *why_not(void)
+{
+    static char mode[32];
+    const char *opt = getenv("RAFTKV_MALLOC_HUGEPAGES");
+    const char *t = getenv("GLIBC_TUNABLES");
+    if (opt && strcmp(opt, "0") == 0)
+        return "RAFTKV_MALLOC_HUGEPAGES=0";
+    if (thp_mode(mode, sizeof(mode)) < 0)
+        return "the kernel has no transparent huge pages";
+    if (strcmp(mode, "never") == 0)
+        return "transparent_hugepage/enabled is never";
+    if (t && strstr(t, TUNABLE "=0"))
+        return "GLIBC_TUNABLES sets " TUNABLE "=0";
+    return NULL;
+}
+
+void node_hugepages_reexec(char **argv)
+{
+    const char *t = getenv("GLIBC_TUNABLES");
+    if ((t && strstr(t, TUNABLE)) || why_not())
+        return;
+    char *v = malloc((t ? strlen(t) + 1 : 0) + sizeof(TUNABLE "=1"));
+    if (!v)
+        return;
+    sprintf(v, "%s%s" TUNABLE "=1", t ? t : "", t ? ":" : "");
+    if (setenv("GLIBC_TUNABLES", v, 1) == 0)
+        execv("/proc/self/exe", argv);
+    /* No exec (no /proc?): carry on with small pages, and say so. */
+    free(v);
+    unsetenv("GLIBC_TUNABLES");
+    if (t)
+        setenv("GLIBC_TUNABLES", t, 1);
+}
+
+const char *node_hugepages_state(void)
+{
+    static char line[160];
+    const char *t = getenv("GLIBC_TUNABLES"), *no = why_not();
+    if (no)
+        snprintf(line, sizeof(line), "malloc uses 4 KiB pages (%s)", no);
+    else if (t && (strstr(t, TUNABLE "=1") || strstr(t, TUNABLE "=2")))
+        snprintf(line, sizeof(line), "malloc uses transparent huge pages (GLIBC_TUNABLES=%s)", t);
+    else
+        snprintf(line, sizeof(line), "malloc uses 4 KiB pages (could not re-exec with " TUNABLE "=1)");
+    return line;
+}

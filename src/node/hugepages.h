@@ -1,0 +1,18 @@
+/* hugepages.h - raftkv-node asks glibc's malloc for transparent huge pages
+ * (GLIBC_TUNABLES=glibc.malloc.hugetlb=1), so that fork() for a background
+ * snapshot copies one page table entry per 2 MiB of dictionary instead of
+ * one per 4 KiB.  See hugepages.c for the measurements and the trade-off. */
+#ifndef RAFTKV_NODE_HUGEPAGES_H
+#define RAFTKV_NODE_HUGEPAGES_H
+
+/* First thing in main(): unless the environment already decides
+ * (GLIBC_TUNABLES names glibc.malloc.hugetlb, or RAFTKV_MALLOC_HUGEPAGES=0)
+ * or the kernel has transparent huge pages off, sets the tunable and execs
+ * this program again with the same arguments (malloc reads tunables only at
+ * start).  Returns only when it did not exec. */
+void node_hugepages_reexec(char **argv);
+
+/* One line for the start-up log: whether malloc uses huge pages and why. */
+const char *node_hugepages_state(void);
+
+#endif
