@@ -116,6 +116,12 @@ static void become_up(struct net_dial *d, int fd)
     d->state = DIAL_UP;
     d->heard = false;
     d->conn = net_conn_new(d->loop, fd, &d->opts.limits, &dial_conn_ops, d);
+    if (d->conn && d->opts.tls && addr_family(&d->to) != AF_UNIX &&
+        net_conn_start_tls(d->conn, d->opts.tls, false,
+                           d->opts.tls_expect_name[0] ? d->opts.tls_expect_name : NULL) < 0) {
+        net_conn_destroy(d->conn);
+        d->conn = NULL;
+    }
     if (!d->conn) {
         schedule_retry(d, -ENOMEM);
         return;

@@ -21,6 +21,11 @@ struct net_dial_opts {
     uint32_t connect_timeout_ms; /* config cluster.connect_timeout_ms */
     uint32_t backoff_min_ms;     /* config cluster.reconnect_min_ms */
     uint32_t backoff_max_ms;     /* config cluster.reconnect_max_ms */
+    /* TLS client side on a TCP address (unix stays plaintext); NULL =
+     * plaintext.  tls_expect_name: the name the server's certificate must
+     * carry ("raftkv-node-N"), "" = any the CA issued. */
+    struct net_tls *tls;
+    char tls_expect_name[32];
 };
 
 /* Every callback may call net_dial_free(d) or net_dial_reset(d). */
