@@ -437,6 +437,7 @@ static void wio_cb(struct ev_loop *loop, ev_io *w, int revents)
     enter(c);
     if (c->tls_handshaking) {
         tls_handshake(c);
+        out_flush_now(c); /* what on_ready sent, if it just completed */
     } else {
         if (c->tls_read_wants_write) {
             c->tls_read_wants_write = false;
@@ -681,6 +682,8 @@ static void tls_handshake(struct net_conn *c)
         c->last_active = ev_now(c->loop);
         out_flush_now(c); /* frames queued during the handshake */
         tls_more_input(c);
+        if (c->ops.on_ready && !c->closed)
+            c->ops.on_ready(c, c->ud);
         return;
     }
     switch (SSL_get_error(c->ssl, r)) {

@@ -46,6 +46,9 @@ struct net_conn_ops {
      * all been written -- for flow control.  Frames that leave at once on
      * a socket with room never back up and do not trigger it. */
     void (*on_drain)(struct net_conn *c, void *ud);
+    /* Optional: the TLS handshake completed (net_conn_start_tls); never
+     * called on a plaintext connection.  Same rules as on_frame. */
+    void (*on_ready)(struct net_conn *c, void *ud);
 };
 
 struct net_conn_limits {

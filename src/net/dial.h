@@ -37,8 +37,11 @@ struct net_dial_ops {
     /* The link that on_up announced is gone (reason/err as for net_conn);
      * a reconnect is already scheduled.  Frames queued but unsent are lost. */
     void (*on_down)(struct net_dial *d, enum net_close_reason reason, int err, void *ud);
-    /* Optional: an attempt failed (-ECONNREFUSED, -ETIMEDOUT, ...) and the
-     * next is due in retry_ms.  Only while down; for rate-limited logging. */
+    /* Optional: an attempt failed (-ECONNREFUSED, -ETIMEDOUT, a TLS
+     * handshake refused or timed out, ...) and the next is due in
+     * retry_ms.  Only while down; for rate-limited logging.  Under TLS,
+     * on_up comes only once the handshake is done: a peer that fails it
+     * was never up. */
     void (*on_fail)(struct net_dial *d, int err, uint32_t retry_ms, void *ud);
 };
 

@@ -45,7 +45,7 @@ static void srv_close(struct net_conn *c, enum net_close_reason reason, int err,
     s->closed++;
 }
 
-static const struct net_conn_ops srv_conn_ops = { srv_frame, srv_close, NULL };
+static const struct net_conn_ops srv_conn_ops = { .on_frame = srv_frame, .on_close = srv_close };
 
 static void srv_accept(struct net_listener *l, struct net_conn *c, void *ud)
 {

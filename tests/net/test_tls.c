@@ -120,7 +120,7 @@ static void srv_close(struct net_conn *c, enum net_close_reason reason, int err,
         s->tls_closes++;
 }
 
-static const struct net_conn_ops srv_conn_ops = {srv_frame, srv_close, NULL};
+static const struct net_conn_ops srv_conn_ops = {.on_frame = srv_frame, .on_close = srv_close};
 
 static void srv_accept(struct net_listener *l, struct net_conn *c, void *ud)
 {
@@ -141,7 +141,7 @@ static void server_start(struct server *s, struct ev_loop *loop, struct net_tls 
 }
 
 struct client {
-    int ups, downs, frames;
+    int ups, downs, fails, frames;
     size_t bytes;
     enum net_close_reason reason;
     int err;
@@ -152,8 +152,10 @@ static char big[300000];
 static void cl_up(struct net_dial *d, void *ud)
 {
     ((struct client *)ud)->ups++;
-    /* queued while the handshake runs; a frame larger than a TLS record
-     * and the socket buffer, so partial writes happen */
+    /* up only once the handshake is done; a frame larger than a TLS
+     * record and the socket buffer, so partial writes happen */
+    assert_non_null(net_dial_conn(d));
+    assert_true(net_conn_is_tls(net_dial_conn(d)));
     assert_int_equal(net_dial_send(d, "ping", 4), 0);
     assert_int_equal(net_dial_send(d, big, sizeof(big)), 0);
 }
@@ -173,7 +175,14 @@ static void cl_down(struct net_dial *d, enum net_close_reason reason, int err, v
     c->err = err;
 }
 
-static const struct net_dial_ops cl_ops = {cl_up, cl_frame, cl_down, NULL};
+static void cl_fail(struct net_dial *d, int err, uint32_t retry_ms, void *ud)
+{
+    struct client *c = ud;
+    c->fails++;
+    c->err = err;
+}
+
+static const struct net_dial_ops cl_ops = {cl_up, cl_frame, cl_down, cl_fail};
 
 static struct net_dial *dial(struct ev_loop *loop, const struct addr *a, struct net_tls *t, uint32_t expect,
                              struct client *c)
@@ -239,10 +248,13 @@ static void test_refused(void **state)
     struct server *sv = &r.s;
     struct addr a = r.a;
 
-    /* we dial node 3, but the server proves it is node 1 */
+    /* we dial node 3, but the server proves it is node 1: a failed
+     * attempt (on_fail), never up */
     struct net_dial *d = dial(loop, &a, r.t2, 3, &c);
-    assert_true(EVTEST_UNTIL(loop, 5, c.downs == 1 && sv->closed == 1));
-    assert_int_equal(c.reason, NET_CLOSE_TLS);
+    assert_true(EVTEST_UNTIL(loop, 5, c.fails == 1 && sv->closed == 1));
+    assert_int_equal(c.err, -EACCES);
+    assert_int_equal(c.ups, 0);
+    assert_int_equal(c.downs, 0);
     assert_int_equal(c.frames, 0);
     assert_int_equal(sv->frames, 0);
     net_dial_free(d);
