@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   build-essential meson ninja-build pkg-config
   libcmocka-dev libev-dev libprotobuf-c-dev protobuf-c-compiler libsystemd-dev
+  # TLS on peer links and raftkvctl config generate --tls (OpenSSL 3)
+  libssl-dev
   python3 python3-protobuf protobuf-compiler
   libreadline-dev scdoc
   clang libclang-rt-14-dev

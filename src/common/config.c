@@ -167,6 +167,15 @@ static const struct opt options[] = {
       "stderr, or journal."),
     C("data_dir_base", T_PATH, data_dir_base, "/var/lib/raftkv", 0, 0,
       "Parent of the per-node data directories that are not set explicitly."),
+    ROW(S_CLUSTER, "cluster", "tls_ca", T_PATH, F_EMPTY_OK, offsetof(struct config, cluster.tls_ca), "", 0, 0,
+        "PEM file of the certificate authority that issues the nodes' certificates. "
+        "Set: every TCP peer link (node to node) runs mutual TLS 1.3; each node "
+        "presents its [node.N] tls_cert, which must name it \"raftkv-node-N\" "
+        "(subjectAltName DNS, or the CN when there is none), and a message whose "
+        "sender differs from the node its link's certificate names is dropped. "
+        "Empty: peer links are plaintext and anyone who can reach a peer port can "
+        "speak for any member (insecure). 'raftkvctl config generate --tls' makes a "
+        "CA and the node certificates. Client ports and proxy links are not TLS yet."),
 
     P("listen", T_LISTEN, F_EMPTY_OK, listen, "127.0.0.1:7000", 0, 0,
       "TCP address the proxy serves clients on; empty = no TCP."),
@@ -195,6 +204,11 @@ static const struct opt options[] = {
       "Unix socket for raftkvctl on the same host (socket name \"admin\")."),
     N("data_dir", T_PATH, data_dir, "{data_dir_base}/{id}",
       "Where the node keeps its log, term/vote and snapshots."),
+    N("tls_cert", T_PATH, tls_cert, "/etc/raftkv/tls/node-{id}.crt",
+      "PEM certificate (chain) this node presents on peer links when "
+      "[cluster] tls_ca is set; issued by that CA for \"raftkv-node-{id}\"."),
+    N("tls_key", T_PATH, tls_key, "/etc/raftkv/tls/node-{id}.key",
+      "PEM private key of tls_cert. Keep it readable by the raftkv user only."),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

@@ -46,6 +46,7 @@ struct config_cluster {
     int log_level;                    /* syslog level, LOG_ERR..LOG_DEBUG */
     int log_target;                   /* enum log_target */
     char *data_dir_base;
+    char *tls_ca;                     /* "" = peer links in plaintext */
 };
 
 struct config_proxy {
@@ -64,6 +65,8 @@ struct config_node {
     char *client;                     /* "host:port", required */
     char *admin;                      /* unix socket path */
     char *data_dir;                   /* filled from data_dir_base when unset */
+    char *tls_cert;                   /* used when cluster.tls_ca is set */
+    char *tls_key;
     uint32_t section_line;
     uint32_t origin[CONFIG_MAX_NODE_OPTIONS];
 };

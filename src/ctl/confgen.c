@@ -6,6 +6,7 @@
 
 #include "common/addr.h"
 #include "common/config.h"
+#include "ctl/certgen.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 struct gen_opts {
     uint64_t nodes, base_port, add_node;
     const char *host, *data_dir_base, *run_dir, *name, *file;
+    const char *tls_dir; /* --tls: certificates go here; NULL = no TLS */
     char cluster_id[33];
     bool host_set, run_dir_set;
 };
@@ -45,6 +47,7 @@ static const struct option gen_long[] = {
     {"host", required_argument, 0, 'H'},          {"data-dir-base", required_argument, 0, 'D'},
     {"run-dir", required_argument, 0, 'R'},       {"name", required_argument, 0, 'M'},
     {"file", required_argument, 0, 'f'},          {"add-node", required_argument, 0, 'A'},
+    {"tls", no_argument, 0, 'T'},                 {"tls-dir", required_argument, 0, 'd'},
     {0, 0, 0, 0},
 };
 
@@ -71,6 +74,8 @@ static int gen_opt(struct ctl *ctl, int c, const char *arg, void *ud)
     case 'R': o->run_dir = arg; o->run_dir_set = true; return 0;
     case 'M': o->name = arg; return 0;
     case 'f': o->file = arg; return 0;
+    case 'T': if (!o->tls_dir) o->tls_dir = CTL_TLS_DIR_DEFAULT; return 0;
+    case 'd': o->tls_dir = arg; return 0;
     }
     return EXIT_USAGE;
 }
@@ -86,7 +91,7 @@ static void host_port(char *buf, size_t len, const char *host, uint64_t port)
 
 /* One [node.N] section; the same shape for a new cluster and an added node. */
 static void render_node(FILE *f, uint64_t id, const char *host, uint64_t peer_port,
-                        uint64_t client_port, const char *run_dir)
+                        uint64_t client_port, const char *run_dir, const char *tls_dir)
 {
     char addr[300];
     fprintf(f, "\n[node.%" PRIu64 "]\n", id);
@@ -95,6 +100,9 @@ static void render_node(FILE *f, uint64_t id, const char *host, uint64_t peer_po
     host_port(addr, sizeof(addr), host, client_port);
     fprintf(f, "client = %s\n", addr);
     fprintf(f, "admin = %s/node-%" PRIu64 ".sock\n", run_dir, id);
+    if (tls_dir)
+        fprintf(f, "tls_cert = %s/node-%" PRIu64 ".crt\ntls_key = %s/node-%" PRIu64 ".key\n", tls_dir, id,
+                tls_dir, id);
 }
 
 static char *render(const struct gen_opts *o)
@@ -115,8 +123,11 @@ static char *render(const struct gen_opts *o)
             "# Random: a node refuses peers of another cluster id, even under the same name.\n"
             "id = %s\ndata_dir_base = %s\n",
             o->nodes, o->name, o->cluster_id, o->data_dir_base);
+    if (o->tls_dir)
+        fprintf(f, "# Peer links: mutual TLS; each node's certificate names it raftkv-node-N.\n"
+                   "tls_ca = %s/ca.crt\n", o->tls_dir);
     for (uint64_t i = 1; i <= o->nodes; i++)
-        render_node(f, i, o->host, o->base_port + 100 + i, o->base_port + i, o->run_dir);
+        render_node(f, i, o->host, o->base_port + 100 + i, o->base_port + i, o->run_dir, o->tls_dir);
     host_port(addr, sizeof(addr), o->host, o->base_port);
     fprintf(f, "\n[proxy]\nlisten = %s\nunix = %s/proxy.sock\n", addr, o->run_dir);
     if (fclose(f) != 0) {
@@ -245,7 +256,7 @@ static char *render_added(const struct gen_opts *o, const struct config *cfg, co
     FILE *f = open_memstream(&text, &len);
     if (!f)
         return NULL;
-    render_node(f, o->add_node, host, peer, client, run_dir);
+    render_node(f, o->add_node, host, peer, client, run_dir, o->tls_dir);
     if (fclose(f) != 0) {
         free(text);
         return NULL;
@@ -309,6 +320,10 @@ static int add_node(struct ctl *ctl, const struct gen_opts *o)
         return ctl_fail(r == -ENOMEM ? EXIT_ERROR : EXIT_USAGE, "config generate: [node.%" PRIu64
                         "] would make an invalid file: %s", o->add_node, r == -ENOMEM ? "out of memory" : err);
     }
+    if (o->tls_dir && o->file && (r = certgen_node(o->tls_dir, o->add_node, err, sizeof(err))) < 0) {
+        free(added);
+        return ctl_fail(EXIT_ERROR, "config generate: certificate for node %" PRIu64 ": %s", o->add_node, err);
+    }
     if (!o->file) {
         /* No --file: show what would be appended, change nothing. */
         fputs(added + strlen(sep), stdout);
@@ -355,6 +370,15 @@ static int generate(struct ctl *ctl, int argc, char **argv)
         return ctl_fail(EXIT_USAGE, "config generate: the options give an invalid file: %s", err);
     }
 
+    /* Certificates first: a config naming files that are not there would
+     * be worse than no config. */
+    if (o.tls_dir && (r = certgen_cluster(o.tls_dir, o.nodes, err, sizeof(err))) < 0) {
+        free(text);
+        return ctl_fail(EXIT_ERROR, "config generate --tls: %s", err);
+    }
+    if (o.tls_dir)
+        fprintf(stderr, "wrote a CA and %" PRIu64 " node certificates to %s (keys mode 0600: give node N "
+                        "only its own node-N.key)\n", o.nodes, o.tls_dir);
     FILE *out = o.file ? fopen(o.file, "w") : stdout;
     if (!out) {
         free(text);

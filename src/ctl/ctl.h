@@ -3,6 +3,9 @@
 #ifndef RAFTKV_CTL_CTL_H
 #define RAFTKV_CTL_CTL_H
 
+/* config generate --tls: where the CA and node certificates go. */
+#define CTL_TLS_DIR_DEFAULT "/etc/raftkv/tls"
+
 #include "client/client.h"
 
 #include <getopt.h>

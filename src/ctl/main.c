@@ -42,13 +42,15 @@ const struct ctl_command ctl_commands[] = {
     {"transfer-leader", cmd_transfer_leader, "[NODE_ID]",
      "Move leadership to NODE_ID, or to the most caught-up follower; waits\n"
      "until it moved and says who leads.", ""},
-    {"config", cmd_config, "generate --nodes N [--base-port P] [--host H] [--data-dir-base D] [--run-dir D] [--name NAME] [--file PATH]\n"
-     "       config generate --add-node N [--host H] [--run-dir D] [--file PATH]",
+    {"config", cmd_config, "generate --nodes N [--base-port P] [--host H] [--data-dir-base D] [--run-dir D] [--name NAME] [--tls [--tls-dir DIR]] [--file PATH]\n"
+     "       config generate --add-node N [--host H] [--run-dir D] [--tls [--tls-dir DIR]] [--file PATH]",
      "Write a ready raftkv.conf for an N-node cluster plus proxy (to stdout\n"
      "or PATH). Node i gets client port P+i and peer port P+100+i; the proxy\n"
      "listens on P. --add-node N appends a [node.N] section with the next free\n"
      "peer and client ports to the existing file PATH, leaving the rest as it\n"
-     "is (without --file: prints the section for -c's file, changes nothing).",
+     "is (without --file: prints the section for -c's file, changes nothing).\n"
+     "--tls also creates a cluster CA and one key pair per node in DIR and\n"
+     "turns on mutual TLS between the nodes (raftkv.conf(5), tls_ca).",
      "  --nodes N             cluster size, 1..64\n"
      "  --base-port P         default 7000\n"
      "  --host H              address every node listens on (default 127.0.0.1)\n"
@@ -56,6 +58,9 @@ const struct ctl_command ctl_commands[] = {
      "  --run-dir D           directory of the unix sockets (default /run/raftkv)\n"
      "  --name NAME           cluster name (default raftkv)\n"
      "  --add-node N          append [node.N] to PATH (host: the last node's, or --host)\n"
+     "  --tls                 mutual TLS between nodes: write a CA and node certificates\n"
+     "  --tls-dir DIR         where (default " CTL_TLS_DIR_DEFAULT "); implies --tls;\n"
+     "                        existing files are never replaced\n"
      "  -f, --file PATH       write there instead of stdout\n"},
     {"bench", cmd_bench,
      "[--clients C] [--requests N | --duration DUR] [--value-size B] [--keys K] [--ratio SET:GET] [--stale] [--pipeline P]",

@@ -13,8 +13,11 @@
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +30,7 @@
 #define READS_PER_WAKEUP 4     /* then let other connections have a turn */
 #define MIN_READ (16u * 1024u) /* never read() into a sliver of buffer */
 #define LINGER_SECONDS 5.0     /* close_after_flush gives up on a non-reader */
+#define TLS_HANDSHAKE_DEFAULT_MS 10000u /* when frame_timeout_ms is 0 (no limit) */
 
 struct chunk {
     struct chunk *next;
@@ -59,6 +63,15 @@ struct net_conn {
     enum net_close_reason reason;
     int err;
 
+    /* TLS (start_tls): ssl is NULL on a plaintext connection. */
+    SSL *ssl;
+    bool tls;                /* was TLS (ssl is freed at close) */
+    bool tls_handshaking;
+    bool tls_write_wants_read; /* SSL_write said WANT_READ: wio would spin */
+    bool tls_read_wants_write; /* SSL_read said WANT_WRITE: retry on wio */
+    int tls_node_rc;         /* net_conn_tls_peer_node() */
+    uint32_t tls_node;
+
     struct net_conn_stats st;
     void (*release)(struct net_conn *c, void *arg);
     void *release_arg;
@@ -74,11 +87,12 @@ static const char *const reason_names[] = {
     [NET_CLOSE_NOMEM] = "out of memory",
     [NET_CLOSE_STALLED] = "frame not completed in time (frame_timeout_ms)",
     [NET_CLOSE_EVICTED] = "idle connection evicted to admit a new client",
+    [NET_CLOSE_TLS] = "TLS handshake failed",
 };
 
 const char *net_close_reason_str(enum net_close_reason r)
 {
-    return r <= NET_CLOSE_EVICTED ? reason_names[r] : "?";
+    return r <= NET_CLOSE_TLS ? reason_names[r] : "?";
 }
 
 int net_socket_prepare(int fd)
@@ -114,6 +128,7 @@ static void conn_free(struct net_conn *c)
     ev_timer_stop(c->loop, &c->stall);
     ev_io_stop(c->loop, &c->rio);
     ev_io_stop(c->loop, &c->wio);
+    SSL_free(c->ssl);
     if (c->fd >= 0)
         close(c->fd);
     free_output(c);
@@ -150,6 +165,10 @@ static void shut(struct net_conn *c, enum net_close_reason reason, int err)
     ev_io_stop(c->loop, &c->rio);
     ev_io_stop(c->loop, &c->wio);
     ev_timer_stop(c->loop, &c->stall);
+    /* No close_notify: it could block or fail on a dead socket, and every
+     * frame is length-prefixed, so a truncation is seen without it. */
+    SSL_free(c->ssl);
+    c->ssl = NULL;
     close(c->fd);
     c->fd = -1;
     free_output(c);
@@ -251,9 +270,9 @@ static bool out_write(struct net_conn *c);
  * socket is full. */
 static void out_flush_now(struct net_conn *c)
 {
-    if (ev_is_active(&c->wio) || c->closed || !c->pending)
+    if (ev_is_active(&c->wio) || c->closed || !c->pending || c->tls_handshaking)
         return;
-    if (!out_write(c) && !c->closed)
+    if (!out_write(c) && !c->closed && !c->tls_write_wants_read)
         ev_io_start(c->loop, &c->wio);
 }
 
@@ -318,10 +337,40 @@ static void out_consume(struct net_conn *c, size_t n)
     }
 }
 
+static void tls_fail(struct net_conn *c, const char *what, int err);
+
+/* SSL_write, chunk by chunk (no writev over TLS): -1 with the queue
+ * untouched when the socket is full or TLS must read first. */
+static ssize_t tls_write_some(struct net_conn *c)
+{
+    struct chunk *k = c->out_head;
+    while (k->tail == k->head)
+        k = k->next; /* pending > 0: a non-empty chunk follows */
+    ERR_clear_error();
+    int n = SSL_write(c->ssl, k->data + k->head, (int)(k->tail - k->head < INT_MAX ? k->tail - k->head : INT_MAX));
+    if (n > 0)
+        return n;
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_WANT_READ)
+        c->tls_write_wants_read = true;
+    else if (e != SSL_ERROR_WANT_WRITE)
+        tls_fail(c, "write", e == SSL_ERROR_SYSCALL && errno ? -errno : -EPROTO);
+    return -1;
+}
+
 /* Writes until the queue is empty or the socket is full.  Returns true if
  * the queue was drained. */
 static bool out_write(struct net_conn *c)
 {
+    if (c->tls_handshaking)
+        return false;
+    c->tls_write_wants_read = false;
+    while (!c->closed && c->pending && c->ssl) {
+        ssize_t n = tls_write_some(c);
+        if (n < 0)
+            return false;
+        out_consume(c, (size_t)n);
+    }
     while (!c->closed && c->pending) {
         struct iovec iov[IOV_BATCH];
         struct msghdr mh = { .msg_iov = iov };
@@ -379,13 +428,26 @@ void net_conn_close_after_flush(struct net_conn *c, int err)
     ev_timer_start(c->loop, &c->defer);
 }
 
+static void tls_handshake(struct net_conn *c);
+
 static void wio_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct net_conn *c = w->data;
 
     enter(c);
-    if (out_write(c) && c->ops.on_drain && !c->closed)
-        c->ops.on_drain(c, c->ud);
+    if (c->tls_handshaking) {
+        tls_handshake(c);
+        out_flush_now(c); /* what on_ready sent, if it just completed */
+    } else {
+        if (c->tls_read_wants_write) {
+            c->tls_read_wants_write = false;
+            ev_feed_event(loop, &c->rio, EV_READ);
+        }
+        if (out_write(c) && c->ops.on_drain && !c->closed)
+            c->ops.on_drain(c, c->ud);
+        else if (c->tls_write_wants_read || (!c->pending && !c->closed))
+            ev_io_stop(loop, &c->wio); /* rio_cb writes again after reading */
+    }
     leave(c);
 }
 
@@ -398,7 +460,8 @@ static void wio_cb(struct ev_loop *loop, ev_io *w, int revents)
  * mid-frame is never cut off. */
 static void stall_check(struct net_conn *c)
 {
-    if (c->closed || !c->lim.frame_timeout_ms)
+    /* While handshaking the timer is the handshake's deadline. */
+    if (c->closed || !c->lim.frame_timeout_ms || c->tls_handshaking)
         return;
     if (!net_decoder_buffered(&c->dec) || !c->reading) {
         ev_timer_stop(c->loop, &c->stall);
@@ -417,7 +480,9 @@ static void stall_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     (void)loop, (void)revents;
     enter(c);
-    if (c->st.frames_in != c->stall_frames)
+    if (c->tls_handshaking)
+        tls_fail(c, "handshake", -ETIMEDOUT);
+    else if (c->st.frames_in != c->stall_frames)
         stall_check(c); /* progress: give the frame now in front a full period */
     else if (!c->closed && c->reading && net_decoder_buffered(&c->dec))
         shut(c, NET_CLOSE_STALLED, -ETIMEDOUT);
@@ -443,11 +508,61 @@ static void dispatch(struct net_conn *c)
     }
 }
 
+/* Input already inside OpenSSL (decrypted, or a record read whole) wakes
+ * no epoll: have the loop come back for it. */
+static void tls_more_input(struct net_conn *c)
+{
+    if (c->ssl && !c->closed && c->reading && !c->flush_then_close && !c->tls_handshaking &&
+        SSL_has_pending(c->ssl))
+        ev_feed_event(c->loop, &c->rio, EV_READ);
+}
+
+/* read(2), or SSL_read with its outcome mapped onto read's: >0 bytes,
+ * 0 EOF (close_notify, or the peer just closed), -1 with errno (EAGAIN: try
+ * again on readiness). */
+static ssize_t conn_read(struct net_conn *c, void *buf, size_t len)
+{
+    if (!c->ssl)
+        return read(c->fd, buf, len);
+    ERR_clear_error();
+    errno = 0;
+    int n = SSL_read(c->ssl, buf, (int)(len < INT_MAX ? len : INT_MAX));
+    if (n > 0)
+        return n;
+    switch (SSL_get_error(c->ssl, n)) {
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_WANT_READ:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        c->tls_read_wants_write = true;
+        ev_io_start(c->loop, &c->wio);
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_SYSCALL:
+        if (!errno)
+            return 0; /* SSL_OP_IGNORE_UNEXPECTED_EOF: a plain close */
+        return -1;
+    default:
+        tls_fail(c, "read", -EPROTO);
+        errno = EAGAIN; /* already closed: nothing more to do */
+        return -1;
+    }
+}
+
 static void rio_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct net_conn *c = w->data;
 
     enter(c);
+    if (c->tls_handshaking) {
+        tls_handshake(c);
+        if (c->tls_handshaking || c->closed) {
+            leave(c);
+            return;
+        }
+    }
     for (int i = 0; i < READS_PER_WAKEUP && !c->closed && c->reading && !c->flush_then_close; i++) {
         uint8_t *space;
         size_t avail;
@@ -455,13 +570,15 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents)
             shut(c, NET_CLOSE_NOMEM, -ENOMEM);
             break;
         }
-        ssize_t n = read(c->fd, space, avail);
+        ssize_t n = conn_read(c, space, avail);
         if (n > 0) {
             net_decoder_commit(&c->dec, (size_t)n);
             c->st.bytes_in += (uint64_t)n;
             c->last_active = ev_now(loop);
             dispatch(c);
-            if ((size_t)n < avail)
+            /* SSL_read returns one record at a time: a short one says
+             * nothing about the socket. */
+            if ((size_t)n < avail && !c->ssl)
                 break; /* the socket is most likely drained */
         } else if (n == 0) {
             /* Replies already queued still get their chance to leave. */
@@ -475,6 +592,7 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents)
             break;
         }
     }
+    tls_more_input(c);
     out_flush_now(c);
     stall_check(c);
     leave(c);
@@ -493,6 +611,7 @@ void net_conn_set_reading(struct net_conn *c, bool on)
     if (c->flush_then_close)
         return;
     ev_io_start(c->loop, &c->rio);
+    tls_more_input(c);
     if (net_decoder_buffered(&c->dec)) {
         c->dispatch_pending = true;
         if (!ev_is_active(&c->defer)) {
@@ -522,6 +641,108 @@ static void defer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         stall_check(c);
     }
     leave(c);
+}
+
+/* ---- TLS ------------------------------------------------------------------ */
+
+/* One log line per 10 s per process for failed handshakes and bad
+ * records: a scanner hitting a TLS port must not flood the journal. */
+static void tls_fail(struct net_conn *c, const char *what, int err)
+{
+    static struct net_ratelimit rl = {.interval = 10.0};
+    char why[256];
+    uint64_t more;
+    long vr = c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK;
+
+    if (err == -ETIMEDOUT)
+        snprintf(why, sizeof(why), "not completed within the frame timeout");
+    else if (vr != X509_V_OK)
+        snprintf(why, sizeof(why), "certificate refused: %s", X509_verify_cert_error_string(vr));
+    else
+        net_tls_error_string(why, sizeof(why));
+    if (err == -EPROTO && vr != X509_V_OK)
+        err = -EACCES;
+    if (net_ratelimit_ok(&rl, ev_now(c->loop), &more))
+        log_warn("TLS %s with %s failed: %s (%llu more TLS failures not logged)", what, c->peer, why,
+                 (unsigned long long)more);
+    ERR_clear_error();
+    shut(c, NET_CLOSE_TLS, err);
+}
+
+static void tls_handshake(struct net_conn *c)
+{
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        c->tls_handshaking = false;
+        ev_io_stop(c->loop, &c->wio);
+        ev_timer_stop(c->loop, &c->stall);
+        c->tls_node_rc = net_tls_peer_node(c->ssl, &c->tls_node);
+        c->last_active = ev_now(c->loop);
+        out_flush_now(c); /* frames queued during the handshake */
+        tls_more_input(c);
+        if (c->ops.on_ready && !c->closed)
+            c->ops.on_ready(c, c->ud);
+        return;
+    }
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        ev_io_stop(c->loop, &c->wio);
+        return;
+    case SSL_ERROR_WANT_WRITE:
+        ev_io_start(c->loop, &c->wio);
+        return;
+    case SSL_ERROR_SYSCALL:
+        tls_fail(c, "handshake", errno ? -errno : -ECONNRESET);
+        return;
+    default:
+        tls_fail(c, "handshake", -EPROTO);
+        return;
+    }
+}
+
+int net_conn_start_tls(struct net_conn *c, struct net_tls *t, bool server, const char *expect_name)
+{
+    if (c->closed)
+        return -EPIPE;
+    c->ssl = net_tls_ssl_new(t, c->fd, server, expect_name);
+    if (!c->ssl) {
+        ERR_clear_error();
+        shut(c, NET_CLOSE_NOMEM, -ENOMEM);
+        return -ENOMEM;
+    }
+    c->tls = true;
+    c->tls_handshaking = true;
+    c->tls_node_rc = -EACCES;
+    /* The stall timer doubles as the handshake deadline: a peer that
+     * connects and then trickles (or sends nothing) is cut off like a
+     * half-sent frame, and never blocks the loop meanwhile. */
+    uint32_t ms = c->lim.frame_timeout_ms ? c->lim.frame_timeout_ms : TLS_HANDSHAKE_DEFAULT_MS;
+    ev_timer_stop(c->loop, &c->stall);
+    ev_timer_set(&c->stall, ms / 1000.0, 0.);
+    ev_timer_start(c->loop, &c->stall);
+    /* The client speaks first: its ClientHello goes out once the socket
+     * says writable (at once, normally), from the loop. */
+    if (!server)
+        ev_io_start(c->loop, &c->wio);
+    return 0;
+}
+
+bool net_conn_is_tls(const struct net_conn *c)
+{
+    return c->tls;
+}
+
+int net_conn_tls_peer_node(const struct net_conn *c, uint32_t *id)
+{
+    if (!c->tls)
+        return -ENOENT;
+    if (c->tls_handshaking)
+        return -EACCES;
+    if (c->tls_node_rc == 0)
+        *id = c->tls_node;
+    return c->tls_node_rc;
 }
 
 /* ---- creation and accessors --------------------------------------------- */

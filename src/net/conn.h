@@ -24,6 +24,10 @@ enum net_close_reason {
                             * frame_timeout_ms; err = -ETIMEDOUT */
     NET_CLOSE_EVICTED,     /* idle, and its listener needed the slot or the
                             * fd for a new client; err = -EMFILE */
+    NET_CLOSE_TLS,         /* TLS handshake failed (-EPROTO: not TLS or
+                            * refused; -EACCES: certificate not accepted;
+                            * -ETIMEDOUT: not completed within
+                            * frame_timeout_ms) or a TLS record was bad */
 };
 
 const char *net_close_reason_str(enum net_close_reason r);
@@ -42,6 +46,9 @@ struct net_conn_ops {
      * all been written -- for flow control.  Frames that leave at once on
      * a socket with room never back up and do not trigger it. */
     void (*on_drain)(struct net_conn *c, void *ud);
+    /* Optional: the TLS handshake completed (net_conn_start_tls); never
+     * called on a plaintext connection.  Same rules as on_frame. */
+    void (*on_ready)(struct net_conn *c, void *ud);
 };
 
 struct net_conn_limits {
@@ -138,5 +145,20 @@ struct net_conn_stats {
     uint64_t frames_in, frames_out, bytes_in, bytes_out;
 };
 void net_conn_get_stats(const struct net_conn *c, struct net_conn_stats *st);
+
+/* TLS (net/tls.h) on a connection just made by net_conn_new (nothing read
+ * or sent on it yet): the handshake runs from the loop, non-blocking, and
+ * must complete within limits.frame_timeout_ms (10 s when that is 0), else
+ * the connection closes as NET_CLOSE_TLS/-ETIMEDOUT.  Frames sent meanwhile
+ * are queued and leave once it completes; no frame is delivered before.
+ * A client (server=false) with expect_name refuses a server whose
+ * certificate does not carry that name.  0, or -ENOMEM (c is then closed). */
+struct net_tls;
+int net_conn_start_tls(struct net_conn *c, struct net_tls *t, bool server, const char *expect_name);
+bool net_conn_is_tls(const struct net_conn *c);
+/* The node id the peer's verified certificate names ("raftkv-node-N").
+ * 0; -ENOENT not a TLS connection; -EACCES the certificate names no node
+ * (or two).  Only meaningful once frames arrive (the handshake is done). */
+int net_conn_tls_peer_node(const struct net_conn *c, uint32_t *id);
 
 #endif

@@ -13,7 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
-enum dial_state { DIAL_WAITING, DIAL_CONNECTING, DIAL_UP };
+/* DIAL_HANDSHAKE: connected, TLS handshake running on conn; not up yet,
+ * so nothing is sent and a failure is a failed attempt, not a lost link. */
+enum dial_state { DIAL_WAITING, DIAL_CONNECTING, DIAL_HANDSHAKE, DIAL_UP };
 
 struct net_dial {
     struct ev_loop *loop;
@@ -23,7 +25,7 @@ struct net_dial {
     void *ud;
     enum dial_state state;
     int fd;               /* DIAL_CONNECTING */
-    struct net_conn *conn; /* DIAL_UP */
+    struct net_conn *conn; /* DIAL_HANDSHAKE, DIAL_UP */
     ev_io wio;
     ev_timer timer;       /* backoff wait, or connect timeout */
     uint32_t failures;
@@ -116,8 +118,21 @@ static void become_up(struct net_dial *d, int fd)
     d->state = DIAL_UP;
     d->heard = false;
     d->conn = net_conn_new(d->loop, fd, &d->opts.limits, &dial_conn_ops, d);
+    bool tls = d->opts.tls && addr_family(&d->to) != AF_UNIX;
+    if (d->conn && tls &&
+        net_conn_start_tls(d->conn, d->opts.tls, false,
+                           d->opts.tls_expect_name[0] ? d->opts.tls_expect_name : NULL) < 0) {
+        net_conn_destroy(d->conn);
+        d->conn = NULL;
+    }
     if (!d->conn) {
         schedule_retry(d, -ENOMEM);
+        return;
+    }
+    if (tls) {
+        /* on_up once the peer proved who it is (conn_ready); the
+         * handshake's own deadline is frame_timeout_ms (conn.c). */
+        d->state = DIAL_HANDSHAKE;
         return;
     }
     d->ops.on_up(d, d->ud);
@@ -200,12 +215,28 @@ static void conn_frame(struct net_conn *c, const uint8_t *p, size_t len, void *u
     leave(d);
 }
 
+static void conn_ready(struct net_conn *c, void *ud)
+{
+    struct net_dial *d = ud;
+
+    enter(d);
+    d->state = DIAL_UP;
+    d->ops.on_up(d, d->ud);
+    leave(d);
+}
+
 static void conn_close(struct net_conn *c, enum net_close_reason reason, int err, void *ud)
 {
     struct net_dial *d = ud;
 
     enter(d);
     d->conn = NULL;
+    if (d->state == DIAL_HANDSHAKE) {
+        /* never announced: a failed attempt, reported like a refused connect */
+        schedule_retry(d, err ? err : -ECONNRESET);
+        leave(d);
+        return;
+    }
     /* Retry first so that on_down sees a consistent "reconnect pending". */
     schedule_retry(d, 0);
     d->ops.on_down(d, reason, err, d->ud);
@@ -215,6 +246,7 @@ static void conn_close(struct net_conn *c, enum net_close_reason reason, int err
 static const struct net_conn_ops dial_conn_ops = {
     .on_frame = conn_frame,
     .on_close = conn_close,
+    .on_ready = conn_ready,
 };
 
 /* ---- API ---------------------------------------------------------------- */
@@ -259,7 +291,7 @@ int net_dial_send_msg(struct net_dial *d, const struct ProtobufCMessage *msg)
 
 void net_dial_reset(struct net_dial *d, int err)
 {
-    if (d->state == DIAL_UP && d->conn) {
+    if ((d->state == DIAL_UP || d->state == DIAL_HANDSHAKE) && d->conn) {
         net_conn_close(d->conn, err); /* conn_close() schedules the retry */
     } else if (d->state == DIAL_CONNECTING) {
         abort_connect(d);

@@ -21,6 +21,11 @@ struct net_dial_opts {
     uint32_t connect_timeout_ms; /* config cluster.connect_timeout_ms */
     uint32_t backoff_min_ms;     /* config cluster.reconnect_min_ms */
     uint32_t backoff_max_ms;     /* config cluster.reconnect_max_ms */
+    /* TLS client side on a TCP address (unix stays plaintext); NULL =
+     * plaintext.  tls_expect_name: the name the server's certificate must
+     * carry ("raftkv-node-N"), "" = any the CA issued. */
+    struct net_tls *tls;
+    char tls_expect_name[32];
 };
 
 /* Every callback may call net_dial_free(d) or net_dial_reset(d). */
@@ -32,8 +37,11 @@ struct net_dial_ops {
     /* The link that on_up announced is gone (reason/err as for net_conn);
      * a reconnect is already scheduled.  Frames queued but unsent are lost. */
     void (*on_down)(struct net_dial *d, enum net_close_reason reason, int err, void *ud);
-    /* Optional: an attempt failed (-ECONNREFUSED, -ETIMEDOUT, ...) and the
-     * next is due in retry_ms.  Only while down; for rate-limited logging. */
+    /* Optional: an attempt failed (-ECONNREFUSED, -ETIMEDOUT, a TLS
+     * handshake refused or timed out, ...) and the next is due in
+     * retry_ms.  Only while down; for rate-limited logging.  Under TLS,
+     * on_up comes only once the handshake is done: a peer that fails it
+     * was never up. */
     void (*on_fail)(struct net_dial *d, int err, uint32_t retry_ms, void *ud);
 };
 

@@ -50,6 +50,7 @@ struct net_listener {
     uint64_t refused, evicted;
     struct net_ratelimit refuse_rl; /* on_refuse: one call per 10 s */
     struct lconn conns; /* list head of live connections */
+    bool tls_on;        /* opts.tls, and the socket is TCP */
 };
 
 /* ---- binding ------------------------------------------------------------ */
@@ -260,6 +261,11 @@ static void accept_one(struct net_listener *l, int fd)
         free(lc);
         return;
     }
+    if (l->tls_on && net_conn_start_tls(c, l->opts.tls, true, NULL) < 0) {
+        net_conn_destroy(c);
+        free(lc);
+        return;
+    }
     lc->l = l;
     lc->c = c;
     lc->next = l->conns.next;
@@ -316,6 +322,12 @@ struct net_listener *net_listener_new(struct ev_loop *loop, int fd, const struct
     l->ops = *ops;
     l->ud = ud;
     l->conns.next = l->conns.prev = &l->conns;
+    if (opts->tls) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        /* Unix sockets stay plaintext: file mode and SO_PEERCRED guard them. */
+        l->tls_on = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family != AF_UNIX;
+    }
     l->refuse_rl.interval = 10.0;
     l->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
     ev_io_init(&l->io, accept_cb, fd, EV_READ);

@@ -39,6 +39,9 @@ struct net_listener_opts {
                                      * to admit a newcomer */
     struct net_conn_limits limits;  /* for every accepted connection */
     const struct net_conn_ops *conn_ops; /* for every accepted connection */
+    /* TLS server side (and client certificates required: tls.h) on every
+     * TCP connection; NULL = plaintext.  Unix sockets stay plaintext. */
+    struct net_tls *tls;
 };
 
 struct net_listener_ops {

@@ -1,5 +1,6 @@
 /* guard.c - who may talk to this node: every decoded peer message passes
- * here before the consensus core sees it.  Refused: a sender that is neither
+ * here before the consensus core sees it.  Refused: under mutual TLS, a
+ * message whose sender is not the node the link's certificate names; a sender that is neither
  * a member nor a [node.N] of the config, any Raft message while an empty
  * node is still deciding whether to bootstrap, and votes (and higher terms)
  * from a member whose data directory is not the one the cluster recorded (a
@@ -13,12 +14,14 @@
 
 #include "common/log.h"
 #include "net/ratelimit.h"
+#include "net/tls.h"
 
 #include <errno.h>
 #include <stdlib.h>
 
 struct guard {
-    struct net_ratelimit refuse_rl, vote_rl;
+    struct net_ratelimit refuse_rl, vote_rl, impostor_rl;
+    uint64_t impostors; /* frames whose sender is not the link's certificate */
     uint64_t refused;
     uint64_t votes_dropped;
 };
@@ -30,6 +33,7 @@ int guard_new(struct node *n)
         return -ENOMEM;
     n->guard->refuse_rl.interval = 60.0; /* a misconfigured node retries forever */
     n->guard->vote_rl.interval = 10.0;
+    n->guard->impostor_rl.interval = 10.0;
     return 0;
 }
 
@@ -74,9 +78,40 @@ int node_propose_bookkeeping(struct node *n, struct kv_command *cmd)
     return 0;
 }
 
+/* Under mutual TLS a frame speaks for the node its link's certificate
+ * names, and only for it: a member's stolen or misissued key must not let
+ * it act as another member (vote twice, lead in its name).  A link that
+ * lies once is closed -- an honest node never does. */
+static bool authenticated(struct node *n, struct net_conn *c, const struct peer_decoded *d)
+{
+    struct guard *g = n->guard;
+    uint32_t who = 0;
+    int rv = net_conn_tls_peer_node(c, &who);
+    if (!n->peer_tls || rv == -ENOENT) /* plaintext mode, or a unix socket */
+        return true;
+    if (rv == 0 && who == d->from_id)
+        return true;
+    uint64_t more;
+    g->impostors++;
+    if (net_ratelimit_ok(&g->impostor_rl, ev_now(n->loop), &more)) {
+        char name[NET_TLS_NAME_MAX];
+        if (rv == 0)
+            net_tls_node_name(who, name, sizeof(name));
+        log_warn("dropping a message from peer %s: it claims to be node %llu but its certificate "
+                 "names %s; closing (%llu such messages so far, %llu more not logged)",
+                 net_conn_peer_name(c), (unsigned long long)d->from_id,
+                 rv == 0 ? name : "no node (or two)", (unsigned long long)g->impostors,
+                 (unsigned long long)more);
+    }
+    net_conn_close(c, -EPERM);
+    return false;
+}
+
 bool guard_admit(struct node *n, struct net_conn *c, const struct peer_decoded *d)
 {
     struct guard *g = n->guard;
+    if (!authenticated(n, c, d))
+        return false;
     if (!is_known(n, d->from_id)) {
         uint64_t more;
         g->refused++;

@@ -101,6 +101,7 @@ struct node {
 
     struct net_listener *peer_l, *client_l, *admin_l;
     struct net_conn_limits client_limits, peer_limits;
+    struct net_tls *peer_tls; /* [cluster] tls_ca set: mutual TLS on peer links */
 
     ev_timer tick;
     ev_timer sweep;

@@ -468,6 +468,7 @@ class Cluster:
                       for i in range(1, n + 1)}
         self.proxy_port = ports[-1]
         self.config = os.path.join(self.dir, "raftkv.conf")
+        self.tls_dir = None  # set_tls(): peer links under mutual TLS
         self.write_config()
         self.exit_codes = []  # (node, signal or 'exit', code) of every process that ended
 
@@ -479,15 +480,26 @@ class Cluster:
             lines.append("id = %s" % self.cluster_id)
         for k, v in self.opts.items():
             lines.append("%s = %s" % (k, v))
+        if self.tls_dir:
+            lines.append("tls_ca = %s/ca.crt" % self.tls_dir)
         for i, nd in self.nodes.items():
             lines += ["", "[node.%d]" % i,
                       "peer = 127.0.0.1:%d" % nd.peer_port,
                       "client = 127.0.0.1:%d" % nd.client_port,
                       "admin = %s" % nd.admin,
                       "data_dir = %s" % nd.data_dir]
+            if self.tls_dir:
+                lines += ["tls_cert = %s/node-%d.crt" % (self.tls_dir, i),
+                          "tls_key = %s/node-%d.key" % (self.tls_dir, i)]
         lines += ["", "[proxy]", "listen = 127.0.0.1:%d" % self.proxy_port, "unix ="]
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
+
+    def set_tls(self, tls_dir):
+        """Mutual TLS on the peer links with the CA and node-N certificates
+        in tls_dir (as 'raftkvctl config generate --tls' writes them)."""
+        self.tls_dir = tls_dir
+        self.write_config()
 
     def start(self, ids=None, wait=True):
         for i in ids or self.nodes:

@@ -81,7 +81,7 @@ static void on_drain(struct net_conn *c, void *ud)
     ((struct side *)ud)->drained = true;
 }
 
-static const struct net_conn_ops ops = { on_frame, on_close, on_drain };
+static const struct net_conn_ops ops = { .on_frame = on_frame, .on_close = on_close, .on_drain = on_drain };
 
 struct pair {
     struct ev_loop *loop;

@@ -45,7 +45,7 @@ static void srv_close(struct net_conn *c, enum net_close_reason reason, int err,
     s->closed++;
 }
 
-static const struct net_conn_ops srv_conn_ops = { srv_frame, srv_close, NULL };
+static const struct net_conn_ops srv_conn_ops = { .on_frame = srv_frame, .on_close = srv_close };
 
 static void srv_accept(struct net_listener *l, struct net_conn *c, void *ud)
 {
@@ -68,7 +68,7 @@ static const struct net_listener_ops srv_ops = { srv_accept, srv_refuse };
 
 static void server_start(struct server *s, struct ev_loop *loop, int fd, size_t max_conns)
 {
-    struct net_listener_opts o = { max_conns, limits, &srv_conn_ops };
+    struct net_listener_opts o = { .max_conns = max_conns, .limits = limits, .conn_ops = &srv_conn_ops };
 
     assert_true(fd >= 0);
     s->l = net_listener_new(loop, fd, &o, &srv_ops, s);
@@ -132,7 +132,7 @@ static const struct net_dial_ops cl_ops = { cl_up, cl_frame, cl_down, cl_fail };
 
 static void client_start(struct client *c, struct ev_loop *loop, const struct addr *to, uint32_t timeout_ms)
 {
-    struct net_dial_opts o = { limits, timeout_ms, 2, 50 };
+    struct net_dial_opts o = { .limits = limits, .connect_timeout_ms = timeout_ms, .backoff_min_ms = 2, .backoff_max_ms = 50 };
 
     memset(c, 0, sizeof(*c));
     c->d = net_dial_new(loop, to, &o, &cl_ops, c);
@@ -436,7 +436,7 @@ static void test_free_from_callback(void **state)
     static const struct net_dial_ops ops = { up_send, free_in_frame, no_down, NULL };
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     struct server s = { 0 };
-    struct net_dial_opts o = { limits, 1000, 2, 50 };
+    struct net_dial_opts o = { .limits = limits, .connect_timeout_ms = 1000, .backoff_min_ms = 2, .backoff_max_ms = 50 };
     struct addr a;
     int frames = 0;
 

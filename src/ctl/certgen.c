@@ -1,0 +1,231 @@
+/* certgen.c - the cluster CA and node certificates (certgen.h).  The CA may
+ * sign only end-entity certificates (pathlen 0); a node certificate cannot
+ * sign anything.  Nothing is written until every key and certificate is
+ * made, and no existing file is replaced. */
+#include "ctl/certgen.h"
+
+#include "net/tls.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int ossl_fail(char *err, size_t errlen, const char *what)
+{
+    char why[200];
+    unsigned long e = ERR_peek_last_error();
+    if (e)
+        ERR_error_string_n(e, why, sizeof(why));
+    else
+        snprintf(why, sizeof(why), "out of memory");
+    ERR_clear_error();
+    snprintf(err, errlen, "%s: %s", what, why);
+    return -EINVAL;
+}
+
+static bool add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
+{
+    X509_EXTENSION *ex = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
+    bool ok = ex && X509_add_ext(x, ex, -1);
+    X509_EXTENSION_free(ex);
+    return ok;
+}
+
+/* A certificate for key named cn, signed by issuer (NULL: self-signed CA). */
+static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key, long days)
+{
+    bool ca = issuer == NULL;
+    unsigned char serial[16];
+    X509 *x = X509_new();
+    BIGNUM *bn = NULL;
+    bool ok = x && RAND_bytes(serial, sizeof(serial)) == 1;
+    if (ok) {
+        serial[0] &= 0x7f; /* a positive serial, as RFC 5280 asks */
+        bn = BN_bin2bn(serial, sizeof(serial), NULL);
+        ok = bn && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) && X509_set_version(x, X509_VERSION_3) &&
+             /* an hour of slack for clocks a little behind ours */
+             X509_gmtime_adj(X509_getm_notBefore(x), -3600) &&
+             X509_gmtime_adj(X509_getm_notAfter(x), days * 86400L) && X509_set_pubkey(x, key);
+    }
+    BN_free(bn);
+    X509_NAME *name = ok ? X509_get_subject_name(x) : NULL;
+    ok = ok && X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"raftkv", -1, -1, 0) &&
+         X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0) &&
+         X509_set_issuer_name(x, ca ? name : X509_get_subject_name(issuer));
+    if (ok) {
+        X509V3_CTX ctx;
+        X509V3_set_ctx_nodb(&ctx);
+        X509V3_set_ctx(&ctx, ca ? x : issuer, x, NULL, NULL, 0);
+        char san[NET_TLS_NAME_MAX + 8];
+        snprintf(san, sizeof(san), "DNS:%s", cn);
+        ok = add_ext(x, &ctx, NID_subject_key_identifier, "hash") &&
+             (ca ? add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") &&
+                       add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign")
+                 : add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE") &&
+                       add_ext(x, &ctx, NID_key_usage, "critical,digitalSignature") &&
+                       /* every node is a TLS server (it accepts) and a client (it dials) */
+                       add_ext(x, &ctx, NID_ext_key_usage, "serverAuth,clientAuth") &&
+                       add_ext(x, &ctx, NID_subject_alt_name, san) &&
+                       add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always")) &&
+             X509_sign(x, ca ? key : issuer_key, EVP_sha256()) > 0;
+    }
+    if (!ok) {
+        X509_free(x);
+        return NULL;
+    }
+    return x;
+}
+
+/* Creates path (never replacing it) and writes the PEM of cert or key. */
+static int write_pem(const char *path, X509 *cert, EVP_PKEY *key, char *err, size_t errlen)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, key ? 0600 : 0644);
+    if (fd < 0) {
+        int rv = -errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return rv;
+    }
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        unlink(path);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -ENOMEM;
+    }
+    bool ok = key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) : PEM_write_X509(f, cert);
+    if (fclose(f) != 0 || !ok) {
+        unlink(path);
+        return ossl_fail(err, errlen, path);
+    }
+    return 0;
+}
+
+struct pair {
+    char crt[4096], key[4096];
+};
+
+static void pair_paths(struct pair *p, const char *dir, const char *stem)
+{
+    snprintf(p->crt, sizeof(p->crt), "%s/%s.crt", dir, stem);
+    snprintf(p->key, sizeof(p->key), "%s/%s.key", dir, stem);
+}
+
+static int refuse_existing(const struct pair *p, char *err, size_t errlen)
+{
+    const char *paths[2] = {p->crt, p->key};
+    for (int i = 0; i < 2; i++)
+        if (access(paths[i], F_OK) == 0) {
+            snprintf(err, errlen, "%s exists; not replacing it (remove it first to start over)", paths[i]);
+            return -EEXIST;
+        }
+    return 0;
+}
+
+/* A fresh key and its certificate, written to p. */
+static int issue(const struct pair *p, const char *cn, X509 *ca, EVP_PKEY *ca_key, long days,
+                 X509 **cert_out, EVP_PKEY **key_out, char *err, size_t errlen)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *x = key ? make_cert(key, cn, ca, ca_key, days) : NULL;
+    int rv = x ? 0 : ossl_fail(err, errlen, cn);
+    if (rv == 0 && (rv = write_pem(p->key, NULL, key, err, errlen)) == 0 &&
+        (rv = write_pem(p->crt, x, NULL, err, errlen)) < 0)
+        unlink(p->key);
+    if (rv == 0 && cert_out && key_out) {
+        *cert_out = x;
+        *key_out = key;
+        return 0;
+    }
+    X509_free(x);
+    EVP_PKEY_free(key);
+    return rv;
+}
+
+static int issue_node(const char *dir, uint64_t id, X509 *ca, EVP_PKEY *ca_key, char *err, size_t errlen)
+{
+    char stem[32], cn[NET_TLS_NAME_MAX];
+    struct pair p;
+    if (id == 0 || id > UINT32_MAX) {
+        snprintf(err, errlen, "node id %" PRIu64 " out of range", id);
+        return -EINVAL;
+    }
+    snprintf(stem, sizeof(stem), "node-%" PRIu64, id);
+    pair_paths(&p, dir, stem);
+    net_tls_node_name((uint32_t)id, cn, sizeof(cn));
+    int rv = refuse_existing(&p, err, errlen);
+    return rv < 0 ? rv : issue(&p, cn, ca, ca_key, CERTGEN_NODE_DAYS, NULL, NULL, err, errlen);
+}
+
+static int make_dir(const char *dir, char *err, size_t errlen)
+{
+    if (mkdir(dir, 0700) == 0 || errno == EEXIST)
+        return 0;
+    int rv = -errno;
+    snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+    return rv;
+}
+
+int certgen_cluster(const char *dir, uint64_t nodes, char *err, size_t errlen)
+{
+    struct pair ca_p;
+    X509 *ca = NULL;
+    EVP_PKEY *ca_key = NULL;
+    int rv = make_dir(dir, err, errlen);
+    if (rv < 0)
+        return rv;
+    pair_paths(&ca_p, dir, "ca");
+    if ((rv = refuse_existing(&ca_p, err, errlen)) < 0)
+        return rv;
+    for (uint64_t i = 1; i <= nodes; i++) {
+        char stem[32];
+        struct pair p;
+        snprintf(stem, sizeof(stem), "node-%" PRIu64, i);
+        pair_paths(&p, dir, stem);
+        if ((rv = refuse_existing(&p, err, errlen)) < 0)
+            return rv;
+    }
+    if ((rv = issue(&ca_p, "raftkv cluster CA", NULL, NULL, CERTGEN_CA_DAYS, &ca, &ca_key, err, errlen)) < 0)
+        return rv;
+    for (uint64_t i = 1; i <= nodes && rv == 0; i++)
+        rv = issue_node(dir, i, ca, ca_key, err, errlen);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    return rv;
+}
+
+int certgen_node(const char *dir, uint64_t id, char *err, size_t errlen)
+{
+    struct pair ca_p;
+    pair_paths(&ca_p, dir, "ca");
+    FILE *fc = fopen(ca_p.crt, "r"), *fk = fopen(ca_p.key, "r");
+    X509 *ca = fc ? PEM_read_X509(fc, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *ca_key = fk ? PEM_read_PrivateKey(fk, NULL, NULL, NULL) : NULL;
+    int rv;
+    if (!fc || !fk) {
+        rv = -errno;
+        snprintf(err, errlen, "%s: %s", !fc ? ca_p.crt : ca_p.key, strerror(errno));
+    } else if (!ca || !ca_key) {
+        rv = ossl_fail(err, errlen, !ca ? ca_p.crt : ca_p.key);
+    } else {
+        rv = issue_node(dir, id, ca, ca_key, err, errlen);
+    }
+    if (fc)
+        fclose(fc);
+    if (fk)
+        fclose(fk);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    return rv;
+}

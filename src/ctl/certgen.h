@@ -1,0 +1,25 @@
+/* certgen.h - a cluster CA and node certificates through OpenSSL's API (no
+ * shell-out to openssl(1), no cfssl): what 'raftkvctl config generate --tls'
+ * writes.  Keys are EC P-256; a node's certificate names it
+ * "raftkv-node-N" as CN and as subjectAltName DNS (net/tls.h, "Names"),
+ * and is good for both TLS roles, since every node both dials and accepts. */
+#ifndef RAFTKV_CTL_CERTGEN_H
+#define RAFTKV_CTL_CERTGEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CERTGEN_CA_DAYS 3650
+#define CERTGEN_NODE_DAYS 825
+
+/* Writes dir/ca.crt, dir/ca.key and, for each id in 1..nodes,
+ * dir/node-ID.crt and dir/node-ID.key (keys mode 0600; dir is created mode
+ * 0700 if missing).  Never overwrites: an existing file is -EEXIST, so a
+ * second run cannot silently replace a cluster's CA.  0 or -errno, with one
+ * line in err. */
+int certgen_cluster(const char *dir, uint64_t nodes, char *err, size_t errlen);
+
+/* One more node certificate from the CA in dir (dir/ca.crt, dir/ca.key). */
+int certgen_node(const char *dir, uint64_t id, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,199 @@
+/* tls.c - the OpenSSL context and the certificate-name rules; the
+ * per-connection state machine lives in conn.c next to the plaintext path it
+ * replaces. */
+#include "net/tls.h"
+
+#include "net/net_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct net_tls {
+    SSL_CTX *ctx;
+};
+
+void net_tls_error_string(char *buf, size_t len)
+{
+    unsigned long e = ERR_peek_last_error();
+    if (e)
+        ERR_error_string_n(e, buf, len);
+    else
+        snprintf(buf, len, "unknown error");
+    ERR_clear_error();
+}
+
+/* -errno for a file OpenSSL could not load: check it ourselves, since
+ * OpenSSL's own error says little about why. */
+static int file_error(const char *what, const char *path, char *err, size_t errlen)
+{
+    char why[200];
+    int rv = -EINVAL;
+
+    if (access(path, R_OK) != 0) {
+        rv = -errno;
+        snprintf(why, sizeof(why), "%s", strerror(errno));
+        ERR_clear_error();
+    } else {
+        net_tls_error_string(why, sizeof(why));
+    }
+    snprintf(err, errlen, "TLS %s %s: %s", what, path, why);
+    return rv;
+}
+
+int net_tls_new(const struct net_tls_files *f, struct net_tls **out, char *err, size_t errlen)
+{
+    struct net_tls *t = calloc(1, sizeof(*t));
+    int rv = -ENOMEM;
+
+    *out = NULL;
+    ERR_clear_error();
+    if (!t || !(t->ctx = SSL_CTX_new(TLS_method()))) {
+        snprintf(err, errlen, "TLS: out of memory");
+        goto fail;
+    }
+    /* TLS 1.3 only: its handshake has no renegotiation, no RSA key
+     * exchange, no weak suites to configure away. */
+    if (!SSL_CTX_set_min_proto_version(t->ctx, TLS1_3_VERSION)) {
+        snprintf(err, errlen, "TLS: this OpenSSL has no TLS 1.3");
+        rv = -EINVAL;
+        goto fail;
+    }
+    SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
+                                    SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* No tickets: a server would otherwise write them after the handshake
+     * on its own; links are long-lived, resumption buys nothing. */
+    SSL_CTX_set_num_tickets(t->ctx, 0);
+    SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
+    /* conn.c hands SSL_write a queue chunk that may grow between a
+     * WANT_WRITE and the retry; partial writes let it consume record by
+     * record like sendmsg. */
+    SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                 SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    if (!SSL_CTX_load_verify_locations(t->ctx, f->ca, NULL)) {
+        rv = file_error("CA", f->ca, err, errlen);
+        goto fail;
+    }
+    if (SSL_CTX_use_certificate_chain_file(t->ctx, f->cert) != 1) {
+        rv = file_error("certificate", f->cert, err, errlen);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(t->ctx, f->key, SSL_FILETYPE_PEM) != 1) {
+        rv = file_error("key", f->key, err, errlen);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(t->ctx) != 1) {
+        snprintf(err, errlen, "TLS key %s does not belong to certificate %s", f->key, f->cert);
+        ERR_clear_error();
+        rv = -EINVAL;
+        goto fail;
+    }
+    *out = t;
+    return 0;
+fail:
+    net_tls_free(t);
+    return rv;
+}
+
+void net_tls_free(struct net_tls *t)
+{
+    if (!t)
+        return;
+    SSL_CTX_free(t->ctx);
+    free(t);
+}
+
+struct ssl_st *net_tls_ssl_new(struct net_tls *t, int fd, bool server, const char *expect_name)
+{
+    SSL *ssl = SSL_new(t->ctx);
+    if (!ssl)
+        return NULL;
+    if (!SSL_set_fd(ssl, fd) || (expect_name && !SSL_set1_host(ssl, expect_name))) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    if (server)
+        SSL_set_accept_state(ssl);
+    else
+        SSL_set_connect_state(ssl);
+    return ssl;
+}
+
+int net_tls_name_node_id(const char *name, size_t len, uint32_t *id)
+{
+    size_t plen = sizeof(NET_TLS_NODE_PREFIX) - 1;
+    uint64_t v = 0;
+
+    if (len <= plen || len > plen + 10 || memcmp(name, NET_TLS_NODE_PREFIX, plen) != 0)
+        return -EINVAL;
+    if (name[plen] == '0')
+        return -EINVAL; /* one spelling per id: "raftkv-node-01" is not node 1 */
+    for (size_t i = plen; i < len; i++) {
+        if (name[i] < '0' || name[i] > '9')
+            return -EINVAL;
+        v = v * 10 + (uint64_t)(name[i] - '0');
+    }
+    if (v == 0 || v > UINT32_MAX)
+        return -EINVAL;
+    *id = (uint32_t)v;
+    return 0;
+}
+
+void net_tls_node_name(uint32_t id, char *buf, size_t len)
+{
+    snprintf(buf, len, NET_TLS_NODE_PREFIX "%u", id);
+}
+
+/* Adds the id a name stands for; two different ids in one certificate make
+ * it ambiguous, which is refused as a whole. */
+static int note_name(const unsigned char *s, int len, uint32_t *id, bool *found)
+{
+    uint32_t v;
+    if (len < 0 || memchr(s, '\0', (size_t)len) ||
+        net_tls_name_node_id((const char *)s, (size_t)len, &v) < 0)
+        return 0; /* another name (a host name, say): not ours to judge */
+    if (*found && *id != v)
+        return -EACCES;
+    *id = v;
+    *found = true;
+    return 0;
+}
+
+int net_tls_peer_node(struct ssl_st *ssl, uint32_t *id)
+{
+    X509 *x = SSL_get0_peer_certificate(ssl);
+    bool found = false, any_dns = false;
+    int rv = 0;
+
+    if (!x)
+        return -EACCES;
+    GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans) && rv == 0; i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+        if (g->type != GEN_DNS)
+            continue;
+        any_dns = true;
+        rv = note_name(ASN1_STRING_get0_data(g->d.dNSName), ASN1_STRING_length(g->d.dNSName), id,
+                       &found);
+    }
+    GENERAL_NAMES_free(sans);
+    if (!any_dns && rv == 0) {
+        /* RFC 6125: the CN counts only when there are no DNS names. */
+        const X509_NAME *subj = X509_get_subject_name(x);
+        for (int i = -1; rv == 0 && (i = X509_NAME_get_index_by_NID(subj, NID_commonName, i)) >= 0;) {
+            const ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
+            rv = note_name(ASN1_STRING_get0_data(cn), ASN1_STRING_length(cn), id, &found);
+        }
+    }
+    if (rv < 0)
+        return rv;
+    return found ? 0 : -EACCES;
+}
