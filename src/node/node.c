@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <systemd/sd-daemon.h>
 
 const struct config_node *node_member(const struct node *n, raft_id id)
@@ -67,8 +70,15 @@ static void on_snapshot_started(void *arg, int fd)
     ev_io_start(n->loop, &n->snap_io);
 }
 
+void node_background_thread(void)
+{
+    /* On Linux a tid names one thread; failing is harmless. */
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+}
+
 static void *retire_thread(void *kv)
 {
+    node_background_thread();
     kv_free(kv);
     return NULL;
 }

@@ -141,6 +141,11 @@ struct node {
 
 /* node.c */
 void node_mark_dirty(struct node *n);
+/* Called first on a thread that does bulk work for the loop (loading a
+ * received snapshot, freeing a replaced dictionary): nice +10 for that
+ * thread alone, so on a machine short of CPUs the loop, which sends the
+ * heartbeats, is scheduled first. */
+void node_background_thread(void);
 const struct config_node *node_member(const struct node *n, raft_id id);
 
 /* peer.c */

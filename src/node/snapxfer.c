@@ -280,6 +280,7 @@ int snaprx_chunk(struct snap_rx *rx, struct storage_store *ss, const void *owner
 
 static void *rx_thread(void *arg)
 {
+    node_background_thread();
     struct node *n = arg;
     n->rx_job.rv = snaprx_finish(&n->rx, n->storage, &n->rx_job.kvc, &n->rx_job.kv);
     n->rx_job.loaded_at = ev_time();
