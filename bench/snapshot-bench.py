@@ -25,7 +25,9 @@ has written since the fork, which copy-on-write duplicated), sampled every
 0.5 s; the peak of those against the dataset's bytes is the extra memory a
 snapshot costs.  With RESTART=1, after the run one follower is killed
 (SIGKILL) and started again: time until it answers STATUS and until it has
-applied the leader's commit index.
+applied the leader's commit index.  With ADD_MEMBER=1, then node 4 is
+added while 8 writers write (clusterbench.add_member, as
+snapxfer-bench.py does).
 
 Also reported: the machine's CPU time split (user, system, iowait, steal,
 idle, from /proc/stat) over the prefill and over the timed run.  With
@@ -76,6 +78,7 @@ def cpu_split(a, b):
 
 
 RESTART = os.environ.get("RESTART", "0") == "1"
+ADD_MEMBER = os.environ.get("ADD_MEMBER", "0") == "1"
 
 
 def kb_fields(path, names):
@@ -169,7 +172,7 @@ def sched_report(c, proc, path):
 
 
 def main():
-    with Cluster(3, log_level="info", **DEFAULT_TIMING) as c:
+    with Cluster(3, cluster_id=os.urandom(16).hex(), log_level="info", **DEFAULT_TIMING) as c:
         lead = c.start_and_lead()
         trace_path = os.path.join(c.dir, "sched.data")
         tracer = sched_trace(c, trace_path)
@@ -239,6 +242,11 @@ def main():
         if RESTART:
             res["restart"] = restart_follower(c, c.wait_leader())
         print(json.dumps(res, indent=1))
+        sys.stdout.flush()
+        if ADD_MEMBER:
+            sys.path.insert(0, os.path.join(ROOT, "bench"))
+            from clusterbench import add_member
+            add_member(c, c.wait_leader(), 8)
         rep = sched_report(c, tracer, trace_path)
         if rep:
             print(rep)
