@@ -183,6 +183,9 @@ static const struct opt options[] = {
     P("down_after_ms", T_MS, 0, down_after_ms, "500", 10, 600000,
       "A node that leaves a request unanswered this long is marked down and "
       "gets no requests until it answers again."),
+    P("metrics", T_LISTEN, F_EMPTY_OK, metrics, "", 0, 0,
+      "HTTP address (host:port) of the proxy's Prometheus metrics and health checks "
+      "(/metrics, /healthz, /readyz).  Empty (the default) = off; see [node.N] metrics."),
 
     N("peer", T_HOSTPORT, peer, NULL,
       "Address of this node's Raft traffic: other nodes connect to it, and the "
@@ -193,6 +196,12 @@ static const struct opt options[] = {
       "Unix socket for raftkvctl on the same host (socket name \"admin\")."),
     N("data_dir", T_PATH, data_dir, "{data_dir_base}/{id}",
       "Where the node keeps its log, term/vote and snapshots."),
+    ROW(S_NODE, "node.N", "metrics", T_LISTEN, F_EMPTY_OK, offsetof(struct config_node, metrics), "",
+        0, 0,
+        "HTTP address (host:port) of the node's Prometheus metrics (/metrics) and health "
+        "checks (/healthz, /readyz), served by a thread of its own.  Empty (the default) = "
+        "off: the endpoint is unauthenticated, so it is only opened where it is asked for; "
+        "use a loopback address such as 127.0.0.1:9101 unless the network is trusted."),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

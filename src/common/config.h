@@ -56,6 +56,7 @@ struct config_proxy {
     uint64_t max_lag_entries;
     uint64_t poll_interval_ms;
     uint64_t down_after_ms;
+    char *metrics;                    /* "host:port" of /metrics; "" = off */
 };
 
 struct config_node {
@@ -64,6 +65,7 @@ struct config_node {
     char *client;                     /* "host:port", required */
     char *admin;                      /* unix socket path */
     char *data_dir;                   /* filled from data_dir_base when unset */
+    char *metrics;                    /* "host:port" of /metrics; "" = off */
     uint32_t section_line;
     uint32_t origin[CONFIG_MAX_NODE_OPTIONS];
 };

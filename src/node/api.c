@@ -48,6 +48,12 @@ struct waiter *waitq_pop(struct waitq *q)
 
 void api_waiter_free(struct waiter *w)
 {
+    /* Counted here, where every parked request ends, right after its
+     * answer went to rpc_send(). */
+    struct node *n = w->client->srv->owner;
+    if (w->client->last_reply_id == w->req_id && w->client->replies)
+        node_metrics_request(n, (enum node_metrics_op)w->op, w->client->last_status,
+                             ev_time() - w->arrived);
     if (w->req)
         raftkv__request__free_unpacked(w->req, NULL);
     rpc_client_release(w->client);
@@ -65,6 +71,8 @@ struct waiter *api_waiter_new(struct node *n, enum wait_kind kind, struct rpc_cl
     /* Caps what one client can park here (client_limits.max_in_flight). */
     rpc_client_hold(cl);
     w->req_id = req->id;
+    w->op = (uint8_t)node_metrics_op(req->op_case);
+    w->arrived = n->cur_arrived;
     uint64_t ms = req->timeout_ms ? req->timeout_ms : n->cfg->cluster.request_timeout_ms;
     w->deadline = ev_now(n->loop) + (double)ms / 1000.0;
     return w;
@@ -115,6 +123,11 @@ static void on_request(struct rpc_client *cl, Raftkv__Request *req)
 {
     struct node *n = cl->srv->owner;
     bool kept = false;
+    /* Requests answered at once are counted here; parked ones when their
+     * waiter ends (api_waiter_free), which bumps n->m->answered. */
+    uint64_t id = req->id, replies = cl->replies, answered = n->m ? n->m->answered : 0;
+    enum node_metrics_op op = node_metrics_op(req->op_case);
+    n->cur_arrived = ev_now(n->loop);
     switch (req->op_case) {
     case RAFTKV__REQUEST__OP_GET:
     case RAFTKV__REQUEST__OP_LIST:
@@ -144,6 +157,8 @@ static void on_request(struct rpc_client *cl, Raftkv__Request *req)
     }
     if (!kept)
         raftkv__request__free_unpacked(req, NULL);
+    if (n->m && cl->replies != replies && cl->last_reply_id == id && n->m->answered == answered)
+        node_metrics_request(n, op, cl->last_status, ev_time() - n->cur_arrived);
 }
 
 /* ---- leader changes, failure, timeouts, stop ------------------------- */

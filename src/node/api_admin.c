@@ -7,22 +7,6 @@
 
 #include <errno.h>
 #include <stdio.h>
-#include <unistd.h>
-
-/* Resident set size from /proc/self/statm (second field, in pages). */
-static int resident_bytes(uint64_t *out)
-{
-    FILE *f = fopen("/proc/self/statm", "re");
-    if (!f)
-        return -errno;
-    unsigned long long size, resident;
-    int n = fscanf(f, "%llu %llu", &size, &resident);
-    fclose(f);
-    if (n != 2)
-        return -EINVAL;
-    *out = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
-    return 0;
-}
 
 static const char *progress_state_name(uint8_t s)
 {
@@ -66,7 +50,7 @@ void api_handle_status(struct node *n, struct rpc_client *cl, const Raftkv__Requ
     ns.has_snapshot_bytes = storage_store_snapshot_bytes(n->storage, &ns.snapshot_bytes) == 0;
     ns.has_data_bytes = 1;
     ns.data_bytes = kv_dict_data_bytes(kv_dict(replica_kv(n->rp)));
-    ns.has_memory_bytes = resident_bytes(&ns.memory_bytes) == 0;
+    ns.has_memory_bytes = metrics_resident_bytes(&ns.memory_bytes) == 0;
     ns.has_quota_bytes = 1;
     ns.quota_bytes = kv_quota(replica_kv(n->rp));
 

@@ -10,6 +10,7 @@
 #include "net/dial.h"
 #include "net/listener.h"
 #include "node/identity.h"
+#include "node/node_metrics.h"
 #include "node/node.h"
 #include "node/peer_codec.h"
 #include "node/replica.h"
@@ -35,6 +36,8 @@ struct waiter {
     raft_term term;      /* WRITE: proposal term */
     uint64_t ctx;        /* READ: read-index ctx */
     bool index_known;    /* READ */
+    uint8_t op;          /* enum node_metrics_op, for the request metrics */
+    double arrived;      /* ev_now() when the request arrived */
     void *req;           /* READ: the unpacked Raftkv__Request to answer */
     struct waiter *prev, *next; /* doubly linked: a waiter leaves its queue in O(1) */
 };
@@ -143,6 +146,8 @@ struct node {
     struct peer_ident pident; /* what every outgoing message carries */
     struct guard *guard;     /* guard.c: who may talk to us */
     struct bootstrap *boot;  /* bootstrap.c: non-NULL while an empty node decides */
+    struct node_metrics *m;  /* node_metrics.c: Prometheus series, /metrics */
+    double cur_arrived;      /* ev_now() when the request being dispatched arrived */
 };
 
 /* node.c */

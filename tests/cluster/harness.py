@@ -420,6 +420,7 @@ class Node:
         self.id = nid
         self.peer_port = peer_port
         self.client_port = client_port
+        self.metrics_port = None
         self.admin = os.path.join(cluster.dir, "node-%d.sock" % nid)
         self.data_dir = os.path.join(cluster.dir, "data-%d" % nid)
         self.log_path = os.path.join(cluster.dir, "node-%d.log" % nid)
@@ -455,7 +456,10 @@ class Cluster:
         "reconnect_max_ms": 200,
     }
 
-    def __init__(self, n, name=None, log_level="info", cluster_id=None, **cluster_opts):
+    def __init__(self, n, name=None, log_level="info", cluster_id=None, metrics=False,
+                 **cluster_opts):
+        """metrics: give every node and the proxy a loopback /metrics
+        address (node.metrics_port, cluster.proxy_metrics_port)."""
         self.n = n
         self.cluster_id = cluster_id  # [cluster] id; None: derived by the nodes
         self.dir = tempfile.mkdtemp(prefix="c%d-" % n, dir=_TOP_TMP)
@@ -467,6 +471,12 @@ class Cluster:
         self.nodes = {i: Node(self, i, ports[2 * (i - 1)], ports[2 * (i - 1) + 1])
                       for i in range(1, n + 1)}
         self.proxy_port = ports[-1]
+        self.proxy_metrics_port = None
+        if metrics:
+            mports = free_ports(n + 1)
+            for i, nd in self.nodes.items():
+                nd.metrics_port = mports[i - 1]
+            self.proxy_metrics_port = mports[-1]
         self.config = os.path.join(self.dir, "raftkv.conf")
         self.write_config()
         self.exit_codes = []  # (node, signal or 'exit', code) of every process that ended
@@ -485,7 +495,11 @@ class Cluster:
                       "client = 127.0.0.1:%d" % nd.client_port,
                       "admin = %s" % nd.admin,
                       "data_dir = %s" % nd.data_dir]
+            if nd.metrics_port:
+                lines.append("metrics = 127.0.0.1:%d" % nd.metrics_port)
         lines += ["", "[proxy]", "listen = 127.0.0.1:%d" % self.proxy_port, "unix ="]
+        if self.proxy_metrics_port:
+            lines.append("metrics = 127.0.0.1:%d" % self.proxy_metrics_port)
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
 
