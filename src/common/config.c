@@ -158,6 +158,11 @@ static const struct opt options[] = {
       "default, like etcd's, keeps a node's memory (about 2-3 times the "
       "dataset, more while a snapshot is written under heavy writes) within "
       "a small machine.  0 = no limit."),
+    C("slow_request_ms", T_MS, slow_request_ms, "1000", 0, 3600000,
+      "A client request a node works on longer than this is logged once (journal "
+      "event slow_request, with its op, key, how long each stage took and the "
+      "node's state), at most one line a second; raftkv_slow_requests_total "
+      "counts them all.  0 = never."),
     C("log_level", T_LEVEL, log_level, "info", 0, 0,
       "error, warn, notice, info or debug."),
     C("log_target", T_TARGET, log_target, "auto", 0, 0,

@@ -2,6 +2,7 @@
 #include "metrics/http.h"
 
 #include "common/addr.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <microhttpd.h>
@@ -158,6 +159,8 @@ int metrics_http_start(struct metrics_http **out, const struct metrics_http_conf
         free(h);
         return -EIO;
     }
+    log_info("metrics: serving /metrics, /healthz and /readyz on %s (port %u)", cfg->address,
+             h->port);
     *out = h;
     return 0;
 }

@@ -28,7 +28,8 @@ struct metrics_http_config {
 
 struct metrics_http;
 
-/* Bind and start serving.  0, or -errno with one line in err. */
+/* Bind and start serving (and log where).  0, or -errno with one line in
+ * err. */
 int metrics_http_start(struct metrics_http **out, const struct metrics_http_config *cfg, char *err,
                        size_t errlen);
 /* The bound port (useful with port 0). */

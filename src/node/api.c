@@ -50,10 +50,8 @@ void api_waiter_free(struct waiter *w)
 {
     /* Counted here, where every parked request ends, right after its
      * answer went to rpc_send(). */
-    struct node *n = w->client->srv->owner;
     if (w->client->last_reply_id == w->req_id && w->client->replies)
-        node_metrics_request(n, (enum node_metrics_op)w->op, w->client->last_status,
-                             ev_time() - w->arrived);
+        node_metrics_waiter_done(w->client->srv->owner, w, w->client->last_status);
     if (w->req)
         raftkv__request__free_unpacked(w->req, NULL);
     rpc_client_release(w->client);
@@ -71,8 +69,9 @@ struct waiter *api_waiter_new(struct node *n, enum wait_kind kind, struct rpc_cl
     /* Caps what one client can park here (client_limits.max_in_flight). */
     rpc_client_hold(cl);
     w->req_id = req->id;
-    w->op = (uint8_t)node_metrics_op(req->op_case);
+    w->op = (uint8_t)metrics_requests_op(req->op_case);
     w->arrived = n->cur_arrived;
+    node_metrics_note_key(w, req);
     uint64_t ms = req->timeout_ms ? req->timeout_ms : n->cfg->cluster.request_timeout_ms;
     w->deadline = ev_now(n->loop) + (double)ms / 1000.0;
     return w;
@@ -126,7 +125,7 @@ static void on_request(struct rpc_client *cl, Raftkv__Request *req)
     /* Requests answered at once are counted here; parked ones when their
      * waiter ends (api_waiter_free), which bumps n->m->answered. */
     uint64_t id = req->id, replies = cl->replies, answered = n->m ? n->m->answered : 0;
-    enum node_metrics_op op = node_metrics_op(req->op_case);
+    enum metrics_op op = metrics_requests_op(req->op_case);
     n->cur_arrived = ev_now(n->loop);
     switch (req->op_case) {
     case RAFTKV__REQUEST__OP_GET:
@@ -149,6 +148,9 @@ static void on_request(struct rpc_client *cl, Raftkv__Request *req)
         break;
     case RAFTKV__REQUEST__OP_MEMBER_CHANGE:
         api_member_handle(n, cl, req);
+        break;
+    case RAFTKV__REQUEST__OP_METRICS:
+        api_handle_metrics(n, cl, req);
         break;
     default:
         rpc_reply_error(cl, req->id, RAFTKV__STATUS__INVALID_ARGUMENT,

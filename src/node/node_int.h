@@ -26,6 +26,8 @@
 
 enum wait_kind { WAIT_WRITE, WAIT_READ, WAIT_TRANSFER };
 
+#define NODE_SLOW_KEY_MAX 48 /* key bytes a waiter keeps for the slow-request log */
+
 /* A request parked until Raft decides it. */
 struct waiter {
     enum wait_kind kind;
@@ -36,8 +38,12 @@ struct waiter {
     raft_term term;      /* WRITE: proposal term */
     uint64_t ctx;        /* READ: read-index ctx */
     bool index_known;    /* READ */
-    uint8_t op;          /* enum node_metrics_op, for the request metrics */
+    uint8_t op;          /* enum metrics_op, for the request metrics */
     double arrived;      /* ev_now() when the request arrived */
+    double known_at;     /* READ: when the read index was known */
+    /* The key (or LIST prefix), truncated, for the slow-request log. */
+    uint32_t key_len;
+    uint8_t key[NODE_SLOW_KEY_MAX];
     void *req;           /* READ: the unpacked Raftkv__Request to answer */
     struct waiter *prev, *next; /* doubly linked: a waiter leaves its queue in O(1) */
 };

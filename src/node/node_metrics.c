@@ -8,57 +8,100 @@
 #include "node/node_int.h"
 #include "node/storage_store.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const op_names[NM_OP_COUNT] = {
-    "get", "list", "set", "del", "cas", "status", "transfer_leader", "watch_leader",
-    "member_change", "other"};
-
-enum node_metrics_op node_metrics_op(Raftkv__Request__OpCase op)
-{
-    switch (op) {
-    case RAFTKV__REQUEST__OP_GET: return NM_OP_GET;
-    case RAFTKV__REQUEST__OP_LIST: return NM_OP_LIST;
-    case RAFTKV__REQUEST__OP_SET: return NM_OP_SET;
-    case RAFTKV__REQUEST__OP_DEL: return NM_OP_DEL;
-    case RAFTKV__REQUEST__OP_CAS: return NM_OP_CAS;
-    case RAFTKV__REQUEST__OP_STATUS: return NM_OP_STATUS;
-    case RAFTKV__REQUEST__OP_TRANSFER_LEADER: return NM_OP_TRANSFER;
-    case RAFTKV__REQUEST__OP_WATCH_LEADER: return NM_OP_WATCH;
-    case RAFTKV__REQUEST__OP_MEMBER_CHANGE: return NM_OP_MEMBER;
-    default: return NM_OP_OTHER;
-    }
-}
-
-/* "NOT_FOUND" -> "not_found", from the .proto's own names, so a new status
- * code is labelled without touching this file. */
-static void status_label(unsigned i, char *buf, size_t len)
-{
-    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&raftkv__status__descriptor,
-                                                                       (int)i);
-    if (!v || i == NM_STATUS_COUNT - 1) {
-        snprintf(buf, len, "other");
-        return;
-    }
-    size_t k = 0;
-    for (const char *c = v->name; *c && k + 1 < len; c++)
-        buf[k++] = (char)tolower((unsigned char)*c);
-    buf[k] = 0;
-}
-
-void node_metrics_request(struct node *n, enum node_metrics_op op, int status, double seconds)
+void node_metrics_request(struct node *n, enum metrics_op op, int status, double seconds)
 {
     struct node_metrics *m = n->m;
     if (!m)
         return;
-    unsigned st = status >= 0 && status < NM_STATUS_COUNT - 1 ? (unsigned)status : NM_STATUS_COUNT - 1;
-    metrics_counter_inc(m->requests[op][st]);
-    metrics_hist_observe(m->latency[op][st], seconds < 0 ? 0 : seconds);
+    metrics_requests_observe(&m->requests, op, status, seconds);
     m->answered++;
+}
+
+void node_metrics_note_key(struct waiter *w, const Raftkv__Request *req)
+{
+    const ProtobufCBinaryData *k = NULL;
+    switch (req->op_case) {
+    case RAFTKV__REQUEST__OP_GET: k = &req->get->key; break;
+    case RAFTKV__REQUEST__OP_LIST: k = &req->list->prefix; break;
+    case RAFTKV__REQUEST__OP_SET: k = &req->set->key; break;
+    case RAFTKV__REQUEST__OP_DEL: k = &req->del->key; break;
+    case RAFTKV__REQUEST__OP_CAS: k = &req->cas->key; break;
+    default: break;
+    }
+    if (!k || !k->data)
+        return;
+    w->key_len = (uint32_t)k->len;
+    memcpy(w->key, k->data, k->len < sizeof(w->key) ? k->len : sizeof(w->key));
+}
+
+/* One line a second at most: a stalled disk makes every request slow, and
+ * the journal must not drown in them. */
+#define SLOW_LOG_EVERY_S 1.0
+
+static void log_slow(struct node *n, const struct waiter *w, int status, double now)
+{
+    struct node_metrics *m = n->m;
+    metrics_counter_inc(m->slow_requests);
+    if (now - m->slow_logged_at < SLOW_LOG_EVERY_S) {
+        m->slow_unlogged++;
+        return;
+    }
+    char key[NODE_SLOW_KEY_MAX * 4 + 4], total[24], s1[24], s2[24], st[24], cb[24];
+    log_escape(w->key, w->key_len, sizeof(w->key), key, sizeof(key));
+    const ProtobufCEnumValue *sv =
+        protobuf_c_enum_descriptor_get_value(&raftkv__status__descriptor, status);
+    const char *op = metrics_requests_op_name((enum metrics_op)w->op);
+    uint64_t total_us = (uint64_t)((now - w->arrived) * 1e6);
+    /* Stages: a write waits from its proposal (made on arrival) until
+     * committed on a majority's disks and applied; a read first for its
+     * read index (one heartbeat round), then for that index to apply. */
+    uint64_t index_us = w->kind == WAIT_READ && w->index_known
+                            ? (uint64_t)((w->known_at - w->arrived) * 1e6) : 0;
+    uint64_t apply_us = w->kind == WAIT_READ && w->index_known
+                            ? (uint64_t)((now - w->known_at) * 1e6) : 0;
+    const char *stage1 = w->kind == WAIT_READ ? "RAFTKV_STAGE_US_READ_INDEX" : "RAFTKV_STAGE_US_COMMIT_APPLY";
+    const char *stage2 = w->kind == WAIT_READ ? "RAFTKV_STAGE_US_APPLY_WAIT" : "RAFTKV_STAGE_US_QUEUE";
+    char stages[128], more[64] = "";
+    if (w->kind != WAIT_READ)
+        snprintf(stages, sizeof(stages), "proposal to commit and apply %.0f ms", total_us / 1e3);
+    else if (w->index_known)
+        snprintf(stages, sizeof(stages), "read index after %.0f ms, applied %.0f ms later",
+                 index_us / 1e3, apply_us / 1e3);
+    else
+        snprintf(stages, sizeof(stages), "read index never confirmed");
+    if (m->slow_unlogged)
+        snprintf(more, sizeof(more), "; %llu more slow requests since the last line",
+                 (unsigned long long)m->slow_unlogged);
+    log_event(LOG_WARNING, "slow_request",
+              LOG_FIELDS({"RAFTKV_OP", op}, {"RAFTKV_KEY", key},
+                         {"RAFTKV_STATUS", sv ? sv->name : "?"},
+                         {"RAFTKV_DURATION_US", log_u64(total, total_us)},
+                         {stage1, log_u64(s1, w->kind == WAIT_READ ? index_us : total_us)},
+                         {stage2, log_u64(s2, w->kind == WAIT_READ ? apply_us : 0)},
+                         {"RAFTKV_SLOW_UNLOGGED", log_u64(st, m->slow_unlogged)},
+                         {"RAFTKV_COMMIT", log_u64(cb, replica_commit_index(n->rp))}),
+              "slow request: %s \"%s\" took %.0f ms (%s): %s; role %s, term %llu, leader %llu, "
+              "commit %llu, applied %llu%s",
+              op, key, total_us / 1e3, sv ? sv->name : "?", stages, raft_role_name(n->role),
+              (unsigned long long)n->term, (unsigned long long)n->leader,
+              (unsigned long long)replica_commit_index(n->rp),
+              (unsigned long long)replica_applied(n->rp), more);
+    m->slow_logged_at = now;
+    m->slow_unlogged = 0;
+}
+
+void node_metrics_waiter_done(struct node *n, const struct waiter *w, int status)
+{
+    double now = ev_time();
+    node_metrics_request(n, (enum metrics_op)w->op, status, now - w->arrived);
+    uint64_t slow_ms = n->cfg->cluster.slow_request_ms;
+    if (n->m && slow_ms && (now - w->arrived) * 1e3 >= (double)slow_ms)
+        log_slow(n, w, status, now);
 }
 
 void node_metrics_synced(void *arg, uint64_t records, uint64_t bytes, double sync_seconds)
@@ -137,12 +180,8 @@ void node_metrics_publish_slow(struct node *n)
     uint64_t sb;
     if (storage_store_snapshot_bytes(n->storage, &sb) == 0)
         metrics_gauge_set(m->snapshot_bytes, (double)sb);
-    size_t conns = 0;
-    if (n->client_l)
-        conns += net_listener_conns(n->client_l);
-    if (n->admin_l)
-        conns += net_listener_conns(n->admin_l);
-    metrics_gauge_set(m->connections, (double)conns);
+    metrics_gauge_set(m->connections,
+                      (double)(net_listener_conns(n->client_l) + net_listener_conns(n->admin_l)));
 }
 
 /* ---- health (HTTP thread) ---------------------------------------------- */
@@ -241,24 +280,13 @@ static int register_all(struct node *n, struct node_metrics *m)
     m->quota_bytes = G("raftkv_kv_quota_bytes", "The dataset quota in force (0 = none).");
     m->in_flight = G("raftkv_requests_in_flight", "Requests waiting for Raft (writes, reads, transfers).");
     m->connections = G("raftkv_connections", "Open client and admin connections.");
+    m->slow_requests = C("raftkv_slow_requests_total",
+                         "Requests slower than cluster.slow_request_ms (logged at most one a second).");
     m->loop_lag = metrics_hist_new(r, "raftkv_loop_iteration_seconds",
                                    "Work done in one event-loop iteration (its lag).", NULL,
                                    metrics_buckets_latency, metrics_buckets_latency_n, 0);
-    for (unsigned o = 0; o < NM_OP_COUNT; o++)
-        for (unsigned s = 0; s < NM_STATUS_COUNT; s++) {
-            char st[32], l[96];
-            status_label(s, st, sizeof(st));
-            snprintf(l, sizeof(l), "op=\"%s\",status=\"%s\"", op_names[o], st);
-            m->requests[o][s] = metrics_counter_new(r, "raftkv_requests_total",
-                                                    "Client requests answered, by op and status.",
-                                                    l, METRICS_HIDE_ZERO);
-            m->latency[o][s] = metrics_hist_new(
-                r, "raftkv_request_duration_seconds",
-                "Time from a request's arrival to its answer, by op and status.", l,
-                metrics_buckets_latency, metrics_buckets_latency_n, METRICS_HIDE_ZERO);
-            if (!m->requests[o][s] || !m->latency[o][s])
-                return -ENOMEM;
-        }
+    if (metrics_requests_register(r, &m->requests, "raftkv", "Client requests") < 0)
+        return -ENOMEM;
     if (!m->has_leader || !m->is_leader || !m->term || !m->commit || !m->applied ||
         !m->last_index || !m->snapshot_index || !m->members || !m->leader_changes ||
         !m->elections || !m->proposals_committed || !m->proposals_failed ||
@@ -266,7 +294,7 @@ static int register_all(struct node *n, struct node_metrics *m)
         !m->snapshot_install_seconds || !m->snapshot_bytes || !m->fsync_seconds ||
         !m->batch_records || !m->bytes_written || !m->records_written || !m->disk_failed ||
         !m->keys || !m->data_bytes || !m->quota_bytes || !m->in_flight || !m->connections ||
-        !m->loop_lag)
+        !m->loop_lag || !m->slow_requests)
         return -ENOMEM;
     return metrics_add_process(r, RAFTKV_VERSION_STRING);
 }
@@ -281,16 +309,14 @@ static int register_all(struct node *n, struct node_metrics *m)
 
 int node_metrics_start(struct node *n, char *err, size_t errlen)
 {
-    struct node_metrics *m = calloc(1, sizeof(*m));
-    if (!m || metrics_registry_new(&m->reg) < 0) {
-        free(m);
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
+    /* A partly built one is freed by node_metrics_stop() with the node. */
+    struct node_metrics *m = n->m = calloc(1, sizeof(*m));
+    int rv = m ? metrics_registry_new(&m->reg) : -ENOMEM;
+    if (rv == 0) {
+        double et = (double)n->cfg->cluster.election_timeout_ms / 1000.0;
+        m->health_max_s = 10 * et > HEALTH_MIN_S ? 10 * et : HEALTH_MIN_S;
+        rv = register_all(n, m);
     }
-    n->m = m;
-    double et = (double)n->cfg->cluster.election_timeout_ms / 1000.0;
-    m->health_max_s = 10 * et > HEALTH_MIN_S ? 10 * et : HEALTH_MIN_S;
-    int rv = register_all(n, m);
     if (rv < 0)
         snprintf(err, errlen, "out of memory");
     return rv;
@@ -299,7 +325,6 @@ int node_metrics_start(struct node *n, char *err, size_t errlen)
 int node_metrics_serve(struct node *n, char *err, size_t errlen)
 {
     struct node_metrics *m = n->m;
-    int rv;
     node_metrics_publish(n);
     node_metrics_publish_slow(n);
     const struct config_node *me = config_node_find(n->cfg, n->id);
@@ -307,11 +332,7 @@ int node_metrics_serve(struct node *n, char *err, size_t errlen)
         return 0;
     struct metrics_http_config hc = {
         .address = me->metrics, .reg = m->reg, .healthz = healthz, .readyz = readyz, .arg = m};
-    rv = metrics_http_start(&m->http, &hc, err, errlen);
-    if (rv == 0)
-        log_info("metrics: serving /metrics, /healthz and /readyz on %s (port %u)", me->metrics,
-                 metrics_http_port(m->http));
-    return rv;
+    return metrics_http_start(&m->http, &hc, err, errlen);
 }
 
 void node_metrics_stop(struct node *n)

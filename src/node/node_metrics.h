@@ -9,20 +9,13 @@
 #include "common/config.h"
 #include "metrics/http.h"
 #include "metrics/metrics.h"
+#include "metrics/requests.h"
 #include "raftkv.pb-c.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
 struct node;
-
-/* Request kinds counted apart (label op). */
-enum node_metrics_op {
-    NM_OP_GET, NM_OP_LIST, NM_OP_SET, NM_OP_DEL, NM_OP_CAS, NM_OP_STATUS, NM_OP_TRANSFER,
-    NM_OP_WATCH, NM_OP_MEMBER, NM_OP_OTHER, NM_OP_COUNT
-};
-/* Status codes beyond this share the last slot (label "other"). */
-#define NM_STATUS_COUNT 13
 
 struct node_metrics {
     struct metrics_registry *reg;
@@ -49,9 +42,11 @@ struct node_metrics {
     /* dataset */
     struct metrics_gauge *keys, *data_bytes, *quota_bytes;
     /* requests */
-    struct metrics_counter *requests[NM_OP_COUNT][NM_STATUS_COUNT];
-    struct metrics_hist *latency[NM_OP_COUNT][NM_STATUS_COUNT];
+    struct metrics_requests requests;
     struct metrics_gauge *in_flight, *connections;
+    struct metrics_counter *slow_requests;
+    double slow_logged_at;    /* ev_now() of the last slow-request line */
+    uint64_t slow_unlogged;   /* slow requests not logged since (rate limit) */
     uint64_t answered; /* requests counted: the synchronous path skips one a waiter counted */
     /* process */
     struct metrics_hist *loop_lag;
@@ -73,10 +68,14 @@ void node_metrics_publish(struct node *n);
 void node_metrics_publish_slow(struct node *n);
 void node_metrics_soft_state(struct node *n, bool leader_changed, bool became_candidate);
 
-/* A request's op for the labels. */
-enum node_metrics_op node_metrics_op(Raftkv__Request__OpCase op);
+struct waiter;
+/* A parked request was answered with status: count it, and log it when it
+ * took longer than cluster.slow_request_ms. */
+void node_metrics_waiter_done(struct node *n, const struct waiter *w, int status);
+/* Keep the request's key (truncated) in w for that log line. */
+void node_metrics_note_key(struct waiter *w, const Raftkv__Request *req);
 /* One answered request: op, status and seconds since it arrived. */
-void node_metrics_request(struct node *n, enum node_metrics_op op, int status, double seconds);
+void node_metrics_request(struct node *n, enum metrics_op op, int status, double seconds);
 
 /* The store's writer thread, after each group commit (any thread). */
 void node_metrics_synced(void *arg, uint64_t records, uint64_t bytes, double sync_seconds);
