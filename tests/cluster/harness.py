@@ -199,6 +199,38 @@ def wait_until(cond, timeout, what, interval=0.02):
         time.sleep(interval)
 
 
+def free_listen_ports(n):
+    """n distinct loopback ports below the kernel's ephemeral range that were
+    free a moment ago.  Ports from free_ports() come from that range, so an
+    outgoing connection (a node dialling its peers) can take one as its
+    source port before the daemon binds it (seen once in a full ASan run of
+    the metrics suite: EADDRINUSE); ports below it are never handed out
+    that way."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            port = random.randrange(10000, max(low, 10001))
+            if port in ports:
+                continue
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+            ports.append(port)
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
 def free_ports(n):
     """n distinct loopback ports that were free a moment ago."""
     socks, ports = [], []
@@ -473,7 +505,7 @@ class Cluster:
         self.proxy_port = ports[-1]
         self.proxy_metrics_port = None
         if metrics:
-            mports = free_ports(n + 1)
+            mports = free_listen_ports(n + 1)
             for i, nd in self.nodes.items():
                 nd.metrics_port = mports[i - 1]
             self.proxy_metrics_port = mports[-1]
