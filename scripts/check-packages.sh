@@ -54,6 +54,7 @@ expected=(
   etc/raftkv/raftkv.conf
   usr/share/man/man1/raftkvctl.1.gz usr/share/man/man5/raftkv.conf.5.gz
   usr/share/man/man8/raftkv-node.8.gz usr/share/man/man8/raftkv-proxy.8.gz
+  usr/share/raftkv/raftkv-alerts.yml usr/share/raftkv/raftkv-dashboard.json
 )
 
 # missing_from LISTFILE: the expected paths LISTFILE (one absolute path a

@@ -15,6 +15,8 @@ packages=(
   debhelper dpkg-dev fakeroot lintian rpm rpmlint debootstrap systemd-container
   # fault injection (tests/chaos): network namespaces and veth pairs
   iproute2 procps
+  # metrics endpoint (issue 16) and promtool for checking /metrics and the alert rules
+  libmicrohttpd-dev prometheus
 )
 
 exec "$(dirname "$0")/apt-install.sh" install-deps "${packages[@]}"

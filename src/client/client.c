@@ -556,6 +556,17 @@ int client_status(struct client *c, bool fanout, Raftkv__Response **resp, char *
     return client_call(c, &req, resp, err, errlen);
 }
 
+int client_metrics(struct client *c, bool json, Raftkv__Response **resp, char *err, size_t errlen)
+{
+    Raftkv__Request req = RAFTKV__REQUEST__INIT;
+    Raftkv__MetricsRequest m = RAFTKV__METRICS_REQUEST__INIT;
+    m.has_format = 1;
+    m.format = json ? RAFTKV__METRICS_FORMAT__METRICS_JSON : RAFTKV__METRICS_FORMAT__METRICS_PROMETHEUS;
+    req.op_case = RAFTKV__REQUEST__OP_METRICS;
+    req.metrics = &m;
+    return client_call(c, &req, resp, err, errlen);
+}
+
 int client_transfer_leader(struct client *c, uint64_t target, Raftkv__Response **resp,
                            char *err, size_t errlen)
 {

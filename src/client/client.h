@@ -89,6 +89,8 @@ int client_list(struct client *c, const void *prefix, size_t plen, const void *s
                 char *err, size_t errlen);
 int client_status(struct client *c, bool fanout, Raftkv__Response **resp, char *err, size_t errlen);
 /* target 0: the most caught-up follower. */
+/* METRICS (admin socket of a node): json or the Prometheus text. */
+int client_metrics(struct client *c, bool json, Raftkv__Response **resp, char *err, size_t errlen);
 int client_transfer_leader(struct client *c, uint64_t target, Raftkv__Response **resp,
                            char *err, size_t errlen);
 

@@ -160,6 +160,11 @@ static const struct opt options[] = {
       "default, like etcd's, keeps a node's memory (about 2-3 times the "
       "dataset, more while a snapshot is written under heavy writes) within "
       "a small machine.  0 = no limit."),
+    C("slow_request_ms", T_MS, slow_request_ms, "1000", 0, 3600000,
+      "A client request a node works on longer than this is logged once (journal "
+      "event slow_request, with its op, key, how long each stage took and the "
+      "node's state), at most one line a second; raftkv_slow_requests_total "
+      "counts them all.  0 = never."),
     C("log_level", T_LEVEL, log_level, "info", 0, 0,
       "error, warn, notice, info or debug."),
     C("log_target", T_TARGET, log_target, "auto", 0, 0,
@@ -194,6 +199,9 @@ static const struct opt options[] = {
     P("down_after_ms", T_MS, 0, down_after_ms, "500", 10, 600000,
       "A node that leaves a request unanswered this long is marked down and "
       "gets no requests until it answers again."),
+    P("metrics", T_LISTEN, F_EMPTY_OK, metrics, "", 0, 0,
+      "HTTP address (host:port) of the proxy's Prometheus metrics and health checks "
+      "(/metrics, /healthz, /readyz).  Empty (the default) = off; see [node.N] metrics."),
 
     N("peer", T_HOSTPORT, peer, NULL,
       "Address of this node's Raft traffic: other nodes connect to it, and the "
@@ -209,6 +217,12 @@ static const struct opt options[] = {
       "[cluster] tls_ca is set; issued by that CA for \"raftkv-node-{id}\"."),
     N("tls_key", T_PATH, tls_key, "/etc/raftkv/tls/node-{id}.key",
       "PEM private key of tls_cert. Keep it readable by the raftkv user only."),
+    ROW(S_NODE, "node.N", "metrics", T_LISTEN, F_EMPTY_OK, offsetof(struct config_node, metrics), "",
+        0, 0,
+        "HTTP address (host:port) of the node's Prometheus metrics (/metrics) and health "
+        "checks (/healthz, /readyz), served by a thread of its own.  Empty (the default) = "
+        "off: the endpoint is unauthenticated, so it is only opened where it is asked for; "
+        "use a loopback address such as 127.0.0.1:9101 unless the network is trusted."),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

@@ -43,6 +43,7 @@ struct config_cluster {
     uint64_t session_ttl_ms;          /* struct kv_config, same on every node */
     uint64_t max_sessions;
     uint64_t max_data_bytes;          /* quota, through the log (kv.h); 0 = none */
+    uint64_t slow_request_ms;         /* log requests slower than this; 0 = off */
     int log_level;                    /* syslog level, LOG_ERR..LOG_DEBUG */
     int log_target;                   /* enum log_target */
     char *data_dir_base;
@@ -57,6 +58,7 @@ struct config_proxy {
     uint64_t max_lag_entries;
     uint64_t poll_interval_ms;
     uint64_t down_after_ms;
+    char *metrics;                    /* "host:port" of /metrics; "" = off */
 };
 
 struct config_node {
@@ -67,6 +69,7 @@ struct config_node {
     char *data_dir;                   /* filled from data_dir_base when unset */
     char *tls_cert;                   /* used when cluster.tls_ca is set */
     char *tls_key;
+    char *metrics;                    /* "host:port" of /metrics; "" = off */
     uint32_t section_line;
     uint32_t origin[CONFIG_MAX_NODE_OPTIONS];
 };

@@ -253,3 +253,42 @@ void log_emit(int level, const char *file, int line, const char *func,
         emit_stderr(level, event, fields, msg);
     errno = saved_errno;
 }
+
+const char *log_escape_byte(unsigned char ch, char buf[5])
+{
+    switch (ch) {
+    case '\\': return "\\\\";
+    case '\n': return "\\n";
+    case '\t': return "\\t";
+    case '\r': return "\\r";
+    }
+    if (ch < 0x20 || ch >= 0x7f) {
+        snprintf(buf, 5, "\\x%02x", ch);
+        return buf;
+    }
+    buf[0] = (char)ch;
+    buf[1] = '\0';
+    return buf;
+}
+
+const char *log_escape(const void *p, size_t n, size_t max, char *out, size_t outlen)
+{
+    const unsigned char *s = p;
+    size_t k = 0, i = 0;
+    char b[5];
+    if (!outlen)
+        return out;
+    /* Keep room for "..." and the terminator. */
+    for (; i < n && i < max; i++) {
+        const char *e = log_escape_byte(s[i], b);
+        size_t l = strlen(e);
+        if (k + l + 4 > outlen)
+            break;
+        memcpy(out + k, e, l);
+        k += l;
+    }
+    out[k] = 0;
+    if (i < n && k + 4 <= outlen)
+        memcpy(out + k, "...", 4);
+    return out;
+}

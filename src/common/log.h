@@ -6,6 +6,7 @@
 #define RAFTKV_COMMON_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <syslog.h> /* LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG */
 
@@ -58,6 +59,13 @@ const char *log_target_name(enum log_target t);
 /* Whether fd 2 is the stream systemd set up to journald: $JOURNAL_STREAM
  * ("dev:ino") names the same file as fstat(2). */
 bool log_stderr_is_journal(void);
+
+/* One byte as terminal-safe text: itself when printable ASCII, else \n,
+ * \t, \r, \\ or \xNN (into buf).  Keys and values in logs and raftkvctl. */
+const char *log_escape_byte(unsigned char ch, char buf[5]);
+/* Up to max bytes of p escaped into out (outlen bytes, always terminated),
+ * with "..." when p was longer.  Returns out. */
+const char *log_escape(const void *p, size_t n, size_t max, char *out, size_t outlen);
 
 /* Decimal rendering of v into buf, for field values; returns buf. */
 const char *log_u64(char buf[24], uint64_t v);

@@ -508,3 +508,27 @@ int cmd_transfer_leader(struct ctl *ctl, int argc, char **argv)
     client_response_free(resp);
     return r;
 }
+
+int cmd_metrics(struct ctl *ctl, int argc, char **argv)
+{
+    int r = ctl_getopt(ctl, ctl_find_command("metrics"), argc, argv, NULL, NULL, NULL, NULL);
+    char err[CLIENT_ERRLEN];
+    if (r)
+        return r < 0 ? 0 : r;
+    if (argc - optind > 0)
+        return ctl_usage_error("metrics", "unexpected argument '%s'", argv[optind]);
+    struct client *c = ctl_client(ctl);
+    if (!c)
+        return EXIT_USAGE;
+    Raftkv__Response *resp = NULL;
+    r = client_metrics(c, ctl_format(ctl, FMT_PROMETHEUS) == FMT_JSON, &resp, err, sizeof(err));
+    if (r < 0 || resp->status != RAFTKV__STATUS__OK ||
+        resp->result_case != RAFTKV__RESPONSE__RESULT_METRICS) {
+        int code = ctl_report(ctl, "metrics", r, resp, err);
+        client_response_free(resp);
+        return code ? code : EXIT_ERROR;
+    }
+    fputs(resp->metrics->text ? resp->metrics->text : "", stdout);
+    client_response_free(resp);
+    return EXIT_OK;
+}

@@ -92,8 +92,10 @@ static int apply_common(struct ctl *ctl, const char *cmd, int c, const char *arg
             ctl->o.format = FMT_JSON;
         else if (strcmp(arg, "plain") == 0)
             ctl->o.format = FMT_PLAIN;
+        else if (strcmp(arg, "prometheus") == 0)
+            ctl->o.format = FMT_PROMETHEUS; /* metrics; the others print it like plain */
         else
-            return ctl_usage_error(cmd, "-o %s: expected table, json or plain", arg);
+            return ctl_usage_error(cmd, "-o %s: expected table, json, plain or prometheus", arg);
         return 0;
     case 't':
         if (ctl_parse_duration_ms(arg, &ctl->o.timeout_ms) < 0 || ctl->o.timeout_ms == 0)

@@ -26,7 +26,7 @@ enum {
     EXIT_NO_SPACE = 7,    /* the cluster's data quota is full */
 };
 
-enum ctl_format { FMT_DEFAULT, FMT_TABLE, FMT_JSON, FMT_PLAIN };
+enum ctl_format { FMT_DEFAULT, FMT_TABLE, FMT_JSON, FMT_PLAIN, FMT_PROMETHEUS };
 
 /* Options that every command accepts; a command line in the shell may set
  * them for that one command. */
@@ -132,6 +132,7 @@ int cmd_list(struct ctl *ctl, int argc, char **argv);
 int cmd_status(struct ctl *ctl, int argc, char **argv);
 int cmd_members(struct ctl *ctl, int argc, char **argv);
 int cmd_transfer_leader(struct ctl *ctl, int argc, char **argv);
+int cmd_metrics(struct ctl *ctl, int argc, char **argv);
 int cmd_member(struct ctl *ctl, int argc, char **argv);
 /* The members table (or JSON) of `members` and `member ...` (cmd_member.c). */
 void ctl_print_members(struct ctl *ctl, const Raftkv__Member *const *ms, size_t n, uint64_t leader);

@@ -42,6 +42,9 @@ const struct ctl_command ctl_commands[] = {
     {"transfer-leader", cmd_transfer_leader, "[NODE_ID]",
      "Move leadership to NODE_ID, or to the most caught-up follower; waits\n"
      "until it moved and says who leads.", ""},
+    {"metrics", cmd_metrics, "",
+     "Print a node's metrics (ask its admin socket: -e unix:/run/raftkv/node-N.sock),\n"
+     "the series its /metrics serves; -o prometheus (default) or -o json.", ""},
     {"config", cmd_config, "generate --nodes N [--base-port P] [--host H] [--data-dir-base D] [--run-dir D] [--name NAME] [--tls [--tls-dir DIR]] [--file PATH]\n"
      "       config generate --add-node N [--host H] [--run-dir D] [--tls [--tls-dir DIR]] [--file PATH]",
      "Write a ready raftkv.conf for an N-node cluster plus proxy (to stdout\n"

@@ -2,6 +2,8 @@
  * terminal, as JSON strings (UTF-8 only, else base64), and aligned tables. */
 #include "ctl/ctl.h"
 
+#include "common/log.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -11,29 +13,12 @@ enum ctl_format ctl_format(const struct ctl *ctl, enum ctl_format dflt)
     return ctl->o.format == FMT_DEFAULT ? dflt : ctl->o.format;
 }
 
-static const char *escape_one(unsigned char ch, char buf[5])
-{
-    switch (ch) {
-    case '\\': return "\\\\";
-    case '\n': return "\\n";
-    case '\t': return "\\t";
-    case '\r': return "\\r";
-    }
-    if (ch < 0x20 || ch >= 0x7f) {
-        snprintf(buf, 5, "\\x%02x", ch);
-        return buf;
-    }
-    buf[0] = (char)ch;
-    buf[1] = '\0';
-    return buf;
-}
-
 void out_escaped(FILE *f, const void *p, size_t n)
 {
     const unsigned char *s = p;
     char buf[5];
     for (size_t i = 0; i < n; i++)
-        fputs(escape_one(s[i], buf), f);
+        fputs(log_escape_byte(s[i], buf), f);
 }
 
 char *out_escaped_dup(const void *p, size_t n)

@@ -372,7 +372,7 @@ void net_listener_close_conns(struct net_listener *l)
 
 size_t net_listener_conns(const struct net_listener *l)
 {
-    return l->nconns;
+    return l ? l->nconns : 0;
 }
 
 uint64_t net_listener_refused(const struct net_listener *l)

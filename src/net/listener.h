@@ -78,7 +78,7 @@ void net_listener_free(struct net_listener *l);
  * before it exits: nothing it accepted outlives its loop. */
 void net_listener_close_conns(struct net_listener *l);
 
-size_t net_listener_conns(const struct net_listener *l);   /* open now */
+size_t net_listener_conns(const struct net_listener *l);   /* open now; NULL: 0 */
 uint64_t net_listener_refused(const struct net_listener *l); /* since creation */
 uint64_t net_listener_evicted(const struct net_listener *l); /* since creation */
 /* Local address (to learn an ephemeral port).  -errno. */

@@ -48,6 +48,10 @@ struct waiter *waitq_pop(struct waitq *q)
 
 void api_waiter_free(struct waiter *w)
 {
+    /* Counted here, where every parked request ends, right after its
+     * answer went to rpc_send(). */
+    if (w->client->last_reply_id == w->req_id && w->client->replies)
+        node_metrics_waiter_done(w->client->srv->owner, w, w->client->last_status);
     if (w->req)
         raftkv__request__free_unpacked(w->req, NULL);
     rpc_client_release(w->client);
@@ -65,6 +69,9 @@ struct waiter *api_waiter_new(struct node *n, enum wait_kind kind, struct rpc_cl
     /* Caps what one client can park here (client_limits.max_in_flight). */
     rpc_client_hold(cl);
     w->req_id = req->id;
+    w->op = (uint8_t)metrics_requests_op(req->op_case);
+    w->arrived = n->cur_arrived;
+    node_metrics_note_key(w, req);
     uint64_t ms = req->timeout_ms ? req->timeout_ms : n->cfg->cluster.request_timeout_ms;
     w->deadline = ev_now(n->loop) + (double)ms / 1000.0;
     return w;
@@ -115,6 +122,11 @@ static void on_request(struct rpc_client *cl, Raftkv__Request *req)
 {
     struct node *n = cl->srv->owner;
     bool kept = false;
+    /* Requests answered at once are counted here; parked ones when their
+     * waiter ends (api_waiter_free), which bumps n->m->answered. */
+    uint64_t id = req->id, replies = cl->replies, answered = n->m ? n->m->answered : 0;
+    enum metrics_op op = metrics_requests_op(req->op_case);
+    n->cur_arrived = ev_now(n->loop);
     switch (req->op_case) {
     case RAFTKV__REQUEST__OP_GET:
     case RAFTKV__REQUEST__OP_LIST:
@@ -137,6 +149,9 @@ static void on_request(struct rpc_client *cl, Raftkv__Request *req)
     case RAFTKV__REQUEST__OP_MEMBER_CHANGE:
         api_member_handle(n, cl, req);
         break;
+    case RAFTKV__REQUEST__OP_METRICS:
+        api_handle_metrics(n, cl, req);
+        break;
     default:
         rpc_reply_error(cl, req->id, RAFTKV__STATUS__INVALID_ARGUMENT,
                         "request names no operation this server knows");
@@ -144,6 +159,8 @@ static void on_request(struct rpc_client *cl, Raftkv__Request *req)
     }
     if (!kept)
         raftkv__request__free_unpacked(req, NULL);
+    if (n->m && cl->replies != replies && cl->last_reply_id == id && n->m->answered == answered)
+        node_metrics_request(n, op, cl->last_status, ev_time() - n->cur_arrived);
 }
 
 /* ---- leader changes, failure, timeouts, stop ------------------------- */

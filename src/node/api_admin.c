@@ -7,22 +7,7 @@
 
 #include <errno.h>
 #include <stdio.h>
-#include <unistd.h>
-
-/* Resident set size from /proc/self/statm (second field, in pages). */
-static int resident_bytes(uint64_t *out)
-{
-    FILE *f = fopen("/proc/self/statm", "re");
-    if (!f)
-        return -errno;
-    unsigned long long size, resident;
-    int n = fscanf(f, "%llu %llu", &size, &resident);
-    fclose(f);
-    if (n != 2)
-        return -EINVAL;
-    *out = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
-    return 0;
-}
+#include <stdlib.h>
 
 static const char *progress_state_name(uint8_t s)
 {
@@ -66,7 +51,7 @@ void api_handle_status(struct node *n, struct rpc_client *cl, const Raftkv__Requ
     ns.has_snapshot_bytes = storage_store_snapshot_bytes(n->storage, &ns.snapshot_bytes) == 0;
     ns.has_data_bytes = 1;
     ns.data_bytes = kv_dict_data_bytes(kv_dict(replica_kv(n->rp)));
-    ns.has_memory_bytes = resident_bytes(&ns.memory_bytes) == 0;
+    ns.has_memory_bytes = metrics_resident_bytes(&ns.memory_bytes) == 0;
     ns.has_quota_bytes = 1;
     ns.quota_bytes = kv_quota(replica_kv(n->rp));
 
@@ -115,6 +100,34 @@ void api_handle_status(struct node *n, struct rpc_client *cl, const Raftkv__Requ
     resp.result_case = RAFTKV__RESPONSE__RESULT_STATUS_INFO;
     resp.status_info = &sr;
     rpc_send_hinted(cl, &resp);
+}
+
+void api_handle_metrics(struct node *n, struct rpc_client *cl, const Raftkv__Request *req)
+{
+    /* Like membership: only where the socket's file mode decides who asks
+     * (the HTTP endpoint is the opt-in way to publish metrics). */
+    if (!cl->admin) {
+        rpc_reply_error(cl, req->id, RAFTKV__STATUS__PERMISSION_DENIED,
+                        "METRICS is accepted on the admin socket only");
+        return;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    bool json = req->metrics->has_format && req->metrics->format == RAFTKV__METRICS_FORMAT__METRICS_JSON;
+    int rv = json ? metrics_render_json(n->m->reg, &text, &len)
+                  : metrics_render_prometheus(n->m->reg, &text, &len);
+    if (rv < 0) {
+        rpc_reply_error(cl, req->id, RAFTKV__STATUS__INTERNAL, "out of memory");
+        return;
+    }
+    Raftkv__MetricsResponse mr = RAFTKV__METRICS_RESPONSE__INIT;
+    mr.text = text;
+    Raftkv__Response resp;
+    rpc_response_init(&resp, req->id, RAFTKV__STATUS__OK, NULL);
+    resp.result_case = RAFTKV__RESPONSE__RESULT_METRICS;
+    resp.metrics = &mr;
+    rpc_send(cl, &resp);
+    free(text);
 }
 
 static void respond_transfer(struct node *n, struct rpc_client *cl, uint64_t id)

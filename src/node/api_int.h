@@ -30,6 +30,8 @@ void api_handle_read(struct node *n, struct rpc_client *cl, Raftkv__Request *req
 void api_reads_leader_changed(struct node *n);
 
 /* api_admin.c */
+/* METRICS on the admin socket: the registry rendered like /metrics. */
+void api_handle_metrics(struct node *n, struct rpc_client *cl, const Raftkv__Request *req);
 void api_handle_status(struct node *n, struct rpc_client *cl, const Raftkv__Request *req);
 void api_handle_transfer(struct node *n, struct rpc_client *cl, const Raftkv__Request *req);
 void api_handle_watch(struct node *n, struct rpc_client *cl, const Raftkv__Request *req);

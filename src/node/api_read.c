@@ -135,6 +135,7 @@ void api_read_state(void *arg, const struct raft_read_state *rs)
         }
         w->index = rs->index;
         w->index_known = true;
+        w->known_at = ev_time();
         return;
     }
 }

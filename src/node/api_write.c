@@ -86,10 +86,13 @@ void api_applied(void *arg, const struct raft_entry *e, const struct kv_result *
         api_member_applied(n, e);
     while (n->writes.head && n->writes.head->index <= e->index) {
         struct waiter *w = waitq_pop(&n->writes);
-        if (w->index == e->index && w->term == e->term && res)
+        if (w->index == e->index && w->term == e->term && res) {
+            metrics_counter_inc(n->m ? n->m->proposals_committed : NULL);
             respond_write(w, res);
-        else
+        } else {
+            metrics_counter_inc(n->m ? n->m->proposals_failed : NULL);
             respond_lost(w);
+        }
         api_waiter_free(w);
     }
 }
@@ -196,6 +199,8 @@ static bool write_propose(struct node *n, struct rpc_client *cl, uint64_t id, st
     int rv = replica_propose(n->rp, buf, (uint32_t)len, idx, term);
     if (buf != stackbuf)
         free(buf);
+    if (rv != 0)
+        metrics_counter_inc(n->m ? n->m->proposals_failed : NULL);
     if (rv == REPLICA_EFAILED) {
         rpc_reply_error(cl, id, RAFTKV__STATUS__UNAVAILABLE, "node %u is not taking writes: %s",
                         n->id, replica_errmsg(n->rp));
@@ -233,6 +238,7 @@ static void write_wait(struct node *n, struct rpc_client *cl, const Raftkv__Requ
     while (n->writes.tail && n->writes.tail->index >= idx) {
         struct waiter *lost = n->writes.tail;
         waitq_unlink(&n->writes, lost);
+        metrics_counter_inc(n->m ? n->m->proposals_failed : NULL);
         respond_lost(lost);
         api_waiter_free(lost);
     }

@@ -103,12 +103,12 @@ static void warn(struct looplag *l, double lag, double start, double now)
                   lag * 1e3, LOOPLAG_WARN_S * 1e3, why.window * 1e3, why.ran * 1e3);
 }
 
-void looplag_iteration(struct looplag *l, double start, double now)
+double looplag_iteration(struct looplag *l, double start, double now)
 {
     double lag = now - start;
     if (!l->started) {
         l->started = true;
-        return;
+        return -1;
     }
     if (lag > l->max_s)
         l->max_s = lag;
@@ -116,4 +116,5 @@ void looplag_iteration(struct looplag *l, double start, double now)
         l->warned_at = start;
         warn(l, lag, start, now);
     }
+    return lag;
 }

@@ -46,7 +46,8 @@ void looplag_close(struct looplag *l);
 void looplag_tick(struct looplag *l, double now);
 
 /* At the end of an iteration that began (its poll returned) at start;
- * logs a rate-limited warning for one over the threshold. */
-void looplag_iteration(struct looplag *l, double start, double now);
+ * logs a rate-limited warning for one over the threshold.  Returns the
+ * iteration's length, or -1 for the first (recovery: not counted). */
+double looplag_iteration(struct looplag *l, double start, double now);
 
 #endif

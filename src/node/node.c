@@ -44,7 +44,10 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
         replica_process(n->rp);
         api_serve_ready_reads(n);
     }
-    looplag_iteration(&n->lag, ev_now(n->loop), ev_time());
+    node_metrics_publish(n);
+    double lag = looplag_iteration(&n->lag, ev_now(n->loop), ev_time());
+    if (lag >= 0 && n->m)
+        metrics_hist_observe(n->m->loop_lag, lag);
 }
 
 static void on_snapshot_written(struct ev_loop *loop, ev_io *w, int revents)
@@ -56,8 +59,13 @@ static void on_snapshot_written(struct ev_loop *loop, ev_io *w, int revents)
     if (rv == -EAGAIN)
         return;
     ev_io_stop(loop, w);
-    if (rv == 0)
+    if (rv == 0) {
         n->snap_seconds = secs;
+        if (n->m) {
+            metrics_counter_inc(n->m->snapshots_taken);
+            metrics_hist_observe(n->m->snapshot_seconds, secs);
+        }
+    }
     replica_snapshot_written(n->rp, rv);
     node_mark_dirty(n);
 }
@@ -183,6 +191,7 @@ static void on_status_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
     notify_status(w->data);
+    node_metrics_publish_slow(w->data);
 }
 
 /* Start-up is still recovering.  systemd's start timeout stays short for
@@ -219,6 +228,7 @@ static void on_soft_state(void *arg, raft_id leader, enum raft_role role, raft_t
                   "leader is now %llu (term %llu)", (unsigned long long)leader,
                   (unsigned long long)term);
     }
+    node_metrics_soft_state(n, leader_changed, role_changed && role == RAFT_CANDIDATE);
     if (role_changed && role == RAFT_CANDIDATE)
         log_event(LOG_INFO, "election", NULL, "campaigning in term %llu", (unsigned long long)term);
     notify_status(n);
@@ -354,8 +364,15 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
         .retire = on_retire,
     };
     struct replica_storage io;
-    struct storage_store_hooks sh = {
-        .arg = n, .recovering = on_recovering, .bg_started = on_snapshot_started};
+    struct storage_store_hooks sh = {.arg = n,
+                                     .recovering = on_recovering,
+                                     .bg_started = on_snapshot_started,
+                                     .synced = node_metrics_synced};
+    /* The store's writer thread counts into the registry from its start. */
+    if ((rv = node_metrics_start(n, err, errlen)) < 0) {
+        node_free(n);
+        return rv;
+    }
     rv = storage_store_open(&n->storage, &io, me->data_dir, 0, &sh, err, errlen);
     if (rv < 0) {
         node_free(n);
@@ -380,7 +397,8 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
                                             ? (1u << 30)
                                             : cfg->cluster.max_pending_output_bytes;
     if ((rv = peer_start(n, err, errlen)) < 0 || (rv = api_start(n, err, errlen)) < 0 ||
-        (rv = bootstrap_start(n, join, err, errlen)) < 0) {
+        (rv = bootstrap_start(n, join, err, errlen)) < 0 ||
+        (rv = node_metrics_serve(n, err, errlen)) < 0) {
         node_free(n);
         return rv;
     }
@@ -447,6 +465,7 @@ void node_free(struct node *n)
     }
     peer_encoder_free(&n->enc);
     looplag_close(&n->lag);
+    node_metrics_stop(n);
     ev_loop_destroy(n->loop);
     free(n);
 }

@@ -11,6 +11,7 @@
 #include "net/listener.h"
 #include "node/identity.h"
 #include "node/looplag.h"
+#include "node/node_metrics.h"
 #include "node/node.h"
 #include "node/peer_codec.h"
 #include "node/replica.h"
@@ -26,6 +27,8 @@
 
 enum wait_kind { WAIT_WRITE, WAIT_READ, WAIT_TRANSFER };
 
+#define NODE_SLOW_KEY_MAX 48 /* key bytes a waiter keeps for the slow-request log */
+
 /* A request parked until Raft decides it. */
 struct waiter {
     enum wait_kind kind;
@@ -36,6 +39,12 @@ struct waiter {
     raft_term term;      /* WRITE: proposal term */
     uint64_t ctx;        /* READ: read-index ctx */
     bool index_known;    /* READ */
+    uint8_t op;          /* enum metrics_op, for the request metrics */
+    double arrived;      /* ev_now() when the request arrived */
+    double known_at;     /* READ: when the read index was known */
+    /* The key (or LIST prefix), truncated, for the slow-request log. */
+    uint32_t key_len;
+    uint8_t key[NODE_SLOW_KEY_MAX];
     void *req;           /* READ: the unpacked Raftkv__Request to answer */
     struct waiter *prev, *next; /* doubly linked: a waiter leaves its queue in O(1) */
 };
@@ -137,6 +146,8 @@ struct node {
     struct peer_ident pident; /* what every outgoing message carries */
     struct guard *guard;     /* guard.c: who may talk to us */
     struct bootstrap *boot;  /* bootstrap.c: non-NULL while an empty node decides */
+    struct node_metrics *m;  /* node_metrics.c: Prometheus series, /metrics */
+    double cur_arrived;      /* ev_now() when the request being dispatched arrived */
 };
 
 /* node.c */

@@ -297,6 +297,10 @@ static void rx_deliver(struct node *n)
     if (n->rx_job.rv != SNAPRX_DONE)
         return;
     int rv = replica_snapshot_received(n->rp, &n->rx.msg, kv);
+    if (rv == 0 && n->m) {
+        metrics_counter_inc(n->m->snapshots_installed);
+        metrics_hist_observe(n->m->snapshot_install_seconds, n->rx_job.loaded_at - n->rx.started);
+    }
     log_info("snapshot: received snapshot %llu (%llu bytes) from node %llu in %.0f ms, "
              "checked and loaded in %.0f ms%s%s",
              (unsigned long long)n->rx.msg.snap.index, (unsigned long long)n->rx.total,

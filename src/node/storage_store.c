@@ -404,6 +404,8 @@ int storage_store_open(struct storage_store **out, struct replica_storage *ops, 
     so.log = store_log;
     so.log_arg = ss;
     so.recover_progress = recover_progress;
+    so.synced = hooks->synced;
+    so.synced_arg = hooks->arg;
     struct store_open_info info;
     memset(&info, 0, sizeof(info));
     int rv = store_open(dir, &so, &ss->st, &info);

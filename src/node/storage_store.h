@@ -17,6 +17,9 @@ struct storage_store_hooks {
     /* A background snapshot writer started: fd becomes readable when it
      * exits; then call storage_store_bg_reap(). */
     void (*bg_started)(void *arg, int fd);
+    /* May be NULL: called by the store's writer thread after each group
+     * commit (store_options.synced). */
+    void (*synced)(void *arg, uint64_t records, uint64_t bytes, double sync_seconds);
 };
 
 /* Open and recover dir.  *ops is then the table over it; its close() frees

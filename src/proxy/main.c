@@ -47,6 +47,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     struct proxy *p = w->data;
     double now = proxy_now(p);
     upstreams_tick(p, now);
+    proxy_metrics_publish(p);
     route_tick(p, now);
     writeq_tick(p, now);
     status_tick(p, now);
@@ -93,8 +94,11 @@ static int run(const struct config *cfg)
     int rv = proxy_start(&p, err, sizeof(err));
     if (rv >= 0)
         rv = upstreams_start(&p, err, sizeof(err));
+    if (rv >= 0)
+        rv = proxy_metrics_start(&p, err, sizeof(err));
     if (rv < 0) {
         log_error("cannot start: %s", err);
+        proxy_metrics_stop(&p);
         upstreams_stop(&p);
         proxy_stop(&p);
         return rv == -EINVAL || rv == -ENOENT ? 2 : 1;
@@ -123,6 +127,7 @@ static int run(const struct config *cfg)
     proxy_stop(&p);
     upstreams_stop(&p);
     sessions_free(&p);
+    proxy_metrics_stop(&p);
     /* Give answers already queued one chance to leave. */
     ev_run(p.loop, EVRUN_NOWAIT);
     ev_loop_destroy(p.loop);

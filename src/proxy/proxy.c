@@ -90,6 +90,7 @@ void op_answer(struct proxy *p, struct op *op, Raftkv__Response *resp)
     resp->has_leader_id = 0;
     char *hint = resp->leader_address; /* owned by resp when unpacked */
     resp->leader_address = NULL;
+    proxy_metrics_answered(p, op, (int)resp->status);
     rpc_send(op->cl, resp);
     resp->leader_address = hint;
     op_free(p, op);
@@ -121,6 +122,7 @@ static struct op *op_new(struct proxy *p, struct rpc_client *cl, Raftkv__Request
     op->req = req;
     op->client_req_id = req->id;
     op->arrival = ++p->next_arrival;
+    op->arrived = proxy_now(p);
     uint64_t ms = req->timeout_ms ? req->timeout_ms : p->cfg->cluster.request_timeout_ms;
     op->deadline = proxy_now(p) + (double)ms / 1000.0;
     return op;

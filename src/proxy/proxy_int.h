@@ -26,6 +26,7 @@
 
 struct proxy;
 struct fanout;
+struct proxy_metrics;
 
 enum op_kind { OP_READ, OP_WRITE, OP_TRANSFER, OP_POLL, OP_FANOUT };
 
@@ -41,6 +42,7 @@ struct op {
     Raftkv__Request *req;    /* owned; id/session rewritten per attempt */
     uint64_t client_req_id;
     uint64_t arrival;        /* global arrival order, for the queue */
+    double arrived;          /* proxy_now() at arrival, for the latency metrics */
     double deadline;         /* give up (answer) at this time */
     double queued_since;     /* in the leader queue since */
     double not_before;       /* retry pacing */
@@ -112,6 +114,7 @@ struct proxy {
     /* session.c */
     struct slot *free_slots;
     size_t n_slots;
+    struct proxy_metrics *m; /* metrics.c */
 };
 
 /* proxy.c */
@@ -166,5 +169,17 @@ void status_tick(struct proxy *p, double now);
 void watch_add(struct proxy *p, struct rpc_client *cl, uint64_t id);
 void watch_notify(struct proxy *p);
 void status_notify_systemd(struct proxy *p);
+
+/* metrics.c: Prometheus series and the HTTP endpoint ([proxy] metrics). */
+int proxy_metrics_start(struct proxy *p, char *err, size_t errlen);
+void proxy_metrics_stop(struct proxy *p);
+void proxy_metrics_publish(struct proxy *p); /* every tick: gauges, loop heartbeat */
+void proxy_metrics_answered(struct proxy *p, const struct op *op, int status);
+void proxy_metrics_sent(struct proxy *p, const struct upstream *u, const struct op *op);
+void proxy_metrics_served(struct proxy *p, const struct upstream *u, const struct op *op);
+void proxy_metrics_retry(struct proxy *p, bool write);
+void proxy_metrics_queued(struct proxy *p);
+void proxy_metrics_dequeued(struct proxy *p, const struct op *op);
+void proxy_metrics_leader_changed(struct proxy *p);
 
 #endif

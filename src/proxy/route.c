@@ -90,6 +90,7 @@ void route_read(struct proxy *p, struct op *op)
 
 void route_requeue_read(struct proxy *p, struct op *op)
 {
+    proxy_metrics_retry(p, false);
     route_read(p, op);
 }
 
@@ -102,6 +103,7 @@ void route_read_done(struct proxy *p, struct op *op, Raftkv__Response *resp)
         op->last_status = resp->status;
         snprintf(op->last_msg, sizeof(op->last_msg), "%s", resp->message ? resp->message : "");
         /* A follower without a leader fails fast; do not spin on it. */
+        proxy_metrics_retry(p, false);
         park(p, op);
         return;
     default:

@@ -54,6 +54,7 @@ void proxy_set_leader(struct proxy *p, uint64_t id, uint64_t term, const char *w
         return;
     p->leader = (uint32_t)id;
     p->leader_since = proxy_now(p);
+    proxy_metrics_leader_changed(p);
     char b1[24], b2[24];
     if (id)
         log_event(LOG_NOTICE, "leader_change",
@@ -85,6 +86,7 @@ int upstream_send(struct upstream *u, struct op *op)
     oplist_push(&u->out, op);
     if (op->kind == OP_READ || op->kind == OP_WRITE)
         u->in_flight++;
+    proxy_metrics_sent(p, u, op);
     return 0;
 }
 
@@ -236,6 +238,7 @@ static void on_frame(struct net_dial *d, const uint8_t *payload, size_t len, voi
             u->reads_served++;
         else if (op->kind == OP_WRITE)
             u->writes_served++;
+        proxy_metrics_served(p, u, op);
     }
     if (resp->status == RAFTKV__STATUS__NOT_LEADER && resp->has_leader_id && resp->leader_id)
         proxy_set_leader(p, resp->leader_id, p->term, "not-leader hint");

@@ -54,6 +54,8 @@ void writeq_submit(struct proxy *p, struct op *op)
     }
     op->deadline += (double)p->cfg->proxy.queue_wait_ms / 1000.0;
     op->queued_since = proxy_now(p);
+    if (!l || !l->up)
+        proxy_metrics_queued(p);
     oplist_insert_ordered(&p->queue, op);
     writeq_flush(p);
 }
@@ -64,6 +66,7 @@ void writeq_requeue(struct proxy *p, struct op *op, bool fate_unknown, const cha
     if (fate_unknown)
         op->maybe_applied = true;
     log_debug("write %llu back in the queue: %s", (unsigned long long)op->arrival, why);
+    proxy_metrics_retry(p, true);
     op->not_before = now + RETRY_S;
     op->queued_since = now;
     oplist_insert_ordered(&p->queue, op);
@@ -106,6 +109,7 @@ void writeq_flush(struct proxy *p)
             oplist_insert_ordered(&p->queue, op);
             return;
         }
+        proxy_metrics_dequeued(p, op);
     }
 }
 

@@ -29,7 +29,12 @@ void rpc_response_vinit(Raftkv__Response *resp, char *buf, uint64_t id, Raftkv__
 
 void rpc_send(struct rpc_client *cl, Raftkv__Response *resp)
 {
-    if (!cl || !cl->conn)
+    if (!cl)
+        return;
+    cl->replies++;
+    cl->last_reply_id = resp->id;
+    cl->last_status = (int)resp->status;
+    if (!cl->conn)
         return; /* the client left while its request waited */
     int rv = net_conn_send_msg(cl->conn, &resp->base);
     if (rv < 0 && rv != -ENOBUFS && rv != -EPIPE)

@@ -28,6 +28,12 @@ struct rpc_client {
     bool admin; /* accepted on the server's admin_listener */
     uint64_t watch_id;
     struct rpc_client *next_watcher;
+    /* The last answer rpc_send() was given (sent or, the client gone,
+     * dropped): lets the owner count answers by status without a table of
+     * requests. */
+    uint64_t replies;
+    uint64_t last_reply_id;
+    int last_status;
 };
 
 struct rpc_server_ops {

@@ -62,6 +62,11 @@ struct store_options {
     /* Called (with log_arg) after each log segment store_open() verified:
      * lets a service manager hear that a long recovery is still moving. */
     void (*recover_progress)(void *arg, size_t segs_done, size_t segs_total);
+    /* Optional, called by the writer thread after each successful group
+     * commit: records and bytes it wrote, seconds its fdatasync took.  For
+     * metrics; must be quick and must not call back into the store. */
+    void (*synced)(void *arg, uint64_t records, uint64_t bytes, double sync_seconds);
+    void *synced_arg;
 };
 void store_options_default(struct store_options *o);
 

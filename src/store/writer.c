@@ -53,7 +53,15 @@ static int do_snapshot(struct store *st, const struct op *op, struct serr *e)
     return 0;
 }
 
-static int process(struct store *st, struct op *ops, uint64_t *nrec, struct serr *e)
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int process(struct store *st, struct op *ops, uint64_t *nrec, double *sync_s,
+                   struct serr *e)
 {
     bool hs_dirty = false;
     struct store_hard_state hs = {0};
@@ -85,8 +93,11 @@ static int process(struct store *st, struct op *ops, uint64_t *nrec, struct serr
      * because nothing of this batch is reported before both are synced. */
     if (rc == 0 && hs_dirty)
         rc = meta_save(st->dir, st->dirfd, &hs, e);
-    if (rc == 0)
+    if (rc == 0) {
+        double t0 = mono_s();
         rc = seglog_sync(&st->seglog, e);
+        *sync_s = mono_s() - t0;
+    }
     if (rc == 0 && hs_dirty) {
         pthread_mutex_lock(&st->mu);
         st->durable_hs = hs;
@@ -169,7 +180,10 @@ static void *writer_main(void *arg)
 
         struct serr e = {0};
         uint64_t nrec = 0;
-        int rc = process(st, ops, &nrec, &e);
+        double sync_s = 0;
+        int rc = process(st, ops, &nrec, &sync_s, &e);
+        if (rc == 0 && st->opts.synced)
+            st->opts.synced(st->opts.synced_arg, nrec, bytes, sync_s);
 
         pthread_mutex_lock(&st->mu);
         if (rc < 0) {

@@ -199,6 +199,38 @@ def wait_until(cond, timeout, what, interval=0.02):
         time.sleep(interval)
 
 
+def free_listen_ports(n):
+    """n distinct loopback ports below the kernel's ephemeral range that were
+    free a moment ago.  Ports from free_ports() come from that range, so an
+    outgoing connection (a node dialling its peers) can take one as its
+    source port before the daemon binds it (seen once in a full ASan run of
+    the metrics suite: EADDRINUSE); ports below it are never handed out
+    that way."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            port = random.randrange(10000, max(low, 10001))
+            if port in ports:
+                continue
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+            ports.append(port)
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
 def free_ports(n):
     """n distinct loopback ports that were free a moment ago."""
     socks, ports = [], []
@@ -420,6 +452,7 @@ class Node:
         self.id = nid
         self.peer_port = peer_port
         self.client_port = client_port
+        self.metrics_port = None
         self.admin = os.path.join(cluster.dir, "node-%d.sock" % nid)
         self.data_dir = os.path.join(cluster.dir, "data-%d" % nid)
         self.log_path = os.path.join(cluster.dir, "node-%d.log" % nid)
@@ -455,7 +488,10 @@ class Cluster:
         "reconnect_max_ms": 200,
     }
 
-    def __init__(self, n, name=None, log_level="info", cluster_id=None, **cluster_opts):
+    def __init__(self, n, name=None, log_level="info", cluster_id=None, metrics=False,
+                 **cluster_opts):
+        """metrics: give every node and the proxy a loopback /metrics
+        address (node.metrics_port, cluster.proxy_metrics_port)."""
         self.n = n
         self.cluster_id = cluster_id  # [cluster] id; None: derived by the nodes
         self.dir = tempfile.mkdtemp(prefix="c%d-" % n, dir=_TOP_TMP)
@@ -467,6 +503,12 @@ class Cluster:
         self.nodes = {i: Node(self, i, ports[2 * (i - 1)], ports[2 * (i - 1) + 1])
                       for i in range(1, n + 1)}
         self.proxy_port = ports[-1]
+        self.proxy_metrics_port = None
+        if metrics:
+            mports = free_listen_ports(n + 1)
+            for i, nd in self.nodes.items():
+                nd.metrics_port = mports[i - 1]
+            self.proxy_metrics_port = mports[-1]
         self.config = os.path.join(self.dir, "raftkv.conf")
         self.tls_dir = None  # set_tls(): peer links under mutual TLS
         self.write_config()
@@ -491,7 +533,11 @@ class Cluster:
             if self.tls_dir:
                 lines += ["tls_cert = %s/node-%d.crt" % (self.tls_dir, i),
                           "tls_key = %s/node-%d.key" % (self.tls_dir, i)]
+            if nd.metrics_port:
+                lines.append("metrics = 127.0.0.1:%d" % nd.metrics_port)
         lines += ["", "[proxy]", "listen = 127.0.0.1:%d" % self.proxy_port, "unix ="]
+        if self.proxy_metrics_port:
+            lines.append("metrics = 127.0.0.1:%d" % self.proxy_metrics_port)
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
 

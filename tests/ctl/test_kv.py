@@ -121,7 +121,7 @@ def test_usage_errors_nocluster(c):
     expect(ctl("set", "onlykey"), rc=2)
     expect(ctl("frobnicate"), rc=2, err_has="unknown command 'frobnicate'")
     expect(ctl("get", "--bogus", "k"), rc=2, err_has="--bogus")
-    expect(ctl("-o", "yaml", "get", "k"), rc=2, err_has="table, json or plain")
+    expect(ctl("-o", "yaml", "get", "k"), rc=2, err_has="table, json, plain or prometheus")
     expect(ctl("--timeout", "soon", "get", "k"), rc=2, err_has="--timeout")
     expect(ctl("list", "--limit", "x"), rc=2)
     expect(ctl("-e", "not-an-address", "get", "k"), rc=2, err_has="expected host:port")
