@@ -1,9 +1,9 @@
 /* log.c - the in-memory Raft log: entries after the last compaction point.
  *
- * Headers and payloads sit in two sliding buffers.  Appends copy the payload
- * once; compaction and truncation only move cursors; a buffer is slid down or
- * doubled only when its tail runs out of room, so the cost per entry stays
- * constant and nothing is allocated per entry.
+ * Headers sit in a sliding array, payloads in never-moving chunks (see
+ * struct raft_log).  Appends copy the payload once; compaction and
+ * truncation only move cursors, and chunks nobody needs are freed at the
+ * next append, so a payload pointer stays valid until then, as before.
  */
 #include "raft/raft_int.h"
 
@@ -14,10 +14,23 @@ void raftlog_init(struct raft_log *l)
     memset(l, 0, sizeof(*l));
 }
 
+#define CHUNK_MIN 4096u
+#define CHUNK_SIZE (1u << 20)
+
+static void free_chunks(struct raftlog_chunk *c)
+{
+    while (c) {
+        struct raftlog_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+}
+
 void raftlog_free(struct raft_log *l)
 {
     free(l->entries);
-    free(l->bytes);
+    free_chunks(l->chunks);
+    free_chunks(l->dead);
     memset(l, 0, sizeof(*l));
 }
 
@@ -54,45 +67,47 @@ raft_term raftlog_term_or0(const struct raft_log *l, raft_index i)
     return raftlog_term(l, i, &t) == 0 ? t : 0;
 }
 
-/* Payload pointers are absolute, so after the byte buffer moves every live
- * header is re-pointed.  That happens only when the buffer is slid or
- * doubled, i.e. after at least as many bytes were appended as are live. */
-static void rebase_payloads(struct raft_log *l, const uint8_t *old_base, size_t old_bhead)
+/* Frees the oldest chunks once no entry we hold has its payload there;
+ * the newest is kept (and emptied) for the next payloads. */
+static void release_chunks(struct raft_log *l)
 {
-    for (size_t k = 0; k < l->n; k++) {
-        struct raft_entry *e = &l->entries[l->head + k];
-        size_t off = (size_t)(e->data - old_base) - old_bhead;
-        e->data = l->bytes + off;
+    free_chunks(l->dead);
+    l->dead = NULL;
+    while (l->chunks && l->chunks->last <= l->prev_index) {
+        struct raftlog_chunk *c = l->chunks;
+        if (c == l->chunk_tail) {
+            c->used = 0;
+            c->last = 0;
+            return;
+        }
+        l->chunks = c->next;
+        l->chunk_bytes -= c->cap;
+        free(c);
     }
 }
 
+/* Room for len payload bytes at the tail; RAFT_ENOMEM leaves the log as
+ * it was. */
 static int reserve_bytes(struct raft_log *l, size_t len)
 {
-    if (l->bytes_tail + len <= l->bytes_cap)
+    release_chunks(l);
+    struct raftlog_chunk *t = l->chunk_tail;
+    if (len == 0 || (t && t->cap - t->used >= len))
         return 0;
-    size_t live = l->bytes_tail - l->bytes_head;
-    uint8_t *old = l->bytes;
-    size_t old_bhead = l->bytes_head;
-    if (live + len <= l->bytes_cap / 2) {
-        memmove(l->bytes, l->bytes + l->bytes_head, live);
-    } else {
-        size_t cap = l->bytes_cap ? l->bytes_cap : 4096;
-        /* grow by doubling: amortized O(1) per byte appended */
-        while (cap < live + len + live / 4)
-            cap *= 2;
-        uint8_t *nb = raft_realloc(NULL, cap);
-        if (!nb)
-            return RAFT_ENOMEM;
-        if (live)
-            memcpy(nb, l->bytes + l->bytes_head, live);
-        l->bytes = nb;
-        l->bytes_cap = cap;
-    }
-    l->bytes_head = 0;
-    l->bytes_tail = live;
-    rebase_payloads(l, old, old_bhead);
-    if (old != l->bytes)
-        free(old);
+    /* 4 KiB first, then doubling up to CHUNK_SIZE: a small log stays small. */
+    size_t cap = t ? (t->cap < CHUNK_SIZE / 2 ? 2 * t->cap : CHUNK_SIZE) : CHUNK_MIN;
+    if (cap < len)
+        cap = len;
+    struct raftlog_chunk *c = raft_realloc(NULL, sizeof(*c) + cap);
+    if (!c)
+        return RAFT_ENOMEM;
+    *c = (struct raftlog_chunk){.cap = cap};
+    if (t)
+        t->next = c;
+    else
+        l->chunks = c;
+    l->chunk_tail = c;
+    l->chunk_bytes += cap;
     return 0;
 }
 
@@ -130,10 +145,16 @@ int raftlog_append(struct raft_log *l, raft_term term, uint8_t type, const void 
     e->index = raftlog_last_index(l) + 1;
     e->type = type;
     e->len = len;
-    e->data = l->bytes + l->bytes_tail;
-    if (len)
-        memcpy(l->bytes + l->bytes_tail, data, len);
-    l->bytes_tail += len;
+    if (len) {
+        struct raftlog_chunk *c = l->chunk_tail;
+        e->data = c->data + c->used;
+        memcpy(c->data + c->used, data, len);
+        c->used += len;
+        c->last = e->index;
+    } else {
+        static const uint8_t empty[1];
+        e->data = empty; /* never NULL: memcpy(dst, data, 0) must stay defined */
+    }
     l->n++;
     return 0;
 }
@@ -143,8 +164,30 @@ void raftlog_truncate_from(struct raft_log *l, raft_index i)
     RAFT_ASSERT(i > l->prev_index);
     if (i > raftlog_last_index(l))
         return;
-    const struct raft_entry *e = raftlog_get(l, i);
-    l->bytes_tail = (size_t)(e->data - l->bytes);
+    /* The first dropped entry with a payload marks where the chunks end. */
+    for (raft_index j = i; j <= raftlog_last_index(l); j++) {
+        const struct raft_entry *e = raftlog_get(l, j);
+        if (!e->len)
+            continue;
+        struct raftlog_chunk *c = l->chunks;
+        while (c && !(e->data >= c->data && e->data < c->data + c->used))
+            c = c->next;
+        RAFT_ASSERT(c); /* every held payload is in a chunk */
+        c->used = (size_t)(e->data - c->data);
+        c->last = j - 1; /* an upper bound is enough (struct raftlog_chunk) */
+        l->chunk_tail = c;
+        /* Freed at the next append, like compacted ones. */
+        for (struct raftlog_chunk *d = c->next; d; d = d->next) {
+            l->chunk_bytes -= d->cap;
+            if (!d->next) {
+                d->next = l->dead;
+                l->dead = c->next;
+                break;
+            }
+        }
+        c->next = NULL;
+        break;
+    }
     l->n = i - l->prev_index - 1;
 }
 
@@ -159,24 +202,24 @@ void raftlog_compact_to(struct raft_log *l, raft_index i)
     l->head += drop;
     l->n -= drop;
     l->prev_index = i;
-    l->bytes_head = l->n ? (size_t)(l->entries[l->head].data - l->bytes) : l->bytes_tail;
-    if (l->n == 0) {
+    if (l->n == 0)
         l->head = 0;
-        l->bytes_head = l->bytes_tail = 0;
-    }
 }
 
 void raftlog_reset(struct raft_log *l, raft_index prev_index, raft_term prev_term)
 {
     l->head = l->n = 0;
-    l->bytes_head = l->bytes_tail = 0;
+    /* No entry is left: every chunk goes at the next append, even if
+     * prev_index moved back. */
+    for (struct raftlog_chunk *c = l->chunks; c; c = c->next)
+        c->last = 0;
     l->prev_index = prev_index;
     l->prev_term = prev_term;
 }
 
 size_t raftlog_memory(const struct raft_log *l)
 {
-    return l->cap * sizeof(*l->entries) + l->bytes_cap;
+    return l->cap * sizeof(*l->entries) + l->chunk_bytes;
 }
 
 size_t raftlog_batch(const struct raft_log *l, raft_index from, uint32_t max_entries, uint32_t max_bytes)

@@ -30,16 +30,28 @@
 
 /* ---- in-memory log (log.c) -------------------------------------------- */
 
-/* Entries [prev_index+1, prev_index+n] live in entries[head, head+n); their
- * payloads live back to back in bytes[bytes_head, bytes_tail).  Both arrays
- * only grow at the tail, shrink at the tail (conflict truncation) or at the
- * head (compaction), so two sliding buffers do the job with one copy per
- * entry and no allocation per entry. */
+/* Entries [prev_index+1, prev_index+n] live in entries[head, head+n), a
+ * sliding array that only grows at the tail, shrinks at the tail (conflict
+ * truncation) or at the head (compaction).  Their payloads live back to
+ * back in a list of chunks (4 KiB, doubling up to 1 MiB, or one payload if
+ * larger) that are never moved: a chunk is freed at the next append once
+ * no entry held has its payload there, so a payload pointer stays valid
+ * until then.  One copy per entry, no allocation per entry, and no pause to
+ * copy the whole log (the single byte buffer this replaces was doubled and
+ * copied whole: hundreds of MB on the loop at millions of keys). */
+struct raftlog_chunk {
+    struct raftlog_chunk *next;
+    raft_index last; /* >= the index of every entry with its payload here */
+    size_t used, cap;
+    uint8_t data[];
+};
+
 struct raft_log {
     struct raft_entry *entries;
     size_t head, n, cap;
-    uint8_t *bytes;
-    size_t bytes_head, bytes_tail, bytes_cap;
+    struct raftlog_chunk *chunks, *chunk_tail; /* oldest .. newest */
+    struct raftlog_chunk *dead;                /* cut off by truncation */
+    size_t chunk_bytes;                        /* allocated, for raftlog_memory */
     raft_index prev_index; /* the entry just before the first one we hold */
     raft_term prev_term;
 };
