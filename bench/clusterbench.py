@@ -116,15 +116,22 @@ class Writers:
         return self.window(t0, t1)[4] / 1000
 
 
-def rss_mb(pid):
+def kb_fields(path, names):
+    """The named "Key: N kB" fields of a /proc file, 0 when absent."""
+    out = dict.fromkeys(names, 0)
     try:
-        with open("/proc/%d/status" % pid) as f:
+        with open(path) as f:
             for ln in f:
-                if ln.startswith("VmRSS:"):
-                    return int(ln.split()[1]) / 1024
+                k, _, v = ln.partition(":")
+                if k in out:
+                    out[k] = int(v.split()[0])
     except OSError:
         pass
-    return 0.0
+    return out
+
+
+def rss_mb(pid):
+    return kb_fields("/proc/%d/status" % pid, ["VmRSS"])["VmRSS"] / 1024
 
 
 class Sampler(threading.Thread):

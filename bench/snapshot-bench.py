@@ -46,7 +46,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 from harness import Cluster  # noqa: E402
+from clusterbench import add_member, kb_fields  # noqa: E402
 
 CTL = os.environ.get("RAFTKV_CTL") or os.path.join(ROOT, "build", "src", "ctl", "raftkvctl")
 KEYS = int(os.environ.get("KEYS", "2000000"))
@@ -79,19 +81,6 @@ def cpu_split(a, b):
 
 RESTART = os.environ.get("RESTART", "0") == "1"
 ADD_MEMBER = os.environ.get("ADD_MEMBER", "0") == "1"
-
-
-def kb_fields(path, names):
-    out = dict.fromkeys(names, 0)
-    try:
-        with open(path) as f:
-            for ln in f:
-                k, _, v = ln.partition(":")
-                if k in out:
-                    out[k] = int(v.split()[0])
-    except OSError:
-        pass
-    return out
 
 
 def children(pid):
@@ -244,8 +233,6 @@ def main():
         print(json.dumps(res, indent=1))
         sys.stdout.flush()
         if ADD_MEMBER:
-            sys.path.insert(0, os.path.join(ROOT, "bench"))
-            from clusterbench import add_member
             add_member(c, c.wait_leader(), 8)
         rep = sched_report(c, tracer, trace_path)
         if rep:

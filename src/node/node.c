@@ -44,7 +44,6 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
         replica_process(n->rp);
         api_serve_ready_reads(n);
     }
-    node_metrics_publish(n);
     double lag = looplag_iteration(&n->lag, ev_now(n->loop), ev_time());
     if (lag >= 0 && n->m)
         metrics_hist_observe(n->m->loop_lag, lag);
@@ -118,6 +117,9 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         node_mark_dirty(n);
     snapxfer_pump_all(n);
     looplag_tick(&n->lag, ev_now(loop));
+    /* Once a tick, not once an iteration: a scrape reads seconds apart,
+     * and /healthz allows seconds between heartbeats. */
+    node_metrics_publish(n);
 }
 
 /* A lost proposal (leader change) is tried again after this long. */
