@@ -197,6 +197,10 @@ def main():
         terms = [st.term for st in sts.values() if st is not None]
         changes = sum(c.log_since(i, 0).count("leader_change:") for i in c.nodes)
         warns = sum(c.log_since(i, 0).count("loop_lag") for i in c.nodes)
+        # the lines themselves: each splits its iteration into ran / waited
+        # for a CPU / slept, which says where to look next
+        warn_lines = {i: [ln[-400:] for ln in c.log_since(i, 0).splitlines() if "loop_lag" in ln][:20]
+                      for i in c.nodes}
         forks = {i: sorted(float(x) for x in re.findall(r"forked writer \d+ in ([\d.]+) ms", c.log_since(i, 0)))
                  for i in c.nodes}
         hugepages = {i: (re.findall(r"memory: (.*)", c.log_since(i, 0)) or ["?"])[0] for i in c.nodes}
@@ -215,6 +219,7 @@ def main():
             "p999_ms": lat.get("p999", 0) / 1e3, "max_ms": lat.get("max", 0) / 1e3,
             "term_before": term0, "term_after": max(terms) if terms else None,
             "leader_change_log_lines": changes, "loop_lag_warnings": warns,
+            "loop_lag_lines": warn_lines,
             "fork_ms": {i: {"count": len(f), "median": f[len(f) // 2] if f else None, "max": f[-1] if f else None}
                         for i, f in forks.items()},
             "malloc": hugepages,

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,11 @@ struct series {
     struct series *next;
 };
 
+/* The lock guards the list, not the values: series are added at start-up
+ * and, rarely, when a member joins at runtime, while a renderer on another
+ * thread walks the list.  Updates to values never take it. */
 struct metrics_registry {
+    pthread_mutex_t mu;
     struct series *head;
 };
 
@@ -94,7 +99,10 @@ uint64_t metrics_hist_count(const struct metrics_hist *h)
 int metrics_registry_new(struct metrics_registry **out)
 {
     *out = calloc(1, sizeof(**out));
-    return *out ? 0 : -ENOMEM;
+    if (!*out)
+        return -ENOMEM;
+    pthread_mutex_init(&(*out)->mu, NULL);
+    return 0;
 }
 
 void metrics_registry_free(struct metrics_registry *r)
@@ -108,13 +116,15 @@ void metrics_registry_free(struct metrics_registry *r)
         free(s->labels);
         free(s);
     }
+    pthread_mutex_destroy(&r->mu);
     free(r);
 }
 
 /* Series of one family stay together: the text format wants one HELP/TYPE
  * and then every labelled variant. */
-static struct series *add(struct metrics_registry *r, const char *name, const char *help,
-                          const char *labels, enum series_type type, unsigned flags)
+static struct series *add_locked(struct metrics_registry *r, const char *name,
+                                 const char *help, const char *labels, enum series_type type,
+                                 unsigned flags)
 {
     struct series **at = &r->head, *last_same = NULL;
     for (struct series *s = r->head; s; s = s->next) {
@@ -149,17 +159,32 @@ static struct series *add(struct metrics_registry *r, const char *name, const ch
     return s;
 }
 
+static struct series *add(struct metrics_registry *r, const char *name, const char *help,
+                          const char *labels, enum series_type type, unsigned flags,
+                          const double *bounds, unsigned n_bounds)
+{
+    pthread_mutex_lock(&r->mu);
+    struct series *s = add_locked(r, name, help, labels, type, flags);
+    if (s && type == SER_HIST) {
+        /* Set before a renderer can see the series. */
+        s->u.hist.bounds = bounds;
+        s->u.hist.n_bounds = n_bounds;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return s;
+}
+
 struct metrics_counter *metrics_counter_new(struct metrics_registry *r, const char *name,
                                             const char *help, const char *labels, unsigned flags)
 {
-    struct series *s = add(r, name, help, labels, SER_COUNTER, flags);
+    struct series *s = add(r, name, help, labels, SER_COUNTER, flags, NULL, 0);
     return s ? &s->u.counter : NULL;
 }
 
 struct metrics_gauge *metrics_gauge_new(struct metrics_registry *r, const char *name,
                                         const char *help, const char *labels)
 {
-    struct series *s = add(r, name, help, labels, SER_GAUGE, 0);
+    struct series *s = add(r, name, help, labels, SER_GAUGE, 0, NULL, 0);
     return s ? &s->u.gauge : NULL;
 }
 
@@ -169,23 +194,21 @@ struct metrics_hist *metrics_hist_new(struct metrics_registry *r, const char *na
 {
     if (n_bounds > METRICS_MAX_BUCKETS)
         return NULL;
-    struct series *s = add(r, name, help, labels, SER_HIST, flags);
-    if (!s)
-        return NULL;
-    s->u.hist.bounds = bounds;
-    s->u.hist.n_bounds = n_bounds;
-    return &s->u.hist;
+    struct series *s = add(r, name, help, labels, SER_HIST, flags, bounds, n_bounds);
+    return s ? &s->u.hist : NULL;
 }
 
 int metrics_gauge_fn_new(struct metrics_registry *r, const char *name, const char *help,
                          const char *labels, metrics_gauge_fn fn, void *arg)
 {
-    struct series *s = add(r, name, help, labels, SER_GAUGE_FN, 0);
-    if (!s)
-        return -ENOMEM;
-    s->u.fn.fn = fn;
-    s->u.fn.arg = arg;
-    return 0;
+    pthread_mutex_lock(&r->mu);
+    struct series *s = add_locked(r, name, help, labels, SER_GAUGE_FN, 0);
+    if (s) {
+        s->u.fn.fn = fn;
+        s->u.fn.arg = arg;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return s ? 0 : -ENOMEM;
 }
 
 /* ---- rendering --------------------------------------------------------- */
@@ -299,10 +322,23 @@ static void labels_with(struct buf *b, const char *labels, const char *extra)
     bprintf(b, "{%s%s%s}", labels ? labels : "", labels && extra ? "," : "", extra ? extra : "");
 }
 
+/* Renderers hold the list lock (a scrape of a few hundred series takes well
+ * under a millisecond); the registry is logically const to them. */
+static void list_lock(const struct metrics_registry *r)
+{
+    pthread_mutex_lock((pthread_mutex_t *)&r->mu);
+}
+
+static void list_unlock(const struct metrics_registry *r)
+{
+    pthread_mutex_unlock((pthread_mutex_t *)&r->mu);
+}
+
 int metrics_render_prometheus(const struct metrics_registry *r, char **out, size_t *len)
 {
     static const char *const type_names[] = {"counter", "gauge", "gauge", "histogram"};
     struct buf b = {0};
+    list_lock(r);
     const char *family = NULL;
     for (const struct series *s = r->head; s; s = s->next) {
         if (hidden(s))
@@ -345,6 +381,7 @@ int metrics_render_prometheus(const struct metrics_registry *r, char **out, size
             put_value(&b, gauge_value(s));
         bprintf(&b, "\n");
     }
+    list_unlock(r);
     if (!b.p)
         bprintf(&b, "%s", "");
     return finish(&b, out, len);
@@ -377,6 +414,7 @@ int metrics_render_json(const struct metrics_registry *r, char **out, size_t *le
     struct buf b = {0};
     bprintf(&b, "{");
     bool first = true;
+    list_lock(r);
     for (const struct series *s = r->head; s; s = s->next) {
         if (hidden(s))
             continue;
@@ -405,6 +443,7 @@ int metrics_render_json(const struct metrics_registry *r, char **out, size_t *le
             put_json_value(&b, gauge_value(s));
         }
     }
+    list_unlock(r);
     bprintf(&b, "}\n");
     return finish(&b, out, len);
 }

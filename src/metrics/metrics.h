@@ -54,6 +54,14 @@ static inline uint64_t metrics_counter_get(const struct metrics_counter *c)
     return atomic_load_explicit(&c->v, memory_order_relaxed);
 }
 
+/* A counter that mirrors a total kept elsewhere (the Raft core's event
+ * counts) by its one writer: it stays monotonic as long as the source is. */
+static inline void metrics_counter_set(struct metrics_counter *c, uint64_t total)
+{
+    if (c)
+        atomic_store_explicit(&c->v, total, memory_order_relaxed);
+}
+
 void metrics_gauge_set(struct metrics_gauge *g, double v);
 double metrics_gauge_get(const struct metrics_gauge *g);
 /* Any number of threads may observe at once (sum is a CAS loop). */

@@ -18,13 +18,15 @@
 #include <string.h>
 #include <sys/resource.h>
 
-/* --test-disk-fault: a test harness makes a running node's disk fail at a
- * moment it picks.  Only a command-line flag with "test" in its name turns
- * it on (no config key, so no shared file can), it is announced at start,
- * and nothing happens until SIGUSR2. */
+/* --test-disk-fault: a test harness makes a running node's disk fail (or
+ * turn slow) at a moment it picks.  Only a command-line flag with "test" in
+ * its name turns it on (no config key, so no shared file can), it is
+ * announced at start, and nothing happens until SIGUSR2. */
 struct test_fault {
     enum store_fault_op op;
-    int err;
+    int err;           /* fail once with this, or ... */
+    unsigned delay_ms; /* ... make every call this much slower (SIGUSR2 toggles) */
+    bool delaying;
     ev_signal sig;
 };
 
@@ -33,11 +35,21 @@ static int test_fault_parse(const char *arg, struct test_fault *f)
     const char *colon = strchr(arg, ':');
     if (!colon)
         return -EINVAL;
+    f->err = 0;
+    f->delay_ms = 0;
+    f->delaying = false;
     if (strcmp(colon + 1, "EIO") == 0)
         f->err = EIO;
     else if (strcmp(colon + 1, "ENOSPC") == 0)
         f->err = ENOSPC;
-    else
+    else if (strncmp(colon + 1, "DELAY=", 6) == 0) {
+        char *end;
+        errno = 0;
+        unsigned long ms = strtoul(colon + 7, &end, 10);
+        if (errno || end == colon + 7 || *end || ms == 0 || ms > 60000)
+            return -EINVAL;
+        f->delay_ms = (unsigned)ms;
+    } else
         return -EINVAL;
     for (int op = 0; op < STORE_FAULT_NOPS; op++) {
         const char *name = store_fault_op_name((enum store_fault_op)op);
@@ -53,6 +65,13 @@ static void on_test_fault(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)loop, (void)revents;
     struct test_fault *f = w->data;
+    if (f->delay_ms) {
+        f->delaying = !f->delaying;
+        store_fault_delay(f->op, f->delaying ? f->delay_ms * 1000 : 0);
+        log_warn("TEST: SIGUSR2: every %s of the store now takes %u ms longer",
+                 store_fault_op_name(f->op), f->delaying ? f->delay_ms : 0);
+        return;
+    }
     /* One failure is enough: a failed store refuses everything after it
      * with the same error and never retries (store.h). */
     store_fault_arm(f->op, 1, f->err);
@@ -93,7 +112,9 @@ static void usage(FILE *out)
             "      --test-disk-fault OP:ERR\n"
             "                          TESTS ONLY: on SIGUSR2, make the store's next OP call\n"
             "                          (write, fdatasync, fsync, rename, open, ...) fail\n"
-            "                          with ERR (EIO or ENOSPC).  Never in production.\n"
+            "                          with ERR (EIO or ENOSPC), or with ERR = DELAY=MS make\n"
+            "                          every OP call MS ms slower until the next SIGUSR2.\n"
+            "                          Never in production.\n"
             "\n"
             "Stops on SIGTERM or SIGINT; a leader first hands leadership to the most\n"
             "caught-up follower.  See raftkv-node(8) and raftkv.conf(5).\n",
@@ -144,7 +165,9 @@ int main(int argc, char **argv)
         case 'V': printf("raftkv-node %s\n", RAFTKV_VERSION_STRING); return 0;
         case 'F':
             if (test_fault_parse(optarg, &fault) < 0) {
-                fprintf(stderr, "raftkv-node: --test-disk-fault: '%s' is not OP:EIO or OP:ENOSPC\n",
+                fprintf(stderr,
+                        "raftkv-node: --test-disk-fault: '%s' is not OP:EIO, OP:ENOSPC or "
+                        "OP:DELAY=MS (1..60000)\n",
                         optarg);
                 return 2;
             }
@@ -206,8 +229,13 @@ int main(int argc, char **argv)
         return rv == -ENOENT || rv == -EINVAL ? 2 : 1;
     }
     if (fault_on) {
-        log_warn("TEST-ONLY disk fault injection enabled: SIGUSR2 makes the next %s fail with %s",
-                 store_fault_op_name(fault.op), strerror(fault.err));
+        if (fault.delay_ms)
+            log_warn("TEST-ONLY disk fault injection enabled: SIGUSR2 makes every %s %u ms "
+                     "slower, and the next SIGUSR2 normal again",
+                     store_fault_op_name(fault.op), fault.delay_ms);
+        else
+            log_warn("TEST-ONLY disk fault injection enabled: SIGUSR2 makes the next %s fail with %s",
+                     store_fault_op_name(fault.op), strerror(fault.err));
         ev_signal_init(&fault.sig, on_test_fault, SIGUSR2);
         fault.sig.data = &fault;
         ev_signal_start(n->loop, &fault.sig);

@@ -42,6 +42,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     if (n->dirty) {
         n->dirty = false;
         replica_process(n->rp);
+        node_metrics_committed(n);
         api_serve_ready_reads(n);
     }
     double lag = looplag_iteration(&n->lag, ev_now(n->loop), ev_time());
@@ -158,8 +159,11 @@ static void on_store(struct ev_loop *loop, ev_io *w, int revents)
     int rv = storage_store_poll(n->storage, &d);
     if (rv < 0)
         replica_storage_failed(n->rp, rv);
-    else
+    else {
+        node_metrics_durable(n, d.index);
         replica_durable(n->rp, &d);
+        node_metrics_committed(n);
+    }
     api_serve_ready_reads(n);
     node_mark_dirty(n);
 }

@@ -39,9 +39,118 @@ void node_metrics_note_key(struct waiter *w, const Raftkv__Request *req)
     memcpy(w->key, k->data, k->len < sizeof(w->key) ? k->len : sizeof(w->key));
 }
 
+/* ---- index times, for the stages of a slow write ----------------------- */
+
+#define INDEX_TIME_RESOLUTION_S 0.001
+
+static void index_times_note(struct node_index_times *t, uint64_t index, double now)
+{
+    if (t->n) {
+        unsigned last = (t->next + NODE_INDEX_TIMES - 1) % NODE_INDEX_TIMES;
+        if (index < t->e[last].index)
+            t->n = 0; /* the durable log was cut back: older times no longer apply */
+        else if (now - t->e[last].at < INDEX_TIME_RESOLUTION_S) {
+            t->e[last].index = index;
+            return;
+        }
+    }
+    t->e[t->next].index = index;
+    t->e[t->next].at = now;
+    t->next = (t->next + 1) % NODE_INDEX_TIMES;
+    if (t->n < NODE_INDEX_TIMES)
+        t->n++;
+}
+
+/* When index was first reached, or -1: not yet, or longer ago than the
+ * entries reach back.  Entries are in index order: binary search. */
+static double index_times_find(const struct node_index_times *t, uint64_t index)
+{
+    unsigned first = (t->next + NODE_INDEX_TIMES - t->n) % NODE_INDEX_TIMES;
+    unsigned lo = 0, hi = t->n; /* the first entry with e.index >= index is in [lo, hi] */
+    while (lo < hi) {
+        unsigned mid = lo + (hi - lo) / 2;
+        if (t->e[(first + mid) % NODE_INDEX_TIMES].index >= index)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    /* The oldest entry may have started its millisecond below index and
+     * reached it only later: it is an answer only when it is not the oldest
+     * kept, or when nothing was evicted yet. */
+    if (lo == t->n || (lo == 0 && t->n == NODE_INDEX_TIMES))
+        return -1;
+    return t->e[(first + lo) % NODE_INDEX_TIMES].at;
+}
+
+void node_metrics_durable(struct node *n, uint64_t index)
+{
+    if (n->m)
+        index_times_note(&n->m->durable_at, index, ev_time());
+}
+
+void node_metrics_committed(struct node *n)
+{
+    struct node_metrics *m = n->m;
+    uint64_t c = m ? replica_commit_index(n->rp) : 0;
+    if (!m || c == m->commit_seen)
+        return;
+    m->commit_seen = c;
+    index_times_note(&m->committed_at, c, ev_time());
+}
+
+/* ---- slow requests ------------------------------------------------------ */
+
 /* One line a second at most: a stalled disk makes every request slow, and
  * the journal must not drown in them. */
 #define SLOW_LOG_EVERY_S 1.0
+
+/* Microseconds from a to b as a journal value; "" when a stage's time is
+ * not known (older than the index history). */
+static const char *stage_us(char *buf, double from, double to)
+{
+    if (from < 0 || to < 0) {
+        buf[0] = 0;
+        return buf;
+    }
+    return log_u64(buf, to > from ? (uint64_t)((to - from) * 1e6) : 0);
+}
+
+/* The stages of a request, for the message and the journal fields.  A write
+ * is proposed on arrival; then this node's fdatasync of it, a majority's
+ * (commit), and apply.  With 3 nodes the two followers can commit it before
+ * the leader's own disk: the stages are offsets from arrival, not a chain. */
+static void slow_stages(const struct node_metrics *m, const struct waiter *w, double now,
+                        struct log_field *f, size_t *k, char bufs[][24], char *text, size_t tlen)
+{
+    if (w->kind == WAIT_READ) {
+        double known = w->index_known ? w->known_at : -1;
+        f[(*k)++] = (struct log_field){"RAFTKV_STAGE_US_READ_INDEX", stage_us(bufs[0], w->arrived, known)};
+        f[(*k)++] = (struct log_field){"RAFTKV_STAGE_US_APPLY_WAIT", stage_us(bufs[1], known, now)};
+        if (w->index_known)
+            snprintf(text, tlen, "read index after %.0f ms, applied %.0f ms later",
+                     (known - w->arrived) * 1e3, (now - known) * 1e3);
+        else
+            snprintf(text, tlen, "read index never confirmed");
+        return;
+    }
+    double synced = index_times_find(&m->durable_at, w->index);
+    double committed = index_times_find(&m->committed_at, w->index);
+    f[(*k)++] = (struct log_field){"RAFTKV_STAGE_US_QUEUE", "0"};
+    f[(*k)++] = (struct log_field){"RAFTKV_STAGE_US_FSYNC", stage_us(bufs[0], w->arrived, synced)};
+    f[(*k)++] = (struct log_field){"RAFTKV_STAGE_US_COMMIT", stage_us(bufs[1], w->arrived, committed)};
+    f[(*k)++] = (struct log_field){"RAFTKV_STAGE_US_APPLY", stage_us(bufs[2], committed, now)};
+    f[(*k)++] = (struct log_field){"RAFTKV_STAGE_US_COMMIT_APPLY", stage_us(bufs[3], w->arrived, now)};
+    char s[40] = "not done or too long ago to tell", c[40] = "?", a[40] = "?";
+    if (synced >= 0)
+        snprintf(s, sizeof(s), "after %.0f ms", (synced - w->arrived) * 1e3);
+    if (committed >= 0) {
+        snprintf(c, sizeof(c), "%.0f ms", (committed - w->arrived) * 1e3);
+        /* commit noted to the millisecond: never "-0 ms" */
+        snprintf(a, sizeof(a), "%.0f ms", now > committed ? (now - committed) * 1e3 : 0.0);
+    }
+    snprintf(text, tlen, "proposal to commit and apply %.0f ms: local fdatasync %s, committed after %s, "
+             "applied %s later", (now - w->arrived) * 1e3, s, c, a);
+}
 
 static void log_slow(struct node *n, const struct waiter *w, int status, double now)
 {
@@ -51,40 +160,31 @@ static void log_slow(struct node *n, const struct waiter *w, int status, double 
         m->slow_unlogged++;
         return;
     }
-    char key[NODE_SLOW_KEY_MAX * 4 + 4], total[24], s1[24], s2[24], st[24], cb[24];
+    /* A write is answered as it applies, inside the ready round that
+     * learned its commit and before the loop notes the new index: note it
+     * now, or the request's own commit would be missing. */
+    node_metrics_committed(n);
+    char key[NODE_SLOW_KEY_MAX * 4 + 4], total[24], unl[24], cb[24], bufs[4][24];
+    char stages[200], more[64] = "";
     log_escape(w->key, w->key_len, sizeof(w->key), key, sizeof(key));
     const ProtobufCEnumValue *sv =
         protobuf_c_enum_descriptor_get_value(&raftkv__status__descriptor, status);
     const char *op = metrics_requests_op_name((enum metrics_op)w->op);
     uint64_t total_us = (uint64_t)((now - w->arrived) * 1e6);
-    /* Stages: a write waits from its proposal (made on arrival) until
-     * committed on a majority's disks and applied; a read first for its
-     * read index (one heartbeat round), then for that index to apply. */
-    uint64_t index_us = w->kind == WAIT_READ && w->index_known
-                            ? (uint64_t)((w->known_at - w->arrived) * 1e6) : 0;
-    uint64_t apply_us = w->kind == WAIT_READ && w->index_known
-                            ? (uint64_t)((now - w->known_at) * 1e6) : 0;
-    const char *stage1 = w->kind == WAIT_READ ? "RAFTKV_STAGE_US_READ_INDEX" : "RAFTKV_STAGE_US_COMMIT_APPLY";
-    const char *stage2 = w->kind == WAIT_READ ? "RAFTKV_STAGE_US_APPLY_WAIT" : "RAFTKV_STAGE_US_QUEUE";
-    char stages[128], more[64] = "";
-    if (w->kind != WAIT_READ)
-        snprintf(stages, sizeof(stages), "proposal to commit and apply %.0f ms", total_us / 1e3);
-    else if (w->index_known)
-        snprintf(stages, sizeof(stages), "read index after %.0f ms, applied %.0f ms later",
-                 index_us / 1e3, apply_us / 1e3);
-    else
-        snprintf(stages, sizeof(stages), "read index never confirmed");
+    struct log_field f[16];
+    size_t k = 0;
+    f[k++] = (struct log_field){"RAFTKV_OP", op};
+    f[k++] = (struct log_field){"RAFTKV_KEY", key};
+    f[k++] = (struct log_field){"RAFTKV_STATUS", sv ? sv->name : "?"};
+    f[k++] = (struct log_field){"RAFTKV_DURATION_US", log_u64(total, total_us)};
+    slow_stages(m, w, now, f, &k, bufs, stages, sizeof(stages));
+    f[k++] = (struct log_field){"RAFTKV_SLOW_UNLOGGED", log_u64(unl, m->slow_unlogged)};
+    f[k++] = (struct log_field){"RAFTKV_COMMIT", log_u64(cb, replica_commit_index(n->rp))};
+    f[k] = (struct log_field){NULL, NULL};
     if (m->slow_unlogged)
         snprintf(more, sizeof(more), "; %llu more slow requests since the last line",
                  (unsigned long long)m->slow_unlogged);
-    log_event(LOG_WARNING, "slow_request",
-              LOG_FIELDS({"RAFTKV_OP", op}, {"RAFTKV_KEY", key},
-                         {"RAFTKV_STATUS", sv ? sv->name : "?"},
-                         {"RAFTKV_DURATION_US", log_u64(total, total_us)},
-                         {stage1, log_u64(s1, w->kind == WAIT_READ ? index_us : total_us)},
-                         {stage2, log_u64(s2, w->kind == WAIT_READ ? apply_us : 0)},
-                         {"RAFTKV_SLOW_UNLOGGED", log_u64(st, m->slow_unlogged)},
-                         {"RAFTKV_COMMIT", log_u64(cb, replica_commit_index(n->rp))}),
+    log_event(LOG_WARNING, "slow_request", f,
               "slow request: %s \"%s\" took %.0f ms (%s): %s; role %s, term %llu, leader %llu, "
               "commit %llu, applied %llu%s",
               op, key, total_us / 1e3, sv ? sv->name : "?", stages, raft_role_name(n->role),
@@ -156,6 +256,51 @@ void node_metrics_publish(struct node *n)
                           memory_order_relaxed);
 }
 
+/* The series of one peer, registered on first sight.  NULL when out of
+ * memory or past RAFT_MAX_MEMBERS ids (a long history of replaced members):
+ * its traffic then goes uncounted rather than mislabelled. */
+static struct node_peer_metrics *peer_metrics(struct node_metrics *m, uint64_t id)
+{
+    for (unsigned i = 0; i < m->n_peers; i++)
+        if (m->peers[i].id == id)
+            return &m->peers[i];
+    if (m->n_peers >= RAFT_MAX_MEMBERS)
+        return NULL;
+    char l[32];
+    snprintf(l, sizeof(l), "peer=\"%llu\"", (unsigned long long)id);
+    struct node_peer_metrics *p = &m->peers[m->n_peers];
+    p->lag = metrics_gauge_new(
+        m->reg, "raftkv_raft_follower_lag_entries",
+        "On the leader: entries in its log that the follower has not matched yet (0 elsewhere).", l);
+    p->msgs = metrics_counter_new(m->reg, "raftkv_raft_messages_sent_total",
+                                  "Raft messages of any kind sent to the peer.", l, 0);
+    p->appends = metrics_counter_new(m->reg, "raftkv_raft_append_entries_sent_total",
+                                     "AppendEntries messages sent to the peer (heartbeats not counted).",
+                                     l, 0);
+    p->append_bytes = metrics_counter_new(m->reg, "raftkv_raft_append_entries_sent_bytes_total",
+                                          "Entry payload bytes sent to the peer in AppendEntries.", l, 0);
+    if (!p->lag || !p->msgs || !p->appends || !p->append_bytes)
+        return NULL; /* the registry keeps what it made; retried next time */
+    p->id = id;
+    m->n_peers++;
+    return p;
+}
+
+void node_metrics_peer_sent(struct node *n, const struct raft_msg *msg)
+{
+    struct node_peer_metrics *p = n->m ? peer_metrics(n->m, msg->to) : NULL;
+    if (!p)
+        return;
+    metrics_counter_inc(p->msgs);
+    if (msg->type != RAFT_MSG_APPEND)
+        return;
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < msg->n_entries; i++)
+        bytes += msg->entries[i].len;
+    metrics_counter_inc(p->appends);
+    metrics_counter_add(p->append_bytes, bytes);
+}
+
 void node_metrics_publish_slow(struct node *n)
 {
     struct node_metrics *m = n->m;
@@ -166,6 +311,11 @@ void node_metrics_publish_slow(struct node *n)
     metrics_gauge_set(m->last_index, (double)st.last_index);
     metrics_gauge_set(m->snapshot_index, (double)st.snap_index);
     metrics_gauge_set(m->members, st.conf.n);
+    /* Every member in the status gets its series, members added at runtime
+     * too; one that left keeps its series at lag 0. */
+    for (uint32_t k = 0; k < st.conf.n; k++)
+        if (st.conf.m[k].id != n->id)
+            (void)peer_metrics(m, st.conf.m[k].id);
     for (unsigned i = 0; i < m->n_peers; i++) {
         double lag = 0;
         for (uint32_t k = 0; k < st.n_progress; k++)
@@ -173,6 +323,9 @@ void node_metrics_publish_slow(struct node *n)
                 lag = (double)(st.last_index - st.progress[k].match);
         metrics_gauge_set(m->peers[i].lag, st.role == RAFT_LEADER ? lag : 0);
     }
+    metrics_counter_set(m->prevotes, st.counters.prevotes_started);
+    metrics_counter_set(m->prevotes_lost, st.counters.prevotes_lost);
+    metrics_counter_set(m->read_index_rounds, st.counters.read_index_rounds);
     const struct kv *kv = replica_kv(n->rp);
     metrics_gauge_set(m->keys, (double)kv_dict_count(kv_dict(kv)));
     metrics_gauge_set(m->data_bytes, (double)kv_dict_data_bytes(kv_dict(kv)));
@@ -250,21 +403,16 @@ static int register_all(struct node *n, struct node_metrics *m)
         "Time from the first chunk of a received snapshot until it was loaded.", NULL,
         metrics_buckets_long, metrics_buckets_long_n, 0);
     m->snapshot_bytes = G("raftkv_snapshot_size_bytes", "Size of the current snapshot file.");
-    for (size_t i = 0; i < n->cfg->n_nodes; i++) {
-        uint32_t id = n->cfg->nodes[i].id;
-        if (id == n->id || m->n_peers >= CONFIG_MAX_NODES)
-            continue;
-        char l[32];
-        snprintf(l, sizeof(l), "peer=\"%u\"", id);
-        m->peers[m->n_peers].id = id;
-        m->peers[m->n_peers].lag = metrics_gauge_new(
-            r, "raftkv_raft_follower_lag_entries",
-            "On the leader: entries in its log that the follower has not matched yet (0 elsewhere).",
-            l);
-        if (!m->peers[m->n_peers].lag)
+    m->prevotes = C("raftkv_raft_prevotes_total",
+                    "Pre-vote rounds this node started (a pre-vote raises no term).");
+    m->prevotes_lost = C("raftkv_raft_prevotes_lost_total",
+                         "Pre-vote rounds a majority refused (a sign of a partitioned or lagging node).");
+    m->read_index_rounds = C("raftkv_raft_read_index_rounds_total",
+                             "Heartbeat rounds this node ran as leader to confirm linearizable reads.");
+    for (size_t i = 0; i < n->cfg->n_nodes; i++)
+        if (n->cfg->nodes[i].id != n->id && !peer_metrics(m, n->cfg->nodes[i].id) &&
+            m->n_peers < RAFT_MAX_MEMBERS)
             return -ENOMEM;
-        m->n_peers++;
-    }
     m->fsync_seconds = metrics_hist_new(r, "raftkv_disk_fsync_duration_seconds",
                                         "fdatasync of the log per group commit.", NULL,
                                         metrics_buckets_latency, metrics_buckets_latency_n, 0);
@@ -294,7 +442,8 @@ static int register_all(struct node *n, struct node_metrics *m)
         !m->snapshot_install_seconds || !m->snapshot_bytes || !m->fsync_seconds ||
         !m->batch_records || !m->bytes_written || !m->records_written || !m->disk_failed ||
         !m->keys || !m->data_bytes || !m->quota_bytes || !m->in_flight || !m->connections ||
-        !m->loop_lag || !m->slow_requests)
+        !m->loop_lag || !m->slow_requests || !m->prevotes || !m->prevotes_lost ||
+        !m->read_index_rounds)
         return -ENOMEM;
     return metrics_add_process(r, RAFTKV_VERSION_STRING);
 }

@@ -10,12 +10,27 @@
 #include "metrics/http.h"
 #include "metrics/metrics.h"
 #include "metrics/requests.h"
+#include "raft/raft.h"
 #include "raftkv.pb-c.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
 struct node;
+
+/* When the log indices moved: the commit index, and this node's durable
+ * (fdatasync'ed) index.  Consecutive moves less than a millisecond apart
+ * share an entry, so NODE_INDEX_TIMES entries span seconds even under full
+ * load; a slow request looks up when its index became durable and
+ * committed there, without any bookkeeping per request. */
+#define NODE_INDEX_TIMES 4096
+struct node_index_times {
+    struct {
+        uint64_t index; /* the highest index reached within the entry's millisecond */
+        double at;      /* ev_time() when that millisecond began */
+    } e[NODE_INDEX_TIMES];
+    unsigned next, n;
+};
 
 struct node_metrics {
     struct metrics_registry *reg;
@@ -30,10 +45,14 @@ struct node_metrics {
     struct metrics_counter *leader_changes, *elections, *proposals_committed, *proposals_failed;
     struct metrics_counter *snapshots_taken, *snapshots_installed;
     struct metrics_hist *snapshot_seconds, *snapshot_install_seconds;
-    struct {
+    struct metrics_counter *prevotes, *prevotes_lost, *read_index_rounds;
+    /* Per other member, registered the first time it is seen (members
+     * added at runtime too); a removed member's series stay, at lag 0. */
+    struct node_peer_metrics {
         uint64_t id;
         struct metrics_gauge *lag;
-    } peers[CONFIG_MAX_NODES];
+        struct metrics_counter *msgs, *appends, *append_bytes;
+    } peers[RAFT_MAX_MEMBERS];
     unsigned n_peers;
     /* disk */
     struct metrics_hist *fsync_seconds, *batch_records;
@@ -48,6 +67,8 @@ struct node_metrics {
     double slow_logged_at;    /* ev_now() of the last slow-request line */
     uint64_t slow_unlogged;   /* slow requests not logged since (rate limit) */
     uint64_t answered; /* requests counted: the synchronous path skips one a waiter counted */
+    struct node_index_times durable_at, committed_at;
+    uint64_t commit_seen;
     /* process */
     struct metrics_hist *loop_lag;
 };
@@ -68,6 +89,9 @@ void node_metrics_publish(struct node *n);
 void node_metrics_publish_slow(struct node *n);
 void node_metrics_soft_state(struct node *n, bool leader_changed, bool became_candidate);
 
+/* A Raft message went out to its peer's link (peer.c). */
+void node_metrics_peer_sent(struct node *n, const struct raft_msg *m);
+
 struct waiter;
 /* A parked request was answered with status: count it, and log it when it
  * took longer than cluster.slow_request_ms. */
@@ -76,6 +100,11 @@ void node_metrics_waiter_done(struct node *n, const struct waiter *w, int status
 void node_metrics_note_key(struct waiter *w, const Raftkv__Request *req);
 /* One answered request: op, status and seconds since it arrived. */
 void node_metrics_request(struct node *n, enum metrics_op op, int status, double seconds);
+
+/* The log became durable up to index on this node (a store completion). */
+void node_metrics_durable(struct node *n, uint64_t index);
+/* After a ready round: notes when the commit index moved. */
+void node_metrics_committed(struct node *n);
 
 /* The store's writer thread, after each group commit (any thread). */
 void node_metrics_synced(void *arg, uint64_t records, uint64_t bytes, double sync_seconds);

@@ -40,7 +40,9 @@ void peer_send(void *arg, const struct raft_msg *m)
         return;
     }
     int rv = net_dial_send_msg(pl->dial, pm);
-    if (rv < 0 && rv != -ENOTCONN)
+    if (rv == 0)
+        node_metrics_peer_sent(n, m);
+    else if (rv != -ENOTCONN)
         log_debug("send to node %u failed: %s", pl->id, strerror(-rv));
 }
 

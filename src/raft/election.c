@@ -121,6 +121,10 @@ static bool tally(struct raft *r, bool pre_vote, bool transfer)
             election_become_leader(r);
         return true;
     case QUORUM_LOST:
+        if (pre_vote)
+            r->counters.prevotes_lost++;
+        else
+            r->counters.elections_lost++;
         election_become_follower(r, r->term, RAFT_NONE);
         return true;
     default:
@@ -149,10 +153,13 @@ bool election_campaign(struct raft *r, bool pre_vote, bool transfer)
 {
     if (!term_can_advance(r))
         return false;
-    if (pre_vote)
+    if (pre_vote) {
         become_precandidate(r);
-    else
+        r->counters.prevotes_started++;
+    } else {
         become_candidate(r);
+        r->counters.elections_started++;
+    }
     record_vote(r, r->id, true);
     if (tally(r, pre_vote, transfer))
         return true;

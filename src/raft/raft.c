@@ -494,6 +494,7 @@ void raft_status(const struct raft *r, struct raft_status *st)
     st->snap_index = r->snapshot.index;
     st->transferee = r->transferee;
     st->refused_terms = r->refused_terms;
+    st->counters = r->counters;
     st->conf = r->conf;
     st->conf_index = r->conf_index ? r->conf_index : r->snapshot.index;
     if (r->role != RAFT_LEADER)

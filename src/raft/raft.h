@@ -266,6 +266,16 @@ struct raft_progress_status {
     uint32_t inflight;
 };
 
+/* Events since raft_new(), for monitoring: plain counts the core keeps as it
+ * goes (no clock, no I/O); the host turns them into rates. */
+struct raft_counters {
+    uint64_t prevotes_started; /* pre-vote campaigns */
+    uint64_t prevotes_lost;    /* ... that a majority refused */
+    uint64_t elections_started; /* real campaigns (term raised) */
+    uint64_t elections_lost;    /* ... that a majority refused */
+    uint64_t read_index_rounds; /* heartbeat rounds a leader ran for reads */
+};
+
 struct raft_status {
     raft_id id;
     enum raft_role role;
@@ -281,6 +291,7 @@ struct raft_status {
     raft_index snap_index;
     raft_id transferee;
     uint64_t refused_terms; /* messages/campaigns refused at RAFT_TERM_MAX */
+    struct raft_counters counters;
     struct raft_conf conf;
     /* The entry that set conf (appended, maybe not committed yet); the
      * snapshot's index when that entry was compacted into it. */

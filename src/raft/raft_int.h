@@ -172,6 +172,7 @@ struct raft {
     unsigned randomized_timeout;
     uint64_t rng;
     uint64_t refused_terms; /* messages or campaigns refused by RAFT_TERM_MAX */
+    struct raft_counters counters;
 
     /* read index */
     uint64_t read_round; /* last heartbeat round broadcast */

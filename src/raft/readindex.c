@@ -87,6 +87,7 @@ bool readindex_round_due(const struct raft *r)
 void readindex_start_round(struct raft *r)
 {
     r->read_round++;
+    r->counters.read_index_rounds++;
     r->read_round_wanted = false;
     replication_broadcast_heartbeat(r, r->read_round);
     readindex_release(r);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 static atomic_ulong calls[STORE_FAULT_NOPS];
 static atomic_ulong fail_at[STORE_FAULT_NOPS]; /* 0 = disarmed */
 static atomic_int fail_err[STORE_FAULT_NOPS];
+static atomic_uint delay_us[STORE_FAULT_NOPS]; /* 0 = none */
 static atomic_bool tracking, fake_sync;
 
 /* Power-cut bookkeeping, by path: bytes known durable. */
@@ -61,6 +63,7 @@ void store_fault_reset(void)
     for (int i = 0; i < STORE_FAULT_NOPS; i++) {
         atomic_store(&fail_at[i], 0);
         atomic_store(&calls[i], 0);
+        atomic_store(&delay_us[i], 0);
     }
     atomic_store(&tracking, false);
     atomic_store(&fake_sync, false);
@@ -84,10 +87,23 @@ void store_fault_fake_sync(bool on)
     atomic_store(&fake_sync, on);
 }
 
+void store_fault_delay(enum store_fault_op op, unsigned usec)
+{
+    if ((unsigned)op < STORE_FAULT_NOPS)
+        atomic_store(&delay_us[op], usec);
+}
+
 /* 0, or the armed -errno for this call. */
 static int hit(enum store_fault_op op)
 {
     unsigned long n = atomic_fetch_add_explicit(&calls[op], 1, memory_order_relaxed) + 1;
+    unsigned us = atomic_load_explicit(&delay_us[op], memory_order_relaxed);
+    if (us) {
+        /* A slow disk: the call's own thread waits, as in a real one. */
+        struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+        }
+    }
     unsigned long at = atomic_load_explicit(&fail_at[op], memory_order_relaxed);
     if (at && n == at) {
         atomic_store(&fail_at[op], 0);

@@ -230,6 +230,8 @@ enum store_fault_op {
 const char *store_fault_op_name(enum store_fault_op op);
 /* Fail the nth (1-based, counted from now) call of op with -err, once. */
 void store_fault_arm(enum store_fault_op op, unsigned long nth, int err);
+/* Make every call of op take usec longer (0: back to normal), a slow disk. */
+void store_fault_delay(enum store_fault_op op, unsigned usec);
 /* Disarm everything, zero the counters, stop and forget power-cut tracking. */
 void store_fault_reset(void);
 /* Calls of op since the last reset. */

@@ -10,6 +10,7 @@ harness's, stopped by PID.
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -161,6 +162,18 @@ def check_request_counters():
         wait_until(lambda: set_ok(port) == 2 * n, T(5), "leader's set/ok counter to reach %d" % (2 * n))
         m = scrape(port)
         assert m[("raftkv_raft_proposals_committed_total", "")] >= 2 * n
+        for f in c.nodes:
+            if f != lead:  # 2n entries of a few bytes went to each follower
+                peer = '{peer="%d"}' % f
+                assert m[("raftkv_raft_append_entries_sent_total", peer)] >= 1, (f, m)
+                assert m[("raftkv_raft_append_entries_sent_bytes_total", peer)] >= n, (f, m)
+                assert m[("raftkv_raft_messages_sent_total", peer)] >= \
+                    m[("raftkv_raft_append_entries_sent_total", peer)], (f, m)
+        rounds = m[("raftkv_raft_read_index_rounds_total", "")]
+        with c.client(lead) as cl:
+            harness.expect_status(cl.call(harness.req_get(b"d-0")), OK, "get")
+        wait_until(lambda: scrape(port)[("raftkv_raft_read_index_rounds_total", "")] > rounds, T(5),
+                   "a read-index round to be counted (the gauges publish once a second)")
         assert m[("raftkv_request_duration_seconds_count", '{op="set",status="ok"}')] == 2 * n
         for i in c.nodes:
             if i != lead:
@@ -269,6 +282,70 @@ def check_slow_request_logged():
         report("logged: %s" % line[:200])
 
 
+FSYNC_DELAY_MS = 300
+
+
+def check_slow_fsync_logged():
+    """With the node's fdatasync made 300 ms slower (the test-only slow
+    disk), a SET is logged as slow with its fsync and commit stages at 300
+    ms or more, and the fsync histogram holds the slow syncs.  One node, so
+    that its own disk decides the commit: with three, the followers' disks
+    may commit an entry before the leader's sync ends, and whether the
+    FSYNC stage is known at answer time would be a race."""
+    with harness.Cluster(1, metrics=True, slow_request_ms=100) as c:
+        for nd in c.nodes.values():
+            nd.extra_args = ["--test-disk-fault", "fdatasync:DELAY=%d" % FSYNC_DELAY_MS]
+        lead = c.start_and_lead()
+        offs = {i: c.log_size(i) for i in c.nodes}
+        for i in c.nodes:
+            c.signal_nowait(i, signal.SIGUSR2)
+        for i in c.nodes:  # the signal is handled on the loop: wait for it
+            c.wait_log(i, r"TEST: SIGUSR2: every fdatasync", since=offs[i])
+        since = c.log_size(lead)
+        with c.client(lead, timeout=T(20)) as cl:
+            r = cl.call(harness.req_set(b"slow-disk", b"v"))
+            assert r.status == OK, harness.status_name(r.status)
+        line = c.wait_log(lead, r"slow request: set .*", timeout=T(10), since=since).group(0)
+        stage = {}
+        for name in ("FSYNC", "COMMIT", "APPLY"):
+            m = re.search(r"RAFTKV_STAGE_US_%s=(\d+)" % name, line)
+            assert m, "RAFTKV_STAGE_US_%s missing or empty in %r" % (name, line)
+            stage[name] = int(m.group(1))
+        # the entry's own sync starts after it was written: at least the
+        # delay (less the history's 1 ms resolution) after arrival
+        floor_us = FSYNC_DELAY_MS * 1000 - 2000
+        assert stage["FSYNC"] >= floor_us, (stage, line)
+        assert stage["COMMIT"] >= stage["FSYNC"] - 2000, (stage, line)
+        assert "local fdatasync after" in line, line
+        ms = scrape(c.nodes[lead].metrics_port)
+        slow = ms[("raftkv_disk_fsync_duration_seconds_count", "")] - \
+            ms[("raftkv_disk_fsync_duration_seconds_bucket", '{le="0.25"}')]
+        assert slow >= 1, "no fdatasync over 0.25 s in the histogram"
+        report("stages (us): %r; %d syncs over 0.25 s" % (stage, slow))
+
+
+def check_runtime_member_series():
+    """A member added at runtime, absent from the leader's config file when
+    it started, gets its lag and traffic series on the leader."""
+    from test_membership import add_node_to_config, member_ok, wait_members
+    # a fixed [cluster] id: a derived one changes with the [node.N] list
+    with harness.Cluster(3, cluster_id=os.urandom(16).hex(), metrics=True) as c:
+        c.start()
+        lead = c.wait_leader()
+        add_node_to_config(c, 4)
+        c.start_node(4)
+        member_ok(c, "add", "4")
+        wait_members(c, {1: "voter", 2: "voter", 3: "voter", 4: "voter"}, "node 4 promoted")
+        lead = c.wait_leader()
+        key = ("raftkv_raft_append_entries_sent_total", '{peer="4"}')
+        wait_until(lambda: scrape(c.nodes[lead].metrics_port).get(key, 0) > 0, T(10),
+                   "the leader's series for node 4")
+        m = scrape(c.nodes[lead].metrics_port)
+        assert ("raftkv_raft_follower_lag_entries", '{peer="4"}') in m, sorted(m)
+        report("leader %d: node 4 sent %d appends, lag %d" % (
+            lead, m[key], m[("raftkv_raft_follower_lag_entries", '{peer="4"}')]))
+
+
 def check_off_by_default():
     """Without a metrics address nothing listens: the node starts as before."""
     with harness.Cluster(1) as c:
@@ -278,4 +355,4 @@ def check_off_by_default():
 
 if __name__ == "__main__":
     main([check_promtool_clean, check_request_counters, check_readyz_flips, check_ctl_metrics,
-          check_slow_request_logged, check_off_by_default])
+          check_slow_request_logged, check_slow_fsync_logged, check_runtime_member_series, check_off_by_default])
