@@ -35,15 +35,28 @@ void node_mark_dirty(struct node *n)
     n->dirty = true;
 }
 
+/* Only there to keep the next poll from blocking (see on_prepare). */
+static void on_more(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)revents;
+    ev_idle_stop(loop, w);
+}
+
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
-    (void)loop, (void)revents;
+    (void)revents;
     struct node *n = w->data;
     if (n->dirty) {
         n->dirty = false;
         replica_process(n->rp);
         node_metrics_committed(n);
         api_serve_ready_reads(n);
+        /* A long catch-up is applied in slices: poll the sockets (peers'
+         * heartbeats, clients) without blocking, then take the next one. */
+        if (replica_has_ready(n->rp)) {
+            n->dirty = true;
+            ev_idle_start(loop, &n->more);
+        }
     }
     double lag = looplag_iteration(&n->lag, ev_now(n->loop), ev_time());
     if (lag >= 0 && n->m)
@@ -420,6 +433,8 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
     n->store_io.data = n;
     ev_io_start(n->loop, &n->store_io);
     ev_prepare_init(&n->flush, on_prepare);
+    ev_idle_init(&n->more, on_more);
+    n->more.data = n;
     n->flush.data = n;
     ev_prepare_start(n->loop, &n->flush);
     looplag_init(&n->lag);

@@ -117,6 +117,7 @@ struct node {
     ev_io store_io;
     ev_io snap_io; /* the background snapshot writer's pidfd */
     ev_prepare flush;
+    ev_idle more; /* active while the replica has ready work left over */
     ev_signal sig_term, sig_int;
     ev_timer stop_timer;
     ev_timer watchdog;

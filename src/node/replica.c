@@ -456,9 +456,24 @@ static bool durable_now(const struct replica *rp)
 #endif
 }
 
+/* Entries applied per replica_process() call at most.  A node that
+ * restarts from a snapshot re-applies the log after it (up to a quarter of
+ * the dataset: millions of entries, seconds of work) once it learns the
+ * commit index; in one loop iteration that starves heartbeats.  At ~2 us
+ * an entry on a 10 M-key dictionary this is ~15 ms of work; the loop polls
+ * its sockets between slices (replica_has_ready). */
+#define APPLY_PER_CALL 8192
+
+bool replica_has_ready(const struct replica *rp)
+{
+    return !rp->err && raft_has_ready(rp->raft);
+}
+
 void replica_process(struct replica *rp)
 {
-    for (unsigned guard = 0; guard < 1024 && !rp->err && raft_has_ready(rp->raft); guard++) {
+    size_t applied = 0;
+    for (unsigned guard = 0; guard < 1024 && applied < APPLY_PER_CALL && replica_has_ready(rp);
+         guard++) {
         struct raft_ready rd;
         raft_ready(rp->raft, &rd);
         int rv = persist(rp, &rd);
@@ -479,6 +494,7 @@ void replica_process(struct replica *rp)
             apply_snapshot(rp, &rd);
         for (size_t i = 0; i < rd.n_committed; i++)
             apply(rp, &rd.committed[i]);
+        applied += rd.n_committed;
         for (size_t i = 0; i < rd.n_reads; i++)
             rp->hooks.read_state(rp->hooks.arg, &rd.reads[i]);
         if (rd.ss_changed)

@@ -74,8 +74,12 @@ int replica_open(struct replica **out, const struct replica_config *cfg,
                  size_t errlen);
 void replica_close(struct replica *rp);
 
-/* Drain every ready batch: persist, send, apply.  Call after each input. */
+/* Drain ready batches: persist, send, apply.  Call after each input.  It
+ * stops after a slice of applied entries (a long catch-up), leaving the
+ * rest for the next call: while replica_has_ready(), call again soon (the
+ * node does so on its next loop iteration, after polling its sockets). */
 void replica_process(struct replica *rp);
+bool replica_has_ready(const struct replica *rp);
 /* Storage made writes durable (see storage.h); releases held messages and
  * runs a ready round. */
 void replica_durable(struct replica *rp, const struct replica_durable *d);

@@ -348,7 +348,9 @@ void node_drive(struct sim *s, struct node *n)
     if (!n->up || s->fail)
         return;
     n->dirty = true;
-    replica_process(n->rp);
+    /* all of it now: the simulator has no loop to come back on */
+    for (unsigned i = 0; i < 1024 && replica_has_ready(n->rp); i++)
+        replica_process(n->rp);
     if (!s->fail && replica_error(n->rp))
         sim_fail(s, FAIL_CONTRACT, "n%llu: the replica failed: %s", U(n->id),
                  replica_errmsg(n->rp));
