@@ -335,6 +335,12 @@ void node_metrics_publish_slow(struct node *n)
         metrics_gauge_set(m->snapshot_bytes, (double)sb);
     metrics_gauge_set(m->connections,
                       (double)(net_listener_conns(n->client_l) + net_listener_conns(n->admin_l)));
+    const struct net_listener *ls[2] = {n->client_l, n->admin_l};
+    for (int i = 0; i < 2; i++)
+        if (ls[i]) {
+            metrics_counter_set(m->refused[i], net_listener_refused(ls[i]));
+            metrics_counter_set(m->evicted[i], net_listener_evicted(ls[i]));
+        }
 }
 
 /* ---- health (HTTP thread) ---------------------------------------------- */
@@ -428,6 +434,19 @@ static int register_all(struct node *n, struct node_metrics *m)
     m->quota_bytes = G("raftkv_kv_quota_bytes", "The dataset quota in force (0 = none).");
     m->in_flight = G("raftkv_requests_in_flight", "Requests waiting for Raft (writes, reads, transfers).");
     m->connections = G("raftkv_connections", "Open client and admin connections.");
+    static const char *const listener[2] = {"listener=\"client\"", "listener=\"admin\""};
+    for (int i = 0; i < 2; i++) {
+        m->refused[i] = metrics_counter_new(
+            r, "raftkv_connections_refused_total",
+            "Connections refused at the listener's max_connections (or when out of fds).",
+            listener[i], 0);
+        m->evicted[i] = metrics_counter_new(
+            r, "raftkv_connections_evicted_total",
+            "Idle connections closed to make room for a new one at max_connections.", listener[i],
+            0);
+        if (!m->refused[i] || !m->evicted[i])
+            return -ENOMEM;
+    }
     m->slow_requests = C("raftkv_slow_requests_total",
                          "Requests slower than cluster.slow_request_ms (logged at most one a second).");
     m->loop_lag = metrics_hist_new(r, "raftkv_loop_iteration_seconds",

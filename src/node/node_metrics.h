@@ -63,6 +63,9 @@ struct node_metrics {
     /* requests */
     struct metrics_requests requests;
     struct metrics_gauge *in_flight, *connections;
+    /* [0] client port, [1] admin socket: refused at max_connections (or
+     * out of fds), and idle connections closed to make room */
+    struct metrics_counter *refused[2], *evicted[2];
     struct metrics_counter *slow_requests;
     double slow_logged_at;    /* ev_now() of the last slow-request line */
     uint64_t slow_unlogged;   /* slow requests not logged since (rate limit) */
