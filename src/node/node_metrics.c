@@ -333,6 +333,10 @@ void node_metrics_publish_slow(struct node *n)
     uint64_t sb;
     if (storage_store_snapshot_bytes(n->storage, &sb) == 0)
         metrics_gauge_set(m->snapshot_bytes, (double)sb);
+    uint64_t segs, lb;
+    storage_store_log_files(n->storage, &segs, &lb);
+    metrics_gauge_set(m->segments, (double)segs);
+    metrics_gauge_set(m->log_bytes, (double)lb);
     metrics_gauge_set(m->connections,
                       (double)(net_listener_conns(n->client_l) + net_listener_conns(n->admin_l)));
     const struct net_listener *ls[2] = {n->client_l, n->admin_l};
@@ -427,6 +431,8 @@ static int register_all(struct node *n, struct node_metrics *m)
                                         metrics_buckets_count, metrics_buckets_count_n, 0);
     m->bytes_written = C("raftkv_disk_written_bytes_total", "Bytes the store wrote (log records and snapshots it was handed).");
     m->records_written = C("raftkv_disk_written_records_total", "Log records written.");
+    m->segments = G("raftkv_disk_log_segments", "Log segment files on disk.");
+    m->log_bytes = G("raftkv_disk_log_bytes", "Bytes of log records in the segment files.");
     m->disk_failed = G("raftkv_disk_failed",
                        "1 once a disk write failed: the node stops taking writes until restarted.");
     m->keys = G("raftkv_kv_keys", "Keys in the dictionary.");
@@ -462,7 +468,7 @@ static int register_all(struct node *n, struct node_metrics *m)
         !m->batch_records || !m->bytes_written || !m->records_written || !m->disk_failed ||
         !m->keys || !m->data_bytes || !m->quota_bytes || !m->in_flight || !m->connections ||
         !m->loop_lag || !m->slow_requests || !m->prevotes || !m->prevotes_lost ||
-        !m->read_index_rounds)
+        !m->read_index_rounds || !m->segments || !m->log_bytes)
         return -ENOMEM;
     return metrics_add_process(r, RAFTKV_VERSION_STRING);
 }

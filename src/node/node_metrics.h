@@ -57,7 +57,7 @@ struct node_metrics {
     /* disk */
     struct metrics_hist *fsync_seconds, *batch_records;
     struct metrics_counter *bytes_written, *records_written;
-    struct metrics_gauge *disk_failed, *snapshot_bytes;
+    struct metrics_gauge *disk_failed, *snapshot_bytes, *segments, *log_bytes;
     /* dataset */
     struct metrics_gauge *keys, *data_bytes, *quota_bytes;
     /* requests */

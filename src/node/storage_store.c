@@ -283,6 +283,11 @@ int storage_store_snapshot_bytes(struct storage_store *ss, uint64_t *bytes)
     return store_snapshot_size(ss->st, bytes);
 }
 
+void storage_store_log_files(struct storage_store *ss, uint64_t *segments, uint64_t *bytes)
+{
+    store_log_files(ss->st, segments, bytes);
+}
+
 static void kill_child(struct storage_store *ss)
 {
     if (ss->child <= 0)

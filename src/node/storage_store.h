@@ -58,5 +58,7 @@ int storage_store_rx_finish(struct storage_store *ss, struct store_snap_stream *
                             const uint32_t *crc, const struct kv_config *kvc, struct kv **kv);
 /* Bytes of the current snapshot's data; -ENOENT if there is none. */
 int storage_store_snapshot_bytes(struct storage_store *ss, uint64_t *bytes);
+/* Log segment files on disk and the record bytes they hold. */
+void storage_store_log_files(struct storage_store *ss, uint64_t *segments, uint64_t *bytes);
 
 #endif

@@ -547,6 +547,16 @@ int store_snapshot_size(struct store *st, uint64_t *size)
     return rc;
 }
 
+void store_log_files(struct store *st, uint64_t *segments, uint64_t *bytes)
+{
+    pthread_mutex_lock(&st->mu);
+    *segments = st->seglog.nsegs;
+    *bytes = 0;
+    for (size_t i = 0; i < st->seglog.nsegs; i++)
+        *bytes += st->seglog.segs[i].size;
+    pthread_mutex_unlock(&st->mu);
+}
+
 int store_snapshot_read(struct store *st, uint64_t off, void *buf, size_t len)
 {
     pthread_mutex_lock(&st->mu);

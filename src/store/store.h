@@ -208,6 +208,8 @@ int store_read(struct store *st, uint64_t lo, uint64_t hi,
 /* Bytes of the current durable snapshot (-ENOENT if none), and reading them. */
 int store_snapshot_size(struct store *st, uint64_t *size);
 int store_snapshot_read(struct store *st, uint64_t off, void *buf, size_t len);
+/* Log segment files and the bytes of records they hold (for monitoring). */
+void store_log_files(struct store *st, uint64_t *segments, uint64_t *bytes);
 /* Convenience: whole snapshot into a malloc'd buffer. */
 int store_snapshot_load(struct store *st, struct store_snap_meta *meta,
                         void **data, size_t *len);
