@@ -19,10 +19,7 @@ static const char SESSION_EXPIRED[] = "client session expired";
 
 static void apply_slot(struct op *op)
 {
-    op->req->has_client_id = 1;
-    op->req->client_id = op->slot->client_id;
-    op->req->has_sequence = 1;
-    op->req->sequence = op->slot->seq;
+    op_set_session(op, op->slot->client_id, op->slot->seq);
 }
 
 static void fail_waiting(struct proxy *p, struct op *op, const char *why)
@@ -38,7 +35,7 @@ static void fail_waiting(struct proxy *p, struct op *op, const char *why)
 
 void writeq_submit(struct proxy *p, struct op *op)
 {
-    if (op->kind == OP_WRITE && op->req->client_id == 0) {
+    if (op->kind == OP_WRITE && op_client_id(op) == 0) {
         op->slot = session_acquire(p);
         if (!op->slot) {
             op_fail(p, op, RAFTKV__STATUS__INTERNAL, "out of memory");
