@@ -117,6 +117,7 @@ struct proxy {
     double leader_since;
     struct oplist queue;     /* writes and transfers waiting for a leader */
     struct oplist parked;    /* reads waiting for a node to serve them */
+    double next_deadline_scan; /* writeq.c: of the writes sent */
     struct rpc_server rpc;   /* clients, WATCH_LEADER streams */
     struct fanout *fanouts;  /* status.c: STATUS fanouts in progress */
     uint64_t next_up_id;
