@@ -6,6 +6,7 @@
 #include "proxy/frame.h"
 
 #include <errno.h>
+#include <protobuf-c/protobuf-c.h>
 #include <string.h>
 #include <sys/uio.h>
 
@@ -16,6 +17,7 @@ struct field {
     unsigned wt;
     uint64_t v; /* a varint's value */
     size_t start, end;
+    size_t value; /* a length-delimited field's bytes: [value, end) */
 };
 
 static int get_varint(const uint8_t *b, size_t len, size_t *pos, uint64_t *v)
@@ -39,7 +41,10 @@ static int next_field(const uint8_t *b, size_t len, size_t *pos, struct field *f
 {
     uint64_t tag, n;
     f->start = *pos;
-    if (get_varint(b, len, pos, &tag) < 0 || tag > UINT32_MAX || (tag >> 3) == 0)
+    /* As protobuf-c reads a tag: at most 5 bytes, and a first byte whose
+     * field-number bits are all 0 is refused even if later bytes are not. */
+    if (get_varint(b, len, pos, &tag) < 0 || *pos - f->start > 5 || tag > UINT32_MAX ||
+        (b[f->start] & 0xf8) == 0)
         return -EPROTO;
     f->num = (uint32_t)(tag >> 3);
     f->wt = (unsigned)(tag & 7);
@@ -59,6 +64,7 @@ static int next_field(const uint8_t *b, size_t len, size_t *pos, struct field *f
     case WT_LEN:
         if (get_varint(b, len, pos, &n) < 0 || n > len - *pos)
             return -EPROTO;
+        f->value = *pos;
         *pos += n;
         break;
     default:
@@ -138,6 +144,59 @@ int pxframe_scan_response(const uint8_t *b, size_t len, struct pxframe_response 
         }
     }
     return 0;
+}
+
+/* The wire type protobuf-c wants for a field of type t; -1: no scalar. */
+static int wire_type_of(ProtobufCType t)
+{
+    switch (t) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_BOOL:
+    case PROTOBUF_C_TYPE_ENUM: return WT_VARINT;
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_FLOAT: return WT_I32;
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE: return WT_I64;
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_BYTES:
+    case PROTOBUF_C_TYPE_MESSAGE: return WT_LEN;
+    }
+    return -1;
+}
+
+static bool valid_msg(const ProtobufCMessageDescriptor *d, const uint8_t *b, size_t len, unsigned depth)
+{
+    if (depth > 32)
+        return false;
+    for (unsigned i = 0; i < d->n_fields; i++)
+        if (d->fields[i].label == PROTOBUF_C_LABEL_REQUIRED)
+            return false;
+    for (size_t pos = 0; pos < len;) {
+        struct field f;
+        if (next_field(b, len, &pos, &f) < 0)
+            return false;
+        const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, f.num);
+        if (!fd)
+            continue; /* unknown: kept as bytes */
+        if ((int)f.wt != wire_type_of(fd->type))
+            return false; /* includes packed repeated scalars: not used here */
+        if (fd->type == PROTOBUF_C_TYPE_MESSAGE &&
+            !valid_msg(fd->descriptor, b + f.value, f.end - f.value, depth + 1))
+            return false;
+    }
+    return true;
+}
+
+bool pxframe_valid(const ProtobufCMessageDescriptor *d, const uint8_t *b, size_t len)
+{
+    return valid_msg(d, b, len, 0);
 }
 
 size_t pxframe_uncut_iov(const uint8_t *b, size_t len, const struct pxframe_cuts *c, struct iovec *iov)

@@ -52,6 +52,15 @@ struct pxframe_response {
 int pxframe_scan_request(const uint8_t *b, size_t len, struct pxframe_request *r);
 int pxframe_scan_response(const uint8_t *b, size_t len, struct pxframe_response *r);
 
+/* Would protobuf-c unpack b as a message of type d?  A walk over the wire
+ * bytes that checks each known field's wire type against d and descends
+ * into nested messages, without building anything.  false also for some
+ * frames protobuf-c would take (groups, required fields, packed repeated
+ * fields, nesting deeper than 32): the caller then decodes for real.
+ * true only if protobuf-c accepts it (fuzz-pxframe holds it to that). */
+struct ProtobufCMessageDescriptor;
+bool pxframe_valid(const struct ProtobufCMessageDescriptor *d, const uint8_t *b, size_t len);
+
 /* Copies b minus the cuts to out (room for len bytes); returns the length. */
 size_t pxframe_copy_uncut(const uint8_t *b, size_t len, const struct pxframe_cuts *c, uint8_t *out);
 /* The pieces of b minus the cuts, at most PXFRAME_MAX_CUTS + 1; returns n. */

@@ -1,9 +1,10 @@
 /* fuzz_pxframe.c - libFuzzer target: the proxy's frame router
  * (src/proxy/frame.c), which reads a client's Request and a node's
  * Response from their wire bytes and re-addresses them by copying.  The
- * input is taken as both.  Whenever protobuf-c decodes it too, the router
- * must have read the same fields, and the re-addressed frame must decode to
- * the same message with only the id (and a request's session) replaced. */
+ * input is taken as both.  What pxframe_valid passes, protobuf-c must
+ * decode.  Whenever protobuf-c decodes it too, the router must have read
+ * the same fields, and the re-addressed frame must decode to the same
+ * message with only the id (and a request's session) replaced. */
 #include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -47,6 +48,10 @@ static void check_request(const uint8_t *data, size_t size, uint8_t *out)
     struct pxframe_request fr;
     int rv = pxframe_scan_request(data, size, &fr);
     Raftkv__Request *orig = raftkv__request__unpack(NULL, size, data);
+    /* The proxy forwards what pxframe_valid passes without decoding it:
+     * a node must be able to decode it. */
+    if (pxframe_valid(&raftkv__request__descriptor, data, size))
+        assert(orig);
     if (rv == 0 && orig && !fr.cuts.overflow) {
         assert(fr.id == orig->id && fr.client_id == orig->client_id && fr.sequence == orig->sequence);
         assert(fr.timeout_ms == orig->timeout_ms && (int)fr.op == (int)orig->op_case);
@@ -71,6 +76,8 @@ static void check_response(const uint8_t *data, size_t size, uint8_t *out)
     struct pxframe_response fr;
     int rv = pxframe_scan_response(data, size, &fr);
     Raftkv__Response *orig = raftkv__response__unpack(NULL, size, data);
+    if (pxframe_valid(&raftkv__response__descriptor, data, size))
+        assert(orig);
     if (rv == 0 && orig && !fr.cuts.overflow) {
         assert(fr.id == orig->id && fr.has_id == (bool)orig->has_id && fr.status == (int32_t)orig->status);
         assert(fr.has_leader_hint == (orig->has_leader_id || orig->leader_address));
