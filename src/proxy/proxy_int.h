@@ -118,6 +118,7 @@ struct proxy {
     struct oplist queue;     /* writes and transfers waiting for a leader */
     struct oplist parked;    /* reads waiting for a node to serve them */
     double next_deadline_scan; /* writeq.c: of the writes sent */
+    uint32_t reclaimed_for;  /* writeq.c: the leader old leaders' writes went to */
     struct rpc_server rpc;   /* clients, WATCH_LEADER streams */
     struct fanout *fanouts;  /* status.c: STATUS fanouts in progress */
     uint64_t next_up_id;

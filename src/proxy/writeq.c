@@ -72,9 +72,14 @@ void writeq_requeue(struct proxy *p, struct op *op, bool fate_unknown, const cha
 }
 
 /* Writes still waiting on a node that no longer leads: its successor
- * decides them now (same session), whether the old one is dead or not. */
+ * decides them now (same session), whether the old one is dead or not.
+ * Writes are only ever sent to the leader, so this is needed once per
+ * leader, not on every flush (it walks every request out, reads too). */
 static void reclaim_from_old_leaders(struct proxy *p)
 {
+    if (p->reclaimed_for == p->leader)
+        return;
+    p->reclaimed_for = p->leader;
     for (size_t i = 0; i < p->n_ups; i++) {
         struct upstream *u = &p->ups[i];
         if (u->id == p->leader)
