@@ -4,7 +4,8 @@
 # machine, 127.0.0.1, fsync on, same workload shapes:
 #
 #   put   64 closed-loop clients, 100-byte values, random keys out of K
-#   get   the same with linearizable gets (keys written first, untimed)
+#   get   the same with linearizable gets (keys written first, untimed);
+#         raftkv's also through raftkv-proxy (issue 17's target: >= 10x etcd)
 #   failover  >= 10 trials: 8 continuous writers, kill -9 of the leader,
 #         time from the kill to the first successful write sent after it,
 #         and the longest gap between successful writes; the member is
@@ -180,6 +181,7 @@ log "building bench/etcd/loadgen (offline, GOPATH mode against /usr/share/gocode
 
 NODE_BIN="$build_dir/src/node/raftkv-node"
 CTL_BIN="$build_dir/src/ctl/raftkvctl"
+PROXY_BIN="$build_dir/src/proxy/raftkv-proxy"
 if [ "$only" != etcd ]; then
   if [ "$do_build" = 1 ]; then
     if [ ! -d "$build_dir" ]; then
@@ -192,6 +194,7 @@ if [ "$only" != etcd ]; then
   fi
   [ -x "$NODE_BIN" ] || die "no $NODE_BIN"
   [ -x "$CTL_BIN" ] || die "no $CTL_BIN (raftkvctl bench provides raftkv's load)"
+  [ -x "$PROXY_BIN" ] || die "no $PROXY_BIN"
   "$CTL_BIN" bench --help >/dev/null 2>&1 || die "$CTL_BIN has no working 'bench' command"
 fi
 
@@ -275,6 +278,7 @@ etcd_cluster_stop() {
 
 RKV_DIR="$WORK/raftkv"
 declare -a RCPORT RPPORT RPID
+RXPORT=""; RXPID=""
 
 rkv_endpoints() { echo "127.0.0.1:${RCPORT[1]},127.0.0.1:${RCPORT[2]},127.0.0.1:${RCPORT[3]}"; }
 
@@ -303,8 +307,13 @@ rkv_cluster_start() {
     echo "listen = 127.0.0.1:${ports[6]}"
     echo "unix ="
   } >"$RKV_DIR/raftkv.conf"
+  RXPORT=${ports[6]}
   for i in 1 2 3; do rkv_start_node "$i"; done
   wait_for 30 "raftkv leader" rkv_has_leader || die "raftkv has no leader (logs: $RKV_DIR)"
+  "$PROXY_BIN" --config "$RKV_DIR/raftkv.conf" </dev/null >>"$RKV_DIR/proxy.log" 2>&1 &
+  RXPID=$!
+  PIDS[$!]="raftkv proxy"
+  wait_for 30 "raftkv proxy" "$CTL_BIN" -e "127.0.0.1:$RXPORT" status || die "raftkv proxy not up (logs: $RKV_DIR)"
 }
 
 rkv_start_node() {
@@ -328,6 +337,12 @@ rkv_healthy() {
 
 rkv_cluster_stop() {
   local i
+  if [ -n "$RXPID" ]; then
+    kill -9 "$RXPID" 2>/dev/null || true
+    { wait "$RXPID" || true; } 2>/dev/null
+    forget "$RXPID"
+    RXPID=""
+  fi
   for i in 1 2 3; do
     if [ -n "${RPID[$i]:-}" ]; then
       kill -9 "${RPID[$i]}" 2>/dev/null || true
@@ -439,7 +454,7 @@ etcd_load() { # etcd_load LABEL loadgen-args...
 rkv_load() { # rkv_load LABEL raftkvctl-bench-args...
   local label="$1"; shift
   log "raftkv $label: $clients clients, ${duration}s"
-  "$CTL_BIN" -e "$(rkv_endpoints)" -o json bench --clients "$clients" --duration "${duration}s" \
+  "$CTL_BIN" -e "${RKV_EP:-$(rkv_endpoints)}" -o json bench --clients "$clients" --duration "${duration}s" \
     --value-size "$value_size" --keys "$keys" "$@" >"$WORK/raftkv-$label.json" 2>"$WORK/raftkv-$label.err" ||
     { cat "$WORK/raftkv-$label.err" >&2; die "raftkvctl bench failed"; }
   cat "$WORK/raftkv-$label.json" >&2
@@ -488,6 +503,7 @@ for r in $(seq 1 "$runs"); do
     etcd_load "get-$r" -mode get -endpoints "127.0.0.1:${ECPORT[$el]}" "${nopop[@]}"
   fi
   [ "$only" = etcd ] || rkv_load "get-$r" --ratio 0:1 "${noprefill[@]}"
+  [ "$only" = etcd ] || RKV_EP="127.0.0.1:$RXPORT" rkv_load "getpx-$r" --ratio 0:1 --no-prefill
 done
 if [ "$only" != raftkv ] && [ "$runs" -gt 0 ]; then
   # for the record: etcd's linearizable gets spread over all three members
@@ -570,6 +586,7 @@ res = {}
 for w in ("put", "get"):
     res[("etcd", w)] = agg([etcd_run("%s-%d" % (w, r)) for r in range(1, runs + 1)])
     res[("raftkv", w)] = agg([rkv_run("%s-%d" % (w, r)) for r in range(1, runs + 1)])
+res[("raftkv", "getpx")] = agg([rkv_run("getpx-%d" % r) for r in range(1, runs + 1)])
 getall = etcd_run("get-all")
 
 def fo(label):
@@ -625,6 +642,13 @@ for w, title in ((("put", "put"), ("get", "linearizable get")) if have_load else
         P("| %s %s ms | %s | %s | %s |" % (title, name, mr(g(e, f), 2), mr(g(k, f), 2),
                                            ratio(g(k, f) and k[f][0], g(e, f) and e[f][0])))
     P("| %s errors | %s | %s | |" % (title, e["errors"] if e else "n/a", k["errors"] if k else "n/a"))
+kx, eg_ = res[("raftkv", "getpx")], res[("etcd", "get")]
+if kx:
+    P("| linearizable get through raftkv-proxy ops/s | | %s | %s |" % (
+        mr(kx["tput"]), ratio(kx["tput"][0], eg_["tput"][0] if eg_ else None)))
+    P("| linearizable get through raftkv-proxy p99 ms | | %s | %s |" % (
+        mr(kx["p99"], 2), ratio(kx["p99"][0], eg_["p99"][0] if eg_ else None)))
+    P("| linearizable get through raftkv-proxy errors | | %s | |" % kx["errors"])
 if getall:
     P("| (etcd linearizable gets spread over all 3 members, 1 run) | %s ops/s, p99 %s ms | | |" % (
         num(getall["tput"]), num(getall["p99"], 2)))
@@ -660,6 +684,9 @@ if ep and kp and eg and kg:
     P("targets:")
     P("  writes >= 3x etcd:            %s (%s)" % (verdict(kp["tput"][0] >= 3 * ep["tput"][0]), ratio(kp["tput"][0], ep["tput"][0])))
     P("  linearizable reads >= 10x:    %s (%s)" % (verdict(kg["tput"][0] >= 10 * eg["tput"][0]), ratio(kg["tput"][0], eg["tput"][0])))
+    if res[("raftkv", "getpx")]:
+        kx = res[("raftkv", "getpx")]
+        P("  reads via the proxy >= 10x:   %s (%s)" % (verdict(kx["tput"][0] >= 10 * eg["tput"][0]), ratio(kx["tput"][0], eg["tput"][0])))
     P("  put p99 below etcd's:         %s (%s vs %s ms)" % (verdict(kp["p99"][0] < ep["p99"][0]), num(kp["p99"][0], 2), num(ep["p99"][0], 2)))
 if fos["raftkv"]:
     P("  failover median <= 300 ms:    %s (%s ms)" % (verdict(fos["raftkv"]["first"][0] <= 300), num(fos["raftkv"]["first"][0])))

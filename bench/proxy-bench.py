@@ -20,6 +20,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "proxy"))
+# The proxy's own default thread count (one per CPU), not the tests' 2.
+os.environ.setdefault("RAFTKV_TEST_PROXY_THREADS", "")
 from pxharness import ProxiedCluster  # noqa: E402
 import harness  # noqa: E402
 

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 secs=${1:-60}
 dir=${FUZZ_DIR:-build-fuzz}
-targets=${FUZZ_TARGETS:-"frame request peer snaprx config segment snapshot meta tlsname"}
+targets=${FUZZ_TARGETS:-"frame request peer snaprx config segment snapshot meta tlsname pxframe"}
 jobs=${FUZZ_JOBS:-$(nproc)}
 
 if [ ! -d "$dir/meson-private" ]; then

@@ -199,6 +199,10 @@ static const struct opt options[] = {
     P("down_after_ms", T_MS, 0, down_after_ms, "500", 10, 600000,
       "A node that leaves a request unanswered this long is marked down and "
       "gets no requests until it answers again."),
+    P("threads", T_UINT, 0, threads, "0", 0, CONFIG_PROXY_MAX_THREADS,
+      "Event-loop threads of the proxy, each serving its share of the "
+      "clients over its own links to the nodes. 0 (the default) = the number "
+      "of CPUs, at most 8."),
     P("metrics", T_LISTEN, F_EMPTY_OK, metrics, "", 0, 0,
       "HTTP address (host:port) of the proxy's Prometheus metrics and health checks "
       "(/metrics, /healthz, /readyz).  Empty (the default) = off; see [node.N] metrics."),

@@ -58,8 +58,10 @@ struct config_proxy {
     uint64_t max_lag_entries;
     uint64_t poll_interval_ms;
     uint64_t down_after_ms;
+    uint64_t threads;                 /* event loops; 0 = number of CPUs, capped */
     char *metrics;                    /* "host:port" of /metrics; "" = off */
 };
+#define CONFIG_PROXY_MAX_THREADS 64
 
 struct config_node {
     uint32_t id;

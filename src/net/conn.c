@@ -44,6 +44,8 @@ struct net_conn {
     ev_io rio, wio;
     ev_timer defer; /* deferred close callback, resumed dispatch, linger */
     ev_timer stall; /* a partial frame's deadline (frame_timeout_ms) */
+    bool co_queued;         /* on the loop's coalescer list (out_kick) */
+    struct net_conn *co_next;
     uint64_t stall_frames; /* frames_in when that deadline was armed */
     double last_active;    /* ev_now() of the last byte in or out */
     struct net_decoder dec;
@@ -77,6 +79,29 @@ struct net_conn {
     void *release_arg;
     char peer[ADDR_STRLEN];
 };
+
+/* net_coalesce_start: one per thread, for one loop.  Connections with
+ * output queued outside their own callbacks wait on its list; its prepare
+ * watcher writes them just before the loop blocks, one sendmsg each however
+ * many frames the iteration queued. */
+struct coalescer {
+    struct ev_loop *loop;
+    ev_prepare w;
+    struct net_conn *head;
+};
+static _Thread_local struct coalescer *tl_coalescer;
+
+static void co_unlink(struct net_conn *c)
+{
+    if (!c->co_queued || !tl_coalescer)
+        return;
+    for (struct net_conn **pp = &tl_coalescer->head; *pp; pp = &(*pp)->co_next)
+        if (*pp == c) {
+            *pp = c->co_next;
+            break;
+        }
+    c->co_queued = false;
+}
 
 static const char *const reason_names[] = {
     [NET_CLOSE_LOCAL] = "closed locally",
@@ -126,6 +151,7 @@ static void conn_free(struct net_conn *c)
 {
     ev_timer_stop(c->loop, &c->defer);
     ev_timer_stop(c->loop, &c->stall);
+    co_unlink(c);
     ev_io_stop(c->loop, &c->rio);
     ev_io_stop(c->loop, &c->wio);
     SSL_free(c->ssl);
@@ -279,11 +305,79 @@ static void out_flush_now(struct net_conn *c)
 /* Replies produced while this connection's own input is being dispatched
  * wait for the end of that read: one sendmsg then carries them all, and a
  * client that pipelines without reading fills our queue (and is cut off)
- * instead of the kernel's buffers. */
+ * instead of the kernel's buffers.  Frames queued from anywhere else (a
+ * proxy relaying many clients' requests to one node, a node answering a
+ * batch of reads) wait for the loop's coalescer, when it has one. */
 static void out_kick(struct net_conn *c)
 {
-    if (c->depth == 0)
+    struct coalescer *co = tl_coalescer;
+
+    if (c->depth)
+        return;
+    if (!co || co->loop != c->loop) {
         out_flush_now(c);
+        return;
+    }
+    if (!c->co_queued && !ev_is_active(&c->wio)) {
+        c->co_queued = true;
+        c->co_next = co->head;
+        co->head = c;
+    }
+}
+
+static void co_flush(struct coalescer *co)
+{
+    struct net_conn *c;
+
+    while ((c = co->head)) {
+        co->head = c->co_next;
+        c->co_queued = false;
+        c->co_next = NULL;
+        enter(c);
+        out_flush_now(c);
+        leave(c);
+    }
+}
+
+static void co_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop, (void)revents;
+    co_flush(w->data);
+}
+
+int net_coalesce_start(struct ev_loop *loop)
+{
+    struct coalescer *co = tl_coalescer;
+
+    if (co)
+        return co->loop == loop ? 0 : -EBUSY;
+    co = calloc(1, sizeof(*co));
+    if (!co)
+        return -ENOMEM;
+    co->loop = loop;
+    ev_prepare_init(&co->w, co_cb);
+    /* After every other prepare callback, a node's ready round among them:
+     * libev runs the prepare watchers of one pass by priority, and starting
+     * one inside that pass would be too late for it. */
+    ev_set_priority(&co->w, EV_MINPRI);
+    co->w.data = co;
+    ev_prepare_start(loop, &co->w);
+    ev_unref(loop); /* it alone does not keep ev_run() going */
+    tl_coalescer = co;
+    return 0;
+}
+
+void net_coalesce_stop(struct ev_loop *loop)
+{
+    struct coalescer *co = tl_coalescer;
+
+    if (!co || co->loop != loop)
+        return;
+    co_flush(co);
+    ev_ref(loop);
+    ev_prepare_stop(loop, &co->w);
+    free(co);
+    tl_coalescer = NULL;
 }
 
 int net_conn_send(struct net_conn *c, const void *payload, size_t len)
@@ -295,6 +389,25 @@ int net_conn_send(struct net_conn *c, const void *payload, size_t len)
         return r;
     if (len)
         memcpy(p, payload, len);
+    out_kick(c);
+    return 0;
+}
+
+int net_conn_sendv(struct net_conn *c, const struct iovec *iov, size_t n)
+{
+    int r = 0;
+    size_t len = 0;
+
+    for (size_t i = 0; i < n; i++)
+        len += iov[i].iov_len;
+    uint8_t *p = out_reserve(c, len, &r);
+    if (!p)
+        return r;
+    for (size_t i = 0; i < n; i++) {
+        if (iov[i].iov_len)
+            memcpy(p, iov[i].iov_base, iov[i].iov_len);
+        p += iov[i].iov_len;
+    }
     out_kick(c);
     return 0;
 }
@@ -645,11 +758,11 @@ static void defer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- TLS ------------------------------------------------------------------ */
 
-/* One log line per 10 s per process for failed handshakes and bad
+/* One log line per 10 s per thread (event loop) for failed handshakes and bad
  * records: a scanner hitting a TLS port must not flood the journal. */
 static void tls_fail(struct net_conn *c, const char *what, int err)
 {
-    static struct net_ratelimit rl = {.interval = 10.0};
+    static _Thread_local struct net_ratelimit rl = {.interval = 10.0};
     char why[256];
     uint64_t more;
     long vr = c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK;
@@ -789,7 +902,7 @@ bool net_conn_is_open(const struct net_conn *c)
 
 void net_conn_log_client_close(struct net_conn *c, enum net_close_reason reason, int err)
 {
-    static struct net_ratelimit rl = {.interval = 10.0};
+    static _Thread_local struct net_ratelimit rl = {.interval = 10.0};
     uint64_t more;
     if (reason == NET_CLOSE_EOF || reason == NET_CLOSE_LOCAL ||
         !net_ratelimit_ok(&rl, ev_now(c->loop), &more))

@@ -78,13 +78,28 @@ struct net_conn_limits {
 struct net_conn *net_conn_new(struct ev_loop *loop, int fd, const struct net_conn_limits *limits,
                               const struct net_conn_ops *ops, void *ud);
 
-/* Queue one frame.  Written when the loop next finds the socket writable,
- * so frames sent in one loop iteration leave in one writev.  0, or:
+/* Output coalescing for the calling thread's loop: from now on, frames
+ * queued on a connection of loop outside that connection's own callbacks
+ * are written just before the loop next blocks (after every other
+ * ev_prepare callback), so everything one loop iteration queues on a
+ * connection leaves in one sendmsg.  Without it they are written at once.
+ * One loop per thread; 0, -EBUSY (another loop has it), -ENOMEM.  Stop
+ * (writes what waits) before the loop is destroyed. */
+int net_coalesce_start(struct ev_loop *loop);
+void net_coalesce_stop(struct ev_loop *loop);
+
+/* Queue one frame.  Sent from this connection's own callback, it is
+ * written when that callback ends (all frames of one read in one sendmsg);
+ * otherwise see net_coalesce_start.  0, or:
  * -EPIPE the connection is closed/closing; -EMSGSIZE payload over max_frame
  * (nothing queued, connection stays up); -ENOBUFS the queue would exceed
  * max_pending_output: the connection is closed as NET_CLOSE_SLOW_READER;
  * -ENOMEM (closed as NET_CLOSE_NOMEM). */
 int net_conn_send(struct net_conn *c, const void *payload, size_t len);
+/* Same, one frame whose payload is the n pieces in order (a proxy
+ * re-addressing a frame: new fields, then the bytes it keeps). */
+struct iovec;
+int net_conn_sendv(struct net_conn *c, const struct iovec *iov, size_t n);
 /* Same, packing a protobuf-c message straight into the queue. */
 int net_conn_send_msg(struct net_conn *c, const struct ProtobufCMessage *msg);
 
@@ -131,7 +146,7 @@ void net_conn_request_end(struct net_conn *c);
 
 /* For a daemon's client on_close: log a close that was not a plain EOF or
  * our own doing (a stalled frame, an evicted idler, a reset), at most one
- * line per 10 s per process with the count of those left out, so a flood
+ * line per 10 s per thread (event loop) with the count of those left out, so a flood
  * of hostile connections does not become a flood of log lines. */
 void net_conn_log_client_close(struct net_conn *c, enum net_close_reason reason, int err);
 

@@ -284,6 +284,11 @@ int net_dial_send(struct net_dial *d, const void *payload, size_t len)
     return d->state == DIAL_UP && d->conn ? net_conn_send(d->conn, payload, len) : -ENOTCONN;
 }
 
+int net_dial_sendv(struct net_dial *d, const struct iovec *iov, size_t n)
+{
+    return d->state == DIAL_UP && d->conn ? net_conn_sendv(d->conn, iov, n) : -ENOTCONN;
+}
+
 int net_dial_send_msg(struct net_dial *d, const struct ProtobufCMessage *msg)
 {
     return d->state == DIAL_UP && d->conn ? net_conn_send_msg(d->conn, msg) : -ENOTCONN;

@@ -56,6 +56,8 @@ void net_dial_free(struct net_dial *d);
  * of net_conn_send (-ENOBUFS etc.; the link then goes down and recovers). */
 int net_dial_send(struct net_dial *d, const void *payload, size_t len);
 int net_dial_send_msg(struct net_dial *d, const struct ProtobufCMessage *msg);
+struct iovec;
+int net_dial_sendv(struct net_dial *d, const struct iovec *iov, size_t n);
 
 /* Drop the current link or attempt (e.g. the peer spoke another cluster's
  * protocol) and reconnect after the usual backoff; on_down follows if it was

@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* ---- waiters ---------------------------------------------------------- */
 
@@ -46,24 +47,50 @@ struct waiter *waitq_pop(struct waitq *q)
     return w;
 }
 
+/* Ended waiters are kept for the next requests (no allocation per parked
+ * request under load), up to this many. */
+#define FREE_WAITERS_MAX 4096
+
 void api_waiter_free(struct waiter *w)
 {
+    struct node *n = w->client->srv->owner;
     /* Counted here, where every parked request ends, right after its
      * answer went to rpc_send(). */
     if (w->client->last_reply_id == w->req_id && w->client->replies)
-        node_metrics_waiter_done(w->client->srv->owner, w, w->client->last_status);
+        node_metrics_waiter_done(n, w, w->client->last_status);
     if (w->req)
         raftkv__request__free_unpacked(w->req, NULL);
     rpc_client_release(w->client);
-    free(w);
+    if (n->n_free_waiters >= FREE_WAITERS_MAX) {
+        free(w);
+        return;
+    }
+    w->next = n->free_waiters;
+    n->free_waiters = w;
+    n->n_free_waiters++;
+}
+
+void api_waiters_free(struct node *n)
+{
+    struct waiter *w;
+    while ((w = n->free_waiters)) {
+        n->free_waiters = w->next;
+        free(w);
+    }
+    n->n_free_waiters = 0;
 }
 
 struct waiter *api_waiter_new(struct node *n, enum wait_kind kind, struct rpc_client *cl,
                               const Raftkv__Request *req)
 {
-    struct waiter *w = calloc(1, sizeof(*w));
-    if (!w)
+    struct waiter *w = n->free_waiters;
+    if (w) {
+        n->free_waiters = w->next;
+        n->n_free_waiters--;
+        memset(w, 0, sizeof(*w));
+    } else if (!(w = calloc(1, sizeof(*w)))) {
         return NULL;
+    }
     w->kind = kind;
     w->client = cl;
     /* Caps what one client can park here (client_limits.max_in_flight). */

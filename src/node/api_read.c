@@ -1,9 +1,11 @@
 /* api_read.c - GET and LIST on a node.  Stale reads are served at once;
  * linearizable ones ask Raft for a read index (ReadIndex, on followers
  * too) and wait until it is confirmed and the state machine has reached it.
+ * The reads of one loop iteration share one read index (api_reads_ask).
  */
 #include "node/api_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #define LIST_DEFAULT_LIMIT 1000
@@ -94,36 +96,55 @@ void api_handle_read(struct node *n, struct rpc_client *cl, Raftkv__Request *req
         serve_read(n, cl, req);
         return;
     }
-    uint64_t ctx = ++n->next_ctx;
-    int rv = replica_read_index(n->rp, ctx);
-    if (rv == REPLICA_EFAILED) {
-        rpc_reply_error(cl, req->id, RAFTKV__STATUS__UNAVAILABLE,
-                        "node %u cannot confirm a linearizable read: %s; ask another node, "
-                        "or for a stale read", n->id, replica_errmsg(n->rp));
-        return;
-    }
-    if (rv != 0) {
-        rpc_reply_error(cl, req->id, RAFTKV__STATUS__UNAVAILABLE,
-                        "no leader to confirm a linearizable read (%s); retry, or ask for a stale read",
-                        raft_strerror(rv));
-        return;
-    }
     struct waiter *w = api_waiter_new(n, WAIT_READ, cl, req);
     if (!w) {
         rpc_reply_error(cl, req->id, RAFTKV__STATUS__INTERNAL, "out of memory");
         return;
     }
-    w->ctx = ctx;
+    if (!n->read_batch_ctx)
+        n->read_batch_ctx = ++n->next_ctx;
+    w->ctx = n->read_batch_ctx;
     w->req = req;
     *kept = true;
     waitq_push(&n->reads, w);
     node_mark_dirty(n);
 }
 
+/* Every read of the batch arrived before this request is made, so the
+ * index it returns serves each of them as well as one of its own would
+ * (thesis §6.4).  A follower sends one READ_INDEX per batch, not per read,
+ * and the leader stamps and answers one. */
+void api_reads_ask(struct node *n)
+{
+    uint64_t ctx = n->read_batch_ctx;
+    if (!ctx)
+        return;
+    n->read_batch_ctx = 0;
+    int rv = replica_read_index(n->rp, ctx);
+    if (rv == 0)
+        return;
+    char msg[RPC_MSG_MAX];
+    if (rv == REPLICA_EFAILED)
+        snprintf(msg, sizeof(msg), "node %u cannot confirm a linearizable read: %s; ask another node, "
+                 "or for a stale read", n->id, replica_errmsg(n->rp));
+    else
+        snprintf(msg, sizeof(msg), "no leader to confirm a linearizable read (%s); retry, or ask for "
+                 "a stale read", raft_strerror(rv));
+    for (struct waiter *w = n->reads.tail, *prev; w && w->ctx == ctx; w = prev) {
+        prev = w->prev;
+        waitq_unlink(&n->reads, w);
+        rpc_reply_error(w->client, w->req_id, RAFTKV__STATUS__UNAVAILABLE, "%s", msg);
+        api_waiter_free(w);
+    }
+}
+
+/* Waiters sit in ctx order (a batch shares one ctx; batches are numbered
+ * in order), so one pass finds a batch. */
 void api_read_state(void *arg, const struct raft_read_state *rs)
 {
     struct node *n = arg;
-    for (struct waiter *w = n->reads.head; w; w = w->next) {
+    for (struct waiter *w = n->reads.head, *next; w && w->ctx <= rs->ctx; w = next) {
+        next = w->next;
         if (w->ctx != rs->ctx || w->index_known)
             continue;
         if (rs->err) {
@@ -131,12 +152,11 @@ void api_read_state(void *arg, const struct raft_read_state *rs)
             rpc_reply_error(w->client, w->req_id, RAFTKV__STATUS__UNAVAILABLE,
                             "leadership changed before the read was confirmed; retry");
             api_waiter_free(w);
-            return;
+            continue;
         }
         w->index = rs->index;
         w->index_known = true;
         w->known_at = ev_time();
-        return;
     }
 }
 

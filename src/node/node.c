@@ -48,6 +48,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     struct node *n = w->data;
     if (n->dirty) {
         n->dirty = false;
+        api_reads_ask(n);
         replica_process(n->rp);
         node_metrics_committed(n);
         api_serve_ready_reads(n);
@@ -460,7 +461,12 @@ int node_run(struct node *n)
     notify_status(n);
     log_notice("node %u serving (raftkv %s)", n->id, RAFTKV_VERSION_STRING);
     log_info("memory: %s", node_hugepages_state());
+    /* One write per connection per loop iteration: a batch of reads
+     * answered by one ready round leaves together. */
+    if (net_coalesce_start(n->loop) < 0)
+        log_warn("no output coalescing: out of memory");
     ev_run(n->loop, 0);
+    net_coalesce_stop(n->loop); /* what stopping still sends leaves at once */
     if (replica_error(n->rp))
         n->exit_code = 1;
     return n->exit_code;
@@ -487,6 +493,7 @@ void node_free(struct node *n)
     peer_encoder_free(&n->enc);
     looplag_close(&n->lag);
     node_metrics_stop(n);
+    api_waiters_free(n);
     ev_loop_destroy(n->loop);
     free(n);
 }

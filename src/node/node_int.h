@@ -133,6 +133,9 @@ struct node {
     int exit_code;
 
     uint64_t next_ctx;
+    uint64_t read_batch_ctx; /* the ctx this iteration's reads share; 0: none yet */
+    struct waiter *free_waiters; /* api.c: ended waiters kept for reuse */
+    size_t n_free_waiters;
     struct waitq writes;   /* in proposal (index) order */
     struct waitq reads;    /* waiting for a read index or for apply */
     struct waitq transfers;
@@ -216,6 +219,10 @@ void api_applied(void *arg, const struct raft_entry *e, const struct kv_result *
 void api_read_state(void *arg, const struct raft_read_state *rs);
 void api_leader_changed(struct node *n);
 void api_serve_ready_reads(struct node *n);
+/* The linearizable reads that arrived since the last call ask Raft for one
+ * read index together (node.c's ev_prepare, before the ready round). */
+void api_reads_ask(struct node *n);
+void api_waiters_free(struct node *n); /* the reuse list, at exit */
 void api_sweep(struct node *n, double now);
 void api_fail_all(struct node *n);
 

@@ -1,24 +1,16 @@
-/* main.c - raftkv-proxy: command line, configuration, logging, the event
- * loop's timers and signals.  Exit codes: 0 clean stop, 1 runtime failure,
- * 2 usage or configuration error. */
+/* main.c - raftkv-proxy: command line, configuration and logging; the
+ * event loops are workers.c's.  Exit codes: 0 clean stop, 1 runtime
+ * failure, 2 usage or configuration error. */
 #include "proxy/proxy_int.h"
 
 #include "common/config.h"
 #include "common/log.h"
-#include "net/watchdog.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <systemd/sd-daemon.h>
-#include <time.h>
-#include <unistd.h>
-
-/* Deadlines, health and retries are checked this often. */
-#define TICK_S 0.005
 
 static void usage(FILE *out)
 {
@@ -39,99 +31,6 @@ static void usage(FILE *out)
             "\n"
             "Stops on SIGTERM or SIGINT.  See raftkv-proxy(8) and raftkv.conf(5).\n",
             CONFIG_DEFAULT_PATH);
-}
-
-static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop, (void)revents;
-    struct proxy *p = w->data;
-    double now = proxy_now(p);
-    upstreams_tick(p, now);
-    proxy_metrics_publish(p);
-    route_tick(p, now);
-    writeq_tick(p, now);
-    status_tick(p, now);
-    status_notify_systemd(p);
-}
-
-static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
-{
-    (void)revents;
-    log_notice("got %s; stopping", strsignal(w->signum));
-    sd_notify(0, "STOPPING=1");
-    ev_break(loop, EVBREAK_ALL);
-}
-
-static void drop_waiting(struct proxy *p, struct oplist *l)
-{
-    struct op *op;
-    while ((op = l->head)) {
-        oplist_remove(l, op);
-        /* A write queued again after an unknown outcome may be applied. */
-        if (op->maybe_applied)
-            op_fail(p, op, RAFTKV__STATUS__TIMEOUT,
-                    "proxy is stopping; the write may or may not have been applied");
-        else
-            op_fail(p, op, RAFTKV__STATUS__UNAVAILABLE, "proxy is stopping");
-    }
-}
-
-static int run(const struct config *cfg)
-{
-    struct proxy p;
-    memset(&p, 0, sizeof(p));
-    p.cfg = cfg;
-    p.loop = ev_default_loop(EVFLAG_AUTO);
-    p.limits.max_frame = cfg->cluster.max_frame_bytes;
-    p.limits.max_pending_output = cfg->cluster.max_pending_output_bytes;
-    p.limits.frame_timeout_ms = (uint32_t)cfg->cluster.frame_timeout_ms;
-    p.limits.max_in_flight = NET_CLIENT_MAX_IN_FLIGHT; /* upstream links never count requests */
-    p.start = ev_now(p.loop);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    srandom((unsigned)(ts.tv_nsec ^ getpid()));
-    char err[512];
-    int rv = proxy_start(&p, err, sizeof(err));
-    if (rv >= 0)
-        rv = upstreams_start(&p, err, sizeof(err));
-    if (rv >= 0)
-        rv = proxy_metrics_start(&p, err, sizeof(err));
-    if (rv < 0) {
-        log_error("cannot start: %s", err);
-        proxy_metrics_stop(&p);
-        upstreams_stop(&p);
-        proxy_stop(&p);
-        return rv == -EINVAL || rv == -ENOENT ? 2 : 1;
-    }
-    ev_timer_init(&p.tick, on_tick, TICK_S, TICK_S);
-    p.tick.data = &p;
-    ev_timer_start(p.loop, &p.tick);
-    ev_signal_init(&p.sig_term, on_signal, SIGTERM);
-    ev_signal_start(p.loop, &p.sig_term);
-    ev_signal_init(&p.sig_int, on_signal, SIGINT);
-    ev_signal_start(p.loop, &p.sig_int);
-    ev_timer watchdog;
-    bool watched = net_watchdog_start(p.loop, &watchdog);
-    sd_notify(0, "READY=1");
-    status_notify_systemd(&p);
-    log_notice("proxy serving %zu nodes (raftkv %s)", p.n_ups, PROXY_VERSION_STRING);
-    ev_run(p.loop, 0);
-
-    ev_timer_stop(p.loop, &p.tick);
-    if (watched)
-        ev_timer_stop(p.loop, &watchdog);
-    drop_waiting(&p, &p.queue);
-    drop_waiting(&p, &p.parked);
-    while (p.fanouts)
-        status_tick(&p, 1e300);
-    proxy_stop(&p);
-    upstreams_stop(&p);
-    sessions_free(&p);
-    proxy_metrics_stop(&p);
-    /* Give answers already queued one chance to leave. */
-    ev_run(p.loop, EVRUN_NOWAIT);
-    ev_loop_destroy(p.loop);
-    return 0;
 }
 
 int main(int argc, char **argv)
@@ -192,7 +91,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     log_init("raftkv-proxy", (enum log_target)cfg.cluster.log_target);
     log_set_level(cfg.cluster.log_level);
-    int code = run(&cfg);
+    int code = proxy_workers_run(&cfg);
     config_free(&cfg);
     return code;
 }

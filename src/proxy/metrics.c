@@ -1,7 +1,8 @@
 /* metrics.c - raftkv-proxy's Prometheus series and its /metrics, /healthz
- * and /readyz endpoint (metrics/http.h).  The loop moves counters where
- * things happen and copies its per-node state into gauges on every tick;
- * the HTTP thread reads only those atomics. */
+ * and /readyz endpoint (metrics/http.h).  Every loop (workers.c) moves the
+ * shared counters where things happen and stores its part of the gauges on
+ * every tick; loop 0 sums the parts into the gauges.  The HTTP thread
+ * reads only atomics. */
 #include "proxy/proxy_int.h"
 
 #include "common/log.h"
@@ -10,13 +11,14 @@
 #include "metrics/requests.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct proxy_metrics {
     struct metrics_registry *reg;
     struct metrics_http *http;
-    struct metrics_heartbeat hb;
     struct metrics_requests requests;
     struct metrics_gauge *has_leader, *leader_up, *in_flight, *queued, *connections;
     struct metrics_counter *leader_changes, *writes_queued, *write_retries, *read_retries;
@@ -25,15 +27,27 @@ struct proxy_metrics {
         struct metrics_counter *sent, *reads, *writes;
         struct metrics_gauge *in_flight, *ewma, *healthy, *up;
     } *ups;
+    /* One per loop: its heartbeat and what it alone knows of the gauges
+     * that add up over loops (up_in_flight: one per node). */
+    struct part {
+        struct metrics_heartbeat hb;
+        _Atomic uint64_t in_flight, queued, conns;
+        _Atomic uint64_t *up_in_flight;
+    } *parts;
+    size_t n_parts, n_ups;
 };
 
 /* The proxy's loop ticks every 5 ms; standing still this long is stuck. */
 #define PROXY_HEALTH_MAX_S 5.0
 
+/* Healthy while every loop turns. */
 static int healthz(void *arg, char *reason, size_t len)
 {
     struct proxy_metrics *m = arg;
-    return metrics_heartbeat_check(&m->hb, PROXY_HEALTH_MAX_S, reason, len);
+    for (size_t i = 0; i < m->n_parts; i++)
+        if (metrics_heartbeat_check(&m->parts[i].hb, PROXY_HEALTH_MAX_S, reason, len) < 0)
+            return -1;
+    return 0;
 }
 
 static int readyz(void *arg, char *reason, size_t len)
@@ -87,8 +101,17 @@ static int register_all(struct proxy *p, struct proxy_metrics *m)
         !m->connections)
         return -ENOMEM;
     m->ups = calloc(p->n_ups ? p->n_ups : 1, sizeof(*m->ups));
-    if (!m->ups)
+    m->n_parts = p->n_workers ? p->n_workers : 1;
+    m->n_ups = p->n_ups;
+    m->parts = calloc(m->n_parts, sizeof(*m->parts));
+    if (!m->ups || !m->parts)
         return -ENOMEM;
+    for (size_t i = 0; i < m->n_parts; i++) {
+        m->parts[i].up_in_flight = calloc(p->n_ups ? p->n_ups : 1, sizeof(*m->parts[i].up_in_flight));
+        if (!m->parts[i].up_in_flight)
+            return -ENOMEM;
+        metrics_heartbeat_beat(&m->parts[i].hb); /* loops not started yet are not stuck */
+    }
     for (size_t i = 0; i < p->n_ups; i++) {
         char l[32];
         snprintf(l, sizeof(l), "node=\"%u\"", p->ups[i].id);
@@ -143,38 +166,82 @@ void proxy_metrics_stop(struct proxy *p)
     metrics_http_stop(m->http);
     metrics_registry_free(m->reg);
     free(m->ups);
+    for (size_t i = 0; m->parts && i < m->n_parts; i++)
+        free(m->parts[i].up_in_flight);
+    free(m->parts);
     free(m);
     p->m = NULL;
 }
 
+/* p's part, then (loop 0) the sums and loop 0's view of each node. */
 void proxy_metrics_publish(struct proxy *p)
 {
     struct proxy_metrics *m = p->m;
-    if (!m)
+    if (!m || p->index >= m->n_parts)
         return;
-    metrics_heartbeat_beat(&m->hb);
+    struct part *mine = &m->parts[p->index];
+    metrics_heartbeat_beat(&mine->hb);
+    atomic_store_explicit(&mine->in_flight, p->in_flight, memory_order_relaxed);
+    atomic_store_explicit(&mine->queued, p->queue.n, memory_order_relaxed);
+    atomic_store_explicit(&mine->conns, net_listener_conns(p->tcp_l) + net_listener_conns(p->unix_l),
+                          memory_order_relaxed);
+    for (size_t i = 0; i < p->n_ups && i < m->n_ups; i++)
+        atomic_store_explicit(&mine->up_in_flight[i], p->ups[i].in_flight, memory_order_relaxed);
+    if (p->index != 0)
+        return;
+    uint64_t in_flight = 0, queued = 0, conns = 0;
+    for (size_t k = 0; k < m->n_parts; k++) {
+        in_flight += atomic_load_explicit(&m->parts[k].in_flight, memory_order_relaxed);
+        queued += atomic_load_explicit(&m->parts[k].queued, memory_order_relaxed);
+        conns += atomic_load_explicit(&m->parts[k].conns, memory_order_relaxed);
+    }
     struct upstream *l = p->leader ? upstream_by_id(p, p->leader) : NULL;
     metrics_gauge_set(m->has_leader, p->leader != 0);
     /* healthy: it answers within down_after_ms, so a stopped or wedged
      * leader whose TCP link still stands counts as unreachable. */
     metrics_gauge_set(m->leader_up, l && l->up && l->healthy);
-    metrics_gauge_set(m->in_flight, p->in_flight);
-    metrics_gauge_set(m->queued, (double)p->queue.n);
-    metrics_gauge_set(m->connections,
-                      (double)(net_listener_conns(p->tcp_l) + net_listener_conns(p->unix_l)));
-    for (size_t i = 0; i < p->n_ups && m->ups; i++) {
+    metrics_gauge_set(m->in_flight, (double)in_flight);
+    metrics_gauge_set(m->queued, (double)queued);
+    metrics_gauge_set(m->connections, (double)conns);
+    for (size_t i = 0; i < p->n_ups && i < m->n_ups && m->ups; i++) {
         const struct upstream *u = &p->ups[i];
-        metrics_gauge_set(m->ups[i].in_flight, u->in_flight);
+        uint64_t n = 0;
+        for (size_t k = 0; k < m->n_parts; k++)
+            n += atomic_load_explicit(&m->parts[k].up_in_flight[i], memory_order_relaxed);
+        metrics_gauge_set(m->ups[i].in_flight, (double)n);
         metrics_gauge_set(m->ups[i].ewma, u->ewma_us / 1e6);
         metrics_gauge_set(m->ups[i].healthy, u->up && u->healthy);
         metrics_gauge_set(m->ups[i].up, u->up);
     }
 }
 
+void proxy_metrics_totals(const struct proxy *p, struct proxy_totals *t)
+{
+    const struct proxy_metrics *m = p->m;
+    memset(t, 0, sizeof(*t));
+    t->in_flight = p->in_flight;
+    t->queued = p->queue.n;
+    for (size_t i = 0; i < p->n_ups && i < CONFIG_MAX_NODES; i++) {
+        t->up_in_flight[i] = p->ups[i].in_flight;
+        /* The shared counters move exactly where u->reads_served does. */
+        t->reads[i] = m && m->ups ? metrics_counter_get(m->ups[i].reads) : p->ups[i].reads_served;
+        t->writes[i] = m && m->ups ? metrics_counter_get(m->ups[i].writes) : p->ups[i].writes_served;
+    }
+    for (size_t k = 0; m && k < m->n_parts; k++) {
+        if (k == p->index)
+            continue;
+        const struct part *o = &m->parts[k];
+        t->in_flight += atomic_load_explicit(&o->in_flight, memory_order_relaxed);
+        t->queued += atomic_load_explicit(&o->queued, memory_order_relaxed);
+        for (size_t i = 0; i < p->n_ups && i < m->n_ups && i < CONFIG_MAX_NODES; i++)
+            t->up_in_flight[i] += atomic_load_explicit(&o->up_in_flight[i], memory_order_relaxed);
+    }
+}
+
 void proxy_metrics_answered(struct proxy *p, const struct op *op, int status)
 {
-    if (p->m && op->cl && op->req)
-        metrics_requests_observe(&p->m->requests, metrics_requests_op(op->req->op_case), status,
+    if (p->m && op->cl)
+        metrics_requests_observe(&p->m->requests, metrics_requests_op(op->op_case), status,
                                  proxy_now(p) - op->arrived);
 }
 
@@ -214,6 +281,6 @@ void proxy_metrics_dequeued(struct proxy *p, const struct op *op)
 
 void proxy_metrics_leader_changed(struct proxy *p)
 {
-    if (p->m && p->leader)
+    if (p->m && p->leader && p->index == 0) /* every loop learns it: count once */
         metrics_counter_inc(p->m->leader_changes);
 }

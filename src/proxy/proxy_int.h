@@ -3,7 +3,8 @@
  * until it can be, or answered by the proxy itself.  Files by concern:
  * proxy.c clients, upstream.c node links and health, route.c read choice,
  * writeq.c the leader wait queue and write retries, session.c the session
- * pool, status.c STATUS and WATCH_LEADER. */
+ * pool, status.c STATUS and WATCH_LEADER, frame.c the wire fields the lean
+ * path reads and rewrites. */
 #ifndef RAFTKV_PROXY_INT_H
 #define RAFTKV_PROXY_INT_H
 
@@ -11,6 +12,7 @@
 #include "net/conn.h"
 #include "net/dial.h"
 #include "net/listener.h"
+#include "proxy/frame.h"
 #include "raftkv.pb-c.h"
 #include "rpc/rpc.h"
 
@@ -36,10 +38,21 @@ struct slot {                /* session.c */
     struct slot *next_free;
 };
 
+/* A request body up to this size lives inside its op (no allocation per
+ * request); a larger one is malloc'ed. */
+#define OP_BODY_INLINE 512
+
 struct op {
     enum op_kind kind;
+    int op_case;             /* Raftkv__Request__OpCase */
     struct rpc_client *cl;   /* NULL for the proxy's own requests */
-    Raftkv__Request *req;    /* owned; id/session rewritten per attempt */
+    /* Either req (decoded; id/session rewritten per attempt) or, on the lean
+     * path (reads and writes), body: the client's bytes minus id, client_id
+     * and sequence (frame.c), sent behind our own header. */
+    Raftkv__Request *req;
+    uint8_t *body;
+    size_t body_len;
+    uint64_t sess_client_id, sess_seq; /* body's session; client_id 0: none */
     uint64_t client_req_id;
     uint64_t arrival;        /* global arrival order, for the queue */
     double arrived;          /* proxy_now() at arrival, for the latency metrics */
@@ -57,7 +70,9 @@ struct op {
     double sent_at;
     struct fanout *fo;
     size_t fo_index;
-    struct op *prev, *next;  /* upstream outstanding list or a waiting list */
+    struct op *prev, *next;  /* upstream outstanding list, a waiting list or
+                              * the free list */
+    uint8_t body_inline[OP_BODY_INLINE];
 };
 
 struct oplist {
@@ -102,6 +117,8 @@ struct proxy {
     double leader_since;
     struct oplist queue;     /* writes and transfers waiting for a leader */
     struct oplist parked;    /* reads waiting for a node to serve them */
+    double next_deadline_scan; /* writeq.c: of the writes sent */
+    uint32_t reclaimed_for;  /* writeq.c: the leader old leaders' writes went to */
     struct rpc_server rpc;   /* clients, WATCH_LEADER streams */
     struct fanout *fanouts;  /* status.c: STATUS fanouts in progress */
     uint64_t next_up_id;
@@ -109,21 +126,45 @@ struct proxy {
     uint32_t in_flight;      /* client requests not yet answered */
     double start;
     ev_timer tick;
-    ev_signal sig_term, sig_int;
     char notify[160];
+    /* workers.c: this loop's number (0: the main thread's, which speaks
+     * for the process: logs leader changes, notifies systemd, publishes
+     * the metrics' gauges) of n_workers. */
+    size_t index, n_workers;
+    uint64_t rng;            /* proxy_random() */
     /* session.c */
     struct slot *free_slots;
     size_t n_slots;
+    /* proxy.c: answered ops kept for reuse, and the arena a lean request is
+     * checked in (decoded by protobuf-c without malloc, then dropped). */
+    struct op *free_ops;
+    size_t n_free_ops;
+    struct {
+        ProtobufCAllocator a;
+        size_t used;
+        _Alignas(16) uint8_t buf[8192];
+    } scratch;
     struct proxy_metrics *m; /* metrics.c */
 };
 
+/* workers.c: serve until SIGTERM/SIGINT; the exit code. */
+int proxy_workers_run(const struct config *cfg);
+
 /* proxy.c */
 int proxy_start(struct proxy *p, char *err, size_t errlen);
+/* Serve first's listening sockets from p's loop too (loops 1..). */
+int proxy_share_listeners(struct proxy *p, const struct proxy *first, char *err, size_t errlen);
+uint64_t proxy_random(struct proxy *p);
 void proxy_stop(struct proxy *p);
 void op_answer(struct proxy *p, struct op *op, Raftkv__Response *resp);
 void op_fail(struct proxy *p, struct op *op, Raftkv__Status st, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void op_free(struct proxy *p, struct op *op);
+struct op *op_alloc(struct proxy *p); /* zeroed; NULL when out of memory */
+void ops_free(struct proxy *p);       /* the free list, at exit */
+/* The write session the op carries (client_id 0: none). */
+uint64_t op_client_id(const struct op *op);
+void op_set_session(struct op *op, uint64_t client_id, uint64_t seq);
 double proxy_now(const struct proxy *p);
 
 /* oplist helpers (proxy.c) */
@@ -163,7 +204,7 @@ void sessions_free(struct proxy *p);
 
 /* status.c */
 void status_answer(struct proxy *p, struct op *op);
-struct op *status_poll_op(void);
+struct op *status_poll_op(struct proxy *p);
 void status_fanout_done(struct proxy *p, struct op *op, Raftkv__Response *resp);
 void status_tick(struct proxy *p, double now);
 void watch_add(struct proxy *p, struct rpc_client *cl, uint64_t id);
@@ -181,5 +222,13 @@ void proxy_metrics_retry(struct proxy *p, bool write);
 void proxy_metrics_queued(struct proxy *p);
 void proxy_metrics_dequeued(struct proxy *p, const struct op *op);
 void proxy_metrics_leader_changed(struct proxy *p);
+/* What STATUS reports for the whole process: p's own numbers now plus the
+ * other loops' as of their last tick (TICK_S); served counts from the
+ * shared counters. */
+struct proxy_totals {
+    uint64_t in_flight, queued;
+    uint64_t up_in_flight[CONFIG_MAX_NODES], reads[CONFIG_MAX_NODES], writes[CONFIG_MAX_NODES];
+};
+void proxy_metrics_totals(const struct proxy *p, struct proxy_totals *t);
 
 #endif

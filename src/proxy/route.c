@@ -49,7 +49,7 @@ static struct upstream *choose(struct proxy *p, const struct op *op)
         return leader;
     if (n == 1)
         return cand[0];
-    size_t a = (size_t)random() % n, b = (size_t)random() % (n - 1);
+    size_t a = (size_t)(proxy_random(p) % n), b = (size_t)(proxy_random(p) % (n - 1));
     if (b >= a)
         b++;
     return better(cand[b], cand[a]) ? cand[b] : cand[a];

@@ -1,7 +1,8 @@
 /* status.c - what the proxy tells about itself: STATUS (its view of the
  * cluster; with fanout, every node's own STATUS gathered within a short
  * deadline), WATCH_LEADER streams of the proxy's leader, and the systemd
- * STATUS= line. */
+ * STATUS= line.  The view is the answering loop's (workers.c), with the
+ * counts of every loop added up. */
 #include "proxy/proxy_int.h"
 
 #include "common/log.h"
@@ -28,6 +29,8 @@ struct fanout {
 static void send_proxy_status(struct proxy *p, struct op *op, Raftkv__NodeStatus **nodes, size_t n_nodes)
 {
     double now = proxy_now(p);
+    struct proxy_totals t;
+    proxy_metrics_totals(p, &t);
     Raftkv__ProxyNodeView *views = calloc(p->n_ups, sizeof(*views));
     Raftkv__ProxyNodeView **vptr = calloc(p->n_ups, sizeof(*vptr));
     if (!views || !vptr) {
@@ -45,15 +48,15 @@ static void send_proxy_status(struct proxy *p, struct op *op, Raftkv__NodeStatus
         v->has_healthy = 1;
         v->healthy = u->up && u->healthy;
         v->has_in_flight = 1;
-        v->in_flight = u->in_flight;
+        v->in_flight = (uint32_t)t.up_in_flight[i];
         v->has_latency_us = 1;
         v->latency_us = (uint64_t)u->ewma_us;
         v->has_lag = u->lag_known;
         v->lag = u->lag;
         v->has_reads_served = 1;
-        v->reads_served = u->reads_served;
+        v->reads_served = t.reads[i];
         v->has_writes_served = 1;
-        v->writes_served = u->writes_served;
+        v->writes_served = t.writes[i];
         vptr[i] = v;
     }
     Raftkv__ProxyStatus ps = RAFTKV__PROXY_STATUS__INIT;
@@ -64,9 +67,9 @@ static void send_proxy_status(struct proxy *p, struct op *op, Raftkv__NodeStatus
     ps.n_nodes = p->n_ups;
     ps.nodes = vptr;
     ps.has_queued = 1;
-    ps.queued = (uint32_t)p->queue.n;
+    ps.queued = (uint32_t)t.queued;
     ps.has_in_flight = 1;
-    ps.in_flight = p->in_flight - 1; /* not counting this STATUS */
+    ps.in_flight = (uint32_t)(t.in_flight - 1); /* not counting this STATUS */
     ps.version = PROXY_VERSION_STRING;
     ps.has_uptime_ms = 1;
     ps.uptime_ms = (uint64_t)((now - p->start) * 1000.0);
@@ -133,13 +136,15 @@ void status_fanout_done(struct proxy *p, struct op *op, Raftkv__Response *resp)
         fanout_finish(p, fo);
 }
 
-static struct op *status_op(void)
+static struct op *status_op(struct proxy *p)
 {
-    struct op *op = calloc(1, sizeof(*op));
+    struct op *op = op_alloc(p);
     Raftkv__Request *req = calloc(1, sizeof(*req));
     Raftkv__StatusRequest *sr = calloc(1, sizeof(*sr));
     if (!op || !req || !sr) {
-        free(op), free(req), free(sr);
+        if (op)
+            op_free(p, op);
+        free(req), free(sr);
         return NULL;
     }
     raftkv__request__init(req);
@@ -147,12 +152,13 @@ static struct op *status_op(void)
     req->op_case = RAFTKV__REQUEST__OP_STATUS;
     req->status = sr;
     op->req = req;
+    op->op_case = RAFTKV__REQUEST__OP_STATUS;
     return op;
 }
 
-struct op *status_poll_op(void)
+struct op *status_poll_op(struct proxy *p)
 {
-    struct op *op = status_op();
+    struct op *op = status_op(p);
     if (op)
         op->kind = OP_POLL;
     return op;
@@ -181,7 +187,7 @@ void status_answer(struct proxy *p, struct op *op)
     p->fanouts = fo;
     fo->pending = 1; /* held until every child is out */
     for (size_t i = 0; i < p->n_ups; i++) {
-        struct op *c = status_op();
+        struct op *c = status_op(p);
         if (!c)
             continue;
         c->kind = OP_FANOUT;
@@ -231,6 +237,8 @@ void status_notify_systemd(struct proxy *p)
 {
     char buf[sizeof(p->notify)];
     char lead[32];
+    if (p->index) /* loop 0 speaks for the process */
+        return;
     if (p->leader)
         snprintf(lead, sizeof(lead), "leader %u", p->leader);
     else

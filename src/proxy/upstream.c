@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <systemd/sd-daemon.h>
 
 #define PROBE_MIN_S 0.05
@@ -56,7 +57,10 @@ void proxy_set_leader(struct proxy *p, uint64_t id, uint64_t term, const char *w
     p->leader_since = proxy_now(p);
     proxy_metrics_leader_changed(p);
     char b1[24], b2[24];
-    if (id)
+    if (p->index) /* every loop learns it; loop 0 says it */
+        log_debug("loop %zu: leader is node %llu (term %llu)", p->index, (unsigned long long)id,
+                  (unsigned long long)term);
+    else if (id)
         log_event(LOG_NOTICE, "leader_change",
                   LOG_FIELDS({"RAFTKV_LEADER", log_u64(b1, id)}, {"RAFTKV_TERM", log_u64(b2, term)}),
                   "leader is node %llu (term %llu, from %s)", (unsigned long long)id,
@@ -76,9 +80,19 @@ int upstream_send(struct upstream *u, struct op *op)
     if (!u->up)
         return -ENOTCONN;
     op->up_id = ++p->next_up_id;
-    op->req->has_id = 1;
-    op->req->id = op->up_id;
-    int rv = net_dial_send_msg(u->dial, &op->req->base);
+    int rv;
+    if (op->body) {
+        uint8_t hdr[PXFRAME_HEADER_MAX];
+        struct iovec iov[2] = {
+            {hdr, pxframe_put_header(hdr, op->up_id, op->sess_client_id, op->sess_seq)},
+            {op->body, op->body_len},
+        };
+        rv = net_dial_sendv(u->dial, iov, 2);
+    } else {
+        op->req->has_id = 1;
+        op->req->id = op->up_id;
+        rv = net_dial_send_msg(u->dial, &op->req->base);
+    }
     if (rv < 0)
         return rv;
     op->up = u;
@@ -103,7 +117,7 @@ void upstream_forget(struct upstream *u, struct op *op)
 
 static void send_poll(struct upstream *u)
 {
-    struct op *op = status_poll_op();
+    struct op *op = status_poll_op(u->p);
     if (!op)
         return;
     if (upstream_send(u, op) < 0) {
@@ -203,11 +217,75 @@ static void mark_healthy(struct upstream *u, bool healthy, const char *why)
     status_notify_systemd(u->p);
 }
 
+/* The op a response answers.  u->out is in sending order, which is up_id
+ * order, and nodes answer mostly in that order too: the search from the
+ * front ends at once, or at the first op sent after the answer's. */
+static struct op *find_op(struct upstream *u, uint64_t id)
+{
+    for (struct op *op = u->out.head; op && op->up_id <= id; op = op->next)
+        if (op->up_id == id)
+            return op;
+    return NULL;
+}
+
+/* op's answer arrived: its latency, and no longer outstanding. */
+static void answered(struct upstream *u, struct op *op)
+{
+    double us = (proxy_now(u->p) - op->sent_at) * 1e6;
+    u->ewma_us = u->ewma_us ? u->ewma_us * (1 - EWMA_WEIGHT) + us * EWMA_WEIGHT : us;
+    upstream_forget(u, op);
+}
+
+/* ... with a result that ends it (no retry). */
+static void count_served(struct upstream *u, const struct op *op)
+{
+    if (op->kind == OP_READ)
+        u->reads_served++;
+    else if (op->kind == OP_WRITE)
+        u->writes_served++;
+    proxy_metrics_served(u->p, u, op);
+}
+
+static bool final_status(int32_t st)
+{
+    return st == RAFTKV__STATUS__OK || st == RAFTKV__STATUS__NOT_FOUND || st == RAFTKV__STATUS__CAS_FAILED;
+}
+
+/* A client's read or write answered for good, with no leader hint to take
+ * out: relay the node's bytes under the client's id.  false: the decoding
+ * path must look at it (retries, hints, the proxy's own requests). */
+static bool relay(struct upstream *u, const uint8_t *payload, size_t len, const struct pxframe_response *r)
+{
+    struct proxy *p = u->p;
+    struct op *op = find_op(u, r->id);
+    if (!op || !op->cl || (op->kind != OP_READ && op->kind != OP_WRITE) || !final_status(r->status) ||
+        r->has_leader_hint || r->cuts.overflow)
+        return false;
+    answered(u, op);
+    count_served(u, op);
+    proxy_metrics_answered(p, op, r->status);
+    if (op->cl->conn) {
+        uint8_t hdr[PXFRAME_HEADER_MAX];
+        struct iovec iov[PXFRAME_MAX_CUTS + 2] = {{hdr, pxframe_put_header(hdr, op->client_req_id, 0, 0)}};
+        size_t n = 1 + pxframe_uncut_iov(payload, len, &r->cuts, iov + 1);
+        net_conn_sendv(op->cl->conn, iov, n);
+    }
+    op_free(p, op);
+    return true;
+}
+
 static void on_frame(struct net_dial *d, const uint8_t *payload, size_t len, void *ud)
 {
     (void)d;
     struct upstream *u = ud;
     struct proxy *p = u->p;
+    struct pxframe_response r;
+    if (pxframe_scan_response(payload, len, &r) == 0 && r.id != WATCH_ID) {
+        if (!u->healthy)
+            mark_healthy(u, true, NULL);
+        if (relay(u, payload, len, &r))
+            return;
+    }
     Raftkv__Response *resp = raftkv__response__unpack(NULL, len, payload);
     if (!resp) {
         log_warn("node %u sent a frame that is not a Response; reconnecting", u->id);
@@ -222,24 +300,14 @@ static void on_frame(struct net_dial *d, const uint8_t *payload, size_t len, voi
         raftkv__response__free_unpacked(resp, NULL);
         return;
     }
-    struct op *op = u->out.tail;
-    while (op && op->up_id != resp->id)
-        op = op->prev;
+    struct op *op = find_op(u, resp->id);
     if (!op) { /* answered after we gave up on it */
         raftkv__response__free_unpacked(resp, NULL);
         return;
     }
-    double us = (proxy_now(p) - op->sent_at) * 1e6;
-    u->ewma_us = u->ewma_us ? u->ewma_us * (1 - EWMA_WEIGHT) + us * EWMA_WEIGHT : us;
-    upstream_forget(u, op);
-    if (resp->status == RAFTKV__STATUS__OK || resp->status == RAFTKV__STATUS__NOT_FOUND ||
-        resp->status == RAFTKV__STATUS__CAS_FAILED) {
-        if (op->kind == OP_READ)
-            u->reads_served++;
-        else if (op->kind == OP_WRITE)
-            u->writes_served++;
-        proxy_metrics_served(p, u, op);
-    }
+    answered(u, op);
+    if (final_status(resp->status))
+        count_served(u, op);
     if (resp->status == RAFTKV__STATUS__NOT_LEADER && resp->has_leader_id && resp->leader_id)
         proxy_set_leader(p, resp->leader_id, p->term, "not-leader hint");
     switch (op->kind) {

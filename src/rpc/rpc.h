@@ -39,6 +39,9 @@ struct rpc_client {
 struct rpc_server_ops {
     /* One decoded request; the callee owns req. */
     void (*on_request)(struct rpc_client *cl, Raftkv__Request *req);
+    /* Optional: sees each frame first, and takes it (true) or has it
+     * decoded for on_request (false).  payload is valid during the call. */
+    bool (*on_frame)(struct rpc_client *cl, const uint8_t *payload, size_t len);
     /* Optional: add the owner's leader hint to resp (rpc_send_hinted). */
     void (*leader_hint)(void *owner, Raftkv__Response *resp);
 };
@@ -62,6 +65,10 @@ void rpc_server_init(struct rpc_server *s, struct ev_loop *loop, const struct rp
  * with one line in err. */
 int rpc_server_listen(struct rpc_server *s, const char *name, const char *address, mode_t mode,
                       struct net_listener **out, char *err, size_t errlen);
+/* Accept on l's socket too, from this server's loop (another thread's
+ * loop serving the same address: whichever loop wakes first takes a new
+ * client).  -errno. */
+int rpc_server_share(struct rpc_server *s, const struct net_listener *l, struct net_listener **out);
 /* Ends every WATCH_LEADER stream; the caller frees its listeners. */
 void rpc_server_stop(struct rpc_server *s);
 

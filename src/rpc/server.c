@@ -7,6 +7,7 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 
 void rpc_server_init(struct rpc_server *s, struct ev_loop *loop, const struct rpc_server_ops *ops,
@@ -80,6 +81,8 @@ void rpc_server_stop(struct rpc_server *s)
 static void on_client_frame(struct net_conn *c, const uint8_t *payload, size_t len, void *ud)
 {
     struct rpc_client *cl = ud;
+    if (cl->srv->ops->on_frame && cl->srv->ops->on_frame(cl, payload, len))
+        return;
     Raftkv__Request *req = raftkv__request__unpack(NULL, len, payload);
     if (!req) {
         log_warn("client %s sent a frame that is not a Request; closing", net_conn_peer_name(c));
@@ -132,20 +135,37 @@ static void on_client_refuse(struct net_listener *l, uint64_t more, void *ud)
              (unsigned long long)s->max_conns, (unsigned long long)more);
 }
 
-int rpc_server_listen(struct rpc_server *s, const char *name, const char *address, mode_t mode,
-                      struct net_listener **out, char *err, size_t errlen)
+static const struct net_listener_ops listener_ops = {.on_accept = on_client_accept,
+                                                     .on_refuse = on_client_refuse};
+
+static struct net_listener_opts listener_opts(const struct rpc_server *s)
 {
     struct net_listener_opts lo = {
         .max_conns = s->max_conns,
         .limits = s->limits,
         .conn_ops = &client_conn_ops,
     };
-    static const struct net_listener_ops lops = {.on_accept = on_client_accept,
-                                                 .on_refuse = on_client_refuse};
+    return lo;
+}
+
+int rpc_server_listen(struct rpc_server *s, const char *name, const char *address, mode_t mode,
+                      struct net_listener **out, char *err, size_t errlen)
+{
+    struct net_listener_opts lo = listener_opts(s);
     bool inherited = false;
-    int rv = net_listener_start(s->loop, name, address, mode, &lo, &lops, s, out, &inherited, err,
+    int rv = net_listener_start(s->loop, name, address, mode, &lo, &listener_ops, s, out, &inherited, err,
                                 errlen);
     if (rv == 0)
         log_info("%s socket %s%s", name, address, inherited ? " (from systemd)" : "");
     return rv;
+}
+
+int rpc_server_share(struct rpc_server *s, const struct net_listener *l, struct net_listener **out)
+{
+    int fd = fcntl(net_listener_fd(l), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct net_listener_opts lo = listener_opts(s);
+    *out = net_listener_new(s->loop, fd, &lo, &listener_ops, s);
+    return *out ? 0 : -ENOMEM;
 }

@@ -208,6 +208,8 @@ class NsCluster(harness.Cluster):
         self.proxy_sock = os.path.join(self.dir, "proxy.sock")
         lines += ["", "[proxy]", "listen = %s:%d" % (self.net.addr("hub"), PROXY_PORT),
                   "unix = %s" % self.proxy_sock]
+        if harness.PROXY_THREADS:
+            lines.append("threads = %s" % harness.PROXY_THREADS)
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
 

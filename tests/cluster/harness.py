@@ -63,6 +63,13 @@ SANITIZED = _is_sanitized(NODE_BIN)
 SCALE = float(os.environ.get("RAFTKV_TIME_SCALE") or (4 if SANITIZED else 1))
 
 
+# [proxy] threads for every proxy the tests start: two event loops whatever
+# the machine, so the tests cover the multi-threaded proxy (issue 17).
+# RAFTKV_TEST_PROXY_THREADS= (empty) leaves the key out (a proxy built
+# before it existed refuses it).
+PROXY_THREADS = os.environ.get("RAFTKV_TEST_PROXY_THREADS", "2")
+
+
 def T(seconds):
     """A deadline, stretched for slow (sanitizer) builds."""
     return seconds * SCALE
@@ -536,6 +543,8 @@ class Cluster:
             if nd.metrics_port:
                 lines.append("metrics = 127.0.0.1:%d" % nd.metrics_port)
         lines += ["", "[proxy]", "listen = 127.0.0.1:%d" % self.proxy_port, "unix ="]
+        if PROXY_THREADS:
+            lines.append("threads = %s" % PROXY_THREADS)
         if self.proxy_metrics_port:
             lines.append("metrics = 127.0.0.1:%d" % self.proxy_metrics_port)
         with open(self.config, "w") as f:

@@ -108,6 +108,29 @@ static void gen_request(void)
     }
 }
 
+/* ---- pxframe: the proxy's router takes requests and responses ---- */
+static void gen_pxframe(void)
+{
+    const char *names[] = {"req-set", "req-get", "req-cas", "req-del"};
+    for (int i = 0; i < 4; i++)
+        put("pxframe", names[i], reqs[i], reqlens[i]);
+    Raftkv__Response r = RAFTKV__RESPONSE__INIT;
+    Raftkv__GetResponse get = RAFTKV__GET_RESPONSE__INIT;
+    uint8_t buf[256];
+    r.has_id = 1; r.id = 300;
+    r.has_status = 1; r.status = RAFTKV__STATUS__OK;
+    get.has_value = 1; get.value.data = (uint8_t *)"value"; get.value.len = 5;
+    get.has_applied_index = 1; get.applied_index = 12;
+    r.result_case = RAFTKV__RESPONSE__RESULT_GET; r.get = &get;
+    put("pxframe", "resp-get", buf, raftkv__response__pack(&r, buf));
+    r.result_case = RAFTKV__RESPONSE__RESULT__NOT_SET;
+    r.status = RAFTKV__STATUS__NOT_LEADER;
+    r.message = "node 2 is not the leader; node 1 is";
+    r.has_leader_id = 1; r.leader_id = 1;
+    r.leader_address = "127.0.0.1:7001";
+    put("pxframe", "resp-not-leader", buf, raftkv__response__pack(&r, buf));
+}
+
 /* ---- frame: byte 0 picks max_frame (see fuzz_frame.c) ---- */
 static void gen_frame(void)
 {
@@ -361,6 +384,7 @@ int main(int argc, char **argv)
     outdir = argv[1];
     mkdir(outdir, 0755);
     gen_request();
+    gen_pxframe();
     gen_frame();
     gen_peer();
     gen_config();

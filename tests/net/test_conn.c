@@ -1,7 +1,8 @@
 /* test_conn.c - net_conn over a socketpair with a real libev loop: frames
  * both ways in order, protobuf sends, partial writes, the pending-output
  * limit disconnecting a peer that never reads, oversize frames, EOF, pausing,
- * close-after-flush, and closing or destroying from inside on_frame. */
+ * close-after-flush, closing or destroying from inside on_frame, and output
+ * coalescing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -386,6 +387,43 @@ static void test_close_after_flush(void **state)
     pair_free(&p);
 }
 
+/* With the loop's coalescer, frames queued outside the connection's own
+ * callbacks (a proxy relaying, a node answering a batch) wait until the
+ * loop is about to block and then leave in one write: after the sends the
+ * peer has nothing yet, one loop turn later all three, in order.  Without
+ * it each leaves at once; stopping it writes what waits. */
+static void test_coalesce(void **state)
+{
+    struct pair p;
+    uint8_t buf[64];
+
+    (void)state;
+    pair_raw(&p, NULL);
+    assert_int_equal(net_conn_send(p.a.c, "now", 3), 0);
+    assert_int_equal(recv(p.raw, buf, sizeof(buf), MSG_DONTWAIT), 7);
+    assert_int_equal(net_coalesce_start(p.loop), 0);
+    assert_int_equal(net_coalesce_start(p.loop), 0);
+    assert_int_equal(net_conn_send(p.a.c, "one", 3), 0);
+    assert_int_equal(net_conn_send(p.a.c, "two", 3), 0);
+    assert_int_equal(net_conn_send(p.a.c, "six", 3), 0);
+    assert_int_equal(recv(p.raw, buf, sizeof(buf), MSG_DONTWAIT), -1);
+    ev_run(p.loop, EVRUN_NOWAIT);
+    assert_int_equal(recv(p.raw, buf, sizeof(buf), MSG_DONTWAIT), 21);
+    assert_memory_equal(buf + 4, "one", 3);
+    assert_memory_equal(buf + 18, "six", 3);
+    assert_int_equal(net_conn_send(p.a.c, "end", 3), 0);
+    net_coalesce_stop(p.loop);
+    assert_int_equal(recv(p.raw, buf, sizeof(buf), MSG_DONTWAIT), 7);
+    /* a connection freed while it waits leaves nothing dangling */
+    assert_int_equal(net_coalesce_start(p.loop), 0);
+    assert_int_equal(net_conn_send(p.a.c, "bye", 3), 0);
+    net_conn_destroy(p.a.c);
+    p.a.c = NULL;
+    ev_run(p.loop, EVRUN_NOWAIT);
+    net_coalesce_stop(p.loop);
+    pair_free(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -400,6 +438,7 @@ int main(void)
         cmocka_unit_test(test_destroy_from_callback),
         cmocka_unit_test(test_pause_resume),
         cmocka_unit_test(test_close_after_flush),
+        cmocka_unit_test(test_coalesce),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
