@@ -203,7 +203,7 @@ int main(int argc, char **argv)
         /* A data directory of another node or cluster: restarting cannot help. */
         if (rv == -ESTALE)
             return NODE_EXIT_CONFIG;
-        return rv == -ENOENT || rv == -EINVAL ? 2 : 1;
+        return rv == -ENOENT || rv == -EINVAL || rv == -EPERM ? 2 : 1;
     }
     if (fault_on) {
         log_warn("TEST-ONLY disk fault injection enabled: SIGUSR2 makes the next %s fail with %s",
