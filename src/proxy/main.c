@@ -5,6 +5,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "net/tls.h"
 #include "net/watchdog.h"
 
 #include <errno.h>
@@ -37,7 +38,8 @@ static void usage(FILE *out)
             "  -h, --help              show this help and exit\n"
             "  -V, --version           show the version and exit\n"
             "\n"
-            "Stops on SIGTERM or SIGINT.  See raftkv-proxy(8) and raftkv.conf(5).\n",
+            "Stops on SIGTERM or SIGINT; SIGHUP reloads the TLS certificates.\n"
+            "See raftkv-proxy(8) and raftkv.conf(5).\n",
             CONFIG_DEFAULT_PATH);
 }
 
@@ -60,6 +62,54 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     log_notice("got %s; stopping", strsignal(w->signum));
     sd_notify(0, "STOPPING=1");
     ev_break(loop, EVBREAK_ALL);
+}
+
+static struct net_tls_files proxy_files(const struct config *cfg)
+{
+    struct net_tls_files f = {.ca = cfg->cluster.tls_ca, .cert = cfg->proxy.tls_cert, .key = cfg->proxy.tls_key};
+    return f;
+}
+
+/* TLS from [cluster] tls_ca and [proxy] tls_cert; the rights policy; and
+ * the rule that plaintext is served on loopback only unless insecure. */
+static int security_start(struct proxy *p, char *err, size_t errlen)
+{
+    const struct config *cfg = p->cfg;
+    p->sec.insecure = cfg->cluster.insecure != 0;
+    p->sec.anonymous = (enum rpc_role)cfg->cluster.anonymous_role;
+    if (*cfg->cluster.tls_ca) {
+        struct net_tls_files f = proxy_files(cfg);
+        int rv = net_tls_new(&f, &p->sec.tls, err, errlen);
+        if (rv < 0)
+            return rv;
+    }
+    const char *addrs[] = {cfg->proxy.listen};
+    int rv = rpc_security_check(&p->sec, addrs, 1, err, errlen);
+    if (rv < 0)
+        return rv;
+    if (p->sec.insecure)
+        log_warn("INSECURE mode ([cluster] insecure = true): every client has every right");
+    else
+        log_info("security: %s; clients without a certificate get role %s", rpc_security_mode(&p->sec),
+                 rpc_role_name(p->sec.anonymous));
+    return 0;
+}
+
+/* systemctl reload: the certificate files again; links and clients stay. */
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct proxy *p = w->data;
+    char err[512];
+    struct net_tls_files f = proxy_files(p->cfg);
+    sd_notify(0, "RELOADING=1");
+    if (!p->sec.tls)
+        log_notice("SIGHUP: no TLS configured ([cluster] tls_ca), nothing to reload");
+    else if (net_tls_reload(p->sec.tls, &f, err, sizeof(err)) < 0)
+        log_error("SIGHUP: certificates not reloaded, the old ones stay in use: %s", err);
+    else
+        log_notice("SIGHUP: reloaded CA %s and certificate %s; new connections use them", f.ca, f.cert);
+    sd_notify(0, "READY=1");
 }
 
 static void drop_waiting(struct proxy *p, struct oplist *l)
@@ -91,7 +141,9 @@ static int run(const struct config *cfg)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     srandom((unsigned)(ts.tv_nsec ^ getpid()));
     char err[512];
-    int rv = proxy_start(&p, err, sizeof(err));
+    int rv = security_start(&p, err, sizeof(err));
+    if (rv >= 0)
+        rv = proxy_start(&p, err, sizeof(err));
     if (rv >= 0)
         rv = upstreams_start(&p, err, sizeof(err));
     if (rv >= 0)
@@ -101,7 +153,8 @@ static int run(const struct config *cfg)
         proxy_metrics_stop(&p);
         upstreams_stop(&p);
         proxy_stop(&p);
-        return rv == -EINVAL || rv == -ENOENT ? 2 : 1;
+        net_tls_free(p.sec.tls);
+        return rv == -EINVAL || rv == -ENOENT || rv == -EPERM ? 2 : 1;
     }
     ev_timer_init(&p.tick, on_tick, TICK_S, TICK_S);
     p.tick.data = &p;
@@ -110,6 +163,9 @@ static int run(const struct config *cfg)
     ev_signal_start(p.loop, &p.sig_term);
     ev_signal_init(&p.sig_int, on_signal, SIGINT);
     ev_signal_start(p.loop, &p.sig_int);
+    ev_signal_init(&p.sig_hup, on_hup, SIGHUP);
+    p.sig_hup.data = &p;
+    ev_signal_start(p.loop, &p.sig_hup);
     ev_timer watchdog;
     bool watched = net_watchdog_start(p.loop, &watchdog);
     sd_notify(0, "READY=1");
@@ -131,6 +187,7 @@ static int run(const struct config *cfg)
     /* Give answers already queued one chance to leave. */
     ev_run(p.loop, EVRUN_NOWAIT);
     ev_loop_destroy(p.loop);
+    net_tls_free(p.sec.tls);
     return 0;
 }
 

@@ -175,6 +175,7 @@ int proxy_start(struct proxy *p, char *err, size_t errlen)
 {
     const struct config_proxy *pc = &p->cfg->proxy;
     rpc_server_init(&p->rpc, p->loop, &rpc_ops, p, p->cfg->cluster.max_connections, &p->limits);
+    rpc_server_secure(&p->rpc, &p->sec);
     /* The unix socket is the same public entry point as the TCP port. */
     if (pc->listen && *pc->listen) {
         int rv = rpc_server_listen(&p->rpc, "client", pc->listen, 0666, &p->tcp_l, err, errlen);

@@ -109,12 +109,15 @@ struct proxy {
     uint32_t in_flight;      /* client requests not yet answered */
     double start;
     ev_timer tick;
-    ev_signal sig_term, sig_int;
+    ev_signal sig_term, sig_int, sig_hup;
     char notify[160];
     /* session.c */
     struct slot *free_slots;
     size_t n_slots;
     struct proxy_metrics *m; /* metrics.c */
+    /* main.c: TLS (sec.tls, [proxy] tls_cert) on the TCP port and the node
+     * links, and the rights of clients, which the proxy checks itself. */
+    struct rpc_security sec;
 };
 
 /* proxy.c */
