@@ -70,6 +70,7 @@ int client_new(struct client **out, const struct client_opts *opts, char *err, s
     if (!c->o.max_hops)
         c->o.max_hops = DEFAULT_HOPS;
     client_conn_init(&c->cc, c->o.max_frame);
+    c->cc.tls = opts->tls;
     c->next_id = 1;
 
     const char *s = opts->endpoints ? opts->endpoints : "";

@@ -40,6 +40,11 @@ struct client_opts {
     unsigned max_hops;           /* NOT_LEADER redirects per call; 0 = 5 */
     size_t max_frame;            /* 0 = CLIENT_DEFAULT_MAX_FRAME */
     bool no_retry;               /* one attempt: no redirects, no retries */
+    /* TLS on TCP endpoints (net_tls_new with the cluster CA and, to get a
+     * role beyond [cluster] anonymous_role, a raftkv-client-ROLE
+     * certificate); NULL = plaintext.  Not owned: it must outlive the
+     * client. */
+    struct net_tls *tls;
 };
 
 struct client;

@@ -3,8 +3,13 @@
  * exists once. */
 #include "client/conn.h"
 
+#include "net/tls.h"
+
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -37,6 +42,8 @@ bool client_conn_is_open(const struct client_conn *cc)
 
 void client_conn_close(struct client_conn *cc)
 {
+    SSL_free(cc->ssl);
+    cc->ssl = NULL;
     if (cc->fd >= 0)
         close(cc->fd);
     cc->fd = -1;
@@ -63,6 +70,52 @@ static int wait_connected(int fd, int timeout_ms)
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
         return -errno;
     return -soerr;
+}
+
+/* The TLS handshake on a connected socket, waiting with poll() at most
+ * timeout_ms in all; 0 with cc->ssl set, or -errno with err. */
+static int tls_handshake(struct client_conn *cc, int fd, int timeout_ms, char *err, size_t errlen)
+{
+    uint64_t deadline = client_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    SSL *ssl = net_tls_ssl_new(cc->tls, fd, NET_TLS_CLIENT, NULL);
+    if (!ssl) {
+        snprintf(err, errlen, "%s: TLS: out of memory", cc->name);
+        return -ENOMEM;
+    }
+    for (;;) {
+        ERR_clear_error();
+        errno = 0;
+        int r = SSL_connect(ssl);
+        if (r == 1) {
+            cc->ssl = ssl;
+            return 0;
+        }
+        int e = SSL_get_error(ssl, r);
+        uint64_t now = client_now_ns();
+        if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) && now < deadline) {
+            struct pollfd p = {.fd = fd, .events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT};
+            if (poll(&p, 1, (int)((deadline - now) / 1000000ull) + 1) >= 0 || errno == EINTR)
+                continue;
+        }
+        int rv = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? -ETIMEDOUT : -EPROTO;
+        long vr = SSL_get_verify_result(ssl);
+        char why[256];
+        if (rv == -ETIMEDOUT)
+            snprintf(why, sizeof(why), "no answer in time");
+        else if (vr != X509_V_OK)
+            snprintf(why, sizeof(why), "server certificate refused: %s", X509_verify_cert_error_string(vr));
+        else if (e == SSL_ERROR_SYSCALL || !ERR_peek_last_error())
+            snprintf(why, sizeof(why), "connection closed during the handshake (is it a TLS port? "
+                     "is our certificate accepted?)");
+        else
+            ERR_error_string_n(ERR_peek_last_error(), why, sizeof(why));
+        if (rv == -EPROTO && vr != X509_V_OK)
+            rv = -EACCES;
+        ERR_clear_error();
+        SSL_free(ssl);
+        snprintf(err, errlen, "TLS handshake with %s failed: %s", cc->name, why);
+        return rv;
+    }
 }
 
 int client_conn_open(struct client_conn *cc, const char *endpoint, int timeout_ms,
@@ -97,6 +150,10 @@ int client_conn_open(struct client_conn *cc, const char *endpoint, int timeout_m
         /* Requests are small and latency-bound: never wait for Nagle. */
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (cc->tls && (r = tls_handshake(cc, fd, timeout_ms, err, errlen)) < 0) {
+            close(fd);
+            return r;
+        }
     }
     cc->fd = fd;
     net_decoder_init(&cc->dec, cc->max_frame);
@@ -132,10 +189,45 @@ bool client_conn_want_write(const struct client_conn *cc)
     return cc->out_off < cc->out_len;
 }
 
+/* SSL_write/SSL_read with send/recv's outcome: bytes, 0 at EOF, -1 with
+ * errno (EAGAIN: wait for the socket). */
+static ssize_t tls_io(struct client_conn *cc, void *buf, size_t len, bool out)
+{
+    int n = (int)(len < INT_MAX ? len : INT_MAX);
+    ERR_clear_error();
+    errno = 0;
+    n = out ? SSL_write(cc->ssl, buf, n) : SSL_read(cc->ssl, buf, n);
+    if (n > 0)
+        return n;
+    switch (SSL_get_error(cc->ssl, n)) {
+    case SSL_ERROR_ZERO_RETURN:
+        if (out) { /* send() never says 0: the caller would spin */
+            errno = ECONNRESET;
+            return -1;
+        }
+        return 0;
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_SYSCALL:
+        if (!errno && !out)
+            return 0; /* the server just closed */
+        if (!errno)
+            errno = ECONNRESET;
+        return -1;
+    default:
+        ERR_clear_error();
+        errno = EPROTO;
+        return -1;
+    }
+}
+
 int client_conn_flush(struct client_conn *cc)
 {
     while (cc->out_off < cc->out_len) {
-        ssize_t n = send(cc->fd, cc->out + cc->out_off, cc->out_len - cc->out_off, MSG_NOSIGNAL);
+        ssize_t n = cc->ssl ? tls_io(cc, cc->out + cc->out_off, cc->out_len - cc->out_off, true)
+                            : send(cc->fd, cc->out + cc->out_off, cc->out_len - cc->out_off, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -161,10 +253,14 @@ int client_conn_fill(struct client_conn *cc)
     if (r < 0)
         return r;
     for (;;) {
-        ssize_t n = recv(cc->fd, space, avail, 0);
+        ssize_t n = cc->ssl ? tls_io(cc, space, avail, false) : recv(cc->fd, space, avail, 0);
         if (n > 0) {
             net_decoder_commit(&cc->dec, (size_t)n);
-            return 0;
+            /* Decrypted bytes OpenSSL still holds wake no poll(). */
+            if (cc->ssl && SSL_pending(cc->ssl) > 0 &&
+                (r = net_decoder_space(&cc->dec, 0, &space, &avail)) == 0)
+                continue;
+            return r;
         }
         if (n == 0)
             return -ECONNRESET;

@@ -18,8 +18,16 @@
  * limit is more generous than the server's default max_frame_bytes. */
 #define CLIENT_DEFAULT_MAX_FRAME (64u * 1024u * 1024u)
 
+struct net_tls;
+struct ssl_st;
+
 struct client_conn {
     int fd;                  /* -1 when closed */
+    /* TLS on TCP endpoints when tls is set (net/tls.h, NET_TLS_CLIENT: the
+     * server's certificate must come from its CA); unix stays plaintext.
+     * Set after client_conn_init; open/close keep it. */
+    struct net_tls *tls;
+    struct ssl_st *ssl;      /* the open connection's, or NULL */
     struct net_decoder dec;
     uint8_t *out;
     size_t out_off, out_len, out_cap; /* unsent bytes are out[out_off..out_len) */
@@ -33,8 +41,9 @@ uint64_t client_now_ns(void);
 void client_conn_init(struct client_conn *cc, size_t max_frame);
 
 /* Connects to "unix:/path", "/path" or "host:port" (names are resolved,
- * which may block) within timeout_ms.  Errors: -errno of the socket call,
- * -ETIMEDOUT, -EINVAL for an unparsable endpoint; err gets one line. */
+ * which may block) within timeout_ms, TLS handshake included.  Errors:
+ * -errno of the socket call, -ETIMEDOUT, -EINVAL for an unparsable
+ * endpoint, -EPROTO/-EACCES for a TLS handshake refused; err gets one line. */
 int client_conn_open(struct client_conn *cc, const char *endpoint, int timeout_ms,
                      char *err, size_t errlen);
 void client_conn_close(struct client_conn *cc);
@@ -48,8 +57,10 @@ bool client_conn_want_write(const struct client_conn *cc);
  * -EAGAIN when some is left, another -errno when the connection broke. */
 int client_conn_flush(struct client_conn *cc);
 
-/* Reads what is available: 0 after reading something, -EAGAIN when nothing
- * was there, -ECONNRESET at end of stream, another -errno on failure. */
+/* Reads what is available (under TLS, everything OpenSSL already holds
+ * too, so that poll() on fd is a true guide): 0 after reading something,
+ * -EAGAIN when nothing was there, -ECONNRESET at end of stream, another
+ * -errno on failure. */
 int client_conn_fill(struct client_conn *cc);
 
 /* The next complete response: 1 with *resp (free with

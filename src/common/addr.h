@@ -51,6 +51,10 @@ uint16_t addr_port(const struct addr *a);
 /* Path of a unix address, NULL otherwise. */
 const char *addr_unix_path(const struct addr *a);
 
+/* 127.0.0.0/8, ::1 or ::ffff:127.x.y.z: reachable from this host only.
+ * False for unix addresses and wildcards. */
+bool addr_is_loopback(const struct addr *a);
+
 /* Same family, address and port (or same path for unix). */
 bool addr_equal(const struct addr *a, const struct addr *b);
 

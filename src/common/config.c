@@ -37,6 +37,8 @@ enum otype {
     T_SOCKPATH,  /* absolute path that fits in sun_path */
     T_PATH,
     T_HEXID,     /* 128-bit id as 32 hex digits */
+    T_BOOL,      /* true/false, yes/no, on/off, 1/0; stored as int */
+    T_ROLE,      /* none, read, write, admin; stored as int */
 };
 
 enum osect { S_CLUSTER, S_PROXY, S_NODE };
@@ -56,7 +58,42 @@ static const char *const type_names[] = {
     [T_SIZE] = "size", [T_LEVEL] = "level", [T_TARGET] = "target",
     [T_HOSTPORT] = "host:port", [T_LISTEN] = "host:port",
     [T_SOCKPATH] = "path", [T_PATH] = "path", [T_HEXID] = "hex id",
+    [T_BOOL] = "boolean", [T_ROLE] = "role",
 };
+
+static const char *const role_names[] = {"none", "read", "write", "admin"};
+
+int config_role_parse(const char *s, size_t len)
+{
+    for (size_t i = 0; i < sizeof(role_names) / sizeof(role_names[0]); i++)
+        if (strlen(role_names[i]) == len && memcmp(s, role_names[i], len) == 0)
+            return (int)i;
+    return -EINVAL;
+}
+
+const char *config_role_name(int role)
+{
+    return role >= 0 && role < (int)(sizeof(role_names) / sizeof(role_names[0])) ? role_names[role] : "?";
+}
+
+/* 1, 0 or -EINVAL. */
+static int parse_bool(const char *s)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (!strcasecmp(s, yes[i]))
+            return 1;
+        if (!strcasecmp(s, no[i]))
+            return 0;
+    }
+    return -EINVAL;
+}
+
+/* Types whose value is an int in struct config rather than a string. */
+static bool int_type(enum otype t)
+{
+    return t == T_LEVEL || t == T_TARGET || t == T_BOOL || t == T_ROLE;
+}
 
 #define ROW(sect_, secname, key, type, flags, off, def, min, max, doc) \
     { { secname, key, NULL, def, min, max, doc }, sect_, type, flags, off }
@@ -173,14 +210,35 @@ static const struct opt options[] = {
     C("data_dir_base", T_PATH, data_dir_base, "/var/lib/raftkv", 0, 0,
       "Parent of the per-node data directories that are not set explicitly."),
     ROW(S_CLUSTER, "cluster", "tls_ca", T_PATH, F_EMPTY_OK, offsetof(struct config, cluster.tls_ca), "", 0, 0,
-        "PEM file of the certificate authority that issues the nodes' certificates. "
-        "Set: every TCP peer link (node to node) runs mutual TLS 1.3; each node "
-        "presents its [node.N] tls_cert, which must name it \"raftkv-node-N\" "
-        "(subjectAltName DNS, or the CN when there is none), and a message whose "
-        "sender differs from the node its link's certificate names is dropped. "
-        "Empty: peer links are plaintext and anyone who can reach a peer port can "
-        "speak for any member (insecure). 'raftkvctl config generate --tls' makes a "
-        "CA and the node certificates. Client ports and proxy links are not TLS yet."),
+        "PEM file of the certificate authority that issues every raftkv certificate. "
+        "Set: every TCP socket runs TLS 1.3. Peer links (node to node) are mutual: each "
+        "node presents its [node.N] tls_cert, which must name it \"raftkv-node-N\" "
+        "(subjectAltName DNS, or the CN when there is none), and a message whose sender "
+        "differs from the node its link's certificate names is dropped. Client ports of "
+        "nodes and proxy present the node's (the proxy's) certificate; a client "
+        "certificate is optional and gives its role (\"raftkv-client-ROLE[-LABEL]\", "
+        "ROLE = read, write or admin); the proxy dials the nodes with [proxy] tls_cert. "
+        "Files are read again on SIGHUP (systemctl reload): new connections use them, "
+        "established ones stay. 'raftkvctl config generate --tls' makes the CA and the "
+        "certificates. Empty: plaintext, allowed only on loopback addresses unless "
+        "insecure is set."),
+    ROW(S_CLUSTER, "cluster", "insecure", T_BOOL, 0, offsetof(struct config, cluster.insecure), "false", 0, 0,
+        "true: no authentication at all. Nodes and proxy accept plaintext on any "
+        "address, every client has every right (admin included), and anyone who can "
+        "reach a peer port can speak for any member (only terms near 2^64 and "
+        "non-members are still refused). For networks where every host and user is "
+        "trusted, and for tests. The start-up log, systemd's STATUS= and raftkvctl "
+        "status say INSECURE. false (the default): without tls_ca, nodes and proxy "
+        "refuse to serve a non-loopback TCP address."),
+    ROW(S_CLUSTER, "cluster", "anonymous_role", T_ROLE, 0, offsetof(struct config, cluster.anonymous_role),
+        "write", 0, 0,
+        "Role of a client that shows no certificate: a TLS client without one, a "
+        "plaintext TCP client on loopback, or a user outside the daemon's group on a "
+        "unix socket. none, read (GET, LIST, STATUS, WATCH_LEADER), write (also SET, "
+        "DEL, CAS) or admin (also TRANSFER_LEADER, MEMBER_CHANGE, METRICS). Root, the "
+        "daemon's user and its group are admin on the unix sockets (SO_PEERCRED). "
+        "The default keeps reads and writes open as before TLS; 'raftkvctl config "
+        "generate --tls' writes read, so that writing takes a certificate."),
 
     P("listen", T_LISTEN, F_EMPTY_OK, listen, "127.0.0.1:7000", 0, 0,
       "TCP address the proxy serves clients on; empty = no TCP."),
@@ -203,6 +261,13 @@ static const struct opt options[] = {
       "Event-loop threads of the proxy, each serving its share of the "
       "clients over its own links to the nodes. 0 (the default) = the number "
       "of CPUs, at most 8."),
+    P("tls_cert", T_PATH, 0, tls_cert, "/etc/raftkv/tls/proxy.crt", 0, 0,
+      "PEM certificate (chain) of the proxy when [cluster] tls_ca is set: presented to "
+      "clients on its TCP port and to the nodes it dials. Issued by that CA for "
+      "\"raftkv-proxy\", which the nodes grant admin: the proxy checks its own "
+      "clients' rights and is the authority for them."),
+    P("tls_key", T_PATH, 0, tls_key, "/etc/raftkv/tls/proxy.key", 0, 0,
+      "PEM private key of tls_cert."),
     P("metrics", T_LISTEN, F_EMPTY_OK, metrics, "", 0, 0,
       "HTTP address (host:port) of the proxy's Prometheus metrics and health checks "
       "(/metrics, /healthz, /readyz).  Empty (the default) = off; see [node.N] metrics."),
@@ -482,6 +547,18 @@ static int check_value(const struct opt *o, const char *val, char *why, size_t w
             return -EINVAL;
         }
         return 0;
+    case T_BOOL:
+        if (parse_bool(val) < 0) {
+            snprintf(why, whylen, "'%s' is not true or false", val);
+            return -EINVAL;
+        }
+        return 0;
+    case T_ROLE:
+        if (config_role_parse(val, strlen(val)) < 0) {
+            snprintf(why, whylen, "'%s' is not a role (none, read, write, admin)", val);
+            return -EINVAL;
+        }
+        return 0;
     }
     return -EINVAL;
 }
@@ -502,6 +579,12 @@ static int store_value(const struct opt *o, void *field, const char *val)
         return 0;
     case T_TARGET:
         *(int *)field = log_target_parse(val);
+        return 0;
+    case T_BOOL:
+        *(int *)field = parse_bool(val);
+        return 0;
+    case T_ROLE:
+        *(int *)field = config_role_parse(val, strlen(val));
         return 0;
     default: {
         char *copy = strdup(val);
@@ -529,6 +612,12 @@ static void format_value(const struct opt *o, const void *field, char *buf, size
         break;
     case T_TARGET:
         snprintf(buf, len, "%s", log_target_name(*(const int *)field));
+        break;
+    case T_BOOL:
+        snprintf(buf, len, "%s", *(const int *)field ? "true" : "false");
+        break;
+    case T_ROLE:
+        snprintf(buf, len, "%s", config_role_name(*(const int *)field));
         break;
     default: {
         const char *s = *(char *const *)field;
@@ -621,7 +710,7 @@ static void free_strings(void *base, enum osect sect)
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const struct opt *o = &options[i];
         if (o->sect != sect || o->type == T_UINT || o->type == T_MS || o->type == T_SIZE ||
-            o->type == T_LEVEL || o->type == T_TARGET)
+            int_type(o->type))
             continue;
         char **p = (char **)((char *)base + o->off);
         free(*p);

@@ -11,7 +11,7 @@
 #include <stdio.h>
 
 #define CONFIG_DEFAULT_PATH "/etc/raftkv/raftkv.conf"
-#define CONFIG_MAX_OPTIONS 48      /* [cluster] + [proxy] rows of the table */
+#define CONFIG_MAX_OPTIONS 56      /* rows of the table */
 #define CONFIG_MAX_NODE_OPTIONS 8  /* [node.N] rows */
 #define CONFIG_MAX_NODES 64
 #define CONFIG_MAX_NODE_ID 65535
@@ -47,7 +47,9 @@ struct config_cluster {
     int log_level;                    /* syslog level, LOG_ERR..LOG_DEBUG */
     int log_target;                   /* enum log_target */
     char *data_dir_base;
-    char *tls_ca;                     /* "" = peer links in plaintext */
+    char *tls_ca;                     /* "" = plaintext (loopback only unless insecure) */
+    int insecure;                     /* no authentication at all */
+    int anonymous_role;               /* config_role_name(): a client without a certificate */
 };
 
 struct config_proxy {
@@ -60,6 +62,8 @@ struct config_proxy {
     uint64_t down_after_ms;
     uint64_t threads;                 /* event loops; 0 = number of CPUs, capped */
     char *metrics;                    /* "host:port" of /metrics; "" = off */
+    char *tls_cert;                   /* used when cluster.tls_ca is set */
+    char *tls_key;
 };
 #define CONFIG_PROXY_MAX_THREADS 64
 
@@ -120,6 +124,12 @@ int config_validate(struct config *cfg, char *err, size_t errlen);
 int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 
 const struct config_node *config_node_find(const struct config *cfg, uint32_t id);
+
+/* Roles of [cluster] anonymous_role, lowest first: "none", "read", "write",
+ * "admin" (src/rpc's enum rpc_role has the same order).  The index, or
+ * -EINVAL; config_role_name(): "?" out of range. */
+int config_role_parse(const char *s, size_t len);
+const char *config_role_name(int role);
 
 /* Milliseconds -> raft ticks (validation guarantees exact division). */
 unsigned config_election_ticks(const struct config *cfg);

@@ -67,6 +67,7 @@ struct watch {
 
 struct bench {
     const struct bench_opts *o;
+    struct net_tls *tls;            /* TLS to TCP targets (ctl_tls), or NULL */
     struct bconn *conns;
     uint8_t *value;
     bool prefill;
@@ -353,7 +354,7 @@ static void service(struct bench *b, struct bconn *bc, short revents)
 
 /* Subscribes to the target's leader changes (a node or the proxy answers
  * WATCH_LEADER alike).  The run goes on without it if that fails. */
-static void watch_open(struct watch *w, const char *target, unsigned timeout_ms)
+static void watch_open(struct watch *w, const char *target, struct net_tls *tls, unsigned timeout_ms)
 {
     char err[CLIENT_ERRLEN];
     Raftkv__Request req = RAFTKV__REQUEST__INIT;
@@ -363,6 +364,7 @@ static void watch_open(struct watch *w, const char *target, unsigned timeout_ms)
     req.op_case = RAFTKV__REQUEST__OP_WATCH_LEADER;
     req.watch_leader = &wl;
     client_conn_init(&w->cc, 0);
+    w->cc.tls = tls;
     if (client_conn_open(&w->cc, target, (int)timeout_ms, err, sizeof(err)) < 0 ||
         client_conn_queue(&w->cc, &req) < 0 || client_conn_flush(&w->cc) < 0) {
         client_conn_close(&w->cc);
@@ -625,6 +627,7 @@ static int open_conns(struct bench *b, const char *target, unsigned timeout_ms)
     for (uint64_t i = 0; i < b->o->clients; i++) {
         struct bconn *bc = &b->conns[i];
         client_conn_init(&bc->cc, 0);
+        bc->cc.tls = b->tls;
         if (!(bc->slots = calloc(b->o->pipeline, sizeof(*bc->slots))))
             return ctl_fail(EXIT_ERROR, "bench: out of memory");
         if (getrandom(&bc->client_id, sizeof(bc->client_id), 0) != sizeof(bc->client_id) || !bc->client_id)
@@ -660,10 +663,11 @@ int cmd_bench(struct ctl *ctl, int argc, char **argv)
     for (uint64_t i = 0; i < o.value_size; i++)
         b.value[i] = (uint8_t)('a' + i % 26);
     int code = find_target(ctl, &b, target, sizeof(target));
+    b.tls = ctl->tls; /* loaded by find_target's client */
     if (!code)
         code = open_conns(&b, target, ctl->o.timeout_ms);
     if (!code)
-        watch_open(&b.watch, target, ctl->o.timeout_ms);
+        watch_open(&b.watch, target, b.tls, ctl->o.timeout_ms);
     uint64_t drain_ns = (uint64_t)ctl->o.timeout_ms * 1000000ull;
     if (!code && o.get_w && !o.no_prefill) {
         if (tty)

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <openssl/bn.h>
 #include <openssl/err.h>
@@ -43,8 +44,10 @@ static bool add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
     return ok;
 }
 
-/* A certificate for key named cn, signed by issuer (NULL: self-signed CA). */
-static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key, long days)
+/* A certificate for key named cn, signed by issuer (NULL: self-signed CA);
+ * server: good for both TLS roles, else a client's only. */
+static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key, long days,
+                       bool server)
 {
     bool ca = issuer == NULL;
     unsigned char serial[16];
@@ -68,15 +71,17 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *is
         X509V3_CTX ctx;
         X509V3_set_ctx_nodb(&ctx);
         X509V3_set_ctx(&ctx, ca ? x : issuer, x, NULL, NULL, 0);
-        char san[NET_TLS_NAME_MAX + 8];
+        char san[CERTGEN_NAME_MAX + 8];
         snprintf(san, sizeof(san), "DNS:%s", cn);
         ok = add_ext(x, &ctx, NID_subject_key_identifier, "hash") &&
              (ca ? add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") &&
                        add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign")
                  : add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE") &&
                        add_ext(x, &ctx, NID_key_usage, "critical,digitalSignature") &&
-                       /* every node is a TLS server (it accepts) and a client (it dials) */
-                       add_ext(x, &ctx, NID_ext_key_usage, "serverAuth,clientAuth") &&
+                       /* a node or the proxy is a TLS server (it accepts) and a
+                        * client (it dials); a client certificate cannot pose
+                        * as a server */
+                       add_ext(x, &ctx, NID_ext_key_usage, server ? "serverAuth,clientAuth" : "clientAuth") &&
                        add_ext(x, &ctx, NID_subject_alt_name, san) &&
                        add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always")) &&
              X509_sign(x, ca ? key : issuer_key, EVP_sha256()) > 0;
@@ -133,16 +138,29 @@ static int refuse_existing(const struct pair *p, char *err, size_t errlen)
     return 0;
 }
 
+/* A node's or the proxy's key must be readable by the services, which run
+ * as group raftkv (units/): root writing gives the file (and the directory,
+ * mode 0750) to that group, the key mode 0640.  Elsewhere -- tests, a
+ * user's own directory -- everything stays the writer's alone. */
+static void share_with_services(const char *path, mode_t mode)
+{
+    struct group *g = geteuid() == 0 ? getgrnam("raftkv") : NULL;
+    if (g && chown(path, (uid_t)-1, g->gr_gid) == 0)
+        (void)chmod(path, mode);
+}
+
 /* A fresh key and its certificate, written to p. */
-static int issue(const struct pair *p, const char *cn, X509 *ca, EVP_PKEY *ca_key, long days,
+static int issue(const struct pair *p, const char *cn, X509 *ca, EVP_PKEY *ca_key, long days, bool server,
                  X509 **cert_out, EVP_PKEY **key_out, char *err, size_t errlen)
 {
     EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509 *x = key ? make_cert(key, cn, ca, ca_key, days) : NULL;
+    X509 *x = key ? make_cert(key, cn, ca, ca_key, days, server) : NULL;
     int rv = x ? 0 : ossl_fail(err, errlen, cn);
     if (rv == 0 && (rv = write_pem(p->key, NULL, key, err, errlen)) == 0 &&
         (rv = write_pem(p->crt, x, NULL, err, errlen)) < 0)
         unlink(p->key);
+    if (rv == 0 && server && ca)
+        share_with_services(p->key, 0640);
     if (rv == 0 && cert_out && key_out) {
         *cert_out = x;
         *key_out = key;
@@ -165,12 +183,26 @@ static int issue_node(const char *dir, uint64_t id, X509 *ca, EVP_PKEY *ca_key, 
     pair_paths(&p, dir, stem);
     net_tls_node_name((uint32_t)id, cn, sizeof(cn));
     int rv = refuse_existing(&p, err, errlen);
-    return rv < 0 ? rv : issue(&p, cn, ca, ca_key, CERTGEN_NODE_DAYS, NULL, NULL, err, errlen);
+    return rv < 0 ? rv : issue(&p, cn, ca, ca_key, CERTGEN_NODE_DAYS, true, NULL, NULL, err, errlen);
+}
+
+/* dir/stem.crt and .key for name, never replacing either. */
+static int issue_named(const char *dir, const char *stem, const char *name, long days, bool server, X509 *ca,
+                       EVP_PKEY *ca_key, char *err, size_t errlen)
+{
+    struct pair p;
+    pair_paths(&p, dir, stem);
+    int rv = refuse_existing(&p, err, errlen);
+    return rv < 0 ? rv : issue(&p, name, ca, ca_key, days, server, NULL, NULL, err, errlen);
 }
 
 static int make_dir(const char *dir, char *err, size_t errlen)
 {
-    if (mkdir(dir, 0700) == 0 || errno == EEXIST)
+    if (mkdir(dir, 0700) == 0) {
+        share_with_services(dir, 0750);
+        return 0;
+    }
+    if (errno == EEXIST)
         return 0;
     int rv = -errno;
     snprintf(err, errlen, "%s: %s", dir, strerror(errno));
@@ -188,43 +220,81 @@ int certgen_cluster(const char *dir, uint64_t nodes, char *err, size_t errlen)
     pair_paths(&ca_p, dir, "ca");
     if ((rv = refuse_existing(&ca_p, err, errlen)) < 0)
         return rv;
-    for (uint64_t i = 1; i <= nodes; i++) {
+    for (uint64_t i = 0; i <= nodes + 1; i++) {
         char stem[32];
         struct pair p;
+        /* 0: the proxy, nodes + 1: the admin client, else node i */
         snprintf(stem, sizeof(stem), "node-%" PRIu64, i);
-        pair_paths(&p, dir, stem);
+        pair_paths(&p, dir, i == 0 ? "proxy" : i > nodes ? "admin" : stem);
         if ((rv = refuse_existing(&p, err, errlen)) < 0)
             return rv;
     }
-    if ((rv = issue(&ca_p, "raftkv cluster CA", NULL, NULL, CERTGEN_CA_DAYS, &ca, &ca_key, err, errlen)) < 0)
+    if ((rv = issue(&ca_p, "raftkv cluster CA", NULL, NULL, CERTGEN_CA_DAYS, false, &ca, &ca_key, err,
+                    errlen)) < 0)
         return rv;
     for (uint64_t i = 1; i <= nodes && rv == 0; i++)
         rv = issue_node(dir, i, ca, ca_key, err, errlen);
+    if (rv == 0)
+        rv = issue_named(dir, "proxy", CERTGEN_PROXY_NAME, CERTGEN_NODE_DAYS, true, ca, ca_key, err, errlen);
+    if (rv == 0)
+        rv = issue_named(dir, "admin", CERTGEN_CLIENT_PREFIX "admin", CERTGEN_NODE_DAYS, false, ca, ca_key,
+                         err, errlen);
     X509_free(ca);
     EVP_PKEY_free(ca_key);
     return rv;
 }
 
-int certgen_node(const char *dir, uint64_t id, char *err, size_t errlen)
+/* The CA in dir (ca.crt, ca.key), for issuing one more certificate. */
+static int load_ca(const char *dir, X509 **ca, EVP_PKEY **ca_key, char *err, size_t errlen)
 {
     struct pair ca_p;
     pair_paths(&ca_p, dir, "ca");
     FILE *fc = fopen(ca_p.crt, "r"), *fk = fopen(ca_p.key, "r");
-    X509 *ca = fc ? PEM_read_X509(fc, NULL, NULL, NULL) : NULL;
-    EVP_PKEY *ca_key = fk ? PEM_read_PrivateKey(fk, NULL, NULL, NULL) : NULL;
-    int rv;
+    int rv = 0;
+    *ca = fc ? PEM_read_X509(fc, NULL, NULL, NULL) : NULL;
+    *ca_key = fk ? PEM_read_PrivateKey(fk, NULL, NULL, NULL) : NULL;
     if (!fc || !fk) {
         rv = -errno;
         snprintf(err, errlen, "%s: %s", !fc ? ca_p.crt : ca_p.key, strerror(errno));
-    } else if (!ca || !ca_key) {
-        rv = ossl_fail(err, errlen, !ca ? ca_p.crt : ca_p.key);
-    } else {
-        rv = issue_node(dir, id, ca, ca_key, err, errlen);
+    } else if (!*ca || !*ca_key) {
+        rv = ossl_fail(err, errlen, !*ca ? ca_p.crt : ca_p.key);
     }
     if (fc)
         fclose(fc);
     if (fk)
         fclose(fk);
+    if (rv < 0) {
+        X509_free(*ca);
+        EVP_PKEY_free(*ca_key);
+    }
+    return rv;
+}
+
+int certgen_node(const char *dir, uint64_t id, char *err, size_t errlen)
+{
+    X509 *ca;
+    EVP_PKEY *ca_key;
+    int rv = load_ca(dir, &ca, &ca_key, err, errlen);
+    if (rv < 0)
+        return rv;
+    rv = issue_node(dir, id, ca, ca_key, err, errlen);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    return rv;
+}
+
+int certgen_client(const char *dir, const char *stem, const char *name, long days, char *err, size_t errlen)
+{
+    X509 *ca;
+    EVP_PKEY *ca_key;
+    if (strlen(name) >= CERTGEN_NAME_MAX) {
+        snprintf(err, errlen, "name '%s' is longer than %d bytes", name, CERTGEN_NAME_MAX - 1);
+        return -EINVAL;
+    }
+    int rv = load_ca(dir, &ca, &ca_key, err, errlen);
+    if (rv < 0)
+        return rv;
+    rv = issue_named(dir, stem, name, days, false, ca, ca_key, err, errlen);
     X509_free(ca);
     EVP_PKEY_free(ca_key);
     return rv;

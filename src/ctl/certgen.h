@@ -11,15 +11,26 @@
 
 #define CERTGEN_CA_DAYS 3650
 #define CERTGEN_NODE_DAYS 825
+#define CERTGEN_NAME_MAX 64
+/* src/rpc/auth.c's names: the proxy's, and a client's "raftkv-client-ROLE"
+ * or "raftkv-client-ROLE-LABEL". */
+#define CERTGEN_PROXY_NAME "raftkv-proxy"
+#define CERTGEN_CLIENT_PREFIX "raftkv-client-"
 
-/* Writes dir/ca.crt, dir/ca.key and, for each id in 1..nodes,
- * dir/node-ID.crt and dir/node-ID.key (keys mode 0600; dir is created mode
- * 0700 if missing).  Never overwrites: an existing file is -EEXIST, so a
- * second run cannot silently replace a cluster's CA.  0 or -errno, with one
- * line in err. */
+/* Writes dir/ca.crt, dir/ca.key; for each id in 1..nodes dir/node-ID.crt
+ * and dir/node-ID.key; dir/proxy.crt and .key ("raftkv-proxy"); and
+ * dir/admin.crt and .key ("raftkv-client-admin", a client-only
+ * certificate for raftkvctl).  Keys mode 0600; dir is created mode 0700 if
+ * missing.  Never overwrites: an existing file is -EEXIST, so a second run
+ * cannot silently replace a cluster's CA.  0 or -errno, with one line in
+ * err. */
 int certgen_cluster(const char *dir, uint64_t nodes, char *err, size_t errlen);
 
 /* One more node certificate from the CA in dir (dir/ca.crt, dir/ca.key). */
 int certgen_node(const char *dir, uint64_t id, char *err, size_t errlen);
+
+/* A client-only certificate named name, valid for days (0: it expires at
+ * once -- for tests of expiry), as dir/stem.crt and dir/stem.key. */
+int certgen_client(const char *dir, const char *stem, const char *name, long days, char *err, size_t errlen);
 
 #endif

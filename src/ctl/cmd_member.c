@@ -123,6 +123,11 @@ static int member_call(struct ctl *ctl, const struct config *cfg, Raftkv__Reques
     size_t start = 0;
     unsigned timeout = ctl->o.timeout_ms ? ctl->o.timeout_ms : 5000;
     double deadline = now_ms() + timeout;
+    struct net_tls *tls;
+    if (ctl_tls(ctl, &tls) != 0) {
+        snprintf(err, errlen, "no TLS context (see above)");
+        return -EINVAL;
+    }
     if (ctl->o.endpoints)
         snprintf(eps, sizeof(eps), "%s", ctl->o.endpoints);
     else
@@ -137,7 +142,8 @@ static int member_call(struct ctl *ctl, const struct config *cfg, Raftkv__Reques
         if (left < 1)
             return -ETIMEDOUT;
         struct client *c;
-        struct client_opts o = {.endpoints = eps, .no_retry = true, .timeout_ms = (unsigned)left};
+        struct client_opts o = {.endpoints = eps, .no_retry = true, .timeout_ms = (unsigned)left,
+                                .tls = tls};
         int rv = client_new(&c, &o, err, errlen);
         if (rv < 0)
             return rv;

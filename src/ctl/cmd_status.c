@@ -33,7 +33,7 @@ static struct node_row *add_row(struct cluster_view *v, uint64_t id, const char 
 static void ask_node(struct ctl *ctl, struct cluster_view *v, struct node_row *row)
 {
     struct client *c;
-    struct client_opts o = {.endpoints = row->address, .no_retry = true,
+    struct client_opts o = {.endpoints = row->address, .no_retry = true, .tls = ctl->tls,
                             .timeout_ms = ctl->o.timeout_ms && ctl->o.timeout_ms < NODE_TIMEOUT_MS
                                               ? ctl->o.timeout_ms : NODE_TIMEOUT_MS};
     Raftkv__Response *resp = NULL;
@@ -280,6 +280,14 @@ static void print_status_json(const struct cluster_view *v)
                 printf(",\"memory_bytes\":%" PRIu64, ns->memory_bytes);
             if (ns->has_quota_bytes)
                 printf(",\"quota_bytes\":%" PRIu64, ns->quota_bytes);
+            if (ns->security) {
+                fputs(",\"security\":", stdout);
+                json_string(stdout, ns->security);
+            }
+            if (ns->your_role) {
+                fputs(",\"your_role\":", stdout);
+                json_string(stdout, ns->your_role);
+            }
         }
         if (ns && ns->error && *ns->error) {
             fputs(",\"error\":", stdout);
@@ -355,6 +363,11 @@ static void print_status_summary(const struct cluster_view *v)
             printf("node %" PRIu64 ": %s\n", v->rows[i].id, v->rows[i].ns->error);
         else if (!v->rows[i].ns && v->rows[i].error[0])
             printf("node %" PRIu64 ": %s\n", v->rows[i].id, v->rows[i].error);
+    /* Said to the person reading, so nobody runs it by mistake (stderr:
+     * the table's shape stays what scripts expect). */
+    if (l && l->ns->security && strncmp(l->ns->security, "INSECURE", 8) == 0)
+        fprintf(stderr, "raftkvctl: warning: the cluster runs %s: every client may do anything\n",
+                l->ns->security);
 }
 
 struct status_opts {

@@ -22,6 +22,7 @@ struct gen_opts {
     const char *tls_dir; /* --tls: certificates go here; NULL = no TLS */
     char cluster_id[33];
     bool host_set, run_dir_set;
+    bool insecure;       /* --insecure: plaintext beyond loopback, no rights checked */
 };
 
 /* 128 random bits as hex: what makes this cluster distinct from any other
@@ -48,6 +49,7 @@ static const struct option gen_long[] = {
     {"run-dir", required_argument, 0, 'R'},       {"name", required_argument, 0, 'M'},
     {"file", required_argument, 0, 'f'},          {"add-node", required_argument, 0, 'A'},
     {"tls", no_argument, 0, 'T'},                 {"tls-dir", required_argument, 0, 'd'},
+    {"insecure", no_argument, 0, 'I'},
     {0, 0, 0, 0},
 };
 
@@ -76,6 +78,7 @@ static int gen_opt(struct ctl *ctl, int c, const char *arg, void *ud)
     case 'f': o->file = arg; return 0;
     case 'T': if (!o->tls_dir) o->tls_dir = CTL_TLS_DIR_DEFAULT; return 0;
     case 'd': o->tls_dir = arg; return 0;
+    case 'I': o->insecure = true; return 0;
     }
     return EXIT_USAGE;
 }
@@ -124,12 +127,20 @@ static char *render(const struct gen_opts *o)
             "id = %s\ndata_dir_base = %s\n",
             o->nodes, o->name, o->cluster_id, o->data_dir_base);
     if (o->tls_dir)
-        fprintf(f, "# Peer links: mutual TLS; each node's certificate names it raftkv-node-N.\n"
-                   "tls_ca = %s/ca.crt\n", o->tls_dir);
+        fprintf(f, "# TLS on every TCP socket; peer links mutual, each node's certificate names\n"
+                   "# it raftkv-node-N.  Clients: a raftkv-client-ROLE certificate gives ROLE;\n"
+                   "# without one they may read only ('raftkvctl certs add-client write NAME').\n"
+                   "tls_ca = %s/ca.crt\nanonymous_role = read\n", o->tls_dir);
+    if (o->insecure)
+        fprintf(f, "# INSECURE: plaintext, and every client may do anything, admin included;\n"
+                   "# anyone who can reach a peer port can speak for any member.  Use --tls.\n"
+                   "insecure = true\n");
     for (uint64_t i = 1; i <= o->nodes; i++)
         render_node(f, i, o->host, o->base_port + 100 + i, o->base_port + i, o->run_dir, o->tls_dir);
     host_port(addr, sizeof(addr), o->host, o->base_port);
     fprintf(f, "\n[proxy]\nlisten = %s\nunix = %s/proxy.sock\n", addr, o->run_dir);
+    if (o->tls_dir)
+        fprintf(f, "tls_cert = %s/proxy.crt\ntls_key = %s/proxy.key\n", o->tls_dir, o->tls_dir);
     if (fclose(f) != 0) {
         free(text);
         return NULL;
@@ -369,6 +380,16 @@ static int generate(struct ctl *ctl, int argc, char **argv)
         free(text);
         return ctl_fail(EXIT_USAGE, "config generate: the options give an invalid file: %s", err);
     }
+    /* What the daemons would refuse (rpc_security_check): plaintext on a
+     * routable address, unless insecure is asked for. */
+    char probe[300];
+    struct addr pa;
+    host_port(probe, sizeof(probe), o.host, 1);
+    if (!o.tls_dir && !o.insecure && (addr_parse(probe, &pa) < 0 || !addr_is_loopback(&pa))) {
+        free(text);
+        return ctl_usage_error("config", "--host %s is not a loopback address: give --tls (certificates, "
+                               "roles) or, on a network you trust completely, --insecure", o.host);
+    }
 
     /* Certificates first: a config naming files that are not there would
      * be worse than no config. */
@@ -377,8 +398,9 @@ static int generate(struct ctl *ctl, int argc, char **argv)
         return ctl_fail(EXIT_ERROR, "config generate --tls: %s", err);
     }
     if (o.tls_dir)
-        fprintf(stderr, "wrote a CA and %" PRIu64 " node certificates to %s (keys mode 0600: give node N "
-                        "only its own node-N.key)\n", o.nodes, o.tls_dir);
+        fprintf(stderr, "wrote a CA, %" PRIu64 " node certificates, proxy.crt and admin.crt (for raftkvctl "
+                        "--tls-cert) to %s (keys mode 0600: give node N only its own node-N.key)\n",
+                o.nodes, o.tls_dir);
     FILE *out = o.file ? fopen(o.file, "w") : stdout;
     if (!out) {
         free(text);

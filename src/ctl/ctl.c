@@ -5,6 +5,7 @@
 
 #include "common/addr.h"
 #include "common/config.h"
+#include "net/tls.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -13,10 +14,14 @@
 
 #define DIAG_TIMEOUT_MS 1000u
 
+enum { OPT_TLS_CA = 1000, OPT_TLS_CERT, OPT_TLS_KEY }; /* long options only */
+
 static const struct option common_long[] = {
     {"endpoint", required_argument, 0, 'e'}, {"config", required_argument, 0, 'c'},
     {"output", required_argument, 0, 'o'},   {"timeout", required_argument, 0, 't'},
     {"base64", no_argument, 0, 'b'},         {"help", no_argument, 0, 'h'},
+    {"tls-ca", required_argument, 0, OPT_TLS_CA}, {"tls-cert", required_argument, 0, OPT_TLS_CERT},
+    {"tls-key", required_argument, 0, OPT_TLS_KEY},
 };
 #define COMMON_SHORT "e:c:o:t:bh"
 #define N_COMMON (sizeof(common_long) / sizeof(common_long[0]))
@@ -85,6 +90,9 @@ static int apply_common(struct ctl *ctl, const char *cmd, int c, const char *arg
     case 'e': ctl->o.endpoints = arg; return 0;
     case 'c': ctl->o.config = arg; return 0;
     case 'b': ctl->o.base64 = true; return 0;
+    case OPT_TLS_CA: ctl->o.tls_ca = arg; return 0;
+    case OPT_TLS_CERT: ctl->o.tls_cert = arg; return 0;
+    case OPT_TLS_KEY: ctl->o.tls_key = arg; return 0;
     case 'o':
         if (strcmp(arg, "table") == 0)
             ctl->o.format = FMT_TABLE;
@@ -117,6 +125,10 @@ static void command_help(const struct ctl_command *cmd, FILE *out)
             "  -o, --output FORMAT   table, json or plain\n"
             "  -t, --timeout DUR     per request, e.g. 5s or 500ms (default 5s)\n"
             "  -b, --base64          JSON: keys and values as base64\n"
+            "  --tls-ca FILE         TLS to TCP endpoints, servers issued by this CA\n"
+            "                        (default $RAFTKV_TLS_CA, else the config's tls_ca)\n"
+            "  --tls-cert FILE       client certificate: its role (raftkv-client-ROLE)\n"
+            "  --tls-key FILE        its key (defaults $RAFTKV_TLS_CERT, $RAFTKV_TLS_KEY)\n"
             "See raftkvctl(1).\n");
 }
 
@@ -217,16 +229,75 @@ static void resolve_endpoints(const struct ctl *ctl, char *buf, size_t len)
         ctl_default_endpoints(ctl->o.config, buf, len);
 }
 
+static const char *opt_or_env(const char *opt, const char *env)
+{
+    const char *e = getenv(env);
+    return opt ? opt : e && *e ? e : NULL;
+}
+
+int ctl_tls(struct ctl *ctl, struct net_tls **out)
+{
+    char files[sizeof(ctl->tls_files)], err[512], ca_buf[4096] = "";
+    const char *ca = opt_or_env(ctl->o.tls_ca, "RAFTKV_TLS_CA");
+    const char *cert = opt_or_env(ctl->o.tls_cert, "RAFTKV_TLS_CERT");
+    const char *key = opt_or_env(ctl->o.tls_key, "RAFTKV_TLS_KEY");
+    if (!ca) {
+        /* The cluster's own CA: where the config turns TLS on, the
+         * tool follows without being told. */
+        struct config cfg;
+        if (config_init(&cfg) == 0 &&
+            config_parse_file(&cfg, ctl->o.config ? ctl->o.config : CONFIG_DEFAULT_PATH, err, sizeof(err)) == 0 &&
+            cfg.cluster.tls_ca && *cfg.cluster.tls_ca)
+            snprintf(ca_buf, sizeof(ca_buf), "%s", cfg.cluster.tls_ca);
+        config_free(&cfg);
+        ca = ca_buf[0] ? ca_buf : NULL;
+    }
+    *out = NULL;
+    if (!ca && !cert)
+        return 0;
+    if (!ca || (!cert) != (!key))
+        return ctl_fail(EXIT_USAGE, "TLS: %s", !ca ? "--tls-cert needs --tls-ca (the cluster's CA)"
+                                                   : "--tls-cert and --tls-key go together");
+    snprintf(files, sizeof(files), "%s\n%s\n%s", ca, cert ? cert : "", key ? key : "");
+    if (ctl->tls && strcmp(files, ctl->tls_files) == 0) {
+        *out = ctl->tls;
+        return 0;
+    }
+    struct net_tls_files f = {.ca = ca, .cert = cert, .key = key};
+    struct net_tls *t;
+    if (net_tls_new(&f, &t, err, sizeof(err)) < 0)
+        return ctl_fail(EXIT_USAGE, "%s", err);
+    /* The open client may hold connections of the old context. */
+    client_free(ctl->cli);
+    ctl->cli = NULL;
+    net_tls_free(ctl->tls);
+    ctl->tls = t;
+    snprintf(ctl->tls_files, sizeof(ctl->tls_files), "%s", files);
+    *out = t;
+    return 0;
+}
+
+void ctl_free(struct ctl *ctl)
+{
+    client_free(ctl->cli);
+    ctl->cli = NULL;
+    net_tls_free(ctl->tls);
+    ctl->tls = NULL;
+}
+
 struct client *ctl_client(struct ctl *ctl)
 {
     char eps[sizeof(ctl->cli_endpoints)], err[CLIENT_ERRLEN];
+    struct net_tls *tls;
+    if (ctl_tls(ctl, &tls) != 0)
+        return NULL;
     resolve_endpoints(ctl, eps, sizeof(eps));
     if (ctl->cli && strcmp(eps, ctl->cli_endpoints) != 0) {
         client_free(ctl->cli);
         ctl->cli = NULL;
     }
     if (!ctl->cli) {
-        struct client_opts co = {.endpoints = eps, .timeout_ms = ctl->o.timeout_ms};
+        struct client_opts co = {.endpoints = eps, .timeout_ms = ctl->o.timeout_ms, .tls = tls};
         if (client_new(&ctl->cli, &co, err, sizeof(err)) < 0) {
             ctl_fail(EXIT_USAGE, "endpoint list '%s': %s", eps, err);
             return NULL;
@@ -247,8 +318,9 @@ static bool unreachable(int rc)
 /* "cluster has 1 of 3 nodes reachable", asked quickly of whoever answers. */
 static void diagnose(struct ctl *ctl, char *buf, size_t len)
 {
-    struct ctl sub = {.o = ctl->o};
+    struct ctl sub = {.o = ctl->o, .tls = ctl->tls};
     struct cluster_view v;
+    memcpy(sub.tls_files, ctl->tls_files, sizeof(sub.tls_files)); /* so ctl_tls() reuses ctl's */
     char err[CLIENT_ERRLEN];
     buf[0] = '\0';
     sub.o.timeout_ms = DIAG_TIMEOUT_MS;
@@ -256,7 +328,7 @@ static void diagnose(struct ctl *ctl, char *buf, size_t len)
         snprintf(buf, len, "; cluster has %zu of %zu nodes reachable", cluster_view_reachable(&v), v.n_rows);
         cluster_view_free(&v);
     }
-    client_free(sub.cli);
+    client_free(sub.cli); /* sub.tls is ctl's */
 }
 
 int ctl_report(struct ctl *ctl, const char *what, int rc, const Raftkv__Response *resp, const char *err)
@@ -299,7 +371,8 @@ int ctl_report(struct ctl *ctl, const char *what, int rc, const Raftkv__Response
     case RAFTKV__STATUS__FAILED_PRECONDITION:
         return ctl_fail(EXIT_REFUSED, "%s: refused: %s", what, msg);
     case RAFTKV__STATUS__PERMISSION_DENIED:
-        return ctl_fail(EXIT_ERROR, "%s: not permitted: %s", what, msg);
+        return ctl_fail(EXIT_PERMISSION, "%s: not permitted: %s; use a client certificate with the role "
+                        "(--tls-cert), or the admin socket as root or the raftkv group", what, msg);
     default:
         return ctl_fail(EXIT_ERROR, "%s: server error (%s): %s", what, client_status_name(resp->status), msg);
     }

@@ -24,6 +24,7 @@ enum {
     EXIT_UNAVAILABLE = 5, /* nothing reachable, no leader, or timed out */
     EXIT_REFUSED = 6,     /* membership change refused: another in flight, lagging, quorum */
     EXIT_NO_SPACE = 7,    /* the cluster's data quota is full */
+    EXIT_PERMISSION = 8,  /* PERMISSION_DENIED: the connection's role does not allow it */
 };
 
 enum ctl_format { FMT_DEFAULT, FMT_TABLE, FMT_JSON, FMT_PLAIN, FMT_PROMETHEUS };
@@ -36,13 +37,23 @@ struct ctl_opts {
     enum ctl_format format;
     unsigned timeout_ms;
     bool base64;            /* JSON: every key and value as base64 */
+    /* TLS on TCP endpoints: NULL = $RAFTKV_TLS_CA/_CERT/_KEY, then the
+     * CA of the config's [cluster] tls_ca (no certificate: the cluster's
+     * anonymous_role) */
+    const char *tls_ca, *tls_cert, *tls_key;
 };
+
+struct net_tls;
 
 struct ctl {
     struct ctl_opts o;
     struct client *cli;       /* opened on first use, kept by the shell */
     char cli_endpoints[1024]; /* what cli was opened with */
     bool in_shell;
+    /* ctl_tls(): loaded from tls_files ("ca\ncert\nkey"); borrowed by the
+     * copies of ctl that diagnose() makes, freed by main's. */
+    struct net_tls *tls;
+    char tls_files[3 * 4096];
 };
 
 struct ctl_command {
@@ -69,6 +80,11 @@ int ctl_getopt(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **
 
 /* The client for ctl->o, opened now if needed; NULL after reporting why. */
 struct client *ctl_client(struct ctl *ctl);
+/* The TLS context for ctl->o (loaded now if needed, NULL when no CA is
+ * known: plaintext): 0, or an exit code after reporting why. */
+int ctl_tls(struct ctl *ctl, struct net_tls **out);
+/* Frees ctl's client and TLS context. */
+void ctl_free(struct ctl *ctl);
 /* What the default endpoint list is (for messages and the man page). */
 void ctl_default_endpoints(const char *config, char *buf, size_t len);
 
@@ -138,6 +154,7 @@ int cmd_member(struct ctl *ctl, int argc, char **argv);
 void ctl_print_members(struct ctl *ctl, const Raftkv__Member *const *ms, size_t n, uint64_t leader);
 int cmd_config(struct ctl *ctl, int argc, char **argv);
 int cmd_bench(struct ctl *ctl, int argc, char **argv);
+int cmd_certs(struct ctl *ctl, int argc, char **argv);
 int ctl_shell(struct ctl *ctl);
 
 #endif

@@ -52,8 +52,9 @@ const struct ctl_command ctl_commands[] = {
      "listens on P. --add-node N appends a [node.N] section with the next free\n"
      "peer and client ports to the existing file PATH, leaving the rest as it\n"
      "is (without --file: prints the section for -c's file, changes nothing).\n"
-     "--tls also creates a cluster CA and one key pair per node in DIR and\n"
-     "turns on mutual TLS between the nodes (raftkv.conf(5), tls_ca).",
+     "--tls also creates a cluster CA, one key pair per node, the proxy's and\n"
+     "an admin client's in DIR, and turns TLS on (raftkv.conf(5), tls_ca).\n"
+     "Without --tls, a --host that is not loopback needs --insecure.",
      "  --nodes N             cluster size, 1..64\n"
      "  --base-port P         default 7000\n"
      "  --host H              address every node listens on (default 127.0.0.1)\n"
@@ -61,10 +62,19 @@ const struct ctl_command ctl_commands[] = {
      "  --run-dir D           directory of the unix sockets (default /run/raftkv)\n"
      "  --name NAME           cluster name (default raftkv)\n"
      "  --add-node N          append [node.N] to PATH (host: the last node's, or --host)\n"
-     "  --tls                 mutual TLS between nodes: write a CA and node certificates\n"
+     "  --tls                 TLS everywhere: write a CA, node, proxy and admin certificates\n"
+     "  --insecure            plaintext on any address, no rights checked (raftkv.conf(5))\n"
      "  --tls-dir DIR         where (default " CTL_TLS_DIR_DEFAULT "); implies --tls;\n"
      "                        existing files are never replaced\n"
      "  -f, --file PATH       write there instead of stdout\n"},
+    {"certs", cmd_certs, "add-node N | add-client ROLE [LABEL]  [--tls-dir DIR] [--days D]",
+     "Issue one more certificate from the cluster CA in DIR (ca.crt, ca.key, as\n"
+     "'config generate --tls' wrote them): add-node N writes node-N.crt/.key\n"
+     "(raftkv-node-N); add-client writes client-ROLE[-LABEL].crt/.key named\n"
+     "raftkv-client-ROLE[-LABEL], which gives a client that role (read, write\n"
+     "or admin) on nodes and proxy. Existing files are never replaced.",
+     "  --tls-dir DIR         the CA's directory (default " CTL_TLS_DIR_DEFAULT ")\n"
+     "  --days D              validity (default 825; 0: expired at once, for tests)\n"},
     {"bench", cmd_bench,
      "[--clients C] [--requests N | --duration DUR] [--value-size B] [--keys K] [--ratio SET:GET] [--stale] [--pipeline P]",
      "Load generator: C closed-loop clients, each on its own connection with up\n"
@@ -110,11 +120,15 @@ void ctl_usage(FILE *out)
             "  -o, --output FORMAT   table, json or plain\n"
             "  -t, --timeout DUR     per request, retries included (default 5s)\n"
             "  -b, --base64          JSON: every key and value as base64\n"
+            "  --tls-ca FILE         TLS to TCP endpoints (default $RAFTKV_TLS_CA, else\n"
+            "                        the config's [cluster] tls_ca)\n"
+            "  --tls-cert FILE, --tls-key FILE  a client certificate and key: its role\n"
             "  -h, --help            this help; COMMAND --help for a command's\n"
             "  -V, --version         print the version\n\n"
             "Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 cas failed,\n"
             "5 unavailable (unreachable, no leader, timed out), 6 membership change\n"
-            "refused, 7 no space (the data quota is full). See raftkvctl(1).\n",
+            "refused, 7 no space (the data quota is full), 8 not permitted (the\n"
+            "connection's role). See raftkvctl(1).\n",
             eps, CONFIG_DEFAULT_PATH);
 }
 
@@ -151,6 +165,6 @@ int main(int argc, char **argv)
         code = ctl_run_command(&ctl, argc - optind, argv + optind);
     else
         code = ctl_shell(&ctl);
-    client_free(ctl.cli);
+    ctl_free(&ctl);
     return code;
 }

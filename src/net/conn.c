@@ -9,6 +9,7 @@
 #include "net/framing.h"
 #include "net/net_int.h"
 #include "net/ratelimit.h"
+#include "net/tls.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -815,11 +816,12 @@ static void tls_handshake(struct net_conn *c)
     }
 }
 
-int net_conn_start_tls(struct net_conn *c, struct net_tls *t, bool server, const char *expect_name)
+int net_conn_start_tls(struct net_conn *c, struct net_tls *t, enum net_tls_mode mode,
+                       const char *expect_name)
 {
     if (c->closed)
         return -EPIPE;
-    c->ssl = net_tls_ssl_new(t, c->fd, server, expect_name);
+    c->ssl = net_tls_ssl_new(t, c->fd, mode, expect_name);
     if (!c->ssl) {
         ERR_clear_error();
         shut(c, NET_CLOSE_NOMEM, -ENOMEM);
@@ -837,7 +839,7 @@ int net_conn_start_tls(struct net_conn *c, struct net_tls *t, bool server, const
     ev_timer_start(c->loop, &c->stall);
     /* The client speaks first: its ClientHello goes out once the socket
      * says writable (at once, normally), from the loop. */
-    if (!server)
+    if (mode == NET_TLS_CLIENT)
         ev_io_start(c->loop, &c->wio);
     return 0;
 }
@@ -856,6 +858,16 @@ int net_conn_tls_peer_node(const struct net_conn *c, uint32_t *id)
     if (c->tls_node_rc == 0)
         *id = c->tls_node;
     return c->tls_node_rc;
+}
+
+int net_conn_tls_peer_names(const struct net_conn *c, int (*fn)(const char *name, size_t len, void *arg),
+                            void *arg)
+{
+    if (!c->tls)
+        return -ENOENT;
+    if (c->tls_handshaking || !c->ssl)
+        return -EACCES;
+    return net_tls_peer_names(c->ssl, fn, arg);
 }
 
 /* ---- creation and accessors --------------------------------------------- */

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net/tls.h"
+
 struct ev_loop;
 struct ProtobufCMessage;
 struct net_conn;
@@ -166,14 +168,18 @@ void net_conn_get_stats(const struct net_conn *c, struct net_conn_stats *st);
  * must complete within limits.frame_timeout_ms (10 s when that is 0), else
  * the connection closes as NET_CLOSE_TLS/-ETIMEDOUT.  Frames sent meanwhile
  * are queued and leave once it completes; no frame is delivered before.
- * A client (server=false) with expect_name refuses a server whose
+ * A client (NET_TLS_CLIENT) with expect_name refuses a server whose
  * certificate does not carry that name.  0, or -ENOMEM (c is then closed). */
-struct net_tls;
-int net_conn_start_tls(struct net_conn *c, struct net_tls *t, bool server, const char *expect_name);
+int net_conn_start_tls(struct net_conn *c, struct net_tls *t, enum net_tls_mode mode,
+                       const char *expect_name);
 bool net_conn_is_tls(const struct net_conn *c);
 /* The node id the peer's verified certificate names ("raftkv-node-N").
  * 0; -ENOENT not a TLS connection; -EACCES the certificate names no node
  * (or two).  Only meaningful once frames arrive (the handshake is done). */
 int net_conn_tls_peer_node(const struct net_conn *c, uint32_t *id);
+/* net_tls_peer_names() on the connection's verified peer certificate:
+ * -ENOENT not TLS, -EACCES no certificate (or handshake not done). */
+int net_conn_tls_peer_names(const struct net_conn *c, int (*fn)(const char *name, size_t len, void *arg),
+                            void *arg);
 
 #endif

@@ -3,6 +3,7 @@
  * net_conn while up.  Backoff resets only once the far end has sent a frame,
  * so a peer that accepts and drops at once does not get hammered. */
 #include "net/dial.h"
+#include "net/tls.h"
 
 #include "net/net_int.h"
 
@@ -120,7 +121,7 @@ static void become_up(struct net_dial *d, int fd)
     d->conn = net_conn_new(d->loop, fd, &d->opts.limits, &dial_conn_ops, d);
     bool tls = d->opts.tls && addr_family(&d->to) != AF_UNIX;
     if (d->conn && tls &&
-        net_conn_start_tls(d->conn, d->opts.tls, false,
+        net_conn_start_tls(d->conn, d->opts.tls, NET_TLS_CLIENT,
                            d->opts.tls_expect_name[0] ? d->opts.tls_expect_name : NULL) < 0) {
         net_conn_destroy(d->conn);
         d->conn = NULL;

@@ -4,6 +4,7 @@
  * accepting briefly, never spins; anything else is skipped.  At capacity,
  * idle connections give way to new ones. */
 #include "net/listener.h"
+#include "net/tls.h"
 
 #include "net/net_int.h"
 #include "net/ratelimit.h"
@@ -261,7 +262,10 @@ static void accept_one(struct net_listener *l, int fd)
         free(lc);
         return;
     }
-    if (l->tls_on && net_conn_start_tls(c, l->opts.tls, true, NULL) < 0) {
+    if (l->tls_on &&
+        net_conn_start_tls(c, l->opts.tls,
+                           l->opts.tls_cert_optional ? NET_TLS_SERVER_ANY_CLIENT : NET_TLS_SERVER,
+                           NULL) < 0) {
         net_conn_destroy(c);
         free(lc);
         return;

@@ -42,6 +42,9 @@ struct net_listener_opts {
     /* TLS server side (and client certificates required: tls.h) on every
      * TCP connection; NULL = plaintext.  Unix sockets stay plaintext. */
     struct net_tls *tls;
+    /* Client ports: a client certificate is checked if one is sent, but
+     * none is required (the owner decides what an anonymous client may). */
+    bool tls_cert_optional;
 };
 
 struct net_listener_ops {

@@ -17,12 +17,8 @@ void net_conn_set_release_hook(struct net_conn *c, void (*fn)(struct net_conn *c
  * latency matter more than packet count).  -errno. */
 int net_socket_prepare(int fd);
 
-/* tls.c for conn.c.  A new SSL on fd, in the server or client role; a
- * client with expect_name checks that the server's certificate carries it
- * (SSL_set1_host).  NULL when out of memory. */
+/* tls.c for conn.c. */
 struct ssl_st;
-struct net_tls;
-struct ssl_st *net_tls_ssl_new(struct net_tls *t, int fd, bool server, const char *expect_name);
 /* The node id the verified peer certificate names (tls.h, "Names").  0, or
  * -EACCES: none, or two different ones. */
 int net_tls_peer_node(struct ssl_st *ssl, uint32_t *id);

@@ -48,59 +48,90 @@ static int file_error(const char *what, const char *path, char *err, size_t errl
     return rv;
 }
 
+/* A context loaded from f, or NULL with err set and *rv the error. */
+static SSL_CTX *ctx_load(const struct net_tls_files *f, int *rv, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+
+    ERR_clear_error();
+    *rv = -ENOMEM;
+    if (!ctx) {
+        snprintf(err, errlen, "TLS: out of memory");
+        return NULL;
+    }
+    *rv = -EINVAL;
+    /* TLS 1.3 only: its handshake has no renegotiation, no RSA key
+     * exchange, no weak suites to configure away. */
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION)) {
+        snprintf(err, errlen, "TLS: this OpenSSL has no TLS 1.3");
+        goto fail;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* No tickets: a server would otherwise write them after the handshake
+     * on its own; links are long-lived, resumption buys nothing. */
+    SSL_CTX_set_num_tickets(ctx, 0);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    /* conn.c hands SSL_write a queue chunk that may grow between a
+     * WANT_WRITE and the retry; partial writes let it consume record by
+     * record like sendmsg. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    if (!SSL_CTX_load_verify_locations(ctx, f->ca, NULL)) {
+        *rv = file_error("CA", f->ca, err, errlen);
+        goto fail;
+    }
+    if (!f->cert)
+        return ctx;
+    if (SSL_CTX_use_certificate_chain_file(ctx, f->cert) != 1) {
+        *rv = file_error("certificate", f->cert, err, errlen);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, f->key, SSL_FILETYPE_PEM) != 1) {
+        *rv = file_error("key", f->key, err, errlen);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen, "TLS key %s does not belong to certificate %s", f->key, f->cert);
+        ERR_clear_error();
+        goto fail;
+    }
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
 int net_tls_new(const struct net_tls_files *f, struct net_tls **out, char *err, size_t errlen)
 {
     struct net_tls *t = calloc(1, sizeof(*t));
     int rv = -ENOMEM;
 
     *out = NULL;
-    ERR_clear_error();
-    if (!t || !(t->ctx = SSL_CTX_new(TLS_method()))) {
+    if (!t) {
         snprintf(err, errlen, "TLS: out of memory");
-        goto fail;
+        return rv;
     }
-    /* TLS 1.3 only: its handshake has no renegotiation, no RSA key
-     * exchange, no weak suites to configure away. */
-    if (!SSL_CTX_set_min_proto_version(t->ctx, TLS1_3_VERSION)) {
-        snprintf(err, errlen, "TLS: this OpenSSL has no TLS 1.3");
-        rv = -EINVAL;
-        goto fail;
-    }
-    SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
-                                    SSL_OP_IGNORE_UNEXPECTED_EOF);
-    /* No tickets: a server would otherwise write them after the handshake
-     * on its own; links are long-lived, resumption buys nothing. */
-    SSL_CTX_set_num_tickets(t->ctx, 0);
-    SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
-    /* conn.c hands SSL_write a queue chunk that may grow between a
-     * WANT_WRITE and the retry; partial writes let it consume record by
-     * record like sendmsg. */
-    SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                                 SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-    if (!SSL_CTX_load_verify_locations(t->ctx, f->ca, NULL)) {
-        rv = file_error("CA", f->ca, err, errlen);
-        goto fail;
-    }
-    if (SSL_CTX_use_certificate_chain_file(t->ctx, f->cert) != 1) {
-        rv = file_error("certificate", f->cert, err, errlen);
-        goto fail;
-    }
-    if (SSL_CTX_use_PrivateKey_file(t->ctx, f->key, SSL_FILETYPE_PEM) != 1) {
-        rv = file_error("key", f->key, err, errlen);
-        goto fail;
-    }
-    if (SSL_CTX_check_private_key(t->ctx) != 1) {
-        snprintf(err, errlen, "TLS key %s does not belong to certificate %s", f->key, f->cert);
-        ERR_clear_error();
-        rv = -EINVAL;
-        goto fail;
+    if (!(t->ctx = ctx_load(f, &rv, err, errlen))) {
+        free(t);
+        return rv;
     }
     *out = t;
     return 0;
-fail:
-    net_tls_free(t);
-    return rv;
+}
+
+int net_tls_reload(struct net_tls *t, const struct net_tls_files *f, char *err, size_t errlen)
+{
+    int rv;
+    SSL_CTX *ctx = ctx_load(f, &rv, err, errlen);
+    if (!ctx)
+        return rv;
+    /* Every SSL holds a reference to the context it was made from, so
+     * connections made before this keep working on the old one. */
+    SSL_CTX_free(t->ctx);
+    t->ctx = ctx;
+    return 0;
 }
 
 void net_tls_free(struct net_tls *t)
@@ -111,7 +142,7 @@ void net_tls_free(struct net_tls *t)
     free(t);
 }
 
-struct ssl_st *net_tls_ssl_new(struct net_tls *t, int fd, bool server, const char *expect_name)
+struct ssl_st *net_tls_ssl_new(struct net_tls *t, int fd, enum net_tls_mode mode, const char *expect_name)
 {
     SSL *ssl = SSL_new(t->ctx);
     if (!ssl)
@@ -120,10 +151,12 @@ struct ssl_st *net_tls_ssl_new(struct net_tls *t, int fd, bool server, const cha
         SSL_free(ssl);
         return NULL;
     }
-    if (server)
-        SSL_set_accept_state(ssl);
-    else
+    if (mode == NET_TLS_SERVER_ANY_CLIENT)
+        SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL); /* verified if sent, not required */
+    if (mode == NET_TLS_CLIENT)
         SSL_set_connect_state(ssl);
+    else
+        SSL_set_accept_state(ssl);
     return ssl;
 }
 
@@ -154,23 +187,37 @@ void net_tls_node_name(uint32_t id, char *buf, size_t len)
 
 /* Adds the id a name stands for; two different ids in one certificate make
  * it ambiguous, which is refused as a whole. */
-static int note_name(const unsigned char *s, int len, uint32_t *id, bool *found)
+struct node_names {
+    uint32_t id;
+    bool found;
+};
+
+static int note_name(const char *s, size_t len, void *arg)
 {
+    struct node_names *nn = arg;
     uint32_t v;
-    if (len < 0 || memchr(s, '\0', (size_t)len) ||
-        net_tls_name_node_id((const char *)s, (size_t)len, &v) < 0)
+    if (net_tls_name_node_id(s, len, &v) < 0)
         return 0; /* another name (a host name, say): not ours to judge */
-    if (*found && *id != v)
+    if (nn->found && nn->id != v)
         return -EACCES;
-    *id = v;
-    *found = true;
+    nn->id = v;
+    nn->found = true;
     return 0;
 }
 
-int net_tls_peer_node(struct ssl_st *ssl, uint32_t *id)
+static int call_name(const ASN1_STRING *a, int (*fn)(const char *, size_t, void *), void *arg)
+{
+    const unsigned char *s = ASN1_STRING_get0_data(a);
+    int len = ASN1_STRING_length(a);
+    if (len < 0 || memchr(s, '\0', (size_t)len))
+        return 0;
+    return fn((const char *)s, (size_t)len, arg);
+}
+
+int net_tls_peer_names(struct ssl_st *ssl, int (*fn)(const char *name, size_t len, void *arg), void *arg)
 {
     X509 *x = SSL_get0_peer_certificate(ssl);
-    bool found = false, any_dns = false;
+    bool any_dns = false;
     int rv = 0;
 
     if (!x)
@@ -181,19 +228,26 @@ int net_tls_peer_node(struct ssl_st *ssl, uint32_t *id)
         if (g->type != GEN_DNS)
             continue;
         any_dns = true;
-        rv = note_name(ASN1_STRING_get0_data(g->d.dNSName), ASN1_STRING_length(g->d.dNSName), id,
-                       &found);
+        rv = call_name(g->d.dNSName, fn, arg);
     }
     GENERAL_NAMES_free(sans);
     if (!any_dns && rv == 0) {
         /* RFC 6125: the CN counts only when there are no DNS names. */
         const X509_NAME *subj = X509_get_subject_name(x);
-        for (int i = -1; rv == 0 && (i = X509_NAME_get_index_by_NID(subj, NID_commonName, i)) >= 0;) {
-            const ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
-            rv = note_name(ASN1_STRING_get0_data(cn), ASN1_STRING_length(cn), id, &found);
-        }
+        for (int i = -1; rv == 0 && (i = X509_NAME_get_index_by_NID(subj, NID_commonName, i)) >= 0;)
+            rv = call_name(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i)), fn, arg);
     }
+    return rv;
+}
+
+int net_tls_peer_node(struct ssl_st *ssl, uint32_t *id)
+{
+    struct node_names nn = {0};
+    int rv = net_tls_peer_names(ssl, note_name, &nn);
     if (rv < 0)
         return rv;
-    return found ? 0 : -EACCES;
+    if (!nn.found)
+        return -EACCES;
+    *id = nn.id;
+    return 0;
 }

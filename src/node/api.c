@@ -271,6 +271,7 @@ int api_start(struct node *n, char *err, size_t errlen)
     const struct config_node *me = node_member(n, n->id);
     rpc_server_init(&n->rpc, n->loop, &rpc_ops, n, n->cfg->cluster.max_connections,
                     &n->client_limits);
+    rpc_server_secure(&n->rpc, &n->sec);
     int rv = rpc_server_listen(&n->rpc, "client", me->client, 0, &n->client_l, err, errlen);
     if (rv < 0)
         return rv;
@@ -280,7 +281,6 @@ int api_start(struct node *n, char *err, size_t errlen)
         rv = rpc_server_listen(&n->rpc, "admin", path, 0660, &n->admin_l, err, errlen);
         if (rv < 0)
             return rv;
-        n->rpc.admin_listener = n->admin_l;
     }
     return api_member_start(n, err, errlen);
 }

@@ -54,6 +54,10 @@ void api_handle_status(struct node *n, struct rpc_client *cl, const Raftkv__Requ
     ns.has_memory_bytes = metrics_resident_bytes(&ns.memory_bytes) == 0;
     ns.has_quota_bytes = 1;
     ns.quota_bytes = kv_quota(replica_kv(n->rp));
+    ns.security = (char *)rpc_security_mode(&n->sec);
+    char role[RPC_ROLE_DESC_MAX + 16];
+    snprintf(role, sizeof(role), "%s (%s)", rpc_role_name(cl->role), cl->who);
+    ns.your_role = role;
 
     Raftkv__Member members[RAFT_MAX_MEMBERS], *mptr[RAFT_MAX_MEMBERS];
     for (uint32_t i = 0; i < st.conf.n; i++) {
@@ -104,11 +108,10 @@ void api_handle_status(struct node *n, struct rpc_client *cl, const Raftkv__Requ
 
 void api_handle_metrics(struct node *n, struct rpc_client *cl, const Raftkv__Request *req)
 {
-    /* Like membership: only where the socket's file mode decides who asks
-     * (the HTTP endpoint is the opt-in way to publish metrics). */
-    if (!cl->admin) {
-        rpc_reply_error(cl, req->id, RAFTKV__STATUS__PERMISSION_DENIED,
-                        "METRICS is accepted on the admin socket only");
+    /* Like membership: admin only (the HTTP endpoint is the opt-in way to
+     * publish metrics). */
+    if (!api_authorize(cl, API_RIGHT_ADMIN)) {
+        rpc_reply_error(cl, req->id, RAFTKV__STATUS__PERMISSION_DENIED, "METRICS needs the admin role");
         return;
     }
     char *text = NULL;

@@ -57,9 +57,10 @@ struct api_member {
 
 bool api_authorize(const struct rpc_client *cl, enum api_right right)
 {
-    /* Until clients authenticate (TLS, roles), only the admin socket --
-     * guarded by its file mode -- carries admin rights. */
-    return right != API_RIGHT_ADMIN || cl->admin;
+    /* src/rpc refused what the connection's role does not allow before
+     * the request got here; this is the second line for the admin ops. */
+    return cl->role >= (right == API_RIGHT_ADMIN ? RPC_ROLE_ADMIN
+                        : right == API_RIGHT_WRITE ? RPC_ROLE_WRITE : RPC_ROLE_READ);
 }
 
 /* ---- addresses -------------------------------------------------------- */
@@ -402,8 +403,8 @@ void api_member_handle(struct node *n, struct rpc_client *cl, const Raftkv__Requ
     uint64_t rid = req->id;
     if (!api_authorize(cl, API_RIGHT_ADMIN)) {
         rpc_reply_error(cl, rid, RAFTKV__STATUS__PERMISSION_DENIED,
-              "membership changes are accepted only on a node's admin socket "
-              "(run raftkvctl on the leader's host)");
+              "membership changes need the admin role: a client certificate for it, or "
+              "the node's admin socket as root or the raftkv group");
         return;
     }
     if (!mc->has_op || !mc->has_id || mc->id == RAFT_NONE || mc->id > CONFIG_MAX_NODE_ID ||

@@ -87,7 +87,7 @@ static bool authenticated(struct node *n, struct net_conn *c, const struct peer_
     struct guard *g = n->guard;
     uint32_t who = 0;
     int rv = net_conn_tls_peer_node(c, &who);
-    if (!n->peer_tls || rv == -ENOENT) /* plaintext mode, or a unix socket */
+    if (!n->tls || rv == -ENOENT) /* plaintext mode, or a unix socket */
         return true;
     if (rv == 0 && who == d->from_id)
         return true;

@@ -226,7 +226,7 @@ int main(int argc, char **argv)
         /* A data directory of another node or cluster: restarting cannot help. */
         if (rv == -ESTALE)
             return NODE_EXIT_CONFIG;
-        return rv == -ENOENT || rv == -EINVAL ? 2 : 1;
+        return rv == -ENOENT || rv == -EINVAL || rv == -EPERM ? 2 : 1;
     }
     if (fault_on) {
         if (fault.delay_ms)

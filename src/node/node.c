@@ -201,6 +201,8 @@ static void notify_status(struct node *n)
     else
         snprintf(buf, sizeof(buf), "STATUS=%s, term %llu, no leader", raft_role_name(n->role),
                  (unsigned long long)n->term);
+    if (n->sec.insecure) /* said everywhere, so nobody runs it by mistake */
+        snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), " (INSECURE)");
     if (strcmp(buf, n->status) == 0)
         return;
     memcpy(n->status, buf, sizeof(buf));
@@ -289,6 +291,16 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     }
     log_notice("stopping");
     ev_break(loop, EVBREAK_ALL);
+}
+
+/* systemctl reload: certificates again (security.c); the cluster stays up. */
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct node *n = w->data;
+    sd_notify(0, "RELOADING=1");
+    node_security_reload(n);
+    sd_notify(0, "READY=1");
 }
 
 static int mkdir_p(const char *path)
@@ -416,7 +428,8 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
     n->peer_limits.max_pending_output = cfg->cluster.max_pending_output_bytes < (1u << 30)
                                             ? (1u << 30)
                                             : cfg->cluster.max_pending_output_bytes;
-    if ((rv = peer_start(n, err, errlen)) < 0 || (rv = api_start(n, err, errlen)) < 0 ||
+    if ((rv = node_security_start(n, err, errlen)) < 0 || (rv = peer_start(n, err, errlen)) < 0 ||
+        (rv = api_start(n, err, errlen)) < 0 ||
         (rv = bootstrap_start(n, join, err, errlen)) < 0 ||
         (rv = node_metrics_serve(n, err, errlen)) < 0) {
         node_free(n);
@@ -445,6 +458,9 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
     ev_signal_init(&n->sig_int, on_signal, SIGINT);
     n->sig_int.data = n;
     ev_signal_start(n->loop, &n->sig_int);
+    ev_signal_init(&n->sig_hup, on_hup, SIGHUP);
+    n->sig_hup.data = n;
+    ev_signal_start(n->loop, &n->sig_hup);
     n->stop_timer.data = n;
     net_watchdog_start(n->loop, &n->watchdog);
     ev_timer_init(&n->status_timer, on_status_timer, 1.0, 1.0);
@@ -479,6 +495,7 @@ void node_free(struct node *n)
     api_fail_all(n);
     api_stop(n);
     peer_stop(n);
+    node_security_stop(n);
     snapxfer_recv_abort(n, "the node is stopping");
     retire_join(n);
     free(n->snap_chunk_buf);

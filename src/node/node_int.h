@@ -110,7 +110,10 @@ struct node {
 
     struct net_listener *peer_l, *client_l, *admin_l;
     struct net_conn_limits client_limits, peer_limits;
-    struct net_tls *peer_tls; /* [cluster] tls_ca set: mutual TLS on peer links */
+    /* security.c: [cluster] tls_ca set: mutual TLS on peer links, server
+     * TLS on the client port; NULL: plaintext.  sec: rights of clients. */
+    struct net_tls *tls;
+    struct rpc_security sec;
 
     ev_timer tick;
     ev_timer sweep;
@@ -118,7 +121,7 @@ struct node {
     ev_io snap_io; /* the background snapshot writer's pidfd */
     ev_prepare flush;
     ev_idle more; /* active while the replica has ready work left over */
-    ev_signal sig_term, sig_int;
+    ev_signal sig_term, sig_int, sig_hup;
     ev_timer stop_timer;
     ev_timer watchdog;
     ev_timer status_timer;  /* keeps STATUS= current (the leader's commit moves) */
@@ -164,6 +167,13 @@ void node_background_thread(void);
 const struct config_node *node_member(const struct node *n, raft_id id);
 
 /* peer.c */
+/* security.c: the TLS context and the rights policy from [cluster]
+ * tls_ca, insecure and anonymous_role; -EPERM when plaintext would be
+ * served beyond loopback.  reload: SIGHUP, the certificate files again. */
+int node_security_start(struct node *n, char *err, size_t errlen);
+void node_security_reload(struct node *n);
+void node_security_stop(struct node *n);
+
 int peer_start(struct node *n, char *err, size_t errlen);
 void peer_stop(struct node *n);
 void peer_send(void *arg, const struct raft_msg *m);

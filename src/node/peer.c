@@ -175,7 +175,7 @@ static struct net_dial_opts dial_opts(const struct node *n)
         .connect_timeout_ms = (uint32_t)cfg->cluster.connect_timeout_ms,
         .backoff_min_ms = (uint32_t)cfg->cluster.reconnect_min_ms,
         .backoff_max_ms = (uint32_t)cfg->cluster.reconnect_max_ms,
-        .tls = n->peer_tls,
+        .tls = n->tls,
     };
     return dopts;
 }
@@ -227,22 +227,6 @@ bool peer_link_has(struct node *n, raft_id id)
     return id == n->id || link_for(n, id) != NULL;
 }
 
-static int peer_tls_start(struct node *n, const struct config_node *me, char *err, size_t errlen)
-{
-    const struct config *cfg = n->cfg;
-    if (!*cfg->cluster.tls_ca) {
-        log_warn("peer links are plaintext ([cluster] tls_ca is not set): anyone who can reach "
-                 "a peer port can speak for any member (insecure)");
-        return 0;
-    }
-    struct net_tls_files f = {.ca = cfg->cluster.tls_ca, .cert = me->tls_cert, .key = me->tls_key};
-    int rv = net_tls_new(&f, &n->peer_tls, err, errlen);
-    if (rv < 0)
-        return rv;
-    log_info("peer links: mutual TLS 1.3, CA %s, this node's certificate %s", f.ca, f.cert);
-    return 0;
-}
-
 int peer_start(struct node *n, char *err, size_t errlen)
 {
     const struct config *cfg = n->cfg;
@@ -254,11 +238,8 @@ int peer_start(struct node *n, char *err, size_t errlen)
     };
     static const struct net_listener_ops lops = {.on_accept = on_peer_accept};
     bool inherited = false;
-    int rv = peer_tls_start(n, me, err, errlen);
-    if (rv < 0)
-        return rv;
-    lo.tls = n->peer_tls;
-    rv = net_listener_start(n->loop, "peer", me->peer, 0660, &lo, &lops, n, &n->peer_l,
+    lo.tls = n->tls;
+    int rv = net_listener_start(n->loop, "peer", me->peer, 0660, &lo, &lops, n, &n->peer_l,
                                 &inherited, err, errlen);
     if (rv < 0)
         return rv;
@@ -289,6 +270,4 @@ void peer_stop(struct node *n)
         net_listener_free(n->peer_l);
     }
     n->peer_l = NULL;
-    net_tls_free(n->peer_tls);
-    n->peer_tls = NULL;
 }

@@ -29,7 +29,8 @@ static void usage(FILE *out)
             "  -h, --help              show this help and exit\n"
             "  -V, --version           show the version and exit\n"
             "\n"
-            "Stops on SIGTERM or SIGINT.  See raftkv-proxy(8) and raftkv.conf(5).\n",
+            "Stops on SIGTERM or SIGINT; SIGHUP reloads the TLS certificates.\n"
+            "See raftkv-proxy(8) and raftkv.conf(5).\n",
             CONFIG_DEFAULT_PATH);
 }
 

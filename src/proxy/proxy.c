@@ -301,6 +301,10 @@ static bool on_frame(struct rpc_client *cl, const uint8_t *payload, size_t len)
     if (pxframe_scan_request(payload, len, &fr) < 0 || fr.cuts.overflow || !kind_of((int)fr.op, &kind) ||
         (kind != OP_READ && kind != OP_WRITE) || !request_decodes(p, payload, len))
         return false;
+    /* the rights check the decoded path gets in src/rpc, before anything
+     * is forwarded */
+    if (!rpc_authorize_op(cl, (Raftkv__Request__OpCase)fr.op, fr.id))
+        return true;
     if (!session_ok(cl, kind, fr.id, fr.client_id, fr.sequence))
         return true;
     struct op *op = op_new(p, cl, kind, (int)fr.op, fr.id, fr.timeout_ms);
@@ -330,6 +334,7 @@ static void server_init(struct proxy *p)
      * loop while another has room, since the kernel, not the proxy, picks
      * the loop that accepts. */
     rpc_server_init(&p->rpc, p->loop, &rpc_ops, p, p->cfg->cluster.max_connections, &p->limits);
+    rpc_server_secure(&p->rpc, &p->sec);
 }
 
 int proxy_start(struct proxy *p, char *err, size_t errlen)

@@ -145,10 +145,18 @@ struct proxy {
         _Alignas(16) uint8_t buf[8192];
     } scratch;
     struct proxy_metrics *m; /* metrics.c */
+    /* security.c: TLS (sec.tls, [proxy] tls_cert) on the TCP port and the
+     * node links, and the rights of clients, which the proxy checks itself. */
+    struct rpc_security sec;
 };
 
 /* workers.c: serve until SIGTERM/SIGINT; the exit code. */
 int proxy_workers_run(const struct config *cfg);
+
+/* security.c: this loop's TLS context and rights policy. */
+int proxy_security_start(struct proxy *p, char *err, size_t errlen);
+void proxy_security_reload(struct proxy *p);
+void proxy_security_stop(struct proxy *p);
 
 /* proxy.c */
 int proxy_start(struct proxy *p, char *err, size_t errlen);

@@ -243,8 +243,8 @@ void status_notify_systemd(struct proxy *p)
         snprintf(lead, sizeof(lead), "leader %u", p->leader);
     else
         snprintf(lead, sizeof(lead), "no leader");
-    snprintf(buf, sizeof(buf), "STATUS=%s, %zu/%zu nodes healthy, %zu queued", lead, upstreams_healthy(p),
-             p->n_ups, p->queue.n);
+    snprintf(buf, sizeof(buf), "STATUS=%s, %zu/%zu nodes healthy, %zu queued%s", lead,
+             upstreams_healthy(p), p->n_ups, p->queue.n, p->sec.insecure ? " (INSECURE)" : "");
     if (strcmp(buf, p->notify) == 0)
         return;
     memcpy(p->notify, buf, sizeof(buf));

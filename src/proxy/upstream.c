@@ -8,6 +8,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
+#include "net/tls.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -423,6 +424,7 @@ int upstreams_start(struct proxy *p, char *err, size_t errlen)
         .connect_timeout_ms = (uint32_t)cfg->cluster.connect_timeout_ms,
         .backoff_min_ms = (uint32_t)cfg->cluster.reconnect_min_ms,
         .backoff_max_ms = (uint32_t)cfg->cluster.reconnect_max_ms,
+        .tls = p->sec.tls,
     };
     for (size_t i = 0; i < cfg->n_nodes; i++) {
         struct upstream *u = &p->ups[i];
@@ -437,6 +439,8 @@ int upstreams_start(struct proxy *p, char *err, size_t errlen)
             snprintf(err, errlen, "node %u client address '%s': %s", u->id, u->address, strerror(-rv));
             return rv;
         }
+        /* Requests go only to the node that proves it is u->id. */
+        net_tls_node_name(u->id, o.tls_expect_name, sizeof(o.tls_expect_name));
         u->dial = net_dial_new(p->loop, &a, &o, &dial_ops, u);
         if (!u->dial) {
             snprintf(err, errlen, "out of memory");

@@ -30,7 +30,14 @@ struct worker {
     struct proxy p;
     pthread_t thread;
     bool thread_started;
-    ev_async stop; /* loops 1..: loop 0 asks them to stop */
+    ev_async stop;   /* loops 1..: loop 0 asks them to stop */
+    ev_async reload; /* loops 1..: loop 0 passes SIGHUP on */
+};
+
+/* Loop 0's view of all loops, for the signals it takes for everyone. */
+struct workers {
+    struct worker *ws;
+    size_t n;
 };
 
 static size_t threads_wanted(const struct config *cfg)
@@ -69,6 +76,26 @@ static void on_stop(struct ev_loop *loop, ev_async *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
+static void on_reload(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop, (void)revents;
+    proxy_security_reload(w->data);
+}
+
+/* systemctl reload: the certificate files again, on every loop (each on its
+ * own thread); links and clients stay. */
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct workers *all = w->data;
+    sd_notify(0, "RELOADING=1");
+    proxy_security_reload(&all->ws[0].p);
+    for (size_t i = 1; i < all->n; i++)
+        if (all->ws[i].thread_started)
+            ev_async_send(all->ws[i].p.loop, &all->ws[i].reload);
+    sd_notify(0, "READY=1");
+}
+
 static void drop_waiting(struct proxy *p, struct oplist *l)
 {
     struct op *op;
@@ -98,6 +125,7 @@ static void worker_finish(struct proxy *p)
     /* Give answers already queued one chance to leave. */
     ev_run(p->loop, EVRUN_NOWAIT);
     ops_free(p);
+    proxy_security_stop(p);
 }
 
 static int worker_init(struct worker *w, const struct config *cfg, size_t index, size_t n, struct proxy *first,
@@ -120,7 +148,9 @@ static int worker_init(struct worker *w, const struct config *cfg, size_t index,
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     p->rng = ((uint64_t)ts.tv_nsec << 16 ^ (uint64_t)getpid() << 8 ^ index) | 1;
-    int rv = index ? proxy_share_listeners(p, first, err, errlen) : proxy_start(p, err, errlen);
+    int rv = proxy_security_start(p, err, errlen);
+    if (rv >= 0)
+        rv = index ? proxy_share_listeners(p, first, err, errlen) : proxy_start(p, err, errlen);
     if (rv >= 0)
         rv = upstreams_start(p, err, errlen);
     if (rv >= 0 && index == 0)
@@ -134,6 +164,9 @@ static int worker_init(struct worker *w, const struct config *cfg, size_t index,
     if (index) {
         ev_async_init(&w->stop, on_stop);
         ev_async_start(p->loop, &w->stop);
+        ev_async_init(&w->reload, on_reload);
+        w->reload.data = p;
+        ev_async_start(p->loop, &w->reload);
     }
     return 0;
 }
@@ -161,8 +194,10 @@ static void workers_free(struct worker *ws, size_t n)
         struct proxy *p = &ws[i].p;
         if (!p->loop)
             continue;
-        if (i)
+        if (i) {
             ev_async_stop(p->loop, &ws[i].stop);
+            ev_async_stop(p->loop, &ws[i].reload);
+        }
         ev_loop_destroy(p->loop);
     }
     proxy_metrics_stop(&ws[0].p);
@@ -187,16 +222,21 @@ int proxy_workers_run(const struct config *cfg)
         for (size_t i = ready; i-- > 0;) {
             proxy_stop(&ws[i].p);
             upstreams_stop(&ws[i].p);
+            proxy_security_stop(&ws[i].p);
         }
         workers_free(ws, n);
-        return rv == -EINVAL || rv == -ENOENT ? 2 : 1;
+        return rv == -EINVAL || rv == -ENOENT || rv == -EPERM ? 2 : 1;
     }
     struct proxy *p = &ws[0].p;
-    ev_signal sig_term, sig_int;
+    ev_signal sig_term, sig_int, sig_hup;
     ev_signal_init(&sig_term, on_signal, SIGTERM);
     ev_signal_start(p->loop, &sig_term);
     ev_signal_init(&sig_int, on_signal, SIGINT);
     ev_signal_start(p->loop, &sig_int);
+    struct workers every = {.ws = ws, .n = n};
+    ev_signal_init(&sig_hup, on_hup, SIGHUP);
+    sig_hup.data = &every;
+    ev_signal_start(p->loop, &sig_hup);
     ev_timer watchdog;
     bool watched = net_watchdog_start(p->loop, &watchdog);
     /* Threads block the signals; loop 0 (this thread) takes them. */
@@ -221,6 +261,7 @@ int proxy_workers_run(const struct config *cfg)
         ev_timer_stop(p->loop, &watchdog);
     ev_signal_stop(p->loop, &sig_term);
     ev_signal_stop(p->loop, &sig_int);
+    ev_signal_stop(p->loop, &sig_hup);
     for (size_t i = 1; i < n; i++) {
         if (ws[i].thread_started) {
             ev_async_send(ws[i].p.loop, &ws[i].stop);

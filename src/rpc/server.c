@@ -4,11 +4,14 @@
  * clients watching the leader. */
 #include "rpc/rpc.h"
 
+#include "common/addr.h"
 #include "common/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void rpc_server_init(struct rpc_server *s, struct ev_loop *loop, const struct rpc_server_ops *ops,
                      void *owner, size_t max_conns, const struct net_conn_limits *limits)
@@ -19,7 +22,13 @@ void rpc_server_init(struct rpc_server *s, struct ev_loop *loop, const struct rp
     s->max_conns = max_conns;
     s->limits = *limits;
     s->watchers = NULL;
-    s->admin_listener = NULL;
+    memset(&s->sec, 0, sizeof(s->sec));
+    s->sec.anonymous = RPC_ROLE_READ;
+}
+
+void rpc_server_secure(struct rpc_server *s, const struct rpc_security *sec)
+{
+    s->sec = *sec;
 }
 
 static void client_unref(struct rpc_client *cl)
@@ -90,6 +99,11 @@ static void on_client_frame(struct net_conn *c, const uint8_t *payload, size_t l
         net_conn_close_after_flush(c, -EPROTO);
         return;
     }
+    /* One check for node and proxy alike, before the owner sees it. */
+    if (!rpc_authorize(cl, req)) {
+        raftkv__request__free_unpacked(req, NULL);
+        return;
+    }
     cl->srv->ops->on_request(cl, req);
 }
 
@@ -107,9 +121,17 @@ static void on_client_close(struct net_conn *c, enum net_close_reason reason, in
     client_unref(cl);
 }
 
+static void on_client_ready(struct net_conn *c, void *ud)
+{
+    struct rpc_client *cl = ud;
+    if (cl)
+        rpc_auth_tls(cl, c);
+}
+
 static const struct net_conn_ops client_conn_ops = {
     .on_frame = on_client_frame,
     .on_close = on_client_close,
+    .on_ready = on_client_ready,
 };
 
 static void on_client_accept(struct net_listener *l, struct net_conn *c, void *ud)
@@ -122,7 +144,11 @@ static void on_client_accept(struct net_listener *l, struct net_conn *c, void *u
     cl->srv = ud;
     cl->conn = c;
     cl->refs = 1;
-    cl->admin = l == cl->srv->admin_listener;
+    /* No frame arrives before a TLS handshake ends (on_client_ready). */
+    if (net_conn_is_tls(c))
+        snprintf(cl->who, sizeof(cl->who), "a TLS handshake not yet done");
+    else
+        rpc_auth_plain(cl, c);
     net_conn_set_userdata(c, cl);
 }
 
@@ -144,6 +170,8 @@ static struct net_listener_opts listener_opts(const struct rpc_server *s)
         .max_conns = s->max_conns,
         .limits = s->limits,
         .conn_ops = &client_conn_ops,
+        .tls = s->sec.tls,
+        .tls_cert_optional = true,
     };
     return lo;
 }
@@ -156,7 +184,8 @@ int rpc_server_listen(struct rpc_server *s, const char *name, const char *addres
     int rv = net_listener_start(s->loop, name, address, mode, &lo, &listener_ops, s, out, &inherited, err,
                                 errlen);
     if (rv == 0)
-        log_info("%s socket %s%s", name, address, inherited ? " (from systemd)" : "");
+        log_info("%s socket %s%s%s", name, address, inherited ? " (from systemd)" : "",
+                 s->sec.tls && !addr_is_unix_str(address) ? " (TLS)" : "");
     return rv;
 }
 

@@ -28,6 +28,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -265,6 +266,38 @@ def frame(msg_bytes):
     return struct.pack(">I", len(msg_bytes)) + msg_bytes
 
 
+CTL_BIN = os.environ.get("RAFTKV_CTL") or os.path.join(ROOT, "build", "src", "ctl", "raftkvctl")
+
+
+def make_certs(where, nodes=3):
+    """A CA and node, proxy and admin certificates in where/tls, made the way
+    an operator makes them ('raftkvctl config generate --tls')."""
+    d = os.path.join(where, "tls")
+    os.makedirs(where, exist_ok=True)
+    r = subprocess.run([CTL_BIN, "config", "generate", "--nodes", str(nodes), "--tls-dir", d,
+                        "-f", os.path.join(where, "generated.conf")],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=T(30))
+    expect(r.returncode == 0, "config generate --tls failed: %s", r.stdout.decode(errors="replace"))
+    for f in ["ca.crt", "ca.key", "proxy.crt", "admin.crt"] + \
+            ["node-%d.%s" % (i, e) for i in range(1, nodes + 1) for e in ("crt", "key")]:
+        expect(os.path.exists(os.path.join(d, f)), "config generate --tls wrote no %s", f)
+    expect(os.stat(os.path.join(d, "node-1.key")).st_mode & 0o077 == 0, "node-1.key is readable by others")
+    return d
+
+
+def tls_context(ca, cert=None, key=None):
+    """A TLS 1.3 client context that trusts ca and, with cert, shows it
+    (raftkvctl --tls-ca/--tls-cert/--tls-key does the same).  Servers are
+    checked against the CA only: a client reaches nodes and proxy alike."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.load_verify_locations(ca)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
 def recv_exact(sock, n):
     buf = bytearray()
     while len(buf) < n:
@@ -299,11 +332,18 @@ class Client:
 
     _next_id = 1
 
-    def __init__(self, port, timeout=None, host="127.0.0.1"):
+    def __init__(self, port, timeout=None, host="127.0.0.1", tls=None):
+        """tls: an ssl.SSLContext (tls_context()) for a TLS client port."""
         self.port = port
         self.timeout = timeout if timeout is not None else T(10)
         self.sock = socket.create_connection((host, port), timeout=self.timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            try:
+                self.sock = tls.wrap_socket(self.sock)
+            except (OSError, ssl.SSLError):
+                self.sock.close()
+                raise
         self.stash = {}
 
     @classmethod
@@ -517,7 +557,8 @@ class Cluster:
                 nd.metrics_port = mports[i - 1]
             self.proxy_metrics_port = mports[-1]
         self.config = os.path.join(self.dir, "raftkv.conf")
-        self.tls_dir = None  # set_tls(): peer links under mutual TLS
+        self.tls_dir = None  # set_tls(): TLS everywhere, clients with the admin certificate
+        self.client_tls = None  # ssl.SSLContext for the client ports, or None (plaintext)
         self.write_config()
         self.exit_codes = []  # (node, signal or 'exit', code) of every process that ended
 
@@ -545,15 +586,20 @@ class Cluster:
         lines += ["", "[proxy]", "listen = 127.0.0.1:%d" % self.proxy_port, "unix ="]
         if PROXY_THREADS:
             lines.append("threads = %s" % PROXY_THREADS)
+        if self.tls_dir:
+            lines += ["tls_cert = %s/proxy.crt" % self.tls_dir, "tls_key = %s/proxy.key" % self.tls_dir]
         if self.proxy_metrics_port:
             lines.append("metrics = 127.0.0.1:%d" % self.proxy_metrics_port)
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
 
     def set_tls(self, tls_dir):
-        """Mutual TLS on the peer links with the CA and node-N certificates
-        in tls_dir (as 'raftkvctl config generate --tls' writes them)."""
+        """TLS with the CA and the node-N and proxy certificates in tls_dir
+        (as 'raftkvctl config generate --tls' writes them): mutual on peer
+        links; this harness's clients show admin.crt."""
         self.tls_dir = tls_dir
+        self.client_tls = tls_context(os.path.join(tls_dir, "ca.crt"), os.path.join(tls_dir, "admin.crt"),
+                                      os.path.join(tls_dir, "admin.key"))
         self.write_config()
 
     def start(self, ids=None, wait=True):
@@ -596,7 +642,7 @@ class Cluster:
         def up():
             if not nd.running():
                 raise AssertionError("node %d exited with %s during start-up" % (i, nd.proc.returncode))
-            return answers_status(Client(nd.client_port, timeout=1))
+            return answers_status(Client(nd.client_port, timeout=1, tls=self.client_tls))
         wait_until(up, timeout or T(20), "node %d to answer STATUS" % i)
 
     def _reap(self, i, how):
@@ -740,10 +786,16 @@ class Cluster:
     # -- talking to nodes -------------------------------------------------
 
     def client(self, i, timeout=None):
-        return Client(self.nodes[i].client_port, timeout)
+        return Client(self.nodes[i].client_port, timeout, tls=self.client_tls)
 
     def call(self, i, req, timeout=None):
         with self.client(i, timeout) as c:
+            return c.call(req)
+
+    def admin_call(self, i, req, timeout=None):
+        """req on node i's admin socket, where this user (the nodes' own) is
+        admin: TRANSFER_LEADER, MEMBER_CHANGE, METRICS."""
+        with Client.unix(self.nodes[i].admin, timeout) as c:
             return c.call(req)
 
     def status(self, i, timeout=None):

@@ -58,7 +58,8 @@ def test_follower_redirect():
                               ("CAS", req_cas(b"k", b"v2", expected=b"v0")),
                               ("SET with session", req_set(b"k", b"v3", client_id=99, sequence=1)),
                               ("TRANSFER_LEADER", req_transfer(0))):
-                r = c.call(f, req)
+                # TRANSFER_LEADER needs the admin role: the admin socket
+                r = (c.admin_call if what == "TRANSFER_LEADER" else c.call)(f, req)
                 expect_status(r, NOT_LEADER, "%s to follower %d" % (what, f))
                 expect(r.leader_id == lead and r.leader_address == lead_addr,
                        "%s to follower %d: hint %d %r, want %d %r", what, f, r.leader_id,

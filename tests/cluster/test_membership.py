@@ -87,7 +87,7 @@ def leader_of(c):
 def move_leadership(c, away_from):
     """Hand leadership from away_from to another voter; returns the new leader."""
     target = [i for i, m in members(c).items() if i != away_from and m["role"] == "voter"][0]
-    r = c.call(away_from, req_transfer(target), timeout=T(15))
+    r = c.admin_call(away_from, req_transfer(target), timeout=T(15))
     expect_status(r, OK, "transfer from %d to %d" % (away_from, target))
     voters = [i for i, m in members(c).items() if m["role"] == "voter"]
     return c.wait_leader(ids=voters, exclude=(away_from,))

@@ -12,7 +12,7 @@ from harness import (INVALID_ARGUMENT, NOT_LEADER, OK, TIMEOUT, UNAVAILABLE, Clu
 
 def transfer(c, lead, target):
     t0 = time.monotonic()
-    r = c.call(lead, req_transfer(target), timeout=T(15))
+    r = c.admin_call(lead, req_transfer(target), timeout=T(15))
     return r, time.monotonic() - t0
 
 
@@ -53,13 +53,13 @@ def check_transfer_on_request(n):
         expect_status(r, INVALID_ARGUMENT, "transfer to node 99")
         # on a follower
         f = [i for i in c.nodes if i != new][0]
-        r = c.call(f, req_transfer(new))
+        r = c.admin_call(f, req_transfer(new))
         expect_status(r, NOT_LEADER, "transfer asked of a follower")
         expect(r.leader_id == new, "hint %d", r.leader_id)
         # to a dead node: must not succeed, and the cluster keeps a leader
         dead = [i for i in c.nodes if i != new][-1]
         c.kill(dead)
-        r = c.call(new, req_transfer(dead, timeout_ms=2000), timeout=T(15))
+        r = c.admin_call(new, req_transfer(dead, timeout_ms=2000), timeout=T(15))
         expect(r.status != OK or r.transfer_leader.leader_id != dead,
                "transfer to dead node %d reported success: %s", dead, r)
         expect_status(r, (TIMEOUT, UNAVAILABLE, INVALID_ARGUMENT), "transfer to a dead node")
@@ -173,7 +173,7 @@ def test_watch_leader():
                    ev.leader_event.leader_address, lead)
             # a transfer away from the leader, then kill -9 of the new one
             target = [i for i in c.nodes if i not in (lead, f)][0]
-            expect_status(c.call(lead, req_transfer(target), timeout=T(15)), OK, "transfer")
+            expect_status(c.admin_call(lead, req_transfer(target), timeout=T(15)), OK, "transfer")
             seen = []
             while not seen or seen[-1] != target:
                 ev = w.recv()

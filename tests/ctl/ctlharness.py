@@ -160,7 +160,7 @@ class Cluster:
         self.conf = os.path.join(self.dir, "raftkv.conf")
         expect(ctl("config", "generate", "--nodes", str(n), "--base-port", str(self.base),
                    "--data-dir-base", os.path.join(self.dir, "data"), "--run-dir", self.dir,
-                   "--name", "ctltest", "-f", self.conf))
+                   "--name", "ctltest", "--insecure", "-f", self.conf))
         self.procs = {}
         for i in range(1, n + 1):
             self.start(i)

@@ -12,8 +12,12 @@ from ctlharness import Cluster, ctl, expect, free_base_port, run  # noqa: E402
 
 
 def test_shape_nocluster(c):
-    r = expect(ctl("config", "generate", "--nodes", "5", "--base-port", "9000", "--host", "10.0.0.7"))
+    # a routable host without TLS: refused unless insecure is asked for
+    expect(ctl("config", "generate", "--nodes", "5", "--host", "10.0.0.7"), rc=2, err_has="--insecure")
+    r = expect(ctl("config", "generate", "--nodes", "5", "--base-port", "9000", "--host", "10.0.0.7",
+                   "--insecure"))
     text = r.text
+    assert "\ninsecure = true\n" in text, text
     assert re.findall(r"^\[(\S+)\]$", text, re.M) == ["cluster"] + ["node.%d" % i for i in range(1, 6)] + ["proxy"]
     for i in range(1, 6):
         assert "peer = 10.0.0.7:%d\nclient = 10.0.0.7:%d\nadmin = /run/raftkv/node-%d.sock" % (

@@ -43,7 +43,7 @@ class Proxy:
             def up():
                 if self.proc.poll() is not None:
                     raise AssertionError("proxy exited with %s" % self.proc.returncode)
-                return harness.answers_status(Client(self.port, timeout=1))
+                return harness.answers_status(Client(self.port, timeout=1, tls=self.cluster.client_tls))
             wait_until(up, T(10), "proxy to answer STATUS")
         return self
 
@@ -62,7 +62,7 @@ class Proxy:
         return self.kill(signal.SIGTERM)
 
     def client(self, timeout=None):
-        return Client(self.port, timeout)
+        return Client(self.port, timeout, tls=self.cluster.client_tls)
 
     def call(self, req, timeout=None):
         with self.client(timeout) as c:

@@ -27,32 +27,18 @@ is closed, the first was handled.
 import os
 import socket
 import ssl
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cluster"))
 import harness  # noqa: E402
-from harness import OK, Cluster, Session, T, expect, expect_status, frame, main, peer_pb, report  # noqa: E402
+from harness import (OK, Cluster, Session, T, expect, expect_status, frame, main, make_certs, peer_pb,  # noqa: E402
+                     report)
 
-CTL = os.environ.get("RAFTKV_CTL") or os.path.join(harness.ROOT, "build", "src", "ctl", "raftkvctl")
+CTL = harness.CTL_BIN
 CLUSTER_ID = "5ec0de5ec0de5ec0de5ec0de5ec0de00"
 HEARTBEAT = 7
 RAFT_TERM_MAX = (1 << 64) - 1 - 65536
-
-
-def make_certs(where, nodes=3):
-    """A CA and node certificates, made the way an operator makes them."""
-    d = os.path.join(where, "tls")
-    os.makedirs(where, exist_ok=True)
-    r = subprocess.run([CTL, "config", "generate", "--nodes", str(nodes), "--tls-dir", d,
-                        "-f", os.path.join(where, "generated.conf")],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=T(30))
-    expect(r.returncode == 0, "config generate --tls failed: %s", r.stdout.decode(errors="replace"))
-    for f in ["ca.crt", "ca.key"] + ["node-%d.%s" % (i, e) for i in range(1, nodes + 1) for e in ("crt", "key")]:
-        expect(os.path.exists(os.path.join(d, f)), "config generate --tls wrote no %s", f)
-    expect(os.stat(os.path.join(d, "node-1.key")).st_mode & 0o077 == 0, "node-1.key is readable by others")
-    return d
 
 
 def forged(to, term=10 ** 12, claims=1, cluster="raftkv"):
@@ -99,6 +85,29 @@ def refused(c, i, sock, data, what, log_pattern, since):
     expect(closed_within(sock, T(10)), "node %d kept open: %s", i, what)
     sock.close()
     c.wait_log(i, log_pattern, since=since)
+
+
+def stall_handshakes(port, n=20):
+    """n connections that send a TLS record header promising a ClientHello,
+    then nothing more."""
+    stalled = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=T(10))
+        s.sendall(b"\x16\x03\x01\x02\x00\x01")
+        stalled.append(s)
+    return stalled
+
+
+def expect_cut_off(c, i, stalled, t0, size0):
+    """Every stalled handshake closed by node i within frame_timeout_ms
+    (1000) plus slack, and logged; the seconds since t0."""
+    for s in stalled:
+        expect(closed_within(s, T(5)), "a stalled handshake was not cut off")
+        s.close()
+    took = time.monotonic() - t0
+    expect(took < T(1) + T(4), "stalled handshakes cut off after %.1fs (frame_timeout_ms 1000)", took)
+    c.wait_log(i, r"TLS handshake with .* failed: not completed within the frame timeout", since=size0)
+    return took
 
 
 class World:
@@ -223,13 +232,8 @@ def test_slow_handshake():
         tls = c.tls_dir
         i = w.followers[0]
         size0 = c.log_size(i)
-        # a TLS record header promising a ClientHello, then nothing more
         # 20: the peer port admits 4 per member + 16 at once (listener.h)
-        stalled = []
-        for _ in range(20):
-            s = socket.create_connection(("127.0.0.1", c.nodes[i].peer_port), timeout=T(10))
-            s.sendall(b"\x16\x03\x01\x02\x00\x01")
-            stalled.append(s)
+        stalled = stall_handshakes(c.nodes[i].peer_port)
         t0 = time.monotonic()
         # meanwhile: writes commit (the follower acks them), and a real
         # handshake with the same node completes
@@ -240,12 +244,7 @@ def test_slow_handshake():
         hs_ms = (time.monotonic() - t0) * 1000
         expect(good.version() == "TLSv1.3", "negotiated %s", good.version())
         good.close()
-        for s in stalled:
-            expect(closed_within(s, T(5)), "a stalled handshake was not cut off")
-            s.close()
-        took = time.monotonic() - t0
-        expect(took < T(1) + T(4), "stalled handshakes cut off after %.1fs (frame_timeout_ms 1000)", took)
-        c.wait_log(i, r"TLS handshake with .* failed: not completed within the frame timeout", since=size0)
+        took = expect_cut_off(c, i, stalled, t0, size0)
         w.unchanged("20 stalled handshakes")
         w.close()
         report("20 stalled handshakes on node %d: 5 writes and a real handshake in %.0f ms meanwhile; "
