@@ -29,13 +29,14 @@ CTL = os.environ.get("RAFTKV_CTL") or os.path.join(ROOT, "build", "src", "ctl", 
 DURATION = os.environ.get("DURATION", "10")
 ROUNDS = int(os.environ.get("ROUNDS", "1"))
 TRIALS = int(os.environ.get("TRIALS", "10"))
+PIPELINE = os.environ.get("PIPELINE", "1")  # requests in flight per client connection
 DEFAULT_TIMING = dict(tick_ms=10, heartbeat_interval_ms=20, election_timeout_ms=150,
                       request_timeout_ms=5000, reconnect_min_ms=10, reconnect_max_ms=1000)
 
 
 def bench(endpoint, ratio):
     out = subprocess.run([CTL, "-e", endpoint, "-o", "plain", "bench", "--clients", "64", "--duration",
-                          DURATION, "--value-size", "100", "--ratio", ratio],
+                          DURATION, "--value-size", "100", "--ratio", ratio, "--pipeline", PIPELINE],
                          capture_output=True, text=True, timeout=int(DURATION) * 4 + 120).stdout
     return {k: float(v) for k, v in (ln.split("\t") for ln in out.strip().splitlines())}
 
@@ -99,8 +100,8 @@ def main():
         lead = c.start_and_lead()
         px.start()
         px.wait_leader(lead)
-        print("cluster of 3 + proxy on 127.0.0.1, %d CPUs, leader %d, %s s per run" %
-              (os.cpu_count(), lead, DURATION))
+        print("cluster of 3 + proxy on 127.0.0.1, %d CPUs, leader %d, %s s per run, pipeline %s" %
+              (os.cpu_count(), lead, DURATION, PIPELINE))
         rows = throughput(c, px, lead)
         for what in ("writes", "reads"):
             lv = [r[2]["ops_per_sec"] for r in rows if r[0] == what and r[1] == "leader"]
