@@ -374,7 +374,7 @@ static bool check_removal(struct api_member *m, struct rpc_client *cl, uint64_t 
  * leader any more: the add that follows fails and says so. */
 static void forget_incarnation(struct node *n, raft_id id)
 {
-    if (!kv_incarnation(replica_kv(n->rp), id))
+    if (!replica_incarnation(n->rp, id))
         return;
     if (guard_propose_incarnation(n, id, 0) < 0)
         log_warn("membership: cannot forget node %llu's recorded incarnation",

@@ -267,7 +267,7 @@ void bootstrap_on_probe(struct node *n, const struct peer_decoded *d)
         r = (struct peer_probe_reply){
             .state = PEER_PROBE_DATA, .term = st.term, .commit = st.commit,
             .is_member = m != NULL, .role = m ? m->role : 0,
-            .recorded_incarnation = kv_incarnation(replica_kv(n->rp), d->from_id)};
+            .recorded_incarnation = replica_incarnation(n->rp, d->from_id)};
     }
     peer_send_probe(n, d->from_id, &r);
 }

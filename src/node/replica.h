@@ -137,7 +137,8 @@ int replica_entry_at(const struct replica *rp, raft_index index, struct raft_ent
  * now and goes through.  raftkv-node (guard.c) and the simulator (tests/sim) both decide
  * with these functions.
  *
- * "Recorded" means applied to the state machine, or in a RECORD_INCARNATION
+ * "Recorded" means applied (by the state machine, or as the incarnation
+ * file has it after a restart: see replica.c), or in a RECORD_INCARNATION
  * entry of the log not applied yet (a node that restarted learns its commit
  * index only from the next leader, yet it may stand for election before):
  * for votes a tail entry can only add a refusal, never lift one.  A higher
@@ -146,6 +147,10 @@ int replica_entry_at(const struct replica *rp, raft_index index, struct raft_ent
  * replace, the old record would otherwise shut out that member's terms,
  * and with them a leader of a higher term (for good, on a learner, which
  * hears from the leader alone). */
+
+/* The incarnation the applied history records for member (0: none): the
+ * state machine's, or the incarnation file's while that is newer. */
+uint64_t replica_incarnation(const struct replica *rp, raft_id member);
 
 /* True when m (from m->from, whose messages carry incarnation) must be
  * dropped: a vote, or a higher term, from a data directory other than the

@@ -55,6 +55,8 @@ struct disk {
     const struct blob *snap_blob;
     struct dentry *log; /* contiguous; log[0].index == snap.index + 1 if any */
     size_t n, cap;
+    bool has_incs; /* the incarnation file (storage.h) */
+    struct replica_incarnations incs;
 };
 
 /* A message on the wire: a deep copy, since ready pointers die at advance. */
@@ -70,7 +72,7 @@ struct netmsg {
 
 /* One write the replica queued through the storage table, durable later
  * and in order. */
-enum wop_kind { WOP_APPEND, WOP_SNAPSHOT, WOP_COMPACT };
+enum wop_kind { WOP_APPEND, WOP_SNAPSHOT, WOP_COMPACT, WOP_INCS };
 struct wop {
     struct wop *next;
     uint64_t seq;
@@ -82,6 +84,7 @@ struct wop {
     raft_index upto;
     struct dentry *ents;
     size_t n_ents;
+    struct replica_incarnations incs;
 };
 
 /* What the checker knows of a node's state machine (the replica's real kv):
@@ -119,6 +122,7 @@ struct node {
     uint64_t dir_inc;
     unsigned wipes;
     bool joiner; /* wiped once: an empty disk never bootstraps again */
+
     /* A snapshot written "in the background" (storage.h snapshot_begin, a
      * forked child in the node): serialised when it began, reported done
      * whenever the schedule says, gone with a crash. */
