@@ -57,6 +57,18 @@ struct replica {
         raft_term term;
     } rec[RAFT_MAX_MEMBERS];
 
+    /* This data directory (replica_set_identity): its incarnation, and
+     * whether it started empty and joined instead of bootstrapping. */
+    uint64_t self_inc;
+    bool joined;
+    /* Whether this node withholds its vote, for the log it was computed
+     * on (withholding() reads the log tail; ticks ask it often). */
+    struct {
+        bool valid, value;
+        raft_index last, applied, incs;
+        raft_term last_term;
+    } wh;
+
     /* The incarnation file as loaded at start-up or last queued: while its
      * index is past the state machine's it is the applied view (a restart
      * from an older snapshot; see "the incarnation file" below). */
@@ -87,6 +99,7 @@ static void fail(struct replica *rp, int err, const char *fmt, ...)
 }
 
 static const char *io_errmsg(struct replica *rp, int err);
+static bool withholding(struct replica *rp);
 
 /* ---- start-up --------------------------------------------------------- */
 
@@ -709,6 +722,10 @@ int replica_tick(struct replica *rp)
 {
     if (rp->err)
         return REPLICA_EFAILED;
+    /* A node withholding its vote does not campaign (see withholding());
+     * a leader keeps ticking: heartbeats. */
+    if (raft_role(rp->raft) != RAFT_LEADER && withholding(rp))
+        return 0;
     raft_tick(rp->raft);
     return 0;
 }
@@ -847,6 +864,78 @@ static uint64_t newest_logged(const struct replica *rp, raft_id member)
     return newest_in_tail(rp, member, &inc) ? inc : 0;
 }
 
+/* What this node's log says member's directory is now, applied or not: the
+ * newest record in the tail, else the applied one (0: none, or forgotten). */
+static uint64_t newest_record(const struct replica *rp, raft_id member)
+{
+    uint64_t inc = 0;
+    return newest_in_tail(rp, member, &inc) ? inc : applied_record(rp, member);
+}
+
+/* ---- the voter's side: a joined directory votes once recorded ----------
+ * The rule above lives on the candidate's side, and a candidate knows only
+ * the records its own log holds.  A member removed long ago and added back
+ * with its old log does not hold the record of a member that was wiped
+ * since; started, it is a voter in its stale configuration, may time out
+ * before the leader reaches it, and the wiped member (empty log) grants its
+ * vote: with a stale configuration of three, that vote elects a leader that
+ * lacks committed entries (FINDINGS.md 6, 5-node seed 4149).  So the check
+ * moves to the voter: a node whose data directory started empty and joined
+ * (did not bootstrap: raftkv-node's identity file says so) grants no vote,
+ * pre-vote included, until its own log records its current directory.  It
+ * does not stand either (its self-vote is such a vote): its election clock
+ * stops and TimeoutNow is dropped.  Once recorded, its votes are those of
+ * the directory the history knows: a leader records a directory only once
+ * it applied the forget of the one before (replica_record_incarnation), so
+ * the history no longer names the lost one, and the log that reaches the
+ * record holds every entry committed before it.  A bootstrapped directory
+ * never lost anything and votes from the start.  Until recorded the node is
+ * a failed voter, as it already was to every member that holds its old
+ * record; the leader records it as soon as it acknowledges data, which a
+ * learner does long before it is caught up and promoted. */
+static bool withholding(struct replica *rp)
+{
+#ifdef REPLICA_BREAK_JOINED
+    /* Test builds: the voter-side rule off. */
+    return false;
+#endif
+    if (!rp->joined)
+        return false;
+    raft_index last = raft_last_index(rp->raft), applied = kv_applied_index(rp->kv);
+    struct raft_entry e;
+    raft_term last_term = raft_entry_at(rp->raft, last, &e) == 0 ? e.term : 0;
+    /* Same last (index, term): the same log (Log Matching). */
+    if (!rp->wh.valid || rp->wh.last != last || rp->wh.last_term != last_term ||
+        rp->wh.applied != applied || rp->wh.incs != rp->incs.index) {
+        rp->wh.value = newest_record(rp, rp->cfg.raft.id) != rp->self_inc;
+        rp->wh.valid = true;
+        rp->wh.last = last;
+        rp->wh.last_term = last_term;
+        rp->wh.applied = applied;
+        rp->wh.incs = rp->incs.index;
+    }
+    return rp->wh.value;
+}
+
+void replica_set_identity(struct replica *rp, uint64_t incarnation, bool joined)
+{
+    rp->self_inc = incarnation;
+    rp->joined = joined && incarnation;
+    rp->wh.valid = false;
+}
+
+bool replica_withholding(struct replica *rp)
+{
+    return !rp->err && withholding(rp);
+}
+
+bool replica_vote_withheld(struct replica *rp, const struct raft_msg *m)
+{
+    return (m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE ||
+            m->type == RAFT_MSG_TIMEOUT_NOW) &&
+           withholding(rp);
+}
+
 bool replica_incarnation_refused(const struct replica *rp, const struct raft_msg *m,
                                  uint64_t incarnation, uint64_t *recorded)
 {
@@ -885,6 +974,8 @@ int replica_step_from(struct replica *rp, uint64_t incarnation, const struct raf
         return REPLICA_EFAILED;
     if (replica_incarnation_refused(rp, m, incarnation, NULL))
         return REPLICA_ESTALEINC;
+    if (replica_vote_withheld(rp, m))
+        return REPLICA_EWITHHELD;
     return raft_step(rp->raft, m);
 }
 

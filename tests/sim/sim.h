@@ -122,7 +122,10 @@ struct node {
     uint64_t dir_inc;
     unsigned wipes;
     bool joiner; /* wiped once: an empty disk never bootstraps again */
-
+    /* Its identity file's flag: the directory started empty and joined
+     * rather than bootstrapping (replica_set_identity); set at each start
+     * from an empty disk, kept across crashes, gone with a wipe. */
+    bool joined;
     /* A snapshot written "in the background" (storage.h snapshot_begin, a
      * forked child in the node): serialised when it began, reported done
      * whenever the schedule says, gone with a crash. */
@@ -186,6 +189,7 @@ struct stats {
     uint64_t conf_changes, transfers, crashes, partitions;
     uint64_t delivered, dropped, steps;
     uint64_t wipes, stale; /* disks wiped; messages the incarnation rule dropped */
+    uint64_t withheld;     /* vote requests a joined, unrecorded node left unanswered */
 };
 
 /* (index, term) -> what that entry must look like everywhere. */

@@ -1,9 +1,13 @@
-/* test_replica_identity.c - the replica's rules about data directories
- * that issue 13 left open (tests/sim/FINDINGS.md 8), over a storage table
- * kept in memory: the incarnation file, so that a replica restarted from a
- * snapshot older than a member replace still knows the replace and takes
- * the new directory's votes without waiting for a leader.  The test fails
- * without it (the file ops left out: its second half shows that). */
+/* test_replica_identity.c - the replica's two rules about data directories
+ * that issue 13 left open (tests/sim/FINDINGS.md 6 and 8), over a storage
+ * table kept in memory:
+ *  - a directory that joined (did not bootstrap) grants no vote and does not
+ *    campaign until its own log records its incarnation;
+ *  - the incarnation file: a replica restarted from a snapshot older than a
+ *    member replace still knows the replace, so it takes the new
+ *    directory's votes without waiting for a leader.
+ * Each test fails without its rule (REPLICA_BREAK_JOINED, or the file ops
+ * left out: the second half of test_restart_knows_replace shows that). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -256,6 +260,27 @@ static void append(struct fix *f, raft_id from, raft_term term, raft_index prev,
     fix_sync(f);
 }
 
+/* A vote request from `from` (directory inc) whose log ends at (index, log_term). */
+static int ask_vote(struct fix *f, uint8_t type, raft_id from, uint64_t inc, raft_term term,
+                    raft_index index, raft_term log_term)
+{
+    struct raft_msg m = {.type = type, .from = from, .term = term, .index = index,
+                         .log_term = log_term};
+    m.to = f->id;
+    int rv = replica_step_from(f->rp, inc, &m);
+    fix_sync(f);
+    return rv;
+}
+
+/* Whether a granted VOTE_RESP to `to` went out. */
+static bool granted(const struct fix *f, raft_id to)
+{
+    for (size_t i = 0; i < f->n_sent; i++)
+        if (f->sent[i].type == RAFT_MSG_VOTE_RESP && f->sent[i].to == to && !f->sent[i].reject)
+            return true;
+    return false;
+}
+
 static void fix_close(struct fix *f)
 {
     replica_close(f->rp);
@@ -267,6 +292,67 @@ static void fix_free(struct fix *f)
     fix_close(f);
     free(f->mem.snap_data);
     free(f);
+}
+
+/* ---- FINDINGS.md 6: the voter's side ------------------------------------ */
+
+/* Node 2 joined with directory B2: it has the log of leader 1 (term 2) but
+ * no record of B2, so candidate 3's request goes unanswered and its own
+ * clock does not run out; once a record of B2 is in its log (not yet
+ * committed), it votes. */
+/* Node 2, directory B2 (joined or not), with leader 1's log of term 2:
+ * voters 1..3 and a no-op, committed. */
+static struct fix *node2_with_log(bool joined)
+{
+    struct fix *f = calloc(1, sizeof(*f));
+    fix_open(f, 2, true);
+    replica_set_identity(f->rp, 0xB2, joined);
+    struct raft_entry e[] = {conf_entry(1, 1), noop_entry(2, 2)};
+    append(f, 1, 2, 0, 0, e, 2, 2);
+    f->n_sent = 0;
+    return f;
+}
+
+static void test_joined_withholds_until_recorded(void **state)
+{
+    (void)state;
+    struct fix *f = node2_with_log(true);
+    assert_true(replica_withholding(f->rp));
+    assert_int_equal(ask_vote(f, RAFT_MSG_VOTE, 3, 0xC3, 3, 2, 2), REPLICA_EWITHHELD);
+    assert_int_equal(ask_vote(f, RAFT_MSG_PREVOTE, 3, 0xC3, 3, 2, 2), REPLICA_EWITHHELD);
+    assert_int_equal(ask_vote(f, RAFT_MSG_TIMEOUT_NOW, 1, 0, 2, 0, 0), REPLICA_EWITHHELD);
+    assert_false(granted(f, 3));
+    /* Its self-vote would be such a vote: it does not campaign. */
+    for (int i = 0; i < 200; i++) {
+        replica_tick(f->rp);
+        fix_sync(f);
+    }
+    assert_int_equal(replica_role(f->rp), RAFT_FOLLOWER);
+    assert_int_equal(replica_term(f->rp), 2);
+    /* A record of the directory node 2 had before does not count... */
+    struct raft_entry r1[] = {record_entry(3, 2, 2, 0xB1)};
+    append(f, 1, 2, 2, 2, r1, 1, 3);
+    assert_true(replica_withholding(f->rp));
+    /* ... its own does, applied or not. */
+    struct raft_entry r2[] = {record_entry(4, 2, 2, 0), record_entry(5, 2, 2, 0xB2)};
+    append(f, 1, 2, 3, 2, r2, 2, 3);
+    assert_false(replica_withholding(f->rp));
+    f->n_sent = 0;
+    assert_int_equal(ask_vote(f, RAFT_MSG_VOTE, 3, 0xC3, 3, 5, 2), 0);
+    assert_true(granted(f, 3));
+    fix_free(f);
+}
+
+/* The same log on a directory that bootstrapped (or predates the flag):
+ * it votes as ever. */
+static void test_bootstrapped_votes(void **state)
+{
+    (void)state;
+    struct fix *f = node2_with_log(false);
+    assert_false(replica_withholding(f->rp));
+    assert_int_equal(ask_vote(f, RAFT_MSG_VOTE, 3, 0xC3, 3, 2, 2), 0);
+    assert_true(granted(f, 3));
+    fix_free(f);
 }
 
 /* ---- FINDINGS.md 8: the incarnation file -------------------------------- */
@@ -314,6 +400,8 @@ static void test_restart_knows_replace(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_joined_withholds_until_recorded),
+        cmocka_unit_test(test_bootstrapped_votes),
         cmocka_unit_test(test_restart_knows_replace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
