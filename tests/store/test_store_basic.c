@@ -486,9 +486,9 @@ static void test_incarnation_file(void **state)
     assert_int_equal(store_incarnations_save(st, NULL, STORE_INC_MAX + 1, &seq), -EINVAL);
     assert_int_equal(store_wait(st, seq), 0);
     assert_int_equal(store_close(st), 0);
-    char *tmp = malloc(strlen(dir) + 32), *path = malloc(strlen(dir) + 32);
-    sprintf(tmp, "%s/incarnations.tmp", dir);
-    sprintf(path, "%s/incarnations", dir);
+    char tmp[4096], path[4096];
+    snprintf(tmp, sizeof(tmp), "%s/incarnations.tmp", dir);
+    snprintf(path, sizeof(path), "%s/incarnations", dir);
     th_spit(tmp, (const uint8_t *)"torn", 4);
     st = th_open(dir, NULL);
     assert_int_equal(store_incarnations_load(st, &data, &len), 0);
@@ -507,8 +507,6 @@ static void test_incarnation_file(void **state)
     assert_int_equal(store_last_index(st), 3);
     assert_int_equal(store_close(st), 0);
     th_recs_free(r, 3);
-    free(tmp);
-    free(path);
     th_rmrf(dir);
     free(dir);
 }
