@@ -135,8 +135,6 @@ static void on_applied(void *arg, const struct raft_entry *e, const struct kv_re
             if (e->index > s->ck.rec_at[cmd.member_id]) {
                 s->ck.rec[cmd.member_id] = cmd.incarnation;
                 s->ck.rec_at[cmd.member_id] = e->index;
-                if (!cmd.incarnation)
-                    s->ck.forget_at[cmd.member_id] = e->index;
                 TRACE(s, "n%llu apply %llu: n%llu's data directory is %016llx", U(n->id),
                       U(e->index), U(cmd.member_id), U(cmd.incarnation));
             }

@@ -230,9 +230,6 @@ struct checker {
      * and the index that recorded it. */
     uint64_t rec[SIM_MAX_NODES + 1];
     raft_index rec_at[SIM_MAX_NODES + 1];
-    /* The index of the newest applied forget of each node's record (0:
-     * none); see wipe_safe() in world.c. */
-    raft_index forget_at[SIM_MAX_NODES + 1];
 };
 
 struct net {
