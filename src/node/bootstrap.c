@@ -107,11 +107,11 @@ static int save(struct bootstrap *b, char *err, size_t errlen)
     return rv;
 }
 
-/* Whether this empty directory joins (or bootstraps): kept in the identity
- * file, since a joined directory grants no vote until the log records it,
- * across restarts too (replica_set_identity).  A directory that joined
- * once and then bootstraps (no cluster answered after all) never held
- * anything of a running cluster's: it votes. */
+/* Whether this empty directory joined a running cluster: kept in the
+ * identity file, since a joined directory grants no vote until the log
+ * records it, across restarts too (replica_set_identity).  A directory
+ * that joined once and then bootstraps (no cluster answered after all)
+ * never held anything of a running cluster's: it votes. */
 static int decide_joined(struct bootstrap *b, bool joined, char *err, size_t errlen)
 {
     struct node *n = b->n;
@@ -167,7 +167,14 @@ static void decide_bootstrap(struct bootstrap *b)
 static void decide_join(struct bootstrap *b, const struct probe_seen *p)
 {
     char err[256];
-    if (decide_joined(b, true, err, sizeof(err)) < 0) {
+    /* A cluster that never held an election (term 1: its members only
+     * bootstrapped) has recorded no directory, so this one cannot be a
+     * recorded member that lost its data; and it is the usual race of a
+     * cluster's first start (one member bootstrapped, the rest join it),
+     * where the joiners' votes elect the first leader: withholding them
+     * would leave the cluster without one. */
+    bool joined = p->r.term > 1;
+    if (decide_joined(b, joined, err, sizeof(err)) < 0) {
         fail_start(b, 1, "%s", err);
         return;
     }
