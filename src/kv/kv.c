@@ -115,7 +115,20 @@ int kv_inc_set(struct kv *kv, uint64_t id, uint64_t inc)
         kv->n_inc++;
     }
     kv->gen++;
+    kv->inc_gen++;
     return KV_OK;
+}
+
+uint64_t kv_incarnation_gen(const struct kv *kv) { return kv->inc_gen; }
+
+size_t kv_incarnation_list(const struct kv *kv, uint64_t *ids, uint64_t *incs, size_t max)
+{
+    size_t n = kv->n_inc < max ? kv->n_inc : max;
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = kv->inc[i].id;
+        incs[i] = kv->inc[i].inc;
+    }
+    return n;
 }
 
 static size_t keep_pos(const struct kv *kv, uint64_t id)

@@ -219,6 +219,12 @@ size_t kv_session_count(const struct kv *kv);
 /* The incarnation recorded for a member's data directory; 0 = none. */
 uint64_t kv_incarnation(const struct kv *kv, uint64_t member_id);
 #define KV_MAX_INCARNATIONS 64
+/* Every recorded (member, incarnation), in member order: up to max of them
+ * into ids[] and incs[]; returns how many. */
+size_t kv_incarnation_list(const struct kv *kv, uint64_t *ids, uint64_t *incs, size_t max);
+/* Changes whenever a record is set or forgotten: a caller that keeps a copy
+ * of the table compares it before and after kv_apply(). */
+uint64_t kv_incarnation_gen(const struct kv *kv);
 /* Whether learner member_id was added with --learner and not promoted since
  * (KV_OP_KEEP_LEARNER): automatic promotion leaves it alone. */
 bool kv_keep_learner(const struct kv *kv, uint64_t member_id);

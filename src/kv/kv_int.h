@@ -64,6 +64,7 @@ struct kv {
     struct kv_inc {
         uint64_t id, inc;
     } inc[KV_MAX_INCARNATIONS];
+    uint64_t inc_gen; /* changes of the incarnation table (kv_incarnation_gen) */
     size_t n_keep; /* members kept learners, increasing */
     uint64_t keep[KV_MAX_KEEP_LEARNERS];
     uint64_t quota; /* KV_OP_SET_QUOTA; 0 = none */

@@ -375,7 +375,7 @@ static bool check_removal(struct api_member *m, struct rpc_client *cl, uint64_t 
  * leader any more: the add that follows fails and says so. */
 static void forget_incarnation(struct node *n, raft_id id)
 {
-    if (!kv_incarnation(replica_kv(n->rp), id))
+    if (!replica_incarnation(n->rp, id))
         return;
     if (guard_propose_incarnation(n, id, 0) < 0)
         log_warn("membership: cannot forget node %llu's recorded incarnation",
@@ -536,13 +536,19 @@ static void finish_pending(struct api_member *m, double now)
 /* May learner id be promoted without an operator?  Not when it is kept a
  * learner; not before this node applied the configuration entry (and so the
  * flag that precedes it); not before the learner acknowledged that entry (a
- * learner whose link never worked is never promoted); and only when its match
- * is within the configured lag of the leader's log. */
+ * learner whose link never worked is never promoted); not before this node
+ * applied the record of the learner's data directory and the learner holds
+ * every entry this node applied, that record among them (a directory that
+ * joined grants no vote until its own log records it, replica.h: promoted
+ * earlier, it is a failed voter until the next append reaches it, and for
+ * good if this leader dies first and the rest need its vote); and only
+ * when its match is within the configured lag of the leader's log. */
 static bool promotable(const struct api_member *m, const struct raft_status *st, raft_id id)
 {
     const struct kv *kv = replica_kv(m->n->rp);
     const struct raft_progress_status *ps = progress_of(st, id);
-    return !kv_keep_learner(kv, id) && kv_applied_index(kv) >= st->conf_index &&
+    return !kv_keep_learner(kv, id) && replica_incarnation(m->n->rp, id) && ps &&
+           ps->match >= kv_applied_index(kv) && kv_applied_index(kv) >= st->conf_index &&
            st->commit >= st->conf_index && ps && ps->recent_active &&
            ps->match >= st->conf_index && ps->match + m->max_lag >= st->last_index;
 }

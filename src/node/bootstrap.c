@@ -4,7 +4,8 @@
  * node's data directory means the data was lost (refuse to start, exit 78,
  * name the fix); one that lists it unrecorded or not at all means join and
  * wait for the leader; only a majority of empty initial members bootstraps
- * (never with --join).
+ * (never with --join).  Whether the directory joined is kept in its
+ * identity file: it grants no vote until the log records it (replica.h).
  */
 #include "node/node_int.h"
 
@@ -58,6 +59,7 @@ int bootstrap_identity(struct node *n, const char *data_dir, char *err, size_t e
     struct identity id;
     int rv = identity_load(data_dir, &id, err, errlen);
     if (rv == -ENOENT) {
+        memset(&id, 0, sizeof(id));
         memcpy(id.cluster_id, cid, sizeof(cid));
         id.node_id = n->id;
         if ((rv = identity_new_incarnation(&id.incarnation)) < 0) {
@@ -105,6 +107,24 @@ static int save(struct bootstrap *b, char *err, size_t errlen)
     return rv;
 }
 
+/* Whether this empty directory joined a running cluster: kept in the
+ * identity file, since a joined directory grants no vote until the log
+ * records it, across restarts too (replica_set_identity).  A directory
+ * that joined once and then bootstraps (no cluster answered after all)
+ * never held anything of a running cluster's: it votes. */
+static int decide_joined(struct bootstrap *b, bool joined, char *err, size_t errlen)
+{
+    struct node *n = b->n;
+    if (n->ident.joined != joined) {
+        n->ident.joined = joined;
+        b->unsaved = true;
+    }
+    int rv = save(b, err, errlen);
+    if (rv == 0)
+        replica_set_identity(n->rp, n->ident.incarnation, joined);
+    return rv;
+}
+
 bool bootstrap_deciding(const struct node *n)
 {
     return n->boot && n->boot->deciding;
@@ -136,7 +156,8 @@ static void fail_start(struct bootstrap *b, int code, const char *fmt, ...)
 static void decide_bootstrap(struct bootstrap *b)
 {
     char err[256];
-    if (save(b, err, sizeof(err)) < 0 || replica_bootstrap(b->n->rp, err, sizeof(err)) < 0) {
+    if (decide_joined(b, false, err, sizeof(err)) < 0 ||
+        replica_bootstrap(b->n->rp, err, sizeof(err)) < 0) {
         fail_start(b, 1, "cannot bootstrap: %s", err);
         return;
     }
@@ -146,7 +167,14 @@ static void decide_bootstrap(struct bootstrap *b)
 static void decide_join(struct bootstrap *b, const struct probe_seen *p)
 {
     char err[256];
-    if (save(b, err, sizeof(err)) < 0) {
+    /* A cluster that never held an election (term 1: its members only
+     * bootstrapped) has recorded no directory, so this one cannot be a
+     * recorded member that lost its data; and it is the usual race of a
+     * cluster's first start (one member bootstrapped, the rest join it),
+     * where the joiners' votes elect the first leader: withholding them
+     * would leave the cluster without one. */
+    bool joined = p->r.term > 1;
+    if (decide_joined(b, joined, err, sizeof(err)) < 0) {
         fail_start(b, 1, "%s", err);
         return;
     }
@@ -227,6 +255,7 @@ int bootstrap_start(struct node *n, bool join, char *err, size_t errlen)
 {
     struct bootstrap *b = n->boot;
     b->join = join;
+    replica_set_identity(n->rp, n->ident.incarnation, n->ident.joined);
     if (!replica_empty(n->rp)) {
         /* Data from before identity files existed: adopt it as it is. */
         int rv = save(b, err, errlen);
@@ -267,7 +296,7 @@ void bootstrap_on_probe(struct node *n, const struct peer_decoded *d)
         r = (struct peer_probe_reply){
             .state = PEER_PROBE_DATA, .term = st.term, .commit = st.commit,
             .is_member = m != NULL, .role = m ? m->role : 0,
-            .recorded_incarnation = kv_incarnation(replica_kv(n->rp), d->from_id)};
+            .recorded_incarnation = replica_incarnation(n->rp, d->from_id)};
     }
     peer_send_probe(n, d->from_id, &r);
 }

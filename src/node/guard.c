@@ -4,9 +4,12 @@
  * a member nor a [node.N] of the config, any Raft message while an empty
  * node is still deciding whether to bootstrap, and votes (and higher terms)
  * from a member whose data directory is not the one the cluster recorded (a
- * wiped node must never vote under its old identity).  A leader records each member's
- * incarnation in the log once the member holds data.  Both rules are
- * replica.c's (replica_incarnation_refused, replica_record_incarnation),
+ * wiped node must never vote under its old identity); and, on a node whose
+ * directory joined and is not recorded yet, vote requests and TimeoutNow (it
+ * grants no vote until recorded).  A leader records each member's
+ * incarnation in the log once the member holds data.  The rules are
+ * replica.c's (replica_incarnation_refused, replica_vote_withheld,
+ * replica_record_incarnation),
  * which the simulator drives too; this file logs and counts.  Probes go to
  * bootstrap.c.  (Cluster name and id were already checked by peer_decode.)
  */
@@ -20,10 +23,11 @@
 #include <stdlib.h>
 
 struct guard {
-    struct net_ratelimit refuse_rl, vote_rl, impostor_rl;
+    struct net_ratelimit refuse_rl, vote_rl, impostor_rl, withheld_rl;
     uint64_t impostors; /* frames whose sender is not the link's certificate */
     uint64_t refused;
     uint64_t votes_dropped;
+    uint64_t votes_withheld; /* requests this node, joined and unrecorded, left unanswered */
 };
 
 int guard_new(struct node *n)
@@ -34,6 +38,7 @@ int guard_new(struct node *n)
     n->guard->refuse_rl.interval = 60.0; /* a misconfigured node retries forever */
     n->guard->vote_rl.interval = 10.0;
     n->guard->impostor_rl.interval = 10.0;
+    n->guard->withheld_rl.interval = 10.0;
     return 0;
 }
 
@@ -152,6 +157,19 @@ bool guard_admit(struct node *n, struct net_conn *c, const struct peer_decoded *
                      (unsigned long long)d->from_id,
                      (unsigned long long)d->incarnation, (unsigned long long)recorded,
                      (unsigned long long)more);
+        return false;
+    }
+    if (replica_vote_withheld(n->rp, &d->msg)) {
+        uint64_t more;
+        g->votes_withheld++;
+        if (net_ratelimit_ok(&g->withheld_rl, ev_now(n->loop), &more))
+            log_notice("not answering a %s (term %llu) from node %llu: this node joined with an "
+                       "empty data directory and votes only once its log records that directory "
+                       "(incarnation %016llx), which the leader does once it holds data (%llu "
+                       "more not logged)",
+                       raft_msg_type_name(d->msg.type), (unsigned long long)d->msg.term,
+                       (unsigned long long)d->from_id, (unsigned long long)n->ident.incarnation,
+                       (unsigned long long)more);
         return false;
     }
     if (replica_record_incarnation(n->rp, d->from_id, d->incarnation, now_ms(n)) == 1) {

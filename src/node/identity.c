@@ -1,6 +1,9 @@
 /* identity.c - the cluster id from raftkv.conf and the data directory's
  * `identity` file: "RKID", u32 version, 16-byte cluster id, u32 node id,
- * u64 incarnation, u32 CRC32C of the preceding bytes; little-endian.
+ * u64 incarnation, [version 2: u32 flags, bit 0 joined], u32 CRC32C of the
+ * preceding bytes; little-endian.  A directory that did not join is
+ * written as version 1, which every release reads; one that joined needs
+ * version 2 (older releases refuse it as damaged rather than let it vote).
  */
 #include "node/identity.h"
 
@@ -15,8 +18,9 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#define ID_VERSION 1
-#define ID_LEN (4 + 4 + PEER_CLUSTER_ID_LEN + 4 + 8 + 4)
+#define ID_LEN_V1 (4 + 4 + PEER_CLUSTER_ID_LEN + 4 + 8 + 4)
+#define ID_LEN_V2 (ID_LEN_V1 + 4)
+#define ID_FLAG_JOINED 1u
 
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 {
@@ -95,7 +99,7 @@ int identity_load(const char *data_dir, struct identity *out, char *err, size_t 
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    uint8_t b[ID_LEN + 1];
+    uint8_t b[ID_LEN_V2 + 1];
     ssize_t n = read(fd, b, sizeof(b));
     int e = errno;
     close(fd);
@@ -103,14 +107,19 @@ int identity_load(const char *data_dir, struct identity *out, char *err, size_t 
         snprintf(err, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
-    if (n != ID_LEN || memcmp(b, "RKID", 4) != 0 || get_le32(b + 4) != ID_VERSION ||
-        crc32c(0, b, ID_LEN - 4) != get_le32(b + ID_LEN - 4) || get_le64(b + 28) == 0) {
+    uint32_t version = n >= 8 ? get_le32(b + 4) : 0;
+    ssize_t len = version == 1 ? ID_LEN_V1 : ID_LEN_V2;
+    uint32_t flags = version == 2 && n == len ? get_le32(b + 36) : 0;
+    if (n != len || memcmp(b, "RKID", 4) != 0 || (version != 1 && version != 2) ||
+        crc32c(0, b, (size_t)len - 4) != get_le32(b + len - 4) || get_le64(b + 28) == 0 ||
+        (flags & ~ID_FLAG_JOINED)) {
         snprintf(err, errlen, "%s is damaged (%zd bytes, bad header or checksum)", path, n);
         return -EBADMSG;
     }
     memcpy(out->cluster_id, b + 8, PEER_CLUSTER_ID_LEN);
     out->node_id = get_le32(b + 24);
     out->incarnation = get_le64(b + 28);
+    out->joined = flags & ID_FLAG_JOINED;
     return 0;
 }
 
@@ -119,18 +128,21 @@ int identity_save(const char *data_dir, const struct identity *id, char *err, si
     char path[4096], tmp[4200];
     snprintf(path, sizeof(path), "%s/%s", data_dir, IDENTITY_FILE);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    uint8_t b[ID_LEN];
+    uint8_t b[ID_LEN_V2];
+    size_t len = id->joined ? ID_LEN_V2 : ID_LEN_V1;
     memcpy(b, "RKID", 4);
-    put_le32(b + 4, ID_VERSION);
+    put_le32(b + 4, id->joined ? 2 : 1);
     memcpy(b + 8, id->cluster_id, PEER_CLUSTER_ID_LEN);
     put_le32(b + 24, id->node_id);
     put_le64(b + 28, id->incarnation);
-    put_le32(b + ID_LEN - 4, crc32c(0, b, ID_LEN - 4));
+    if (id->joined)
+        put_le32(b + 36, ID_FLAG_JOINED);
+    put_le32(b + len - 4, crc32c(0, b, len - 4));
     const char *what = tmp;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0)
         goto fail;
-    if (write(fd, b, sizeof(b)) != (ssize_t)sizeof(b) || fsync(fd) < 0) {
+    if (write(fd, b, len) != (ssize_t)len || fsync(fd) < 0) {
         int e = errno ? errno : EIO;
         close(fd);
         errno = e;

@@ -2,7 +2,8 @@
  * raftkv.conf or derived from it), and the `identity` file in the data
  * directory holding cluster id, node id and the directory's incarnation, a
  * random number drawn when the directory is first initialised, so a wiped
- * and re-initialised directory is told apart from the one it replaced.
+ * and re-initialised directory is told apart from the one it replaced, and
+ * whether it joined (bootstrap.c decides).
  */
 #ifndef RAFTKV_NODE_IDENTITY_H
 #define RAFTKV_NODE_IDENTITY_H
@@ -20,6 +21,10 @@ struct identity {
     uint8_t cluster_id[PEER_CLUSTER_ID_LEN];
     uint32_t node_id;
     uint64_t incarnation; /* never 0 */
+    /* The directory started empty and joined a running cluster instead of
+     * bootstrapping one: it grants no vote until the log records it
+     * (replica_set_identity).  false in files older than this flag. */
+    bool joined;
 };
 
 /* [cluster] id, or when it is empty a hash of the name and the sorted

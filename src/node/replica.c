@@ -57,6 +57,23 @@ struct replica {
         raft_term term;
     } rec[RAFT_MAX_MEMBERS];
 
+    /* This data directory (replica_set_identity): its incarnation, and
+     * whether it started empty and joined instead of bootstrapping. */
+    uint64_t self_inc;
+    bool joined;
+    /* Whether this node withholds its vote, for the log it was computed
+     * on (withholding() reads the log tail; ticks ask it often). */
+    struct {
+        bool valid, value;
+        raft_index last, applied, incs;
+        raft_term last_term;
+    } wh;
+
+    /* The incarnation file as loaded at start-up or last queued: while its
+     * index is past the state machine's it is the applied view (a restart
+     * from an older snapshot; see "the incarnation file" below). */
+    struct replica_incarnations incs;
+
     int err;
     char errmsg[256];
 };
@@ -80,6 +97,9 @@ static void fail(struct replica *rp, int err, const char *fmt, ...)
      * STATUS= move on at once instead of after a timeout. */
     rp->hooks.soft_state(rp->hooks.arg, RAFT_NONE, RAFT_FOLLOWER, raft_current_term(rp->raft));
 }
+
+static const char *io_errmsg(struct replica *rp, int err);
+static bool withholding(struct replica *rp);
 
 /* ---- start-up --------------------------------------------------------- */
 
@@ -172,6 +192,81 @@ static int restore(struct replica *rp, char *err, size_t errlen)
     return 0;
 }
 
+/* The incarnation file (storage.h): the records the state machine had
+ * applied at some index.  A restart rolls the state machine back to its
+ * snapshot, and a record applied since then is back in the unapplied tail,
+ * where a forget does not count (replica.h: a tail entry only adds
+ * refusals) until a leader's commit index lets it apply again.  A member
+ * whose snapshot predates a member replace would refuse the votes of that
+ * member's new directory meanwhile, and with one more voter rightly
+ * refused, no candidate might reach a quorum (FINDINGS.md 8).  With the
+ * file the restarted node knows every record it had applied.
+ *
+ * Why a file of its own and not etcd's HardState.Commit (persist the commit
+ * index, apply up to it at start-up): the file's content is a fact of the
+ * committed history whatever this node's log holds, so it may be written
+ * at any moment, in any order against the log.  A commit index in `meta` is
+ * not: the store writes meta before it syncs the log of the same group
+ * commit, so a crash between them would leave a commit index over entries
+ * that are lost, or stale ones a truncation had not yet replaced on disk;
+ * and writing meta at every commit would add a rename and two fsyncs to
+ * every group commit, where the file is written once per record.
+ *
+ * The file is queued in the ready round that applies the record (apply()).
+ * A crash before it lands leaves the view from before the record plus the
+ * record in the log tail (the core applies only entries durable here),
+ * which only refuses more (safe) and is what the node had before this file.
+ * Waiting for the write before applying would not narrow that: what a
+ * restart knows depends on what reached the disk, not on when the record
+ * was applied.  A damaged file is ignored for the same reason.  Old data
+ * directories have none: they start as they did. */
+static void load_incarnations(struct replica *rp)
+{
+#ifdef REPLICA_BREAK_INCFILE
+    /* Test builds: a restart knows only its snapshot and log, as before. */
+    return;
+#endif
+    if (!rp->io.incarnations_load || rp->empty)
+        return;
+    struct replica_incarnations inc;
+    int rv = rp->io.incarnations_load(rp->io.arg, &inc);
+    if (rv == -ENOENT)
+        return;
+    if (rv < 0) {
+        log_warn("incarnation file: %s; ignored (data-directory records are known from the "
+                 "snapshot and log only)", rv == -EBADMSG ? "damaged" : strerror(-rv));
+        return;
+    }
+    if (inc.index <= kv_applied_index(rp->kv))
+        return; /* the snapshot is at least as new */
+    rp->incs = inc;
+    log_info("incarnation file: %u data-directory records as of index %llu", inc.n,
+             (unsigned long long)inc.index);
+}
+
+/* The state machine's records changed at the entry just applied: write the
+ * file, unless it already holds a newer state (entries applied again after
+ * a restart). */
+static void save_incarnations(struct replica *rp)
+{
+    raft_index index = kv_applied_index(rp->kv);
+    if (!rp->io.incarnations_save || index <= rp->incs.index)
+        return;
+    struct replica_incarnations inc = {.index = index};
+    uint64_t ids[REPLICA_MAX_INCARNATIONS], incs[REPLICA_MAX_INCARNATIONS];
+    inc.n = (uint32_t)kv_incarnation_list(rp->kv, ids, incs, REPLICA_MAX_INCARNATIONS);
+    for (uint32_t i = 0; i < inc.n; i++) {
+        inc.m[i].id = ids[i];
+        inc.m[i].incarnation = incs[i];
+    }
+    int rv = rp->io.incarnations_save(rp->io.arg, &inc, &rp->last_seq);
+    if (rv < 0) {
+        fail(rp, rv, "cannot save the incarnation file: %s", io_errmsg(rp, rv));
+        return;
+    }
+    rp->incs = inc;
+}
+
 void replica_config_defaults(struct replica_config *cfg, raft_id id)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -214,6 +309,7 @@ int replica_open(struct replica **out, const struct replica_config *cfg,
         replica_close(rp);
         return rv;
     }
+    load_incarnations(rp);
     *out = rp;
     return 0;
 }
@@ -342,8 +438,11 @@ static void apply(struct replica *rp, const struct raft_entry *e)
     int rv;
     if (e->type == RAFT_ENTRY_NORMAL && e->len) {
         struct kv_result res;
+        uint64_t gen = kv_incarnation_gen(rp->kv);
         rv = kv_apply(rp->kv, e->index, e->data, e->len, &res);
         if (rv == KV_OK) {
+            if (kv_incarnation_gen(rp->kv) != gen)
+                save_incarnations(rp);
             rp->hooks.applied(rp->hooks.arg, e, &res);
             return;
         }
@@ -639,6 +738,10 @@ int replica_tick(struct replica *rp)
 {
     if (rp->err)
         return REPLICA_EFAILED;
+    /* A node withholding its vote does not campaign (see withholding());
+     * a leader keeps ticking: heartbeats. */
+    if (raft_role(rp->raft) != RAFT_LEADER && withholding(rp))
+        return 0;
     raft_tick(rp->raft);
     return 0;
 }
@@ -708,15 +811,40 @@ static uint64_t entry_records(const struct raft_entry *e, raft_id member)
     return entry_is_record(e, member, &inc) ? inc : 0;
 }
 
-/* An incarnation recorded for member other than inc: in the applied state,
+/* The incarnation the applied history records for member (0: none): the
+ * state machine's, or the incarnation file's while that is newer (after a
+ * restart from an older snapshot, until the state machine passes it). */
+static uint64_t applied_record(const struct replica *rp, raft_id member)
+{
+    if (rp->incs.index <= kv_applied_index(rp->kv))
+        return kv_incarnation(rp->kv, member);
+    for (uint32_t i = 0; i < rp->incs.n; i++)
+        if (rp->incs.m[i].id == member)
+            return rp->incs.m[i].incarnation;
+    return 0;
+}
+
+uint64_t replica_incarnation(const struct replica *rp, raft_id member)
+{
+    return applied_record(rp, member);
+}
+
+/* The first log index past what applied_record() covers: "the tail". */
+static raft_index tail_first(const struct replica *rp)
+{
+    raft_index applied = kv_applied_index(rp->kv);
+    return (rp->incs.index > applied ? rp->incs.index : applied) + 1;
+}
+
+/* An incarnation recorded for member other than inc: in the applied view,
  * or in the log beyond it (see replica.h).  0 if none. */
 static uint64_t recorded_other(const struct replica *rp, raft_id member, uint64_t inc)
 {
-    uint64_t rec = kv_incarnation(rp->kv, member);
+    uint64_t rec = applied_record(rp, member);
     if (rec && rec != inc)
         return rec;
     raft_index last = raft_last_index(rp->raft);
-    for (raft_index i = kv_applied_index(rp->kv) + 1; i <= last; i++) {
+    for (raft_index i = tail_first(rp); i <= last; i++) {
         struct raft_entry e;
         if (raft_entry_at(rp->raft, i, &e) != 0)
             continue;
@@ -727,19 +855,101 @@ static uint64_t recorded_other(const struct replica *rp, raft_id member, uint64_
     return 0;
 }
 
-/* The incarnation the newest RECORD_INCARNATION of member in the log beyond
- * the applied index records: 0 if there is none or it is a forget. */
+/* Whether the tail holds a RECORD_INCARNATION of member; *inc gets what the
+ * newest one records (0: a forget). */
+static bool newest_in_tail(const struct replica *rp, raft_id member, uint64_t *inc)
+{
+    bool found = false;
+    raft_index last = raft_last_index(rp->raft);
+    for (raft_index i = tail_first(rp); i <= last; i++) {
+        struct raft_entry e;
+        uint64_t r;
+        if (raft_entry_at(rp->raft, i, &e) == 0 && entry_is_record(&e, member, &r)) {
+            *inc = r;
+            found = true;
+        }
+    }
+    return found;
+}
+
+/* The incarnation the newest RECORD_INCARNATION of member in the tail
+ * records: 0 if there is none or it is a forget. */
 static uint64_t newest_logged(const struct replica *rp, raft_id member)
 {
-    uint64_t newest = 0;
-    raft_index last = raft_last_index(rp->raft);
-    for (raft_index i = kv_applied_index(rp->kv) + 1; i <= last; i++) {
-        struct raft_entry e;
-        uint64_t inc;
-        if (raft_entry_at(rp->raft, i, &e) == 0 && entry_is_record(&e, member, &inc))
-            newest = inc;
+    uint64_t inc = 0;
+    return newest_in_tail(rp, member, &inc) ? inc : 0;
+}
+
+/* What this node's log says member's directory is now, applied or not: the
+ * newest record in the tail, else the applied one (0: none, or forgotten). */
+static uint64_t newest_record(const struct replica *rp, raft_id member)
+{
+    uint64_t inc = 0;
+    return newest_in_tail(rp, member, &inc) ? inc : applied_record(rp, member);
+}
+
+/* ---- the voter's side: a joined directory votes once recorded ----------
+ * The rule above lives on the candidate's side, and a candidate knows only
+ * the records its own log holds.  A member removed long ago and added back
+ * with its old log does not hold the record of a member that was wiped
+ * since; started, it is a voter in its stale configuration, may time out
+ * before the leader reaches it, and the wiped member (empty log) grants its
+ * vote: with a stale configuration of three, that vote elects a leader that
+ * lacks committed entries (FINDINGS.md 6, 5-node seed 4149).  So the check
+ * moves to the voter: a node whose data directory started empty and joined
+ * (did not bootstrap: raftkv-node's identity file says so) grants no vote,
+ * pre-vote included, until its own log records its current directory.  It
+ * does not stand either (its self-vote is such a vote): its election clock
+ * stops and TimeoutNow is dropped.  Once recorded, its votes are those of
+ * the directory the history knows: a leader records a directory only once
+ * it applied the forget of the one before (replica_record_incarnation), so
+ * the history no longer names the lost one, and the log that reaches the
+ * record holds every entry committed before it.  A bootstrapped directory
+ * never lost anything and votes from the start.  Until recorded the node is
+ * a failed voter, as it already was to every member that holds its old
+ * record; the leader records it as soon as it acknowledges data, which a
+ * learner does long before it is caught up and promoted. */
+static bool withholding(struct replica *rp)
+{
+#ifdef REPLICA_BREAK_JOINED
+    /* Test builds: the voter-side rule off. */
+    return false;
+#endif
+    if (!rp->joined)
+        return false;
+    raft_index last = raft_last_index(rp->raft), applied = kv_applied_index(rp->kv);
+    struct raft_entry e;
+    raft_term last_term = raft_entry_at(rp->raft, last, &e) == 0 ? e.term : 0;
+    /* Same last (index, term): the same log (Log Matching). */
+    if (!rp->wh.valid || rp->wh.last != last || rp->wh.last_term != last_term ||
+        rp->wh.applied != applied || rp->wh.incs != rp->incs.index) {
+        rp->wh.value = newest_record(rp, rp->cfg.raft.id) != rp->self_inc;
+        rp->wh.valid = true;
+        rp->wh.last = last;
+        rp->wh.last_term = last_term;
+        rp->wh.applied = applied;
+        rp->wh.incs = rp->incs.index;
     }
-    return newest;
+    return rp->wh.value;
+}
+
+void replica_set_identity(struct replica *rp, uint64_t incarnation, bool joined)
+{
+    rp->self_inc = incarnation;
+    rp->joined = joined && incarnation;
+    rp->wh.valid = false;
+}
+
+bool replica_withholding(struct replica *rp)
+{
+    return !rp->err && withholding(rp);
+}
+
+bool replica_vote_withheld(struct replica *rp, const struct raft_msg *m)
+{
+    return (m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE ||
+            m->type == RAFT_MSG_TIMEOUT_NOW) &&
+           withholding(rp);
 }
 
 bool replica_incarnation_refused(const struct replica *rp, const struct raft_msg *m,
@@ -780,6 +990,8 @@ int replica_step_from(struct replica *rp, uint64_t incarnation, const struct raf
         return REPLICA_EFAILED;
     if (replica_incarnation_refused(rp, m, incarnation, NULL))
         return REPLICA_ESTALEINC;
+    if (replica_vote_withheld(rp, m))
+        return REPLICA_EWITHHELD;
     return raft_step(rp->raft, m);
 }
 
@@ -815,7 +1027,7 @@ int replica_record_incarnation(struct replica *rp, raft_id member, uint64_t inca
                                uint64_t time_ms)
 {
     if (rp->err || !incarnation || raft_role(rp->raft) != RAFT_LEADER ||
-        kv_incarnation(rp->kv, member))
+        applied_record(rp, member))
         return 0;
     /* One proposal per member and term: a lost one (the leader changed) is
      * proposed again by the next leader. */

@@ -141,7 +141,8 @@ int replica_entry_at(const struct replica *rp, raft_index index, struct raft_ent
  * now and goes through.  raftkv-node (guard.c) and the simulator (tests/sim) both decide
  * with these functions.
  *
- * "Recorded" means applied to the state machine, or in a RECORD_INCARNATION
+ * "Recorded" means applied (by the state machine, or as the incarnation
+ * file has it after a restart: see replica.c), or in a RECORD_INCARNATION
  * entry of the log not applied yet (a node that restarted learns its commit
  * index only from the next leader, yet it may stand for election before):
  * for votes a tail entry can only add a refusal, never lift one.  A higher
@@ -151,13 +152,18 @@ int replica_entry_at(const struct replica *rp, raft_index index, struct raft_ent
  * and with them a leader of a higher term (for good, on a learner, which
  * hears from the leader alone). */
 
+/* The incarnation the applied history records for member (0: none): the
+ * state machine's, or the incarnation file's while that is newer. */
+uint64_t replica_incarnation(const struct replica *rp, raft_id member);
+
 /* True when m (from m->from, whose messages carry incarnation) must be
  * dropped: a vote, or a higher term, from a data directory other than the
  * one recorded for the sender.  *recorded (may be NULL) gets the recorded
  * incarnation that differs, or 0. */
 bool replica_incarnation_refused(const struct replica *rp, const struct raft_msg *m,
                                  uint64_t incarnation, uint64_t *recorded);
-/* replica_step(), unless replica_incarnation_refused(): REPLICA_ESTALEINC. */
+/* replica_step(), unless replica_incarnation_refused(): REPLICA_ESTALEINC,
+ * or replica_vote_withheld(): REPLICA_EWITHHELD (below). */
 enum { REPLICA_ESTALEINC = -101 };
 int replica_step_from(struct replica *rp, uint64_t incarnation, const struct raft_msg *m);
 /* Propose a cluster-bookkeeping kv command (no session; cmd->time_ms set by
@@ -176,6 +182,23 @@ int replica_propose_incarnation(struct replica *rp, raft_id member, uint64_t inc
  * to do, <0 the proposal failed. */
 int replica_record_incarnation(struct replica *rp, raft_id member, uint64_t incarnation,
                                uint64_t time_ms);
+
+/* This node's own data directory: its incarnation, and whether it started
+ * empty and joined a running cluster rather than bootstrapping one (kept
+ * across restarts by the owner: raftkv-node's identity file).  A joined
+ * directory grants no vote, pre-vote included, and does not campaign until
+ * its own log records its incarnation: a candidate whose log is older than
+ * the record of this member's previous directory would take its vote
+ * (FINDINGS.md 6).  Call before the first input; a bootstrapped or older
+ * directory (joined false) votes as ever. */
+void replica_set_identity(struct replica *rp, uint64_t incarnation, bool joined);
+/* Whether this node withholds its vote now (above). */
+bool replica_withholding(struct replica *rp);
+/* True when m must be dropped because this node withholds its vote: a vote
+ * or pre-vote request, or TimeoutNow. */
+bool replica_vote_withheld(struct replica *rp, const struct raft_msg *m);
+/* replica_step_from()'s answer for those. */
+enum { REPLICA_EWITHHELD = -102 };
 
 /* Nothing was on disk at start-up and nothing was bootstrapped since. */
 bool replica_empty(const struct replica *rp);

@@ -19,6 +19,20 @@
 
 struct kv;
 
+/* The data-directory incarnations (replica.h) that the state machine had
+ * recorded once it applied index: a fact of the committed history, kept in
+ * a file of its own so that a restart from an older snapshot still knows
+ * the records applied since (replica.c, "the incarnation file"). */
+#define REPLICA_MAX_INCARNATIONS 64
+struct replica_incarnations {
+    raft_index index; /* 0: none */
+    uint32_t n;
+    struct {
+        raft_id id;           /* increasing */
+        uint64_t incarnation; /* never 0 */
+    } m[REPLICA_MAX_INCARNATIONS];
+};
+
 struct replica_storage {
     void *arg;
     /* ---- recovery: what is durable at start-up ---- */
@@ -57,6 +71,14 @@ struct replica_storage {
     void (*snapshot_discard)(void *arg);
     /* Entries up to upto (covered by the durable snapshot) may go. */
     int (*compact)(void *arg, raft_index upto, uint64_t *seq);
+
+    /* ---- the incarnation file: optional, both or neither (NULL: a
+     * restart knows only the records of its snapshot and log) ---- */
+    /* What the newest durable save wrote; -ENOENT if none, -EBADMSG if it
+     * is damaged (the replica then does without it). */
+    int (*incarnations_load)(void *arg, struct replica_incarnations *out);
+    /* Atomically replace it, in order with the other writes. */
+    int (*incarnations_save)(void *arg, const struct replica_incarnations *inc, uint64_t *seq);
 
     /* Why the last call failed, for the operator ("" if it does not know). */
     const char *(*errmsg)(void *arg);

@@ -1,12 +1,14 @@
 /* storage_store.c - the replica's storage table over src/store: raft
  * entries and snapshot metadata mapped to store records and the store's
- * opaque membership blob, the store's log lines sent to the node's log, and
+ * opaque membership blob, the incarnation file's bytes (replica.c keeps the
+ * records there), the store's log lines sent to the node's log, and
  * the background snapshot writer: a forked child that streams its
  * copy-on-write view of the dictionary into the store's snapshot.bg, watched
  * through a pidfd.
  */
 #include "node/storage_store.h"
 
+#include "common/endian.h"
 #include "common/log.h"
 #include "store/store.h"
 
@@ -163,6 +165,54 @@ static int ss_snapshot_save(void *arg, const struct raft_snapshot_meta *meta, co
     struct store_snap_meta sm;
     meta_to_store(meta, &sm);
     return store_snapshot_save(ss->st, &sm, data, len, seq);
+}
+
+/* ---- the incarnation file ------------------------------------------------
+ * The store keeps the bytes (with its own magic, version and CRC); this is
+ * what they hold: u64 index, u32 count, then count x (u64 member id, u64
+ * incarnation), little-endian, ids increasing, nothing zero. */
+#define INC_ITEM 16
+
+static int ss_incarnations_save(void *arg, const struct replica_incarnations *inc, uint64_t *seq)
+{
+    struct storage_store *ss = arg;
+    if (inc->n > REPLICA_MAX_INCARNATIONS)
+        return -EINVAL;
+    uint8_t b[12 + REPLICA_MAX_INCARNATIONS * INC_ITEM];
+    put_le64(b, inc->index);
+    put_le32(b + 8, inc->n);
+    for (uint32_t i = 0; i < inc->n; i++) {
+        put_le64(b + 12 + i * INC_ITEM, inc->m[i].id);
+        put_le64(b + 20 + i * INC_ITEM, inc->m[i].incarnation);
+    }
+    return store_incarnations_save(ss->st, b, 12 + (size_t)inc->n * INC_ITEM, seq);
+}
+
+static int ss_incarnations_load(void *arg, struct replica_incarnations *out)
+{
+    struct storage_store *ss = arg;
+    void *data = NULL;
+    size_t len = 0;
+    int rv = store_incarnations_load(ss->st, &data, &len);
+    if (rv < 0)
+        return rv;
+    const uint8_t *b = data;
+    uint32_t n = len >= 12 ? get_le32(b + 8) : 0;
+    rv = len >= 12 && n <= REPLICA_MAX_INCARNATIONS && len == 12 + (size_t)n * INC_ITEM ? 0
+                                                                                       : -EBADMSG;
+    memset(out, 0, sizeof(*out));
+    for (uint32_t i = 0; rv == 0 && i < n; i++) {
+        out->m[i].id = get_le64(b + 12 + i * INC_ITEM);
+        out->m[i].incarnation = get_le64(b + 20 + i * INC_ITEM);
+        if (!out->m[i].id || !out->m[i].incarnation || (i && out->m[i].id <= out->m[i - 1].id))
+            rv = -EBADMSG;
+    }
+    if (rv == 0) {
+        out->index = get_le64(b);
+        out->n = n;
+    }
+    free(data);
+    return rv;
 }
 
 /* ---- the background snapshot writer ------------------------------------ */
@@ -434,6 +484,8 @@ int storage_store_open(struct storage_store **out, struct replica_storage *ops, 
         .snapshot_adopt = ss_snapshot_adopt,
         .snapshot_discard = ss_snapshot_discard,
         .compact = ss_compact,
+        .incarnations_load = ss_incarnations_load,
+        .incarnations_save = ss_incarnations_save,
         .errmsg = ss_errmsg,
         .close = ss_close,
     };

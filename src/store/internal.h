@@ -182,11 +182,17 @@ int snap_adopt(const char *snapdir, int dirfd, const struct store_snap_meta *met
                enum store_snap_src src, struct snap_file *sf, struct serr *e);
 void snap_close(struct snap_file *sf);
 
+/* ---- the incarnation file (incfile.c) ---- */
+#define INC_NAME "incarnations"
+/* -ENOENT (no message) if absent; *data malloc'd. */
+int inc_load(const char *dir, void **data, size_t *len, struct serr *e);
+int inc_save(const char *dir, int dirfd, const void *data, size_t len, struct serr *e);
+
 /* ---- lock (lock.c) ---- */
 int dir_lock(const char *dir, int *dirfd, struct serr *e);
 
 /* ---- the store (store.c, writer.c) ---- */
-enum op_kind { OP_APPEND, OP_SNAP, OP_ADOPT, OP_COMPACT };
+enum op_kind { OP_APPEND, OP_SNAP, OP_ADOPT, OP_COMPACT, OP_INC };
 
 struct op {
     struct op *next;
@@ -203,6 +209,7 @@ struct op {
     bool reset; /* log does not contain meta.index/term: discard it */
     /* OP_COMPACT */
     uint64_t upto;
+    /* OP_APPEND: the frames; OP_INC: the incarnation file's data */
     size_t len;
     uint8_t *buf;
 };

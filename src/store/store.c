@@ -176,6 +176,7 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     if ((rc = dir_lock(dir, &st->dirfd, &e)) < 0)
         goto fail;
     remove_stale_tmp(dir, "meta.tmp");
+    remove_stale_tmp(dir, INC_NAME ".tmp");
     if ((rc = meta_load(dir, &st->hs, &e)) < 0)
         goto fail;
     if ((rc = dir_open_or_create(st->snapdir, &e)) < 0)
@@ -476,6 +477,32 @@ int store_compact(struct store *st, uint64_t upto, uint64_t *seq)
     op->upto = upto;
     enqueue(st, op, seq);
     return 0;
+}
+
+int store_incarnations_save(struct store *st, const void *data, size_t len, uint64_t *seq)
+{
+    int rc = check_failed(st);
+    if (rc < 0)
+        return rc;
+    if (len > STORE_INC_MAX || (len && !data))
+        return -EINVAL;
+    struct op *op = op_new(OP_INC, len);
+    if (!op)
+        return -ENOMEM;
+    if (len)
+        memcpy(op->buf, data, len);
+    enqueue(st, op, seq);
+    return 0;
+}
+
+int store_incarnations_load(struct store *st, void **data, size_t *len)
+{
+    struct serr e = {0};
+    int rc = inc_load(st->dir, data, len, &e);
+    if (rc == -ENOENT || rc == -ENOMEM || rc == 0)
+        return rc;
+    store_logf(&st->opts, STORE_LOG_WARN, "%s", e.msg);
+    return -EBADMSG;
 }
 
 /* ---- completion ---- */

@@ -1,7 +1,8 @@
 /* store.h - durable flat-file storage of one node: the Raft log (segment
- * files under log/), the hard state (term, vote in `meta`) and the newest
- * snapshot (snap/snapshot).  No dependency on src/raft: the node layer maps
- * raft entries to store_record and raft_conf to the opaque conf blob.
+ * files under log/), the hard state (term, vote in `meta`), the newest
+ * snapshot (snap/snapshot) and the incarnation file (`incarnations`).  No
+ * dependency on src/raft: the node layer maps raft entries to store_record,
+ * raft_conf to the opaque conf blob, and fills the incarnation file.
  *
  * Threading.  One thread owns a struct store (the node's event loop) and makes
  * every call except store_read(), store_snapshot_read() and store_wait(), which
@@ -173,6 +174,16 @@ void store_snapshot_reader_close(int fd);
 /* Delete whole segments whose records are all <= upto; upto must be covered
  * by the snapshot.  Records up to upto may remain (segment granularity). */
 int store_compact(struct store *st, uint64_t upto, uint64_t *seq);
+
+/* --- the incarnation file: opaque bytes of the node layer (the data-
+ * directory incarnations its state machine applied), in the file
+ * `incarnations`, replaced atomically in order with the other writes --- */
+#define STORE_INC_MAX 4096
+int store_incarnations_save(struct store *st, const void *data, size_t len, uint64_t *seq);
+/* What the newest durable save wrote, into a malloc'd *data (free() it).
+ * -ENOENT if there is none, -EBADMSG if it is damaged (logged).  Call at
+ * start-up, before any save. */
+int store_incarnations_load(struct store *st, void **data, size_t *len);
 
 /* --- completion --- */
 

@@ -85,6 +85,11 @@ static int process(struct store *st, struct op *ops, uint64_t *nrec, double *syn
             if ((rc = seglog_flush(&st->seglog, e)) == 0)
                 rc = seglog_compact(&st->seglog, op->upto, e);
             break;
+        case OP_INC:
+            /* Its content does not depend on the log: any order against
+             * the log writes of this batch is fine. */
+            rc = inc_save(st->dir, st->dirfd, op->buf, op->len, e);
+            break;
         }
     }
     if (rc == 0)

@@ -96,6 +96,10 @@ static void disk_write_parts(struct sim *s, struct node *n, const struct wop *w,
     case WOP_COMPACT:
         disk_drop_through(&n->disk, w->upto);
         break;
+    case WOP_INCS: /* replaced atomically: all or nothing */
+        n->disk.has_incs = true;
+        n->disk.incs = w->incs;
+        break;
     }
 }
 
@@ -361,6 +365,25 @@ static int io_compact(void *arg, raft_index upto, uint64_t *seq)
     return 0;
 }
 
+static int io_incarnations_load(void *arg, struct replica_incarnations *out)
+{
+    struct node *n = arg;
+    if (!n->disk.has_incs)
+        return -ENOENT;
+    *out = n->disk.incs;
+    return 0;
+}
+
+static int io_incarnations_save(void *arg, const struct replica_incarnations *inc, uint64_t *seq)
+{
+    struct node *n = arg;
+    struct wop *w = queue(n, WOP_INCS, seq);
+    w->incs = *inc;
+    TRACE(n->sim, "n%llu queue write %llu: incarnation file as of %llu (%u records)", U(n->id),
+          U(w->seq), U(inc->index), inc->n);
+    return 0;
+}
+
 void disk_storage(struct node *n, struct replica_storage *io)
 {
     *io = (struct replica_storage){
@@ -372,6 +395,8 @@ void disk_storage(struct node *n, struct replica_storage *io)
         .append = io_append,
         .snapshot_save = io_snapshot_save,
         .compact = io_compact,
+        .incarnations_load = io_incarnations_load,
+        .incarnations_save = io_incarnations_save,
     };
     if (n->sim->p.bg_snapshots) {
         io->snapshot_begin = io_snapshot_begin;

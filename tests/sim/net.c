@@ -241,15 +241,20 @@ void net_deliver_due(struct sim *s)
         enum raft_role role = replica_role(to->rp);
         raft_term term = replica_term(to->rp);
         int rc = replica_step_from(to->rp, nm->from_dir, &nm->m);
-        check_vote_taken(s, to, nm, rc != REPLICA_ESTALEINC, role, term);
+        bool dropped = rc == REPLICA_ESTALEINC || rc == REPLICA_EWITHHELD;
+        check_vote_taken(s, to, nm, !dropped, role, term);
         if (rc == REPLICA_ESTALEINC) {
             TRACE(s, "n%llu dropped it: n%llu's data directory %016llx is not the recorded one",
                   U(to->id), U(nm->m.from), U(nm->from_dir));
             s->st.stale++;
+        } else if (rc == REPLICA_EWITHHELD) {
+            TRACE(s, "n%llu dropped it: it joined and its log does not record its data "
+                  "directory %016llx yet", U(to->id), U(to->dir_inc));
+            s->st.withheld++;
         } else if (rc != RAFT_OK) {
             TRACE(s, "n%llu step: %s", U(to->id), raft_strerror(rc));
         }
-        if (rc != REPLICA_ESTALEINC &&
+        if (!dropped &&
             replica_record_incarnation(to->rp, nm->m.from, nm->from_dir, s->now) == 1)
             TRACE(s, "n%llu proposes to record n%llu's data directory %016llx", U(to->id),
                   U(nm->m.from), U(nm->from_dir));

@@ -135,8 +135,6 @@ static void on_applied(void *arg, const struct raft_entry *e, const struct kv_re
             if (e->index > s->ck.rec_at[cmd.member_id]) {
                 s->ck.rec[cmd.member_id] = cmd.incarnation;
                 s->ck.rec_at[cmd.member_id] = e->index;
-                if (!cmd.incarnation)
-                    s->ck.forget_at[cmd.member_id] = e->index;
                 TRACE(s, "n%llu apply %llu: n%llu's data directory is %016llx", U(n->id),
                       U(e->index), U(cmd.member_id), U(cmd.incarnation));
             }
@@ -283,11 +281,16 @@ void node_start(struct sim *s, struct node *n)
      * for the leader, as raftkv-node's bootstrap.c has it join (or refuses
      * it, when a member answers with its recorded incarnation: the sim
      * plays the case where the refusal did not happen). */
-    if (replica_empty(n->rp) && !n->joiner && raft_conf_find(&rc.initial, n->id) &&
-        replica_bootstrap(n->rp, err, sizeof err) < 0) {
+    bool empty = replica_empty(n->rp);
+    bool boot = empty && !n->joiner && raft_conf_find(&rc.initial, n->id);
+    if (boot && replica_bootstrap(n->rp, err, sizeof err) < 0) {
         sim_fail(s, FAIL_CONTRACT, "n%llu: replica_bootstrap: %s", U(n->id), err);
         return;
     }
+    /* As bootstrap.c keeps it in the identity file. */
+    if (empty)
+        n->joined = !boot;
+    replica_set_identity(n->rp, n->dir_inc, n->joined);
     node_drive(s, n);
 }
 

@@ -136,6 +136,7 @@ static void add_stats(struct stats *a, const struct stats *b)
     a->steps += b->steps;
     a->wipes += b->wipes;
     a->stale += b->stale;
+    a->withheld += b->withheld;
 }
 
 /* Replay a failed seed keeping the last TRACE_RING lines, and show them. */
@@ -270,12 +271,13 @@ int main(int argc, char **argv)
     printf("sim: %llu seed%s, nodes=%llu, 0 violations | %llu proposals committed (of %llu), "
            "%llu reads (%llu refused), %llu elections, %llu snapshots taken, %llu installed, "
            "%llu conf changes, %llu transfers, %llu crashes (%llu wiped, %llu stale msgs "
-           "dropped), %llu partitions, "
+           "dropped, %llu votes withheld), %llu partitions, "
            "%llu msgs delivered, %llu dropped | %llu steps/seed, %.1f s (%.0f seeds/s)\n",
            U(seeds), seeds == 1 ? "" : "s", U(nodes), U(total.committed), U(total.proposals),
            U(total.reads), U(total.reads_failed), U(total.elections), U(total.snaps_taken),
            U(total.snaps_installed), U(total.conf_changes), U(total.transfers),
-           U(total.crashes), U(total.wipes), U(total.stale), U(total.partitions),
+           U(total.crashes), U(total.wipes), U(total.stale), U(total.withheld),
+           U(total.partitions),
            U(total.delivered), U(total.dropped),
            U(steps), dt, dt > 0 ? (double)seeds / dt : 0.0);
     return 0;

@@ -55,6 +55,8 @@ struct disk {
     const struct blob *snap_blob;
     struct dentry *log; /* contiguous; log[0].index == snap.index + 1 if any */
     size_t n, cap;
+    bool has_incs; /* the incarnation file (storage.h) */
+    struct replica_incarnations incs;
 };
 
 /* A message on the wire: a deep copy, since ready pointers die at advance. */
@@ -70,7 +72,7 @@ struct netmsg {
 
 /* One write the replica queued through the storage table, durable later
  * and in order. */
-enum wop_kind { WOP_APPEND, WOP_SNAPSHOT, WOP_COMPACT };
+enum wop_kind { WOP_APPEND, WOP_SNAPSHOT, WOP_COMPACT, WOP_INCS };
 struct wop {
     struct wop *next;
     uint64_t seq;
@@ -82,6 +84,7 @@ struct wop {
     raft_index upto;
     struct dentry *ents;
     size_t n_ents;
+    struct replica_incarnations incs;
 };
 
 /* What the checker knows of a node's state machine (the replica's real kv):
@@ -119,6 +122,10 @@ struct node {
     uint64_t dir_inc;
     unsigned wipes;
     bool joiner; /* wiped once: an empty disk never bootstraps again */
+    /* Its identity file's flag: the directory started empty and joined
+     * rather than bootstrapping (replica_set_identity); set at each start
+     * from an empty disk, kept across crashes, gone with a wipe. */
+    bool joined;
     /* A snapshot written "in the background" (storage.h snapshot_begin, a
      * forked child in the node): serialised when it began, reported done
      * whenever the schedule says, gone with a crash. */
@@ -182,6 +189,7 @@ struct stats {
     uint64_t conf_changes, transfers, crashes, partitions;
     uint64_t delivered, dropped, steps;
     uint64_t wipes, stale; /* disks wiped; messages the incarnation rule dropped */
+    uint64_t withheld;     /* vote requests a joined, unrecorded node left unanswered */
 };
 
 /* (index, term) -> what that entry must look like everywhere. */
@@ -222,9 +230,6 @@ struct checker {
      * and the index that recorded it. */
     uint64_t rec[SIM_MAX_NODES + 1];
     raft_index rec_at[SIM_MAX_NODES + 1];
-    /* The index of the newest applied forget of each node's record (0:
-     * none); see wipe_safe() in world.c. */
-    raft_index forget_at[SIM_MAX_NODES + 1];
 };
 
 struct net {

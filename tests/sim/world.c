@@ -226,9 +226,27 @@ static void do_conf_change(struct sim *s)
         return;
     struct node *ln = &s->nodes[l];
     struct raft_conf_change cc = {0, RAFT_NONE};
+    /* A learner is promoted once the leader applied the record of its data
+     * directory and the learner holds every entry the leader applied, that
+     * record among them, as api_member.c's automatic promotion: a directory
+     * that joined votes only once its log records it (replica.h), and
+     * promoted before that it is a failed voter, for good if the leader
+     * dies first (3-node seed 17446: with a wiped voter as well, two of
+     * four voters were out). */
+    bool learner = false;
     for (uint32_t i = 0; i < st.conf.n; i++)
-        if (st.conf.m[i].role == RAFT_LEARNER)
-            cc = (struct raft_conf_change){RAFT_CONF_PROMOTE, st.conf.m[i].id};
+        if (st.conf.m[i].role == RAFT_LEARNER) {
+            raft_id id = st.conf.m[i].id;
+            raft_index match = 0;
+            for (uint32_t k = 0; k < st.n_progress; k++)
+                if (st.progress[k].id == id)
+                    match = st.progress[k].match;
+            learner = true;
+            if (replica_incarnation(ln->rp, id) && match >= replica_applied(ln->rp))
+                cc = (struct raft_conf_change){RAFT_CONF_PROMOTE, id};
+        }
+    if (learner && !cc.op)
+        return; /* one change at a time: the learner first */
     for (unsigned i = 1; i <= s->n_nodes && !cc.op; i++) {
         struct node *x = &s->nodes[i];
         if (is_member(&st.conf, x->id))
@@ -243,14 +261,16 @@ static void do_conf_change(struct sim *s)
          * while a wiped member's votes are dropped: a voter whose log does
          * not reach the record of that member's old directory would take
          * them.  raftkvctl member add always adds a learner, promoted once
-         * caught up, and so past the record (FINDINGS.md 3). */
-        cc.op = prng_chance(&s->rng, 800000) || wiped_member(s, &st.conf)
+         * caught up, and so past the record (FINDINGS.md 3).  Nor a node
+         * that joined (the spare, a wiped node): it votes only once
+         * recorded, and straight in it is a failed voter until then. */
+        cc.op = prng_chance(&s->rng, 800000) || wiped_member(s, &st.conf) || x->joined
                     ? RAFT_CONF_ADD_LEARNER
                     : RAFT_CONF_ADD_VOTER;
         cc.id = x->id;
         /* As api_member.c: an add first forgets the data directory recorded
          * for an earlier membership (the node may have been wiped since). */
-        if (kv_incarnation(replica_kv(ln->rp), x->id)) {
+        if (replica_incarnation(ln->rp, x->id)) {
             int rf = replica_propose_incarnation(ln->rp, x->id, 0, s->now);
             TRACE(s, "n%llu forget n%llu's data directory: %s", U(l), U(x->id),
                   raft_strerror(rf));
@@ -327,26 +347,21 @@ static void janitor(struct sim *s)
 /* A node that is down may have its disk wiped before it restarts, but only
  * where the real guards make that safe: every other running member has
  * applied the record of its data directory (else the wipe is a member that
- * never held data: raftkv-node(8), "Not protected"), a member removed and
- * stopped holds that record on its disk (back in, its stale log could make
- * it a candidate that takes the wiped node's vote: FINDINGS.md 6), and no
- * other member is still known only by a lost directory (its votes dropped: two of them
- * leave a 3-node cluster without an electorate until a member add).
+ * never held data: raftkv-node(8), "Not protected"), and no other member is
+ * still known only by a lost directory (its votes dropped: two of them
+ * leave a 3-node cluster without an electorate until a member add).  A
+ * member removed and stopped need not hold the record: back in with its
+ * stale log, it may be a candidate that knows nothing of the wipe, and the
+ * wiped node, joined and unrecorded, grants it no vote (FINDINGS.md 6).
  * Liveness, not safety, asks for more: every other member is a voter in
- * its own log and holds a log at least as up to date as the lost one.  A
- * wiped voter is a failed one until it is replaced, which takes a leader;
- * were the lost log the newest, or the newest on a node that does not
- * campaign (a learner in its own log, a leader whose own removal is
- * pending), no voter might win (FINDINGS.md 2). */
-/* The disk holds the committed entry at index (or a snapshot past it). */
-static bool disk_holds(struct sim *s, const struct disk *d, raft_index index)
-{
-    if (d->has_snap && d->snap.index >= index)
-        return true;
-    const struct dentry *e = disk_entry(d, index);
-    return e && index <= s->ck.hmax && e->term == s->ck.hterm[index];
-}
-
+ * its own log and holds a log at least as up to date as the lost one, and
+ * none withholds its vote (joined, not recorded yet: a failed voter until
+ * a leader records it).  A wiped voter is a failed one until it is
+ * replaced, which takes a leader; were the lost log the newest, or the
+ * newest on a node that does not campaign (a learner in its own log, a
+ * leader whose own removal is pending), no voter might win (FINDINGS.md
+ * 2).  Members that restart from a snapshot older than a member replace
+ * know the replace from the incarnation file (FINDINGS.md 8). */
 static bool wipe_safe(struct sim *s, const struct node *n)
 {
     const struct disk *d = &n->disk;
@@ -357,8 +372,6 @@ static bool wipe_safe(struct sim *s, const struct node *n)
         if (x == n || !x->started)
             continue;
         if (x->decommissioned) {
-            if (!disk_holds(s, &x->disk, s->ck.rec_at[n->id]))
-                return false;
             /* Stopped, it is a failed voter wherever a log still counts
              * it (an add not committed when the janitor stopped it, which
              * may win yet): the wipe would be a second failure, and 3 of
@@ -375,7 +388,8 @@ static bool wipe_safe(struct sim *s, const struct node *n)
             }
             continue;
         }
-        if (!x->up || kv_incarnation(replica_kv(x->rp), n->id) != n->dir_inc)
+        if (!x->up || replica_incarnation(x->rp, n->id) != n->dir_inc ||
+            replica_withholding(x->rp))
             return false;
         struct raft_status st;
         replica_status(x->rp, &st);
@@ -387,24 +401,6 @@ static bool wipe_safe(struct sim *s, const struct node *n)
     for (unsigned j = 1; j <= s->n_nodes; j++)
         if (j != n->id && blocked(s, j))
             return false;
-    /* Nor while a member that may restart could forget that a node's
-     * record was forgotten (FINDINGS.md 8): after a restart its state is
-     * its snapshot, and a forget in the log beyond counts only once applied
-     * again, which needs a leader.  Until then it refuses the votes of that
-     * node's new directory; with n's votes dropped as well, no candidate
-     * may reach a quorum (3-node seed 38444: n1 restarted from snapshot
-     * 120, before n4's forget at 131, while n2 was wiped).  A removed,
-     * stopped node comes back as a learner while a wiped member is
-     * unreplaced (do_conf_change) and votes only once promoted, caught up. */
-    for (unsigned i = 1; i <= s->n_nodes; i++) {
-        const struct node *x = &s->nodes[i];
-        if (x == n || !x->started || x->decommissioned)
-            continue;
-        for (unsigned j = 1; j <= s->n_nodes; j++)
-            if (j != n->id && j != x->id && s->ck.forget_at[j] &&
-                !(x->disk.has_snap && x->disk.snap.index >= s->ck.forget_at[j]))
-                return false;
-    }
     return true;
 }
 
