@@ -36,7 +36,7 @@ MIRROR = os.environ.get("RAFTKV_MIRROR") or "http://deb.debian.org/debian"
 # systemd + what raftkv's binaries link to (so dpkg -i needs no network) +
 # man-db for `man -w`.
 PACKAGES = ["systemd", "systemd-sysv", "dbus", "libsystemd0", "libev4", "libprotobuf-c1", "libssl3",
-            "libmicrohttpd12",
+            "libmicrohttpd12", "procps",
             "libreadline8", "man-db"]
 NODES = (1, 2, 3)
 SERVICES = ["raftkv-node@%d.service" % i for i in NODES] + ["raftkv-proxy.service"]
