@@ -123,8 +123,6 @@ static bool tally(struct raft *r, bool pre_vote, bool transfer)
     case QUORUM_LOST:
         if (pre_vote)
             r->counters.prevotes_lost++;
-        else
-            r->counters.elections_lost++;
         election_become_follower(r, r->term, RAFT_NONE);
         return true;
     default:
@@ -153,12 +151,12 @@ bool election_campaign(struct raft *r, bool pre_vote, bool transfer)
 {
     if (!term_can_advance(r))
         return false;
+    /* Real campaigns the host counts itself (a soft-state change). */
     if (pre_vote) {
         become_precandidate(r);
         r->counters.prevotes_started++;
     } else {
         become_candidate(r);
-        r->counters.elections_started++;
     }
     record_vote(r, r->id, true);
     if (tally(r, pre_vote, transfer))

@@ -271,8 +271,6 @@ struct raft_progress_status {
 struct raft_counters {
     uint64_t prevotes_started; /* pre-vote campaigns */
     uint64_t prevotes_lost;    /* ... that a majority refused */
-    uint64_t elections_started; /* real campaigns (term raised) */
-    uint64_t elections_lost;    /* ... that a majority refused */
     uint64_t read_index_rounds; /* heartbeat rounds a leader ran for reads */
 };
 
