@@ -638,6 +638,8 @@ void kv_dict_seek(const struct kv_dict *d, struct kv_iter *it, const void *key,
     while (!n->leaf) {
         const struct inner *in = (const struct inner *)n;
         unsigned i = child_index(in, key, klen);
+        if (it->depth == KV_ITER_MAX_DEPTH)
+            abort(); /* a tree this tall would hold more than 2^64 keys */
         it->path[it->depth] = in;
         it->pos[it->depth++] = (uint8_t)i;
         n = in->child[i];
@@ -650,6 +652,9 @@ void kv_dict_seek(const struct kv_dict *d, struct kv_iter *it, const void *key,
 static bool next_leaf(struct kv_iter *it)
 {
     unsigned k = it->depth;
+    /* Said once more for the compiler, which cannot see kv_dict_seek's bound. */
+    if (k > KV_ITER_MAX_DEPTH)
+        abort();
     while (k > 0 && it->pos[k - 1] + 1u >= ((const struct inner *)it->path[k - 1])->h.n)
         k--;
     if (k == 0) {
