@@ -212,12 +212,20 @@ def main():
                           "memory_bytes": field(st, "memory_bytes")}
                       for i, st in sts.items()},
         }
+        run_end = {i: c.log_size(i) for i in c.nodes}
         if RESTART:
             res["restart"] = restart_follower(c, c.wait_leader())
         print(json.dumps(res, indent=1))
         sys.stdout.flush()
         if ADD_MEMBER:
             add_member(c, c.wait_leader(), 8)
+        if RESTART or ADD_MEMBER:
+            # what the restart and the add cost the loops, and any election
+            # they caused, from the nodes' own lines
+            for i in c.nodes:
+                for ln in c.log_since(i, run_end.get(i, 0)).splitlines():
+                    if "loop_lag" in ln or "leader_change:" in ln:
+                        print("node %d: %s" % (i, ln[-400:]))
         rep = sched_report(c, tracer, trace_path)
         if rep:
             print(rep)

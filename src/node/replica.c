@@ -735,18 +735,21 @@ int replica_step(struct replica *rp, const struct raft_msg *m)
 
 int replica_snapshot_received(struct replica *rp, const struct raft_msg *m, struct kv *kv)
 {
+    /* Freeing millions of keys takes a second: a dictionary not taken goes
+     * the way of any other retired one (the hook's thread), never here. */
     if (rp->err || m->type != RAFT_MSG_SNAPSHOT || m->snap_data ||
         kv_applied_index(kv) != m->snap.index) {
-        kv_free(kv);
+        retire_kv(rp, kv);
         return rp->err ? REPLICA_EFAILED : -EINVAL;
     }
-    kv_free(rp->rx_kv);
+    if (rp->rx_kv)
+        retire_kv(rp, rp->rx_kv);
     rp->rx_kv = kv;
     int rv = raft_step(rp->raft, m);
     replica_process(rp);
     if (rp->rx_kv) {
         /* The core did not take it (stale, or already covered). */
-        kv_free(rp->rx_kv);
+        retire_kv(rp, rp->rx_kv);
         rp->rx_kv = NULL;
         if (rp->io.snapshot_discard)
             rp->io.snapshot_discard(rp->io.arg);
