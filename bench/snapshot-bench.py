@@ -208,6 +208,11 @@ def main():
             "leader_change_log_lines": changes, "loop_lag_warnings": warns,
             "loop_lag_lines": warn_lines,
             "snapshots_written": {i: c.log_since(i, 0).count("in the background (") for i in c.nodes},
+            # a snapshot's extra memory: the tree nodes and entries a write
+            # copied while the frozen view was read, largest per node
+            "snapshot_kept_mb_max": {i: max([float(x) for x in re.findall(
+                r"([0-9.]+) MB of tree nodes and entries were kept", c.log_since(i, 0))] or [0.0])
+                for i in c.nodes},
             "malloc": hugepages,
             "nodes": {i: {"keys": st.keys if st else None,
                           "snapshot_index": st.snapshot_index if st else None,

@@ -670,6 +670,8 @@ void replica_durable(struct replica *rp, const struct replica_durable *d)
 
 void replica_snapshot_written(struct replica *rp, int rv)
 {
+    /* What the snapshot cost in memory: what changed while it was written. */
+    uint64_t kept = rp->snap_src ? kv_dict_frozen_bytes(kv_dict(rp->snap_src)) : 0;
     snap_view_end(rp);
     if (!rp->snap_writing)
         return;
@@ -695,8 +697,9 @@ void replica_snapshot_written(struct replica *rp, int rv)
         return;
     }
     saving(rp, index);
-    log_event(LOG_INFO, "snapshot", NULL, "wrote snapshot at index %llu in the background",
-              (unsigned long long)index);
+    log_event(LOG_INFO, "snapshot", NULL,
+              "wrote snapshot at index %llu in the background; %.1f MB of tree nodes and "
+              "entries were kept for it meanwhile", (unsigned long long)index, (double)kept / 1e6);
     replica_process(rp);
 }
 
