@@ -478,7 +478,7 @@ static ssize_t tls_write_some(struct net_conn *c)
     struct chunk *k = c->out_head;
     while (k->tail == k->head)
         k = k->next; /* pending > 0: a non-empty chunk follows */
-    ERR_clear_error();
+    net_tls_err_reset();
     int n = SSL_write(c->ssl, k->data + k->head, (int)(k->tail - k->head < INT_MAX ? k->tail - k->head : INT_MAX));
     if (n > 0)
         return n;
@@ -656,7 +656,7 @@ static ssize_t conn_read(struct net_conn *c, void *buf, size_t len)
 {
     if (!c->ssl)
         return read(c->fd, buf, len);
-    ERR_clear_error();
+    net_tls_err_reset();
     errno = 0;
     int n = SSL_read(c->ssl, buf, (int)(len < INT_MAX ? len : INT_MAX));
     if (n > 0)
@@ -708,10 +708,15 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents)
             c->st.bytes_in += (uint64_t)n;
             c->last_active = ev_now(loop);
             dispatch(c);
-            /* SSL_read returns one record at a time: a short one says
-             * nothing about the socket. */
-            if ((size_t)n < avail && !c->ssl)
-                break; /* the socket is most likely drained */
+            /* Plaintext: a short read most likely drained the socket.
+             * TLS: SSL_read returns a record at a time, so a short one says
+             * nothing; but with read-ahead, nothing left inside OpenSSL
+             * means its last read(2) ended on a record boundary, most
+             * likely the socket's end.  Either way, stopping early only
+             * costs a wakeup (epoll is level-triggered), while reading on
+             * costs a read(2) that says EAGAIN per request. */
+            if (c->ssl ? !SSL_has_pending(c->ssl) : (size_t)n < avail)
+                break;
         } else if (n == 0) {
             /* Replies already queued still get their chance to leave. */
             out_write(c);

@@ -23,6 +23,12 @@ struct net_tls {
     struct net_conn *conns;   /* TLS connections made from t (conn.c's list) */
 };
 
+void net_tls_err_reset(void)
+{
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
+}
+
 void net_tls_error_string(char *buf, size_t len)
 {
     unsigned long e = ERR_peek_last_error();
@@ -155,6 +161,9 @@ static SSL_CTX *ctx_load(const struct net_tls_files *f, STACK_OF(X509_CRL) **crl
      * record like sendmsg. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
+    /* Read ahead: one read(2) takes whatever records the socket holds,
+     * instead of two per record (its 5-byte header, then its body). */
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
     if (!SSL_CTX_load_verify_locations(ctx, f->ca, NULL)) {
         *rv = file_error("CA", f->ca, err, errlen);
