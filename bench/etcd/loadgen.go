@@ -88,12 +88,20 @@ var (
 // -cacert.  checkName: the server's certificate must name the address
 // dialled (etcd); otherwise its chain to the CA alone is checked (raftkv).
 func clientTLS(checkName bool) *tls.Config {
-	if *caFile == "" {
-		return nil
-	}
 	die := func(err error) {
 		fmt.Fprintf(os.Stderr, "loadgen: TLS: %v\n", err)
 		os.Exit(2)
+	}
+	// A client certificate without -cacert would otherwise run the
+	// benchmark in plaintext, and a half pair fail only at the handshake.
+	if (*certFile == "") != (*keyFile == "") {
+		die(errors.New("-cert and -key go together"))
+	}
+	if *caFile == "" {
+		if *certFile != "" {
+			die(errors.New("-cert needs -cacert (the CA that issued the servers' certificates)"))
+		}
+		return nil
 	}
 	pem, err := ioutil.ReadFile(*caFile)
 	if err != nil {
