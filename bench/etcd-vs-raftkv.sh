@@ -160,14 +160,26 @@ wait_for() {
   done
 }
 
-# n free loopback TCP ports
+# n free loopback TCP ports below the kernel's ephemeral range: a port from
+# bind(port 0) lies inside it, and a member dialling a peer that does not
+# listen yet can get that very port as its source port (a TCP self-connect),
+# after which the peer cannot bind it (seen in raftkv's abuse-tls test;
+# tests/cluster/harness.py, free_listen_ports)
 free_ports() {
   "$PY" - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
+import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+socks, ports = [], []
+while len(ports) < int(sys.argv[1]):
+    port = random.randrange(10000, max(low, 10001))
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        continue  # taken, by someone else or by us (we hold ours)
+    socks.append(s); ports.append(port)
+print(" ".join(map(str, ports)))
 EOF
 }
 
