@@ -35,7 +35,7 @@ def members(c):
 def start_joining(c, i):
     """Start a node i that is not in the membership yet (--join), with
     addresses of its own in the config."""
-    peer, client = harness.free_ports(2)
+    peer, client = harness.free_listen_ports(2)
     c.nodes[i] = harness.Node(c, i, peer, client)
     c.nodes[i].extra_args = ["--join"]
     c.write_config()

@@ -15,6 +15,18 @@
 # Debian's golang-etcd-server-dev), raftkv's from `raftkvctl bench`; both
 # failover writers are loadgen's (same loop, clock and analysis).
 #
+# --tls: both clusters on TLS 1.3 with mutual TLS on client and peer links
+# (issue 15: raftkv >= 3x etcd's writes with etcd also on TLS), every
+# certificate from raftkvctl: 'config generate --tls' for raftkv's, 'certs
+# add-node 100 --ip 127.0.0.1' for etcd's members (one certificate for the
+# three, all on 127.0.0.1, used as server and peer certificate) and 'certs
+# add-client admin etcd --ip 127.0.0.1' for etcd's clients.  --ip because Go
+# checks a server's certificate against the address it dials, and etcd a
+# client certificate's names against the client's address; raftkv's own
+# certificates name nodes, not addresses.  etcd runs with --cert-file,
+# --key-file, --trusted-ca-file, --client-cert-auth and the --peer-*
+# equivalents; loadgen and raftkvctl present client certificates.
+#
 # Run by hand, not by CI:   bench/etcd-vs-raftkv.sh            (~10 minutes)
 # Prerequisites: scripts/install-deps.sh and scripts/install-bench-deps.sh.
 # Every process started here is killed by PID on exit; every wait has a
@@ -39,6 +51,7 @@ build_dir="$ROOT/build-bench"
 do_build=1
 keep=0
 only=""              # etcd | raftkv | "" (both)
+tls=0                # --tls: both on TLS 1.3
 
 usage() {
   cat <<EOF
@@ -59,6 +72,8 @@ Usage: bench/etcd-vs-raftkv.sh [OPTIONS]
                       set up and built here unless --no-build)
   --no-build          use DIR as it is
   --only etcd|raftkv  run one side only
+  --tls               both clusters on TLS 1.3, mutual on every link, every
+                      certificate made by raftkvctl (see the top of this file)
   --keep              keep the work directory (data, logs, raw outputs)
   -h, --help          this text
 EOF
@@ -77,6 +92,7 @@ while [ $# -gt 0 ]; do
     --build-dir) build_dir="$2"; shift 2 ;;
     --no-build) do_build=0; shift ;;
     --only) only="$2"; shift 2 ;;
+    --tls) tls=1; shift ;;
     --keep) keep=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "etcd-vs-raftkv: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -144,14 +160,26 @@ wait_for() {
   done
 }
 
-# n free loopback TCP ports
+# n free loopback TCP ports below the kernel's ephemeral range: a port from
+# bind(port 0) lies inside it, and a member dialling a peer that does not
+# listen yet can get that very port as its source port (a TCP self-connect),
+# after which the peer cannot bind it (seen in raftkv's abuse-tls test;
+# tests/cluster/harness.py, free_listen_ports)
 free_ports() {
   "$PY" - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
+import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+socks, ports = [], []
+while len(ports) < int(sys.argv[1]):
+    port = random.randrange(10000, max(low, 10001))
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        continue  # taken, by someone else or by us (we hold ours)
+    socks.append(s); ports.append(port)
+print(" ".join(map(str, ports)))
 EOF
 }
 
@@ -182,7 +210,7 @@ log "building bench/etcd/loadgen (offline, GOPATH mode against /usr/share/gocode
 NODE_BIN="$build_dir/src/node/raftkv-node"
 CTL_BIN="$build_dir/src/ctl/raftkvctl"
 PROXY_BIN="$build_dir/src/proxy/raftkv-proxy"
-if [ "$only" != etcd ]; then
+if [ "$only" != etcd ] || [ "$tls" = 1 ]; then
   if [ "$do_build" = 1 ]; then
     if [ ! -d "$build_dir" ]; then
       log "setting up the raftkv release build in $build_dir"
@@ -198,6 +226,34 @@ if [ "$only" != etcd ]; then
   "$CTL_BIN" bench --help >/dev/null 2>&1 || die "$CTL_BIN has no working 'bench' command"
 fi
 
+# ---- TLS: every certificate from raftkvctl -----------------------------------------
+
+ES=http                  # etcd's URL scheme
+ETCD_TLS=()              # etcd's flags
+LG_ETCD_TLS=()           # loadgen -system etcd
+LG_RKV_TLS=()            # loadgen -system raftkv
+RKV_CTL_TLS=()           # raftkvctl
+TLS_DIR="$WORK/tls"
+if [ "$tls" = 1 ]; then
+  log "TLS: certificates for both clusters from raftkvctl in $TLS_DIR"
+  "$CTL_BIN" config generate --nodes 3 --tls-dir "$TLS_DIR" -f "$WORK/tls-generated.conf" 2>>"$WORK/certs.log" ||
+    die "raftkvctl config generate --tls failed: $(cat "$WORK/certs.log")"
+  "$CTL_BIN" certs add-node 100 --ip 127.0.0.1 --tls-dir "$TLS_DIR" 2>>"$WORK/certs.log" ||
+    die "raftkvctl certs add-node failed: $(cat "$WORK/certs.log")"
+  "$CTL_BIN" certs add-client admin etcd --ip 127.0.0.1 --tls-dir "$TLS_DIR" 2>>"$WORK/certs.log" ||
+    die "raftkvctl certs add-client failed: $(cat "$WORK/certs.log")"
+  ES=https
+  ETCD_TLS=(--cert-file "$TLS_DIR/node-100.crt" --key-file "$TLS_DIR/node-100.key"
+            --trusted-ca-file "$TLS_DIR/ca.crt" --client-cert-auth
+            --peer-cert-file "$TLS_DIR/node-100.crt" --peer-key-file "$TLS_DIR/node-100.key"
+            --peer-trusted-ca-file "$TLS_DIR/ca.crt" --peer-client-cert-auth)
+  export ETCDCTL_CACERT="$TLS_DIR/ca.crt" ETCDCTL_CERT="$TLS_DIR/client-admin-etcd.crt"
+  export ETCDCTL_KEY="$TLS_DIR/client-admin-etcd.key"
+  LG_ETCD_TLS=(-cacert "$TLS_DIR/ca.crt" -cert "$TLS_DIR/client-admin-etcd.crt" -key "$TLS_DIR/client-admin-etcd.key")
+  LG_RKV_TLS=(-cacert "$TLS_DIR/ca.crt" -cert "$TLS_DIR/admin.crt" -key "$TLS_DIR/admin.key")
+  RKV_CTL_TLS=(--tls-ca "$TLS_DIR/ca.crt" --tls-cert "$TLS_DIR/admin.crt" --tls-key "$TLS_DIR/admin.key")
+fi
+
 # ---- etcd -----------------------------------------------------------------------
 
 ETCD_DIR="$WORK/etcd"
@@ -206,18 +262,18 @@ ETCD_HB=100
 ETCD_EL=1000
 ETCD_TOKEN=""
 
-etcd_endpoints() { echo "127.0.0.1:${ECPORT[1]},127.0.0.1:${ECPORT[2]},127.0.0.1:${ECPORT[3]}"; }
+etcd_endpoints() { echo "$ES://127.0.0.1:${ECPORT[1]},$ES://127.0.0.1:${ECPORT[2]},$ES://127.0.0.1:${ECPORT[3]}"; }
 
 etcd_start_member() {
   local i="$1" cluster="" j
   for j in 1 2 3; do
-    cluster+="${cluster:+,}m$j=http://127.0.0.1:${EPPORT[$j]}"
+    cluster+="${cluster:+,}m$j=$ES://127.0.0.1:${EPPORT[$j]}"
   done
   etcd --name "m$i" --data-dir "$ETCD_DIR/m$i" \
-    --listen-client-urls "http://127.0.0.1:${ECPORT[$i]}" \
-    --advertise-client-urls "http://127.0.0.1:${ECPORT[$i]}" \
-    --listen-peer-urls "http://127.0.0.1:${EPPORT[$i]}" \
-    --initial-advertise-peer-urls "http://127.0.0.1:${EPPORT[$i]}" \
+    --listen-client-urls "$ES://127.0.0.1:${ECPORT[$i]}" \
+    --advertise-client-urls "$ES://127.0.0.1:${ECPORT[$i]}" \
+    --listen-peer-urls "$ES://127.0.0.1:${EPPORT[$i]}" \
+    --initial-advertise-peer-urls "$ES://127.0.0.1:${EPPORT[$i]}" "${ETCD_TLS[@]}" \
     --initial-cluster "$cluster" --initial-cluster-state new \
     --initial-cluster-token "$ETCD_TOKEN" \
     --heartbeat-interval "$ETCD_HB" --election-timeout "$ETCD_EL" \
@@ -292,6 +348,10 @@ rkv_cluster_start() {
     echo "name = bench$$"
     echo "log_level = notice"
     echo "log_target = stderr"
+    if [ "$tls" = 1 ]; then
+      echo "tls_ca = $TLS_DIR/ca.crt"
+      echo "tls_crl = $TLS_DIR/crl.pem"
+    fi
     for i in 1 2 3; do
       RPPORT[$i]=${ports[$(( (i - 1) * 2 ))]}
       RCPORT[$i]=${ports[$(( (i - 1) * 2 + 1 ))]}
@@ -301,11 +361,19 @@ rkv_cluster_start() {
       echo "client = 127.0.0.1:${RCPORT[$i]}"
       echo "admin = $RKV_DIR/node-$i.sock"
       echo "data_dir = $RKV_DIR/data-$i"
+      if [ "$tls" = 1 ]; then
+        echo "tls_cert = $TLS_DIR/node-$i.crt"
+        echo "tls_key = $TLS_DIR/node-$i.key"
+      fi
     done
     echo
     echo "[proxy]"
     echo "listen = 127.0.0.1:${ports[6]}"
     echo "unix ="
+    if [ "$tls" = 1 ]; then
+      echo "tls_cert = $TLS_DIR/proxy.crt"
+      echo "tls_key = $TLS_DIR/proxy.key"
+    fi
   } >"$RKV_DIR/raftkv.conf"
   RXPORT=${ports[6]}
   for i in 1 2 3; do rkv_start_node "$i"; done
@@ -313,7 +381,7 @@ rkv_cluster_start() {
   "$PROXY_BIN" --config "$RKV_DIR/raftkv.conf" </dev/null >>"$RKV_DIR/proxy.log" 2>&1 &
   RXPID=$!
   PIDS[$!]="raftkv proxy"
-  wait_for 30 "raftkv proxy" "$CTL_BIN" -e "127.0.0.1:$RXPORT" status || die "raftkv proxy not up (logs: $RKV_DIR)"
+  wait_for 30 "raftkv proxy" "$CTL_BIN" -e "127.0.0.1:$RXPORT" "${RKV_CTL_TLS[@]}" status || die "raftkv proxy not up (logs: $RKV_DIR)"
 }
 
 rkv_start_node() {
@@ -325,14 +393,14 @@ rkv_start_node() {
 
 # rkv_leader: prints the index (1..3) of the node that leads
 rkv_leader() {
-  { "$LOADGEN" -system raftkv -mode leader -endpoints "$(rkv_endpoints)" 2>/dev/null || true; } |
+  { "$LOADGEN" -system raftkv -mode leader -endpoints "$(rkv_endpoints)" "${LG_RKV_TLS[@]}" 2>/dev/null || true; } |
     sed -n 's/^LEADER id=\([0-9]*\) .*/\1/p'
 }
 rkv_has_leader() { test -n "$(rkv_leader)"; }
 
 # every node answers STATUS and they agree on a leader
 rkv_healthy() {
-  "$LOADGEN" -system raftkv -mode health -endpoints "$(rkv_endpoints)" >/dev/null 2>&1
+  "$LOADGEN" -system raftkv -mode health -endpoints "$(rkv_endpoints)" "${LG_RKV_TLS[@]}" >/dev/null 2>&1
 }
 
 rkv_cluster_stop() {
@@ -372,12 +440,14 @@ failover_trials() {
     kf="$WORK/kill-$label-$t"
     out="$WORK/fo-$label-$t.out"
     rm -f "$kf"
-    if [ "$sys" = etcd ]; then eps="$(etcd_endpoints)"; else eps="$(rkv_endpoints)"; fi
+    local lgtls=()
+    if [ "$sys" = etcd ]; then eps="$(etcd_endpoints)"; lgtls=("${LG_ETCD_TLS[@]}")
+    else eps="$(rkv_endpoints)"; lgtls=("${LG_RKV_TLS[@]}"); fi
     # The writer stops by itself 1 s after its first success after the kill
     # (or after 30 s: a trial with no recovery shows as first_ok_ms=-1).
     "$LOADGEN" -system "$sys" -mode failover -endpoints "$eps" -clients "$fo_clients" \
       -conns "$fo_clients" -value-size "$value_size" -duration 30s -after-kill 1s \
-      -kill-file "$kf" -op-timeout "${fo_timeout}ms" >"$out" 2>&1 &
+      -kill-file "$kf" -op-timeout "${fo_timeout}ms" "${lgtls[@]}" >"$out" 2>&1 &
     pid=$!
     PIDS[$pid]="failover writer"
     sleep 2   # steady writes
@@ -446,7 +516,7 @@ etcd_load() { # etcd_load LABEL loadgen-args...
   local label="$1"; shift
   log "etcd $label: $clients clients, ${duration}s"
   "$LOADGEN" -system etcd -clients "$clients" -conns "$conns" -keys "$keys" \
-    -value-size "$value_size" -duration "${duration}s" -warmup 1s "$@" \
+    -value-size "$value_size" -duration "${duration}s" -warmup 1s "${LG_ETCD_TLS[@]}" "$@" \
     >"$WORK/etcd-$label.out" 2>&1 || { cat "$WORK/etcd-$label.out" >&2; die "loadgen failed"; }
   grep -v '^RESULT' "$WORK/etcd-$label.out" >&2 || true
 }
@@ -454,7 +524,7 @@ etcd_load() { # etcd_load LABEL loadgen-args...
 rkv_load() { # rkv_load LABEL raftkvctl-bench-args...
   local label="$1"; shift
   log "raftkv $label: $clients clients, ${duration}s"
-  "$CTL_BIN" -e "${RKV_EP:-$(rkv_endpoints)}" -o json bench --clients "$clients" --duration "${duration}s" \
+  "$CTL_BIN" -e "${RKV_EP:-$(rkv_endpoints)}" "${RKV_CTL_TLS[@]}" -o json bench --clients "$clients" --duration "${duration}s" \
     --value-size "$value_size" --keys "$keys" "$@" >"$WORK/raftkv-$label.json" 2>"$WORK/raftkv-$label.err" ||
     { cat "$WORK/raftkv-$label.err" >&2; die "raftkvctl bench failed"; }
   cat "$WORK/raftkv-$label.json" >&2
@@ -474,6 +544,8 @@ log "etcd $(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'), $(go ve
   echo "kernel=$(uname -r)"
   echo "etcd=$(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p')"
   echo "load_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+  if [ "$tls" = 1 ]; then echo "tls=TLS 1.3 on both (mutual on client and peer links; certificates from raftkvctl)"
+  else echo "tls=plaintext on both"; fi
 } >"$WORK/machine.txt"
 
 # Throughput: both clusters up (the idle one only heartbeats), runs
@@ -626,6 +698,7 @@ P = lines.append
 P("machine: %s CPUs, %s, %s, Linux %s; %s; load average %s at start, %s at end" % (
     machine.get("nproc"), machine.get("cpu"), machine.get("fs"), machine.get("kernel"), machine.get("date"),
     machine.get("load_start"), machine.get("load_end")))
+P("security: %s" % machine.get("tls", "?"))
 have_load = any(res.values())
 if have_load:
     P("put/get: %s closed-loop clients, %s-byte values, %s keys, %s s per run, %d runs each (median, range)" % (

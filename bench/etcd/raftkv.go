@@ -12,6 +12,7 @@ package main
 import (
 	"bufio"
 	crand "crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -72,6 +73,9 @@ type rkvConn struct {
 	next uint64
 }
 
+// rkvTLS: TLS to the nodes (loadgen -cacert), nil for plaintext.
+var rkvTLS *tls.Config
+
 func rkvDial(addr string, timeout time.Duration) (*rkvConn, error) {
 	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
@@ -79,6 +83,16 @@ func rkvDial(addr string, timeout time.Duration) (*rkvConn, error) {
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
+	}
+	if rkvTLS != nil {
+		tc := tls.Client(c, rkvTLS)
+		tc.SetDeadline(time.Now().Add(timeout))
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			return nil, err
+		}
+		tc.SetDeadline(time.Time{})
+		c = tc
 	}
 	return &rkvConn{addr: addr, c: c, r: bufio.NewReader(c), next: 1}, nil
 }

@@ -194,7 +194,7 @@ bool client_conn_want_write(const struct client_conn *cc)
 static ssize_t tls_io(struct client_conn *cc, void *buf, size_t len, bool out)
 {
     int n = (int)(len < INT_MAX ? len : INT_MAX);
-    ERR_clear_error();
+    net_tls_err_reset();
     errno = 0;
     n = out ? SSL_write(cc->ssl, buf, n) : SSL_read(cc->ssl, buf, n);
     if (n > 0)
@@ -250,14 +250,17 @@ int client_conn_fill(struct client_conn *cc)
     uint8_t *space;
     size_t avail;
     int r = net_decoder_space(&cc->dec, 0, &space, &avail);
+    bool got = false;
     if (r < 0)
         return r;
     for (;;) {
         ssize_t n = cc->ssl ? tls_io(cc, space, avail, false) : recv(cc->fd, space, avail, 0);
         if (n > 0) {
             net_decoder_commit(&cc->dec, (size_t)n);
-            /* Decrypted bytes OpenSSL still holds wake no poll(). */
-            if (cc->ssl && SSL_pending(cc->ssl) > 0 &&
+            got = true;
+            /* Bytes OpenSSL still holds -- decrypted, or read ahead and
+             * not yet decrypted -- wake no poll(). */
+            if (cc->ssl && SSL_has_pending(cc->ssl) &&
                 (r = net_decoder_space(&cc->dec, 0, &space, &avail)) == 0)
                 continue;
             return r;
@@ -266,6 +269,8 @@ int client_conn_fill(struct client_conn *cc)
             return -ECONNRESET;
         if (errno == EINTR)
             continue;
+        if (got && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0; /* read ahead held only part of a record */
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     }
 }

@@ -230,6 +230,17 @@ static const struct opt options[] = {
         "established ones stay. 'raftkvctl config generate --tls' makes the CA and the "
         "certificates. Empty: plaintext, allowed only on loopback addresses unless "
         "insecure is set."),
+    ROW(S_CLUSTER, "cluster", "tls_crl", T_PATH, F_EMPTY_OK, offsetof(struct config, cluster.tls_crl), "", 0, 0,
+        "PEM file of certificate revocation lists (CRLs) of the CA(s) in tls_ca, e.g. "
+        "the crl.pem that 'raftkvctl certs revoke NAME' writes. Set: nodes and proxy "
+        "refuse, at the TLS handshake, a peer, proxy or client whose certificate its "
+        "issuer's CRL lists; a CA with no CRL in the file revokes nothing. Every CRL "
+        "must be signed by a CA of tls_ca and not past its nextUpdate, or the file is "
+        "refused (at start: the daemon exits; on reload: the old one stays). Read "
+        "again on SIGHUP with the certificates, and then established connections "
+        "whose certificate it now revokes are closed (a peer link too: the node "
+        "cannot dial back in). Needs tls_ca. Empty (the default): no revocation "
+        "checks."),
     ROW(S_CLUSTER, "cluster", "insecure", T_BOOL, 0, offsetof(struct config, cluster.insecure), "false", 0, 0,
         "true: no authentication at all. Nodes and proxy accept plaintext on any "
         "address, every client has every right (admin included), and anyone who can "
@@ -1176,6 +1187,9 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
         return fail(&e, origin_max(origin_by_key(cfg, NULL, "queue_wait_ms"), o_el),
                     "proxy queue_wait_ms (%" PRIu64 ") must be at least twice election_timeout_ms (%" PRIu64 ")",
                     cfg->proxy.queue_wait_ms, c->election_timeout_ms);
+    if (*c->tls_crl && !*c->tls_ca)
+        return fail(&e, origin_by_key(cfg, NULL, "tls_crl"), "tls_crl is set but tls_ca is not: a CRL "
+                    "needs the TLS of tls_ca");
     if (!*cfg->proxy.listen && !*cfg->proxy.unix_path)
         return fail(&e, origin_max(origin_by_key(cfg, NULL, "listen"), origin_by_key(cfg, NULL, "unix")),
                     "[proxy] needs 'listen' or 'unix'");

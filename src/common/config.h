@@ -49,6 +49,7 @@ struct config_cluster {
     int log_target;                   /* enum log_target */
     char *data_dir_base;
     char *tls_ca;                     /* "" = plaintext (loopback only unless insecure) */
+    char *tls_crl;                    /* "" = no revocation checks */
     int insecure;                     /* no authentication at all */
     int anonymous_role;               /* config_role_name(): a client without a certificate */
 };

@@ -1,7 +1,8 @@
-/* certgen.c - the cluster CA and node certificates (certgen.h).  The CA may
- * sign only end-entity certificates (pathlen 0); a node certificate cannot
- * sign anything.  Nothing is written until every key and certificate is
- * made, and no existing file is replaced. */
+/* certgen.c - the cluster CA, node certificates and the CA's revocation
+ * list (certgen.h).  The CA may sign only end-entity certificates (pathlen
+ * 0); a node certificate cannot sign anything.  Nothing is written until
+ * every key and certificate is made, and no existing key or certificate is
+ * replaced; the CRL alone is rewritten, atomically. */
 #include "ctl/certgen.h"
 
 #include "net/tls.h"
@@ -45,9 +46,10 @@ static bool add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
 }
 
 /* A certificate for key named cn, signed by issuer (NULL: self-signed CA);
- * server: good for both TLS roles, else a client's only. */
+ * server: good for both TLS roles, else a client's only; ip: also an
+ * subjectAltName IP address (NULL: none). */
 static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key, long days,
-                       bool server)
+                       bool server, const char *ip)
 {
     bool ca = issuer == NULL;
     unsigned char serial[16];
@@ -71,8 +73,8 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *is
         X509V3_CTX ctx;
         X509V3_set_ctx_nodb(&ctx);
         X509V3_set_ctx(&ctx, ca ? x : issuer, x, NULL, NULL, 0);
-        char san[CERTGEN_NAME_MAX + 8];
-        snprintf(san, sizeof(san), "DNS:%s", cn);
+        char san[CERTGEN_NAME_MAX + 80];
+        snprintf(san, sizeof(san), "DNS:%s%s%s", cn, ip ? ",IP:" : "", ip ? ip : "");
         ok = add_ext(x, &ctx, NID_subject_key_identifier, "hash") &&
              (ca ? add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") &&
                        add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign")
@@ -93,10 +95,17 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *is
     return x;
 }
 
-/* Creates path (never replacing it) and writes the PEM of cert or key. */
-static int write_pem(const char *path, X509 *cert, EVP_PKEY *key, char *err, size_t errlen)
+/* What write_pem writes: one of the three. */
+struct pem_obj {
+    X509 *cert;
+    EVP_PKEY *key;
+    X509_CRL *crl;
+};
+
+/* Creates path (never replacing it) and writes the PEM of o, synced. */
+static int write_pem(const char *path, struct pem_obj o, char *err, size_t errlen)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, key ? 0600 : 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, o.key ? 0600 : 0644);
     if (fd < 0) {
         int rv = -errno;
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -109,7 +118,10 @@ static int write_pem(const char *path, X509 *cert, EVP_PKEY *key, char *err, siz
         snprintf(err, errlen, "%s: out of memory", path);
         return -ENOMEM;
     }
-    bool ok = key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) : PEM_write_X509(f, cert);
+    bool ok = o.key   ? PEM_write_PrivateKey(f, o.key, NULL, NULL, 0, NULL, NULL)
+              : o.crl ? PEM_write_X509_CRL(f, o.crl)
+                      : PEM_write_X509(f, o.cert);
+    ok = ok && fflush(f) == 0 && fsync(fd) == 0;
     if (fclose(f) != 0 || !ok) {
         unlink(path);
         return ossl_fail(err, errlen, path);
@@ -151,13 +163,13 @@ static void share_with_services(const char *path, mode_t mode)
 
 /* A fresh key and its certificate, written to p. */
 static int issue(const struct pair *p, const char *cn, X509 *ca, EVP_PKEY *ca_key, long days, bool server,
-                 X509 **cert_out, EVP_PKEY **key_out, char *err, size_t errlen)
+                 const char *ip, X509 **cert_out, EVP_PKEY **key_out, char *err, size_t errlen)
 {
     EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509 *x = key ? make_cert(key, cn, ca, ca_key, days, server) : NULL;
+    X509 *x = key ? make_cert(key, cn, ca, ca_key, days, server, ip) : NULL;
     int rv = x ? 0 : ossl_fail(err, errlen, cn);
-    if (rv == 0 && (rv = write_pem(p->key, NULL, key, err, errlen)) == 0 &&
-        (rv = write_pem(p->crt, x, NULL, err, errlen)) < 0)
+    if (rv == 0 && (rv = write_pem(p->key, (struct pem_obj){.key = key}, err, errlen)) == 0 &&
+        (rv = write_pem(p->crt, (struct pem_obj){.cert = x}, err, errlen)) < 0)
         unlink(p->key);
     if (rv == 0 && server && ca)
         share_with_services(p->key, 0640);
@@ -171,7 +183,8 @@ static int issue(const struct pair *p, const char *cn, X509 *ca, EVP_PKEY *ca_ke
     return rv;
 }
 
-static int issue_node(const char *dir, uint64_t id, X509 *ca, EVP_PKEY *ca_key, char *err, size_t errlen)
+static int issue_node(const char *dir, uint64_t id, const char *ip, X509 *ca, EVP_PKEY *ca_key, char *err,
+                      size_t errlen)
 {
     char stem[32], cn[NET_TLS_NAME_MAX];
     struct pair p;
@@ -183,17 +196,17 @@ static int issue_node(const char *dir, uint64_t id, X509 *ca, EVP_PKEY *ca_key, 
     pair_paths(&p, dir, stem);
     net_tls_node_name((uint32_t)id, cn, sizeof(cn));
     int rv = refuse_existing(&p, err, errlen);
-    return rv < 0 ? rv : issue(&p, cn, ca, ca_key, CERTGEN_NODE_DAYS, true, NULL, NULL, err, errlen);
+    return rv < 0 ? rv : issue(&p, cn, ca, ca_key, CERTGEN_NODE_DAYS, true, ip, NULL, NULL, err, errlen);
 }
 
 /* dir/stem.crt and .key for name, never replacing either. */
-static int issue_named(const char *dir, const char *stem, const char *name, long days, bool server, X509 *ca,
-                       EVP_PKEY *ca_key, char *err, size_t errlen)
+static int issue_named(const char *dir, const char *stem, const char *name, long days, bool server,
+                       const char *ip, X509 *ca, EVP_PKEY *ca_key, char *err, size_t errlen)
 {
     struct pair p;
     pair_paths(&p, dir, stem);
     int rv = refuse_existing(&p, err, errlen);
-    return rv < 0 ? rv : issue(&p, name, ca, ca_key, days, server, NULL, NULL, err, errlen);
+    return rv < 0 ? rv : issue(&p, name, ca, ca_key, days, server, ip, NULL, NULL, err, errlen);
 }
 
 static int make_dir(const char *dir, char *err, size_t errlen)
@@ -229,16 +242,25 @@ int certgen_cluster(const char *dir, uint64_t nodes, char *err, size_t errlen)
         if ((rv = refuse_existing(&p, err, errlen)) < 0)
             return rv;
     }
-    if ((rv = issue(&ca_p, "raftkv cluster CA", NULL, NULL, CERTGEN_CA_DAYS, false, &ca, &ca_key, err,
+    char crl[4200];
+    snprintf(crl, sizeof(crl), "%s/" CERTGEN_CRL_FILE, dir);
+    if (access(crl, F_OK) == 0) {
+        snprintf(err, errlen, "%s exists; not replacing it (remove it first to start over)", crl);
+        return -EEXIST;
+    }
+    if ((rv = issue(&ca_p, "raftkv cluster CA", NULL, NULL, CERTGEN_CA_DAYS, false, NULL, &ca, &ca_key, err,
                     errlen)) < 0)
         return rv;
     for (uint64_t i = 1; i <= nodes && rv == 0; i++)
-        rv = issue_node(dir, i, ca, ca_key, err, errlen);
+        rv = issue_node(dir, i, NULL, ca, ca_key, err, errlen);
     if (rv == 0)
-        rv = issue_named(dir, "proxy", CERTGEN_PROXY_NAME, CERTGEN_NODE_DAYS, true, ca, ca_key, err, errlen);
+        rv = issue_named(dir, "proxy", CERTGEN_PROXY_NAME, CERTGEN_NODE_DAYS, true, NULL, ca, ca_key, err,
+                         errlen);
     if (rv == 0)
-        rv = issue_named(dir, "admin", CERTGEN_CLIENT_PREFIX "admin", CERTGEN_NODE_DAYS, false, ca, ca_key,
-                         err, errlen);
+        rv = issue_named(dir, "admin", CERTGEN_CLIENT_PREFIX "admin", CERTGEN_NODE_DAYS, false, NULL, ca,
+                         ca_key, err, errlen);
+    if (rv == 0) /* empty: revoking one later needs no config change */
+        rv = certgen_crl(dir, NULL, 0, NULL, err, errlen);
     X509_free(ca);
     EVP_PKEY_free(ca_key);
     return rv;
@@ -270,20 +292,21 @@ static int load_ca(const char *dir, X509 **ca, EVP_PKEY **ca_key, char *err, siz
     return rv;
 }
 
-int certgen_node(const char *dir, uint64_t id, char *err, size_t errlen)
+int certgen_node(const char *dir, uint64_t id, const char *ip, char *err, size_t errlen)
 {
     X509 *ca;
     EVP_PKEY *ca_key;
     int rv = load_ca(dir, &ca, &ca_key, err, errlen);
     if (rv < 0)
         return rv;
-    rv = issue_node(dir, id, ca, ca_key, err, errlen);
+    rv = issue_node(dir, id, ip, ca, ca_key, err, errlen);
     X509_free(ca);
     EVP_PKEY_free(ca_key);
     return rv;
 }
 
-int certgen_client(const char *dir, const char *stem, const char *name, long days, char *err, size_t errlen)
+int certgen_client(const char *dir, const char *stem, const char *name, long days, const char *ip, char *err,
+                   size_t errlen)
 {
     X509 *ca;
     EVP_PKEY *ca_key;
@@ -294,7 +317,155 @@ int certgen_client(const char *dir, const char *stem, const char *name, long day
     int rv = load_ca(dir, &ca, &ca_key, err, errlen);
     if (rv < 0)
         return rv;
-    rv = issue_named(dir, stem, name, days, false, ca, ca_key, err, errlen);
+    rv = issue_named(dir, stem, name, days, false, ip, ca, ca_key, err, errlen);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    return rv;
+}
+
+/* ---- revocation list ------------------------------------------------------ */
+
+/* dir/crl.pem as it is, or a new empty CRL of ca when there is none. */
+static int crl_open(const char *path, X509 *ca, X509_CRL **out, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    X509_CRL *crl;
+    if (!f && errno != ENOENT) {
+        int rv = -errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return rv;
+    }
+    if (f) {
+        crl = PEM_read_X509_CRL(f, NULL, NULL, NULL);
+        fclose(f);
+        if (!crl)
+            return ossl_fail(err, errlen, path);
+        if (X509_CRL_verify(crl, X509_get0_pubkey(ca)) != 1) {
+            X509_CRL_free(crl);
+            ERR_clear_error();
+            snprintf(err, errlen, "%s is not signed by this CA; move it away to start a new one", path);
+            return -EINVAL;
+        }
+    } else if (!(crl = X509_CRL_new()) || !X509_CRL_set_version(crl, X509_CRL_VERSION_2) ||
+               !X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca))) {
+        X509_CRL_free(crl);
+        return ossl_fail(err, errlen, path);
+    }
+    *out = crl;
+    return 0;
+}
+
+/* Adds the certificate in path to crl unless it is there already. */
+static int crl_add(X509_CRL *crl, const char *path, X509 *ca, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        int rv = -errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return rv;
+    }
+    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+    X509_REVOKED *rev = NULL;
+    ASN1_TIME *now = NULL;
+    int rv = 0;
+    fclose(f);
+    if (!x)
+        return ossl_fail(err, errlen, path);
+    if (X509_cmp(x, ca) == 0) {
+        snprintf(err, errlen, "%s is the CA itself: to retire a CA, rotate it (raftkv.conf(5), TLS)", path);
+        rv = -EINVAL;
+    } else if (X509_check_issued(ca, x) != X509_V_OK || X509_verify(x, X509_get0_pubkey(ca)) != 1) {
+        snprintf(err, errlen, "%s was not issued by this CA", path);
+        rv = -EINVAL;
+    } else if (X509_CRL_get0_by_cert(crl, &rev, x) != 1) {
+        rev = X509_REVOKED_new();
+        now = X509_gmtime_adj(NULL, 0);
+        if (!rev || !now || !X509_REVOKED_set_serialNumber(rev, X509_get_serialNumber(x)) ||
+            !X509_REVOKED_set_revocationDate(rev, now) || !X509_CRL_add0_revoked(crl, rev)) {
+            X509_REVOKED_free(rev);
+            rv = ossl_fail(err, errlen, path);
+        }
+    }
+    ERR_clear_error();
+    ASN1_TIME_free(now);
+    X509_free(x);
+    return rv;
+}
+
+/* Replaces the extension nid of crl with value (X509V3 config syntax). */
+static bool crl_set_ext(X509_CRL *crl, X509 *ca, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    int i;
+    while ((i = X509_CRL_get_ext_by_NID(crl, nid, -1)) >= 0)
+        X509_EXTENSION_free(X509_CRL_delete_ext(crl, i));
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, ca, NULL, NULL, crl, 0);
+    X509_EXTENSION *ex = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    bool ok = ex && X509_CRL_add_ext(crl, ex, -1);
+    X509_EXTENSION_free(ex);
+    return ok;
+}
+
+/* Dates, CRL number + 1, authority key id, sorted, signed. */
+static bool crl_sign(X509_CRL *crl, X509 *ca, EVP_PKEY *ca_key)
+{
+    ASN1_INTEGER *num = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
+    uint64_t n = 0;
+    if (!num || ASN1_INTEGER_get_uint64(&n, num) != 1)
+        n = 0;
+    ASN1_INTEGER_free(num);
+    ERR_clear_error();
+    num = ASN1_INTEGER_new();
+    ASN1_TIME *last = X509_gmtime_adj(NULL, -3600), *next = X509_gmtime_adj(NULL, CERTGEN_CA_DAYS * 86400L);
+    bool ok = num && last && next && ASN1_INTEGER_set_uint64(num, n + 1) &&
+              X509_CRL_set1_lastUpdate(crl, last) && X509_CRL_set1_nextUpdate(crl, next) &&
+              X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, X509V3_ADD_REPLACE) == 1 &&
+              crl_set_ext(crl, ca, NID_authority_key_identifier, "keyid:always") && X509_CRL_sort(crl) &&
+              X509_CRL_sign(crl, ca_key, EVP_sha256()) > 0;
+    ASN1_INTEGER_free(num);
+    ASN1_TIME_free(last);
+    ASN1_TIME_free(next);
+    return ok;
+}
+
+/* path replaced by crl's PEM: temp file, fsync, rename. */
+static int crl_write(const char *path, X509_CRL *crl, char *err, size_t errlen)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    (void)unlink(tmp); /* left by an earlier run that died */
+    int rv = write_pem(tmp, (struct pem_obj){.crl = crl}, err, errlen);
+    if (rv == 0 && rename(tmp, path) < 0) {
+        rv = -errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        unlink(tmp);
+    }
+    return rv;
+}
+
+int certgen_crl(const char *dir, const char *const *certs, size_t n, size_t *listed, char *err, size_t errlen)
+{
+    char path[4096];
+    X509 *ca;
+    EVP_PKEY *ca_key;
+    X509_CRL *crl = NULL;
+    int rv = load_ca(dir, &ca, &ca_key, err, errlen);
+    if (rv < 0)
+        return rv;
+    snprintf(path, sizeof(path), "%s/" CERTGEN_CRL_FILE, dir);
+    rv = crl_open(path, ca, &crl, err, errlen);
+    for (size_t i = 0; rv == 0 && i < n; i++)
+        rv = crl_add(crl, certs[i], ca, err, errlen);
+    if (rv == 0 && !crl_sign(crl, ca, ca_key))
+        rv = ossl_fail(err, errlen, path);
+    if (rv == 0)
+        rv = crl_write(path, crl, err, errlen);
+    if (rv == 0 && listed) {
+        STACK_OF(X509_REVOKED) *revs = X509_CRL_get_REVOKED(crl);
+        *listed = revs ? (size_t)sk_X509_REVOKED_num(revs) : 0;
+    }
+    X509_CRL_free(crl);
     X509_free(ca);
     EVP_PKEY_free(ca_key);
     return rv;

@@ -130,7 +130,9 @@ static char *render(const struct gen_opts *o)
         fprintf(f, "# TLS on every TCP socket; peer links mutual, each node's certificate names\n"
                    "# it raftkv-node-N.  Clients: a raftkv-client-ROLE certificate gives ROLE;\n"
                    "# without one they may read only ('raftkvctl certs add-client write NAME').\n"
-                   "tls_ca = %s/ca.crt\nanonymous_role = read\n", o->tls_dir);
+                   "# Revoked certificates: 'raftkvctl certs revoke NAME' adds to crl.pem.\n"
+                   "tls_ca = %s/ca.crt\ntls_crl = %s/" CERTGEN_CRL_FILE "\nanonymous_role = read\n",
+                o->tls_dir, o->tls_dir);
     if (o->insecure)
         fprintf(f, "# INSECURE: plaintext, and every client may do anything, admin included;\n"
                    "# anyone who can reach a peer port can speak for any member.  Use --tls.\n"
@@ -331,7 +333,7 @@ static int add_node(struct ctl *ctl, const struct gen_opts *o)
         return ctl_fail(r == -ENOMEM ? EXIT_ERROR : EXIT_USAGE, "config generate: [node.%" PRIu64
                         "] would make an invalid file: %s", o->add_node, r == -ENOMEM ? "out of memory" : err);
     }
-    if (o->tls_dir && o->file && (r = certgen_node(o->tls_dir, o->add_node, err, sizeof(err))) < 0) {
+    if (o->tls_dir && o->file && (r = certgen_node(o->tls_dir, o->add_node, NULL, err, sizeof(err))) < 0) {
         free(added);
         return ctl_fail(EXIT_ERROR, "config generate: certificate for node %" PRIu64 ": %s", o->add_node, err);
     }

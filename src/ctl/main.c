@@ -67,14 +67,21 @@ const struct ctl_command ctl_commands[] = {
      "  --tls-dir DIR         where (default " CTL_TLS_DIR_DEFAULT "); implies --tls;\n"
      "                        existing files are never replaced\n"
      "  -f, --file PATH       write there instead of stdout\n"},
-    {"certs", cmd_certs, "add-node N | add-client ROLE [LABEL]  [--tls-dir DIR] [--days D]",
+    {"certs", cmd_certs,
+     "add-node N | add-client ROLE [LABEL] | revoke NAME... | crl  [--tls-dir DIR] [--days D] [--ip ADDR]",
      "Issue one more certificate from the cluster CA in DIR (ca.crt, ca.key, as\n"
      "'config generate --tls' wrote them): add-node N writes node-N.crt/.key\n"
      "(raftkv-node-N); add-client writes client-ROLE[-LABEL].crt/.key named\n"
      "raftkv-client-ROLE[-LABEL], which gives a client that role (read, write\n"
-     "or admin) on nodes and proxy. Existing files are never replaced.",
+     "or admin) on nodes and proxy. Existing files are never replaced.\n"
+     "revoke NAME adds certificates (DIR/NAME.crt, e.g. node-3 or\n"
+     "client-write-billing, or a .crt path) to DIR/crl.pem, the CA's signed\n"
+     "revocation list, creating it if missing; crl writes it afresh (empty the\n"
+     "first time). Name it in [cluster] tls_crl on every host and reload.",
      "  --tls-dir DIR         the CA's directory (default " CTL_TLS_DIR_DEFAULT ")\n"
-     "  --days D              validity (default 825; 0: expired at once, for tests)\n"},
+     "  --days D              validity (default 825; 0: expired at once, for tests)\n"
+     "  --ip ADDR             add-node, add-client: the certificate also names this IP\n"
+     "                        address (for TLS software that checks it: Go, etcd)\n"},
     {"bench", cmd_bench,
      "[--clients C] [--requests N | --duration DUR] [--value-size B] [--keys K] [--ratio SET:GET] [--stale] [--pipeline P]",
      "Load generator: C closed-loop clients, each on its own connection with up\n"

@@ -74,6 +74,10 @@ struct net_conn {
     bool tls_read_wants_write; /* SSL_read said WANT_WRITE: retry on wio */
     int tls_node_rc;         /* net_conn_tls_peer_node() */
     uint32_t tls_node;
+    /* On its context's list (net_tls_conn_list) while open, so a reload
+     * with a new CRL can close it; tls_owner NULL once off the list. */
+    struct net_tls *tls_owner;
+    struct net_conn *tls_next, **tls_pprev;
 
     struct net_conn_stats st;
     void (*release)(struct net_conn *c, void *arg);
@@ -137,6 +141,18 @@ int net_socket_prepare(int fd)
 
 /* ---- lifetime ----------------------------------------------------------- */
 
+static void tls_unlink(struct net_conn *c)
+{
+    if (!c->tls_owner)
+        return;
+    *c->tls_pprev = c->tls_next;
+    if (c->tls_next)
+        c->tls_next->tls_pprev = c->tls_pprev;
+    c->tls_owner = NULL;
+    c->tls_next = NULL;
+    c->tls_pprev = NULL;
+}
+
 static void free_output(struct net_conn *c)
 {
     while (c->out_head) {
@@ -155,6 +171,7 @@ static void conn_free(struct net_conn *c)
     co_unlink(c);
     ev_io_stop(c->loop, &c->rio);
     ev_io_stop(c->loop, &c->wio);
+    tls_unlink(c);
     SSL_free(c->ssl);
     if (c->fd >= 0)
         close(c->fd);
@@ -194,6 +211,7 @@ static void shut(struct net_conn *c, enum net_close_reason reason, int err)
     ev_timer_stop(c->loop, &c->stall);
     /* No close_notify: it could block or fail on a dead socket, and every
      * frame is length-prefixed, so a truncation is seen without it. */
+    tls_unlink(c);
     SSL_free(c->ssl);
     c->ssl = NULL;
     close(c->fd);
@@ -460,7 +478,7 @@ static ssize_t tls_write_some(struct net_conn *c)
     struct chunk *k = c->out_head;
     while (k->tail == k->head)
         k = k->next; /* pending > 0: a non-empty chunk follows */
-    ERR_clear_error();
+    net_tls_err_reset();
     int n = SSL_write(c->ssl, k->data + k->head, (int)(k->tail - k->head < INT_MAX ? k->tail - k->head : INT_MAX));
     if (n > 0)
         return n;
@@ -638,7 +656,7 @@ static ssize_t conn_read(struct net_conn *c, void *buf, size_t len)
 {
     if (!c->ssl)
         return read(c->fd, buf, len);
-    ERR_clear_error();
+    net_tls_err_reset();
     errno = 0;
     int n = SSL_read(c->ssl, buf, (int)(len < INT_MAX ? len : INT_MAX));
     if (n > 0)
@@ -690,10 +708,15 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents)
             c->st.bytes_in += (uint64_t)n;
             c->last_active = ev_now(loop);
             dispatch(c);
-            /* SSL_read returns one record at a time: a short one says
-             * nothing about the socket. */
-            if ((size_t)n < avail && !c->ssl)
-                break; /* the socket is most likely drained */
+            /* Plaintext: a short read most likely drained the socket.
+             * TLS: SSL_read returns a record at a time, so a short one says
+             * nothing; but with read-ahead, nothing left inside OpenSSL
+             * means its last read(2) ended on a record boundary, most
+             * likely the socket's end.  Either way, stopping early only
+             * costs a wakeup (epoll is level-triggered), while reading on
+             * costs a read(2) that says EAGAIN per request. */
+            if (c->ssl ? !SSL_has_pending(c->ssl) : (size_t)n < avail)
+                break;
         } else if (n == 0) {
             /* Replies already queued still get their chance to leave. */
             out_write(c);
@@ -783,11 +806,48 @@ static void tls_fail(struct net_conn *c, const char *what, int err)
     shut(c, NET_CLOSE_TLS, err);
 }
 
+/* A peer the current CRLs revoke: closed like a refused handshake. */
+static void tls_revoked(struct net_conn *c, const char *when)
+{
+    static _Thread_local struct net_ratelimit rl = {.interval = 10.0};
+    uint64_t more;
+    if (net_ratelimit_ok(&rl, ev_now(c->loop), &more))
+        log_notice("TLS: closing the %s connection with %s: its certificate is revoked by the reloaded CRL "
+                   "(%llu more such closes not logged)", when, c->peer, (unsigned long long)more);
+    shut(c, NET_CLOSE_TLS, -EACCES);
+}
+
+int net_tls_recheck_conns(struct net_tls *t)
+{
+    int n = 0;
+    for (struct net_conn *c = *net_tls_conn_list(t), *next; c; c = next) {
+        next = c->tls_next;
+        if (!c->closed && !c->tls_handshaking && c->ssl && net_tls_ssl_revoked(t, c->ssl)) {
+            tls_revoked(c, "established");
+            n++;
+        }
+    }
+    return n;
+}
+
+void net_tls_forget_conns(struct net_tls *t)
+{
+    struct net_conn **head = net_tls_conn_list(t);
+    while (*head)
+        tls_unlink(*head);
+}
+
 static void tls_handshake(struct net_conn *c)
 {
     ERR_clear_error();
     errno = 0;
     int r = SSL_do_handshake(c->ssl);
+    if (r == 1 && c->tls_owner && !net_tls_ssl_current(c->tls_owner, c->ssl) &&
+        net_tls_ssl_revoked(c->tls_owner, c->ssl)) {
+        /* begun before a reload whose CRL revokes this peer */
+        tls_revoked(c, "handshake");
+        return;
+    }
     if (r == 1) {
         c->tls_handshaking = false;
         ev_io_stop(c->loop, &c->wio);
@@ -830,6 +890,13 @@ int net_conn_start_tls(struct net_conn *c, struct net_tls *t, enum net_tls_mode 
     c->tls = true;
     c->tls_handshaking = true;
     c->tls_node_rc = -EACCES;
+    struct net_conn **head = net_tls_conn_list(t);
+    c->tls_owner = t;
+    c->tls_next = *head;
+    c->tls_pprev = head;
+    if (*head)
+        (*head)->tls_pprev = &c->tls_next;
+    *head = c;
     /* The stall timer doubles as the handshake deadline: a peer that
      * connects and then trickles (or sends nothing) is cut off like a
      * half-sent frame, and never blocks the loop meanwhile. */

@@ -25,4 +25,18 @@ int net_tls_peer_node(struct ssl_st *ssl, uint32_t *id);
 /* OpenSSL's last error as one line; clears the thread's error queue. */
 void net_tls_error_string(char *buf, size_t len);
 
+/* Revocation of established connections.  tls.c keeps the list head of
+ * the TLS connections made from a context (conn.c links and unlinks them,
+ * all on the loop thread that owns t); on a reload conn.c closes those the
+ * new CRLs revoke. */
+struct net_conn **net_tls_conn_list(struct net_tls *t);
+/* Whether ssl was made from t's current context (not from before a reload). */
+bool net_tls_ssl_current(const struct net_tls *t, const struct ssl_st *ssl);
+/* Whether t's CRLs list ssl's verified peer certificate. */
+bool net_tls_ssl_revoked(const struct net_tls *t, const struct ssl_st *ssl);
+/* conn.c: closes t's connections whose peer is revoked now; the count. */
+int net_tls_recheck_conns(struct net_tls *t);
+/* conn.c: t is being freed; its connections forget it. */
+void net_tls_forget_conns(struct net_tls *t);
+
 #endif

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdbool.h>
@@ -18,7 +19,15 @@
 
 struct net_tls {
     SSL_CTX *ctx;
+    STACK_OF(X509_CRL) *crls; /* ctx's CRLs, for rechecking established links */
+    struct net_conn *conns;   /* TLS connections made from t (conn.c's list) */
 };
+
+void net_tls_err_reset(void)
+{
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
+}
 
 void net_tls_error_string(char *buf, size_t len)
 {
@@ -48,14 +57,89 @@ static int file_error(const char *what, const char *path, char *err, size_t errl
     return rv;
 }
 
-/* A context loaded from f, or NULL with err set and *rv the error. */
-static SSL_CTX *ctx_load(const struct net_tls_files *f, int *rv, char *err, size_t errlen)
+/* X509_V_FLAG_CRL_CHECK wants a CRL for every issuer; a CA the CRL file
+ * has nothing from (one being rotated in, say) revokes nothing instead of
+ * refusing everyone it issued. */
+static int verify_cb(int ok, X509_STORE_CTX *x)
+{
+    if (!ok && X509_STORE_CTX_get_error(x) == X509_V_ERR_UNABLE_TO_GET_CRL) {
+        X509_STORE_CTX_set_error(x, X509_V_OK);
+        return 1;
+    }
+    return ok;
+}
+
+/* Whether a CA certificate in store signed crl. */
+static bool crl_signed_by_store(X509_STORE *store, X509_CRL *crl)
+{
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+        if (ca && X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) == 0 &&
+            X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1)
+            return true;
+    }
+    ERR_clear_error();
+    return false;
+}
+
+/* Every CRL in path into ctx's store, checked: at least one, each signed by
+ * a CA of f->ca and not past its nextUpdate (an expired CRL would make
+ * OpenSSL refuse every certificate of its CA). */
+static int crl_load(SSL_CTX *ctx, const struct net_tls_files *f, STACK_OF(X509_CRL) *crls, char *err,
+                    size_t errlen)
+{
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    BIO *b = BIO_new_file(f->crl, "r");
+    X509_CRL *crl;
+    int rv = 0;
+
+    if (!b)
+        return file_error("CRL", f->crl, err, errlen);
+    while (rv == 0 && (crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL))) {
+        const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+        if (!crl_signed_by_store(store, crl)) {
+            snprintf(err, errlen, "TLS CRL %s: a CRL not signed by a CA of %s", f->crl, f->ca);
+            rv = -EINVAL;
+        } else if (next && X509_cmp_current_time(next) <= 0) {
+            snprintf(err, errlen, "TLS CRL %s: expired (nextUpdate passed); renew it with 'raftkvctl certs crl'",
+                     f->crl);
+            rv = -EINVAL;
+        } else if (!X509_STORE_add_crl(store, crl) || !sk_X509_CRL_push(crls, crl)) {
+            rv = file_error("CRL", f->crl, err, errlen);
+        } else {
+            continue; /* crls holds it now */
+        }
+        X509_CRL_free(crl);
+    }
+    /* the loop ends on "no start line" at the end of the file */
+    unsigned long e = ERR_peek_last_error();
+    if (rv == 0 && ERR_GET_REASON(e) != PEM_R_NO_START_LINE) {
+        rv = file_error("CRL", f->crl, err, errlen);
+    } else if (rv == 0 && sk_X509_CRL_num(crls) == 0) {
+        snprintf(err, errlen, "TLS CRL %s: no CRL in the file ('raftkvctl certs crl' writes an empty one)",
+                 f->crl);
+        rv = -EINVAL;
+    }
+    ERR_clear_error();
+    BIO_free(b);
+    if (rv == 0)
+        X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+    return rv;
+}
+
+/* A context loaded from f, or NULL with err set and *rv the error; its
+ * CRLs go to *crls (an empty stack without a CRL file). */
+static SSL_CTX *ctx_load(const struct net_tls_files *f, STACK_OF(X509_CRL) **crls, int *rv, char *err,
+                         size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_method());
 
     ERR_clear_error();
     *rv = -ENOMEM;
-    if (!ctx) {
+    *crls = ctx ? sk_X509_CRL_new_null() : NULL;
+    if (!*crls) {
+        SSL_CTX_free(ctx);
         snprintf(err, errlen, "TLS: out of memory");
         return NULL;
     }
@@ -77,11 +161,17 @@ static SSL_CTX *ctx_load(const struct net_tls_files *f, int *rv, char *err, size
      * record like sendmsg. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    /* Read ahead: one read(2) takes whatever records the socket holds,
+     * instead of two per record (its 5-byte header, then its body). */
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
     if (!SSL_CTX_load_verify_locations(ctx, f->ca, NULL)) {
         *rv = file_error("CA", f->ca, err, errlen);
         goto fail;
     }
+    if (f->crl && *f->crl && (*rv = crl_load(ctx, f, *crls, err, errlen)) < 0)
+        goto fail;
+    *rv = -EINVAL;
     if (!f->cert)
         return ctx;
     if (SSL_CTX_use_certificate_chain_file(ctx, f->cert) != 1) {
@@ -100,6 +190,8 @@ static SSL_CTX *ctx_load(const struct net_tls_files *f, int *rv, char *err, size
     return ctx;
 fail:
     SSL_CTX_free(ctx);
+    sk_X509_CRL_pop_free(*crls, X509_CRL_free);
+    *crls = NULL;
     return NULL;
 }
 
@@ -113,7 +205,7 @@ int net_tls_new(const struct net_tls_files *f, struct net_tls **out, char *err, 
         snprintf(err, errlen, "TLS: out of memory");
         return rv;
     }
-    if (!(t->ctx = ctx_load(f, &rv, err, errlen))) {
+    if (!(t->ctx = ctx_load(f, &t->crls, &rv, err, errlen))) {
         free(t);
         return rv;
     }
@@ -124,22 +216,52 @@ int net_tls_new(const struct net_tls_files *f, struct net_tls **out, char *err, 
 int net_tls_reload(struct net_tls *t, const struct net_tls_files *f, char *err, size_t errlen)
 {
     int rv;
-    SSL_CTX *ctx = ctx_load(f, &rv, err, errlen);
+    STACK_OF(X509_CRL) *crls;
+    SSL_CTX *ctx = ctx_load(f, &crls, &rv, err, errlen);
     if (!ctx)
         return rv;
     /* Every SSL holds a reference to the context it was made from, so
-     * connections made before this keep working on the old one. */
+     * connections made before this keep working on the old one -- unless
+     * the new CRLs revoke their peer. */
     SSL_CTX_free(t->ctx);
+    sk_X509_CRL_pop_free(t->crls, X509_CRL_free);
     t->ctx = ctx;
-    return 0;
+    t->crls = crls;
+    return net_tls_recheck_conns(t);
 }
 
 void net_tls_free(struct net_tls *t)
 {
     if (!t)
         return;
+    net_tls_forget_conns(t);
     SSL_CTX_free(t->ctx);
+    sk_X509_CRL_pop_free(t->crls, X509_CRL_free);
     free(t);
+}
+
+struct net_conn **net_tls_conn_list(struct net_tls *t)
+{
+    return &t->conns;
+}
+
+bool net_tls_ssl_current(const struct net_tls *t, const struct ssl_st *ssl)
+{
+    return SSL_get_SSL_CTX(ssl) == t->ctx;
+}
+
+bool net_tls_ssl_revoked(const struct net_tls *t, const struct ssl_st *ssl)
+{
+    X509 *x = SSL_get0_peer_certificate(ssl);
+    X509_REVOKED *rev;
+
+    for (int i = 0; x && i < sk_X509_CRL_num(t->crls); i++) {
+        X509_CRL *crl = sk_X509_CRL_value(t->crls, i);
+        if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(x)) == 0 &&
+            X509_CRL_get0_by_cert(crl, &rev, x) == 1)
+            return true;
+    }
+    return false;
 }
 
 struct ssl_st *net_tls_ssl_new(struct net_tls *t, int fd, enum net_tls_mode mode, const char *expect_name)

@@ -165,8 +165,9 @@ const struct config_node *node_member(const struct node *n, raft_id id);
 
 /* peer.c */
 /* security.c: the TLS context and the rights policy from [cluster]
- * tls_ca, insecure and anonymous_role; -EPERM when plaintext would be
- * served beyond loopback.  reload: SIGHUP, the certificate files again. */
+ * tls_ca, tls_crl, insecure and anonymous_role; -EPERM when plaintext
+ * would be served beyond loopback.  reload: SIGHUP, the certificate and
+ * CRL files again (connections the CRL now revokes are closed). */
 int node_security_start(struct node *n, char *err, size_t errlen);
 void node_security_reload(struct node *n);
 void node_security_stop(struct node *n);

@@ -1,7 +1,8 @@
 /* security.c - a node's TLS context and client-rights policy: built once
- * from [cluster] tls_ca, insecure and anonymous_role and this node's
- * certificate, shared by the peer links and the client port, and loaded
- * again from the same files on SIGHUP without dropping a connection. */
+ * from [cluster] tls_ca, tls_crl, insecure and anonymous_role and this
+ * node's certificate, shared by the peer links and the client port, and
+ * loaded again from the same files on SIGHUP without dropping a connection
+ * (but those whose certificate the new CRL revokes). */
 #include "node/node_int.h"
 
 #include "common/log.h"
@@ -14,7 +15,8 @@
 static struct net_tls_files node_files(const struct node *n)
 {
     const struct config_node *me = config_node_find(n->cfg, n->id);
-    struct net_tls_files f = {.ca = n->cfg->cluster.tls_ca, .cert = me->tls_cert, .key = me->tls_key};
+    struct net_tls_files f = {.ca = n->cfg->cluster.tls_ca, .cert = me->tls_cert, .key = me->tls_key,
+                              .crl = n->cfg->cluster.tls_crl};
     return f;
 }
 
@@ -40,8 +42,9 @@ int node_security_start(struct node *n, char *err, size_t errlen)
                  "%s", n->tls ? "rights are not checked" : "anyone who can reach a peer port can "
                  "speak for any member");
     else if (n->tls)
-        log_info("security: TLS 1.3, CA %s, this node's certificate %s; peer links mutual, "
+        log_info("security: TLS 1.3, CA %s, this node's certificate %s, %s%s; peer links mutual, "
                  "clients without a certificate get role %s", cfg->cluster.tls_ca, me->tls_cert,
+                 *cfg->cluster.tls_crl ? "CRL " : "no CRL", cfg->cluster.tls_crl,
                  rpc_role_name(n->sec.anonymous));
     else
         log_notice("security: plaintext on loopback ([cluster] tls_ca is not set); TCP clients "
@@ -61,8 +64,11 @@ void node_security_reload(struct node *n)
     if (rv < 0)
         log_error("SIGHUP: certificates not reloaded, the old ones stay in use: %s", err);
     else
-        log_notice("SIGHUP: reloaded CA %s and certificate %s; new connections use them, "
-                   "established ones stay", f.ca, f.cert);
+        log_notice("SIGHUP: reloaded CA %s, certificate %s%s%s; new connections use them, "
+                   "established ones stay%s", f.ca, f.cert, *f.crl ? " and CRL " : "", f.crl,
+                   rv > 0 ? " but those whose certificate the CRL revokes" : "");
+    if (rv > 0)
+        log_notice("SIGHUP: closed %d connections whose certificate the CRL revokes", rv);
 }
 
 void node_security_stop(struct node *n)

@@ -1,5 +1,5 @@
-/* security.c - the proxy's TLS context ([cluster] tls_ca, [proxy] tls_cert)
- * and its clients' rights policy, per event loop.  Each loop loads its own
+/* security.c - the proxy's TLS context ([cluster] tls_ca and tls_crl,
+ * [proxy] tls_cert) and its clients' rights policy, per event loop.  Each loop loads its own
  * context and is the only thread that touches it, so a reload (SIGHUP,
  * passed on by loop 0) needs no lock: every loop swaps its own, and
  * connections made before keep the context they started with. */
@@ -10,7 +10,8 @@
 
 static struct net_tls_files proxy_files(const struct config *cfg)
 {
-    struct net_tls_files f = {.ca = cfg->cluster.tls_ca, .cert = cfg->proxy.tls_cert, .key = cfg->proxy.tls_key};
+    struct net_tls_files f = {.ca = cfg->cluster.tls_ca, .cert = cfg->proxy.tls_cert, .key = cfg->proxy.tls_key,
+                              .crl = cfg->cluster.tls_crl};
     return f;
 }
 
@@ -42,14 +43,20 @@ void proxy_security_reload(struct proxy *p)
 {
     char err[512];
     struct net_tls_files f = proxy_files(p->cfg);
+    int rv;
     if (!p->sec.tls) {
         if (p->index == 0)
             log_notice("SIGHUP: no TLS configured ([cluster] tls_ca), nothing to reload");
-    } else if (net_tls_reload(p->sec.tls, &f, err, sizeof(err)) < 0) {
+    } else if ((rv = net_tls_reload(p->sec.tls, &f, err, sizeof(err))) < 0) {
         log_error("SIGHUP: loop %zu: certificates not reloaded, the old ones stay in use: %s", p->index,
                   err);
-    } else if (p->index == 0) {
-        log_notice("SIGHUP: reloaded CA %s and certificate %s; new connections use them", f.ca, f.cert);
+    } else {
+        /* each loop its own line only when it closed something */
+        if (p->index == 0)
+            log_notice("SIGHUP: reloaded CA %s, certificate %s%s%s; new connections use them", f.ca, f.cert,
+                       *f.crl ? " and CRL " : "", f.crl);
+        if (rv > 0)
+            log_notice("SIGHUP: loop %zu closed %d connections whose certificate the CRL revokes", p->index, rv);
     }
 }
 

@@ -209,11 +209,14 @@ def wait_until(cond, timeout, what, interval=0.02):
 
 def free_listen_ports(n):
     """n distinct loopback ports below the kernel's ephemeral range that were
-    free a moment ago.  Ports from free_ports() come from that range, so an
-    outgoing connection (a node dialling its peers) can take one as its
-    source port before the daemon binds it (seen once in a full ASan run of
-    the metrics suite: EADDRINUSE); ports below it are never handed out
-    that way."""
+    free a moment ago, for daemons to listen on.  A port the kernel hands
+    out for bind(port 0) comes from that range, so an outgoing connection
+    (a node dialling its peers) can take one as its source port before the
+    daemon binds it: seen in a full ASan run of the metrics suite, and in
+    abuse-tls, where nodes 1 and 2 dialling node 3's peer port before it
+    listened connected to themselves (a TCP self-connect: source port =
+    destination port) and node 3 exited with EADDRINUSE.  Ports below the
+    range are never handed out that way."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
             low = int(f.read().split()[0])
@@ -233,21 +236,6 @@ def free_listen_ports(n):
                 continue
             socks.append(s)
             ports.append(port)
-    finally:
-        for s in socks:
-            s.close()
-    return ports
-
-
-def free_ports(n):
-    """n distinct loopback ports that were free a moment ago."""
-    socks, ports = [], []
-    try:
-        while len(ports) < n:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
     finally:
         for s in socks:
             s.close()
@@ -546,7 +534,7 @@ class Cluster:
         self.opts = dict(self.DEFAULTS)
         self.opts.update(cluster_opts)
         self.opts["log_level"] = log_level
-        ports = free_ports(2 * n + 1)
+        ports = free_listen_ports(2 * n + 1)
         self.nodes = {i: Node(self, i, ports[2 * (i - 1)], ports[2 * (i - 1) + 1])
                       for i in range(1, n + 1)}
         self.proxy_port = ports[-1]

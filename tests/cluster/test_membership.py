@@ -12,8 +12,9 @@ import shutil
 import subprocess
 import time
 
-from harness import (OK, Client, Cluster, Node, Session, T, expect, expect_status, frame, free_ports,
-                     main, pb, report, req_get, req_transfer, status_name, wait_until)
+from harness import (OK, Client, Cluster, Node, Session, T, expect, expect_status, frame,
+                     free_listen_ports, main, pb, report, req_get, req_transfer, status_name,
+                     wait_until)
 from test_diskfault import Writer
 
 FAILED_PRECONDITION_NAME, PERMISSION_DENIED_NAME = "FAILED_PRECONDITION", "PERMISSION_DENIED"
@@ -32,7 +33,7 @@ def ctl(c, *args, timeout=None):
 
 def add_node_to_config(c, i):
     """A new [node.i] in the shared config file, as an operator would add it."""
-    peer, client = free_ports(2)
+    peer, client = free_listen_ports(2)
     c.nodes[i] = Node(c, i, peer, client)
     c.nodes[i].extra_args = ["--join"]
     c.write_config()

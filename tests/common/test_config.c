@@ -194,6 +194,8 @@ static void test_validation_errors(void **state)
         { "[proxy]\nqueue_wait_ms = 200\n" NODES3,
           "test.conf:2: proxy queue_wait_ms (200) must be at least twice election_timeout_ms (150)" },
         { "[proxy]\nlisten =\nunix = \n" NODES3, "test.conf:3: [proxy] needs 'listen' or 'unix'" },
+        { "[cluster]\ntls_crl = /etc/raftkv/tls/crl.pem\n" NODES3,
+          "test.conf:2: tls_crl is set but tls_ca is not: a CRL needs the TLS of tls_ca" },
         { "[node.1]\nclient = 127.0.0.1:7201\n", "test.conf:1: [node.1] has no 'peer' (required)" },
         { "[node.1]\npeer = 127.0.0.1:7201\nclient = 127.0.0.1:7201\n",
           "test.conf:3: [node.1] client address 127.0.0.1:7201 is already the peer address of node 1" },

@@ -229,9 +229,10 @@ static void gen_config(void)
     put("config", "one-node", one, sizeof(one) - 1);
     static const char bad[] = "[cluster]\nelecton_timeout_ms = 100\n";
     put("config", "typo", bad, sizeof(bad) - 1);
-    /* issue 15's options: TLS, the anonymous role, insecure */
+    /* issue 15's options: TLS, the CRL, the anonymous role, insecure */
     static const char tls[] =
-        "[cluster]\nname = sec\ntls_ca = /etc/raftkv/tls/ca.crt\ninsecure = false\nanonymous_role = read\n"
+        "[cluster]\nname = sec\ntls_ca = /etc/raftkv/tls/ca.crt\ntls_crl = /etc/raftkv/tls/crl.pem\n"
+        "insecure = false\nanonymous_role = read\n"
         "[node.1]\npeer = 10.0.0.1:7101\nclient = 10.0.0.1:7201\ntls_cert = /etc/raftkv/tls/node-1.crt\n"
         "tls_key = /etc/raftkv/tls/node-1.key\n"
         "[proxy]\nlisten = 0.0.0.0:7000\ntls_cert = /etc/raftkv/tls/proxy.crt\ntls_key = /etc/raftkv/tls/proxy.key\n";

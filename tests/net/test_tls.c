@@ -3,7 +3,9 @@
  * the name-to-id rule (table), an echo through a mutual-TLS listener and
  * dialer with the authenticated id, and what must fail: the wrong server
  * name, a client certificate from another CA, plaintext, and a handshake
- * that stalls (cut off at frame_timeout_ms while the loop serves others). */
+ * that stalls (cut off at frame_timeout_ms while the loop serves others);
+ * revocation: a CRL reloaded closes the revoked peer's established link and
+ * refuses its next handshake, and CRL files that must not load. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -64,13 +66,20 @@ static void test_name_to_id(void **state)
     assert_string_equal(buf, "raftkv-node-4294967295");
 }
 
-static struct net_tls *tls_for(const char *d, int node)
+static struct net_tls_files files_for(const char *d, int node, const char *crl)
 {
-    char ca[160], crt[160], key[160], err[256];
+    static char ca[160], crt[160], key[160];
     snprintf(ca, sizeof(ca), "%s/ca.crt", d);
     snprintf(crt, sizeof(crt), "%s/node-%d.crt", d, node);
     snprintf(key, sizeof(key), "%s/node-%d.key", d, node);
-    struct net_tls_files f = {.ca = ca, .cert = crt, .key = key};
+    struct net_tls_files f = {.ca = ca, .cert = crt, .key = key, .crl = crl};
+    return f;
+}
+
+static struct net_tls *tls_for(const char *d, int node)
+{
+    char err[256];
+    struct net_tls_files f = files_for(d, node, NULL);
     struct net_tls *t = NULL;
     if (net_tls_new(&f, &t, err, sizeof(err)) < 0)
         fail_msg("net_tls_new: %s", err);
@@ -308,6 +317,61 @@ static void test_stalled_handshake(void **state)
     rig_stop(&r);
 }
 
+/* Node 2 revoked while linked to node 1: node 1's reload closes the link,
+ * and the redial fails in the handshake. */
+static void test_crl_revokes(void **state)
+{
+    struct rig r;
+    struct client c;
+    char crl[160], err[256], crt2[160], bogus[160];
+    const char *revoke[] = {crt2};
+    rig_start(&r);
+    snprintf(crl, sizeof(crl), "%s/crl.pem", dir);
+    snprintf(crt2, sizeof(crt2), "%s/node-2.crt", dir);
+    /* the empty CRL config generate writes: loads, revokes nothing */
+    struct net_tls_files f = files_for(dir, 1, crl);
+    assert_int_equal(net_tls_reload(r.t1, &f, err, sizeof(err)), 0);
+    struct net_dial *d = dial(r.loop, &r.a, r.t2, 1, &c);
+    assert_true(EVTEST_UNTIL(r.loop, 5, c.frames == 2));
+    assert_int_equal(r.s.closed, 0);
+
+    size_t listed = 0;
+    assert_int_equal(certgen_crl(dir, revoke, 1, &listed, err, sizeof(err)), 0);
+    assert_int_equal(listed, 1);
+    f = files_for(dir, 1, crl);
+    assert_int_equal(net_tls_reload(r.t1, &f, err, sizeof(err)), 1); /* one link closed */
+    assert_true(EVTEST_UNTIL(r.loop, 5, c.downs == 1 && r.s.closed == 1));
+    assert_int_equal(r.s.tls_closes, 1);
+    /* the dialer tries again: refused in the handshake */
+    net_dial_retry_now(d);
+    assert_true(EVTEST_UNTIL(r.loop, 5, r.s.closed >= 2));
+    assert_int_equal(r.s.tls_closes, r.s.closed);
+    assert_int_equal(r.s.accepted, 2);
+    assert_int_equal(r.s.frames, 2); /* TLS 1.3: the client may think itself up, nothing gets through */
+    net_dial_free(d);
+    /* once more: nothing left to close; revoking twice lists it once */
+    assert_int_equal(net_tls_reload(r.t1, &f, err, sizeof(err)), 0);
+    assert_int_equal(certgen_crl(dir, revoke, 1, &listed, err, sizeof(err)), 0);
+    assert_int_equal(listed, 1);
+
+    /* files that must not load: another CA's CRL, no CRL, the CA itself */
+    snprintf(bogus, sizeof(bogus), "%s/crl.pem", other);
+    f = files_for(dir, 1, bogus);
+    assert_int_equal(net_tls_reload(r.t1, &f, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "not signed by a CA"));
+    f = files_for(dir, 1, f.ca); /* a certificate, no CRL in it */
+    assert_int_equal(net_tls_reload(r.t1, &f, err, sizeof(err)), -EINVAL);
+    f = files_for(dir, 1, "/nonexistent/crl.pem");
+    assert_int_equal(net_tls_reload(r.t1, &f, err, sizeof(err)), -ENOENT);
+    snprintf(bogus, sizeof(bogus), "%s/ca.crt", dir);
+    revoke[0] = bogus;
+    assert_int_equal(certgen_crl(dir, revoke, 1, &listed, err, sizeof(err)), -EINVAL);
+    snprintf(bogus, sizeof(bogus), "%s/node-1.crt", other);
+    assert_int_equal(certgen_crl(dir, revoke, 1, &listed, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "not issued by this CA"));
+    rig_stop(&r);
+}
+
 static int setup(void **state)
 {
     char err[256];
@@ -337,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_mutual_echo),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_stalled_handshake),
+        cmocka_unit_test(test_crl_revokes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

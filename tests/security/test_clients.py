@@ -17,6 +17,11 @@ from 'raftkvctl config generate --tls' and 'raftkvctl certs add-client'.
                     peer links stay (same leader and term, writes go on),
                     the old admin certificate is refused on new
                     connections, the new one works
+  revoked_client    [cluster] tls_crl set; a write client's certificate
+                    revoked (certs revoke) and SIGHUP to nodes and proxy:
+                    its established connections to a node and to the
+                    proxy are closed, new handshakes with it refused; the
+                    admin connection and the peer links stay
   slow_client_hs    20 stalled handshakes on a client port: a TLS client
                     works meanwhile, all cut off at frame_timeout_ms
   plaintext_modes   no TLS: loopback clients get anonymous_role (write),
@@ -224,6 +229,19 @@ def replace_certs(c, new):
             os.replace(dst + ".new", dst)
 
 
+def reload_all(c, px, pattern=r"SIGHUP: reloaded CA"):
+    """SIGHUP to every node and the proxy, back once each logged the
+    reload; the nodes' log sizes from before."""
+    sizes = {i: c.log_size(i) for i in c.nodes}
+    for i in c.nodes:
+        os.kill(c.nodes[i].pid, signal.SIGHUP)
+    os.kill(px.proc.pid, signal.SIGHUP)
+    for i in c.nodes:
+        c.wait_log(i, pattern, since=sizes[i])
+    wait_until(lambda: "SIGHUP: reloaded CA" in px.log(), T(10), "the proxy to reload")
+    return sizes
+
+
 def test_reload():
     with tls_proxied() as (c, px):
         lead = c.start_and_lead()
@@ -237,13 +255,7 @@ def test_reload():
         expect_status(held.call(req_set(b"before", b"1")), OK, "write before the reload")
         new = make_certs(os.path.join(c.dir, "rotated"))
         replace_certs(c, new)
-        sizes = {i: c.log_size(i) for i in c.nodes}
-        for i in c.nodes:
-            os.kill(c.nodes[i].pid, signal.SIGHUP)
-        os.kill(px.proc.pid, signal.SIGHUP)
-        for i in c.nodes:
-            c.wait_log(i, r"SIGHUP: reloaded CA", since=sizes[i])
-        wait_until(lambda: "SIGHUP: reloaded CA" in px.log(), T(10), "the proxy to reload")
+        sizes = reload_all(c, px)
         # established: the client connections and the peer links
         expect_status(held.call(req_set(b"after", b"1")), OK, "write on a connection made before the reload")
         expect_status(held_px.call(req_set(b"after-px", b"1")), OK, "write through the proxy, old connection")
@@ -269,6 +281,46 @@ def test_reload():
         held_px.close()
         report("CA and certificates rotated, SIGHUP: old connections and peer links kept (leader %d, term "
                "%d), the old admin certificate refused on new connections, the new one works" % (lead, term))
+
+
+def test_revoked_client():
+    with tls_proxied() as (c, px):
+        crl = os.path.join(c.tls_dir, "crl.pem")  # config generate --tls wrote it, empty
+        c.opts["tls_crl"] = crl
+        c.write_config()
+        lead = c.start_and_lead()
+        px.start()
+        px.wait_leader()
+        crt, key = add_client(c.tls_dir, "write", "billing")
+        billing = tls_context(os.path.join(c.tls_dir, "ca.crt"), crt, key)
+        held = Client(c.nodes[lead].client_port, tls=billing)
+        held_px = Client(px.port, tls=billing)
+        admin = Client(c.nodes[lead].client_port, tls=c.client_tls)
+        expect_status(held.call(req_set(b"billing", b"1")), OK, "write with the billing certificate")
+        expect_status(held_px.call(req_set(b"billing-px", b"1")), OK, "write through the proxy")
+        term = c.status(lead).term
+        r = ctl("certs", "revoke", "client-write-billing", "--tls-dir", c.tls_dir)
+        expect(r.returncode == 0 and b"1 certificates revoked" in r.stderr, "certs revoke: %d %s", r.returncode,
+               r.stderr.decode(errors="replace"))
+        sizes = reload_all(c, px, r"SIGHUP: reloaded CA .* and CRL ")
+        c.wait_log(lead, r"SIGHUP: closed 1 connections whose certificate the CRL revokes", since=sizes[lead])
+        wait_until(lambda: "closed 1 connections whose certificate the CRL revokes" in px.log(), T(10),
+                   "the proxy to close the revoked client")
+        expect(closed_within(held.sock, T(10)), "node %d kept a revoked client's connection", lead)
+        expect(closed_within(held_px.sock, T(10)), "the proxy kept a revoked client's connection")
+        for name, port in (("node %d" % lead, c.nodes[lead].client_port), ("proxy", px.port)):
+            expect(handshake_refused(port, billing), "%s took a revoked certificate after the reload", name)
+        c.wait_log(lead, r"certificate refused: certificate revoked", since=sizes[lead])
+        expect_status(admin.call(req_set(b"admin", b"1")), OK, "the admin connection after the reload")
+        for i in c.nodes:
+            st = c.status(i)
+            expect(st is not None and st.term == term and st.leader_id == lead,
+                   "node %d after the reload: %s (term %d, leader %d before)", i, st, term, lead)
+            expect("is down" not in c.log_since(i, sizes[i]), "node %d lost a peer link", i)
+        for k in (held, held_px, admin):
+            k.close()
+        report("client-write-billing revoked, SIGHUP: its connections to node %d and the proxy closed, new "
+               "handshakes refused; admin connection and peer links kept (term %d)" % (lead, term))
 
 
 def test_slow_client_hs():
@@ -323,4 +375,4 @@ if __name__ == "__main__":
         print("SKIP: no raftkvctl at %s (set RAFTKV_CTL)" % CTL)
         sys.exit(harness.SKIP)
     main([test_plaintext_client, test_other_ca_client, test_expired_client, test_roles, test_reload,
-          test_slow_client_hs, test_plaintext_modes])
+          test_revoked_client, test_slow_client_hs, test_plaintext_modes])

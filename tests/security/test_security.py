@@ -12,6 +12,10 @@ the cluster id.  Certificates come from 'raftkvctl config generate --tls'.
   huge_term      plaintext mode (insecure: anyone can claim to be node 1),
                  a term past RAFT_TERM_MAX (2^64 - 65536): refused, not
                  adopted; a non-member sender: refused and closed
+  revoked_node   [cluster] tls_crl set; a follower's certificate revoked
+                 (certs revoke) and SIGHUP to every node: the others close
+                 their links with it and refuse its handshakes from then
+                 on; the other two go on committing, same leader and term
   slow_handshake 20 connections that start a TLS handshake and stall: the
                  loop serves writes and a real TLS handshake meanwhile, and
                  the stalled ones are cut off at frame_timeout_ms
@@ -25,8 +29,10 @@ is closed, the first was handled.
       /usr/bin/python3 tests/security/test_security.py [-k NAME]
 """
 import os
+import signal
 import socket
 import ssl
+import subprocess
 import sys
 import time
 
@@ -226,6 +232,40 @@ def test_huge_term():
                "a non-member's frame refused" % (w.lead, w.followers, w.terms))
 
 
+def test_revoked_node():
+    c = Cluster(3, name="raftkv", cluster_id=CLUSTER_ID)
+    with c:
+        tls = make_certs(c.dir)
+        c.opts["tls_crl"] = os.path.join(tls, "crl.pem")  # config generate --tls wrote it, empty
+        c.set_tls(tls)
+        w = World(c)
+        f = w.followers[0]
+        others = [i for i in c.nodes if i != f]
+        r = subprocess.run([CTL, "certs", "revoke", "node-%d" % f, "--tls-dir", tls], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=T(30))
+        expect(r.returncode == 0, "certs revoke node-%d: %s", f, r.stdout.decode(errors="replace"))
+        sizes = {i: c.log_size(i) for i in c.nodes}
+        for i in c.nodes:
+            os.kill(c.nodes[i].pid, signal.SIGHUP)
+        for i in others:
+            c.wait_log(i, r"SIGHUP: closed [12] connections whose certificate the CRL revokes", since=sizes[i])
+            # redials either way: its server or its client certificate refused
+            c.wait_log(i, r"TLS handshake with .* failed: certificate refused: certificate revoked", since=sizes[i])
+        for k in range(5):
+            w.write("node %d revoked" % f)
+        for i in others:
+            st = c.status(i)
+            expect(st.term == w.terms[i] and st.leader_id == w.lead, "node %d: term %d -> %d, leader %d -> %d "
+                   "after revoking node %d", i, w.terms[i], st.term, w.lead, st.leader_id, f)
+        lead_commit = c.status(w.lead).commit_index
+        st = c.status(f)
+        expect(st.commit_index < lead_commit, "revoked node %d still follows: commit %d, leader's %d", f,
+               st.commit_index, lead_commit)
+        w.close()
+        report("node %d's certificate revoked, SIGHUP: nodes %s closed their links and refuse it; 5 writes "
+               "committed without it (its commit %d, the leader's %d)" % (f, others, st.commit_index, lead_commit))
+
+
 def test_slow_handshake():
     with tls_cluster({"frame_timeout_ms": 1000}) as c:
         w = World(c)
@@ -255,4 +295,4 @@ if __name__ == "__main__":
     if not os.access(CTL, os.X_OK):
         print("SKIP: no raftkvctl at %s (set RAFTKV_CTL)" % CTL)
         sys.exit(harness.SKIP)
-    main([test_plaintext, test_other_ca, test_impostor, test_huge_term, test_slow_handshake])
+    main([test_plaintext, test_other_ca, test_impostor, test_huge_term, test_revoked_node, test_slow_handshake])
