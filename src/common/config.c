@@ -142,8 +142,15 @@ static const struct opt options[] = {
       "none is idle is the new one accepted and closed at once."),
     C("max_pending_output_bytes", T_SIZE, max_pending_output_bytes, "8MiB", 64 * KIB, 4 * GIB,
       "Output queued on one connection that the other side has not read yet. "
-      "A reader that falls this far behind is disconnected instead of growing "
-      "the daemon's memory. Must be at least max_frame_bytes."),
+      "On a node's client and admin sockets (where the proxy's shared links "
+      "arrive) it is a high-water mark: the node reads no more requests from "
+      "that connection until half of it has drained, and answers to requests "
+      "already read still queue, so a batch of large answers never costs the "
+      "link; a reader that takes no byte for 5 s while over the mark is "
+      "disconnected. Elsewhere (peer links, the "
+      "proxy's sockets) a reader that falls this far behind is disconnected "
+      "at once instead of growing the daemon's memory. Must be at least "
+      "max_frame_bytes."),
     C("frame_timeout_ms", T_MS, frame_timeout_ms, "10000", 0, 3600000,
       "A message whose first bytes arrived must be complete within this long "
       "(the clock restarts whenever a message completes), else the connection "

@@ -423,6 +423,9 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
     n->client_limits.frame_timeout_ms = n->peer_limits.frame_timeout_ms =
         (uint32_t)cfg->cluster.frame_timeout_ms;
     n->client_limits.max_in_flight = NET_CLIENT_MAX_IN_FLIGHT;
+    /* A proxy link carries many clients' requests: a batch of large answers
+     * must stop the reading of more requests, never cut the link (issue 17). */
+    n->client_limits.output_backpressure = true;
     /* Peer links carry whole snapshots in a burst of chunks. */
     n->peer_limits.max_frame = cfg->cluster.max_frame_bytes;
     n->peer_limits.max_pending_output = cfg->cluster.max_pending_output_bytes < (1u << 30)
