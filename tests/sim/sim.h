@@ -181,7 +181,16 @@ struct params {
     bool pre_vote, check_quorum;
     uint32_t wipe_ppm; /* per step, chance that a down node's disk is wiped (when safe) */
     bool bg_snapshots; /* the replica writes snapshots through snapshot_begin/adopt */
+    /* Leader-lease reads (--lease): on in every node, with the drift margin
+     * the clocks below need; tick periods are drawn from [tick_min, tick_max]. */
+    bool lease;
+    unsigned lease_drift;
+    unsigned tick_min, tick_max;
 };
+
+/* --lease: clocks within the drift the lease allows for.  --lease-wild-clocks:
+ * the same lease and margin, with clocks that break that bound. */
+enum lease_mode { LEASE_OFF = 0, LEASE_BOUNDED, LEASE_WILD };
 
 struct stats {
     uint64_t proposals, committed, reads, reads_failed, elections;
@@ -190,6 +199,7 @@ struct stats {
     uint64_t delivered, dropped, steps;
     uint64_t wipes, stale; /* disks wiped; messages the incarnation rule dropped */
     uint64_t withheld;     /* vote requests a joined, unrecorded node left unanswered */
+    uint64_t lease_reads;  /* read-index requests a leader answered on its lease */
 };
 
 /* (index, term) -> what that entry must look like everywhere. */
@@ -246,6 +256,7 @@ struct net {
 
 struct sim {
     uint64_t seed;
+    enum lease_mode lease_mode;
     unsigned n_init;  /* initial members 1..n_init */
     unsigned n_nodes; /* n_init + the spare */
     uint64_t now;
@@ -287,7 +298,8 @@ void *xrealloc(void *p, size_t size);
 void grow(void *arr, size_t *cap, size_t need, size_t elem);
 
 /* world.c */
-void world_run(struct sim *s, uint64_t seed, unsigned nodes, uint64_t steps, int trace_mode);
+void world_run(struct sim *s, uint64_t seed, unsigned nodes, uint64_t steps, int trace_mode,
+               enum lease_mode lease);
 void world_free(struct sim *s);
 raft_id world_leader(struct sim *s);
 
