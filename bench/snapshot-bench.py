@@ -19,11 +19,9 @@ loop lag cover it), so the timed run overwrites a dataset of full size:
 issue 14's "10 M keys loaded while 64 writers keep writing"
 (KEYS=10000000 PREFILL=1).
 
-Memory: every node's RSS and, while a background snapshot child runs, the
-pages only that child holds (smaps_rollup Private_*: the pages the node
-has written since the fork, which copy-on-write duplicated), sampled every
-0.5 s; the peak of those against the dataset's bytes is the extra memory a
-snapshot costs.  With RESTART=1, after the run one follower is killed
+Memory: every node's peak RSS, sampled every 0.5 s, and STATUS
+memory_bytes (the dictionary's allocations, including the tree nodes kept
+for a snapshot writer's frozen view) against data_bytes.  With RESTART=1, after the run one follower is killed
 (SIGKILL) and started again: time until it answers STATUS and until it has
 applied the leader's commit index.  With ADD_MEMBER=1, then node 4 is
 added while 8 writers write (clusterbench.add_member, as
@@ -83,23 +81,14 @@ RESTART = os.environ.get("RESTART", "0") == "1"
 ADD_MEMBER = os.environ.get("ADD_MEMBER", "0") == "1"
 
 
-def children(pid):
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
 class MemSampler(threading.Thread):
-    """Peak RSS per node, and peak pages private to its snapshot child."""
+    """Peak RSS per node (a snapshot's extra memory is in the node itself:
+    the tree nodes copied while its writer thread reads the frozen view)."""
 
     def __init__(self, c):
         super().__init__(daemon=True)
         self.c, self.stop = c, threading.Event()
         self.rss = {i: 0 for i in c.nodes}
-        self.child_private = {i: 0 for i in c.nodes}
-        self.rss_with_child = {i: 0 for i in c.nodes}
 
     def run(self):
         while not self.stop.wait(0.5):
@@ -108,16 +97,9 @@ class MemSampler(threading.Thread):
                     continue
                 rss = kb_fields("/proc/%d/status" % nd.pid, ["VmRSS"])["VmRSS"]
                 self.rss[i] = max(self.rss[i], rss)
-                for ch in children(nd.pid):
-                    f = kb_fields("/proc/%d/smaps_rollup" % ch, ["Private_Clean", "Private_Dirty"])
-                    priv = f["Private_Clean"] + f["Private_Dirty"]
-                    self.child_private[i] = max(self.child_private[i], priv)
-                    self.rss_with_child[i] = max(self.rss_with_child[i], rss + priv)
 
     def report(self):
-        mb = lambda kb: round(kb / 1024.0, 1)  # noqa: E731
-        return {i: {"rss_peak_mb": mb(self.rss[i]), "snapshot_child_private_peak_mb": mb(self.child_private[i]),
-                    "rss_plus_child_private_peak_mb": mb(self.rss_with_child[i])} for i in self.c.nodes}
+        return {i: {"rss_peak_mb": round(self.rss[i] / 1024.0, 1)} for i in self.c.nodes}
 
 
 def restart_follower(c, lead):
@@ -201,8 +183,6 @@ def main():
         # for a CPU / slept, which says where to look next
         warn_lines = {i: [ln[-400:] for ln in c.log_since(i, 0).splitlines() if "loop_lag" in ln][:20]
                       for i in c.nodes}
-        forks = {i: sorted(float(x) for x in re.findall(r"forked writer \d+ in ([\d.]+) ms", c.log_since(i, 0)))
-                 for i in c.nodes}
         hugepages = {i: (re.findall(r"memory: (.*)", c.log_since(i, 0)) or ["?"])[0] for i in c.nodes}
         lat = b.get("all", {}).get("latency_us", {})
         res = {
@@ -220,8 +200,7 @@ def main():
             "term_before": term0, "term_after": max(terms) if terms else None,
             "leader_change_log_lines": changes, "loop_lag_warnings": warns,
             "loop_lag_lines": warn_lines,
-            "fork_ms": {i: {"count": len(f), "median": f[len(f) // 2] if f else None, "max": f[-1] if f else None}
-                        for i, f in forks.items()},
+            "snapshots_written": {i: c.log_since(i, 0).count("in the background (") for i in c.nodes},
             "malloc": hugepages,
             "nodes": {i: {"keys": st.keys if st else None,
                           "snapshot_index": st.snapshot_index if st else None,

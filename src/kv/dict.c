@@ -1,6 +1,7 @@
 /* dict.c - the ordered dictionary: a B+tree whose leaves hold pointers to
- * (key, value) entries and are chained for ordered scans.  O(log n) get, set
- * and delete with a fan-out of 64, so a million keys sit four levels deep.
+ * (key, value) entries.  O(log n) get, set and delete with a fan-out of 64,
+ * so a million keys sit four levels deep.  A frozen version (a view) can be
+ * read by another thread while the tree goes on changing: see "Versions".
  *
  * Separators in inner nodes are references to entries, not copies: an entry
  * is reference counted (its leaf slot plus every separator naming it), so
@@ -27,12 +28,14 @@ struct entry {
 struct node {
     uint16_t n; /* leaf: entries; inner: children */
     bool leaf;
+    uint32_t epoch; /* the dictionary's epoch when this node was made */
 };
 
-/* One slot more than the maximum so an insert can overflow before it splits. */
+/* One slot more than the maximum so an insert can overflow before it splits.
+ * Leaves are not chained: a copied leaf would need its neighbour copied too,
+ * so scans walk down from the root (struct kv_iter keeps the path). */
 struct leaf {
     struct node h;
-    struct leaf *next;
     struct entry *e[LEAF_MAX + 1];
 };
 
@@ -42,6 +45,16 @@ struct inner {
     struct node *child[INNER_MAX + 1];
 };
 
+/* Versions.  kv_dict_freeze() hands out a view: the root as it is now.
+ * From then on a node made before the freeze (epoch below the current one)
+ * belongs to the view and is never written: a change copies it and the
+ * path above it (writable()), and the old node goes on the garbage list.
+ * An entry the tree lets go of while frozen goes there too, since the view
+ * may still read it, and entries are never changed in place.  Reference
+ * counts count the live tree only.  kv_dict_thaw() hands the garbage to
+ * whoever frees it, on any thread.  Copying costs one node per level for a
+ * write's path, the first time it is written after the freeze; nothing is
+ * done per key at freeze or thaw. */
 struct kv_dict {
     struct node *root;
     unsigned height; /* levels including the leaves */
@@ -49,9 +62,21 @@ struct kv_dict {
     uint64_t data_bytes;
     uint64_t mem_bytes;
     uint64_t gen;
-    struct leaf *spare_leaf;
+    uint32_t epoch;      /* stamped on every node made now */
+    bool frozen;         /* a view reads the nodes of earlier epochs */
+    bool is_view;        /* this is such a view: read only, owns nothing */
+    void **garbage;      /* nodes and entries the view may still read */
+    size_t n_garbage, cap_garbage;
+    uint64_t garbage_bytes;
+    struct leaf *spare_leaf;   /* list through e[0] */
+    unsigned n_spare_leaf;
     struct inner *spare_inner; /* list through child[0] */
     unsigned n_spare_inner;
+};
+
+struct kv_garbage {
+    void **p;
+    size_t n;
 };
 
 static inline size_t entry_size(size_t klen, size_t vlen)
@@ -116,15 +141,43 @@ static void *node_alloc(struct kv_dict *d, size_t size)
     return p;
 }
 
+static size_t node_size(const struct node *n)
+{
+    return n->leaf ? sizeof(struct leaf) : sizeof(struct inner);
+}
+
+/* Does the view (if any) read n?  Then it must not be written or freed. */
+static bool shared(const struct kv_dict *d, const struct node *n)
+{
+    return d->frozen && n->epoch != d->epoch;
+}
+
+/* Capacity was reserved (reserve_nodes) before the tree was touched. */
+static void to_garbage(struct kv_dict *d, void *p, size_t size)
+{
+    d->garbage[d->n_garbage++] = p;
+    d->mem_bytes -= size;
+    d->garbage_bytes += size;
+}
+
+/* n left the live tree; its children and entries did not go with it. */
 static void node_free(struct kv_dict *d, struct node *n)
 {
-    d->mem_bytes -= n->leaf ? sizeof(struct leaf) : sizeof(struct inner);
+    if (shared(d, n)) {
+        to_garbage(d, n, node_size(n));
+        return;
+    }
+    d->mem_bytes -= node_size(n);
     free(n);
 }
 
 static void unref(struct kv_dict *d, struct entry *e)
 {
     if (--e->refs == 0) {
+        if (d->frozen) {
+            to_garbage(d, e, entry_size(e->klen, e->vlen));
+            return;
+        }
         d->mem_bytes -= entry_size(e->klen, e->vlen);
         free(e);
     }
@@ -143,6 +196,7 @@ struct kv_dict *kv_dict_new(void)
     root->h.leaf = true;
     d->root = &root->h;
     d->height = 1;
+    d->epoch = 1;
     d->mem_bytes += sizeof(*d);
     return d;
 }
@@ -167,8 +221,20 @@ void kv_dict_free(struct kv_dict *d)
 {
     if (!d)
         return;
+    if (d->is_view) {
+        free(d);
+        return;
+    }
+    /* A view still out would read freed memory: its owner thaws first
+     * (kv_thaw); what was kept for it goes now. */
+    kv_garbage_free(kv_dict_thaw(d, NULL));
     free_subtree(d, d->root);
-    free(d->spare_leaf);
+    while (d->spare_leaf) {
+        struct leaf *l = d->spare_leaf;
+        d->spare_leaf = (struct leaf *)l->e[0];
+        free(l);
+    }
+    free(d->garbage);
     while (d->spare_inner) {
         struct inner *in = d->spare_inner;
         d->spare_inner = (struct inner *)in->child[0];
@@ -190,15 +256,35 @@ int kv_dict_get(const struct kv_dict *d, const void *key, size_t klen,
     return KV_OK;
 }
 
-/* Worst case of one insert: a leaf split, every inner level split, a new root. */
+/* Worst case of one change: a leaf split, every inner level split, a new
+ * root; while frozen, also a copy of every node on the path and of one
+ * sibling per level (a delete's rebalancing), each of which, and at most two
+ * entries per level, may go to the garbage. */
 static int reserve_nodes(struct kv_dict *d)
 {
-    if (!d->spare_leaf) {
-        d->spare_leaf = node_alloc(d, sizeof(struct leaf));
-        if (!d->spare_leaf)
-            return KV_ENOMEM;
+    unsigned leaves = d->frozen ? 3 : 1, inners = d->frozen ? 3 * d->height : d->height;
+    if (d->frozen) {
+        size_t need = d->n_garbage + 4 * (size_t)d->height + 8;
+        if (need > d->cap_garbage) {
+            size_t cap = d->cap_garbage ? d->cap_garbage : 1024;
+            while (cap < need)
+                cap *= 2;
+            void **g = realloc(d->garbage, cap * sizeof(*g));
+            if (!g)
+                return KV_ENOMEM;
+            d->garbage = g;
+            d->cap_garbage = cap;
+        }
     }
-    while (d->n_spare_inner < d->height) {
+    while (d->n_spare_leaf < leaves) {
+        struct leaf *l = node_alloc(d, sizeof(*l));
+        if (!l)
+            return KV_ENOMEM;
+        l->e[0] = (struct entry *)d->spare_leaf;
+        d->spare_leaf = l;
+        d->n_spare_leaf++;
+    }
+    while (d->n_spare_inner < inners) {
         struct inner *in = node_alloc(d, sizeof(*in));
         if (!in)
             return KV_ENOMEM;
@@ -215,24 +301,58 @@ static struct inner *take_inner(struct kv_dict *d)
     d->spare_inner = (struct inner *)in->child[0];
     d->n_spare_inner--;
     memset(in, 0, sizeof(*in));
+    in->h.epoch = d->epoch;
     return in;
 }
 
 static struct leaf *take_leaf(struct kv_dict *d)
 {
     struct leaf *l = d->spare_leaf;
-    d->spare_leaf = NULL;
+    d->spare_leaf = (struct leaf *)l->e[0];
+    d->n_spare_leaf--;
     memset(l, 0, sizeof(*l));
     l->h.leaf = true;
+    l->h.epoch = d->epoch;
     return l;
+}
+
+/* The node in *slot, made safe to change: while the view reads it, a copy
+ * takes its place in the tree (*slot's owner is writable already, so
+ * callers go top-down).  The live tree's references move to the copy, so
+ * no count changes. */
+static struct node *writable(struct kv_dict *d, struct node **slot)
+{
+    struct node *n = *slot;
+    if (!shared(d, n))
+        return n;
+    struct node *c = n->leaf ? &take_leaf(d)->h : &take_inner(d)->h;
+    memcpy(c, n, node_size(n));
+    c->epoch = d->epoch;
+    to_garbage(d, n, node_size(n));
+    *slot = c;
+    return c;
+}
+
+/* The leaf that holds (or would hold) key, with its path made writable. */
+static struct leaf *writable_leaf(struct kv_dict *d, const void *key, size_t klen)
+{
+    struct node **slot = &d->root;
+    for (;;) {
+        struct node *n = writable(d, slot);
+        if (n->leaf)
+            return (struct leaf *)n;
+        struct inner *in = (struct inner *)n;
+        slot = &in->child[child_index(in, key, klen)];
+    }
 }
 
 /* Inserts e (absent from the tree) below n.  If n split, returns the new
  * right sibling and its separator in *sep. */
-static struct node *insert_rec(struct kv_dict *d, struct node *n,
+static struct node *insert_rec(struct kv_dict *d, struct node **slot,
                                struct entry *e, struct entry **sep)
 {
     const void *key = e->data;
+    struct node *n = writable(d, slot);
     if (n->leaf) {
         struct leaf *l = (struct leaf *)n;
         unsigned i = leaf_bound(l, key, e->klen, false);
@@ -245,8 +365,6 @@ static struct node *insert_rec(struct kv_dict *d, struct node *n,
         r->h.n = (uint16_t)(l->h.n - keep);
         memcpy(r->e, &l->e[keep], r->h.n * sizeof(l->e[0]));
         l->h.n = (uint16_t)keep;
-        r->next = l->next;
-        l->next = r;
         *sep = r->e[0];
         r->e[0]->refs++;
         return &r->h;
@@ -255,7 +373,7 @@ static struct node *insert_rec(struct kv_dict *d, struct node *n,
     struct inner *in = (struct inner *)n;
     unsigned i = child_index(in, key, e->klen);
     struct entry *csep;
-    struct node *cr = insert_rec(d, in->child[i], e, &csep);
+    struct node *cr = insert_rec(d, &in->child[i], e, &csep);
     if (!cr)
         return NULL;
     unsigned nsep = in->h.n - 1u;
@@ -283,20 +401,21 @@ static int replace_value(struct kv_dict *d, struct leaf *l, unsigned i,
     struct entry *e = l->e[i];
     size_t old = entry_size(e->klen, e->vlen), now = entry_size(e->klen, vlen);
     struct entry *ne;
-    if (e->refs == 1) {
+    if (e->refs == 1 && !d->frozen) {
         ne = old == now ? e : realloc(e, now);
         if (!ne)
             return KV_ENOMEM;
         d->mem_bytes += now - old;
     } else {
-        /* Separators point at e: leave it to them and give the leaf a copy. */
+        /* Separators point at e, or the view may read it: leave it to them
+         * and give the leaf a copy. */
         ne = malloc(now);
         if (!ne)
             return KV_ENOMEM;
         d->mem_bytes += now;
         memcpy(ne, e, entry_size(e->klen, 0));
         ne->refs = 1;
-        e->refs--;
+        unref(d, e);
     }
     d->data_bytes += vlen;
     d->data_bytes -= ne->vlen;
@@ -316,6 +435,11 @@ int kv_dict_set(struct kv_dict *d, const void *key, size_t klen,
     unsigned i = leaf_bound(l, key, klen, false);
     int rc;
     if (i < l->h.n && cmp_key(key, klen, l->e[i]) == 0) {
+        if (d->frozen) {
+            if ((rc = reserve_nodes(d)) != KV_OK)
+                return rc;
+            l = writable_leaf(d, key, klen);
+        }
         rc = replace_value(d, l, i, val, vlen);
         if (rc == KV_OK)
             d->gen++;
@@ -338,7 +462,7 @@ int kv_dict_set(struct kv_dict *d, const void *key, size_t klen,
     d->data_bytes += klen + vlen;
 
     struct entry *sep;
-    struct node *r = insert_rec(d, d->root, e, &sep);
+    struct node *r = insert_rec(d, &d->root, e, &sep);
     if (r) {
         struct inner *root = take_inner(d);
         root->h.n = 2;
@@ -360,9 +484,11 @@ static void set_sep(struct kv_dict *d, struct inner *p, unsigned k, struct entry
     p->sep[k] = e;
 }
 
+/* In rebalancing, p and p->child[i] are writable already; a sibling that
+ * changes is made so here. */
 static void borrow_left(struct kv_dict *d, struct inner *p, unsigned i)
 {
-    struct node *c = p->child[i], *ln = p->child[i - 1];
+    struct node *c = p->child[i], *ln = writable(d, &p->child[i - 1]);
     if (c->leaf) {
         struct leaf *cl = (struct leaf *)c, *l = (struct leaf *)ln;
         memmove(&cl->e[1], &cl->e[0], cl->h.n * sizeof(cl->e[0]));
@@ -383,7 +509,7 @@ static void borrow_left(struct kv_dict *d, struct inner *p, unsigned i)
 
 static void borrow_right(struct kv_dict *d, struct inner *p, unsigned i)
 {
-    struct node *c = p->child[i], *rn = p->child[i + 1];
+    struct node *c = p->child[i], *rn = writable(d, &p->child[i + 1]);
     if (c->leaf) {
         struct leaf *cl = (struct leaf *)c, *r = (struct leaf *)rn;
         cl->e[cl->h.n++] = r->e[0];
@@ -401,15 +527,15 @@ static void borrow_right(struct kv_dict *d, struct inner *p, unsigned i)
     r->h.n--;
 }
 
-/* Folds child k+1 of p into child k. */
+/* Folds child k+1 of p into child k.  The right one is only read, then
+ * leaves the tree (node_free keeps it for the view if the view reads it). */
 static void merge(struct kv_dict *d, struct inner *p, unsigned k)
 {
-    struct node *ln = p->child[k], *rn = p->child[k + 1];
+    struct node *ln = writable(d, &p->child[k]), *rn = p->child[k + 1];
     if (ln->leaf) {
         struct leaf *l = (struct leaf *)ln, *r = (struct leaf *)rn;
         memcpy(&l->e[l->h.n], r->e, r->h.n * sizeof(r->e[0]));
         l->h.n = (uint16_t)(l->h.n + r->h.n);
-        l->next = r->next;
         unref(d, p->sep[k]);
     } else {
         struct inner *l = (struct inner *)ln, *r = (struct inner *)rn;
@@ -437,9 +563,10 @@ static void rebalance(struct kv_dict *d, struct inner *p, unsigned i)
         merge(d, p, i);
 }
 
-static bool delete_rec(struct kv_dict *d, struct node *n, const void *key,
+static bool delete_rec(struct kv_dict *d, struct node **slot, const void *key,
                        size_t klen)
 {
+    struct node *n = writable(d, slot);
     if (n->leaf) {
         struct leaf *l = (struct leaf *)n;
         unsigned i = leaf_bound(l, key, klen, false);
@@ -454,7 +581,7 @@ static bool delete_rec(struct kv_dict *d, struct node *n, const void *key,
     }
     struct inner *in = (struct inner *)n;
     unsigned i = child_index(in, key, klen);
-    if (!delete_rec(d, in->child[i], key, klen))
+    if (!delete_rec(d, &in->child[i], key, klen))
         return false;
     if (in->child[i]->n < MIN_FILL)
         rebalance(d, in, i);
@@ -463,8 +590,14 @@ static bool delete_rec(struct kv_dict *d, struct node *n, const void *key,
 
 int kv_dict_del(struct kv_dict *d, const void *key, size_t klen)
 {
-    if (!delete_rec(d, d->root, key, klen))
+    const void *v;
+    size_t vl;
+    /* Known present before anything is copied or reserved. */
+    if (kv_dict_get(d, key, klen, &v, &vl) != KV_OK)
         return KV_ENOTFOUND;
+    if (d->frozen && reserve_nodes(d) != KV_OK)
+        return KV_ENOMEM;
+    delete_rec(d, &d->root, key, klen);
     if (!d->root->leaf && d->root->n == 1) {
         struct node *old = d->root;
         d->root = ((struct inner *)old)->child[0];
@@ -488,7 +621,7 @@ uint64_t kv_dict_data_bytes(const struct kv_dict *d)
 
 uint64_t kv_dict_mem_bytes(const struct kv_dict *d)
 {
-    return d->mem_bytes;
+    return d->mem_bytes + d->garbage_bytes;
 }
 
 uint64_t kv_dict_gen(const struct kv_dict *d)
@@ -499,24 +632,56 @@ uint64_t kv_dict_gen(const struct kv_dict *d)
 void kv_dict_seek(const struct kv_dict *d, struct kv_iter *it, const void *key,
                   size_t klen, bool after)
 {
-    const struct leaf *l = find_leaf(d, key, klen);
+    const struct node *n = d->root;
     it->d = d;
-    it->leaf = l;
-    it->idx = leaf_bound(l, key, klen, after);
+    it->depth = 0;
+    while (!n->leaf) {
+        const struct inner *in = (const struct inner *)n;
+        unsigned i = child_index(in, key, klen);
+        if (it->depth == KV_ITER_MAX_DEPTH)
+            abort(); /* a tree this tall would hold more than 2^64 keys */
+        it->path[it->depth] = in;
+        it->pos[it->depth++] = (uint8_t)i;
+        n = in->child[i];
+    }
+    it->leaf = n;
+    it->idx = leaf_bound((const struct leaf *)n, key, klen, after);
+}
+
+/* Moves to the first slot of the next leaf in key order; false at the end. */
+static bool next_leaf(struct kv_iter *it)
+{
+    unsigned k = it->depth;
+    /* Said once more for the compiler, which cannot see kv_dict_seek's bound. */
+    if (k > KV_ITER_MAX_DEPTH)
+        abort();
+    while (k > 0 && it->pos[k - 1] + 1u >= ((const struct inner *)it->path[k - 1])->h.n)
+        k--;
+    if (k == 0) {
+        it->leaf = NULL;
+        return false;
+    }
+    it->pos[k - 1]++;
+    const struct node *n = ((const struct inner *)it->path[k - 1])->child[it->pos[k - 1]];
+    for (; k < it->depth; k++) {
+        it->path[k] = n;
+        it->pos[k] = 0;
+        n = ((const struct inner *)n)->child[0];
+    }
+    it->leaf = n;
+    it->idx = 0;
+    return true;
 }
 
 bool kv_iter_next(struct kv_iter *it, const void **key, size_t *klen,
                   const void **val, size_t *vlen)
 {
-    const struct leaf *l = it->leaf;
-    while (l && it->idx >= l->h.n) {
-        l = l->next;
-        it->idx = 0;
-    }
-    it->leaf = l;
-    if (!l)
+    while (it->leaf && it->idx >= ((const struct leaf *)it->leaf)->h.n)
+        if (!next_leaf(it))
+            return false;
+    if (!it->leaf)
         return false;
-    const struct entry *e = l->e[it->idx++];
+    const struct entry *e = ((const struct leaf *)it->leaf)->e[it->idx++];
     *key = e->data;
     *klen = e->klen;
     *val = e->data + e->klen;
@@ -596,6 +761,52 @@ static int check_rec(const struct kv_dict *d, const struct node *n, bool is_root
         h = ch;
     }
     return h + 1;
+}
+
+struct kv_dict *kv_dict_freeze(struct kv_dict *d)
+{
+    if (d->frozen || d->is_view)
+        return NULL; /* one view at a time */
+    struct kv_dict *v = malloc(sizeof(*v));
+    if (!v)
+        return NULL;
+    *v = (struct kv_dict){.root = d->root, .height = d->height, .count = d->count,
+                          .data_bytes = d->data_bytes, .gen = d->gen, .epoch = d->epoch,
+                          .is_view = true};
+    d->frozen = true;
+    d->epoch++;
+    return v;
+}
+
+struct kv_garbage *kv_dict_thaw(struct kv_dict *d, struct kv_dict *view)
+{
+    free(view);
+    if (!d->frozen)
+        return NULL;
+    d->frozen = false;
+    struct kv_garbage *g = malloc(sizeof(*g));
+    if (!g) {
+        /* Nowhere to put the list: free it here, slower but correct. */
+        for (size_t i = 0; i < d->n_garbage; i++)
+            free(d->garbage[i]);
+    } else {
+        *g = (struct kv_garbage){.p = d->garbage, .n = d->n_garbage};
+        d->garbage = NULL;
+        d->cap_garbage = 0;
+    }
+    d->n_garbage = 0;
+    d->garbage_bytes = 0;
+    return g;
+}
+
+void kv_garbage_free(struct kv_garbage *g)
+{
+    if (!g)
+        return;
+    for (size_t i = 0; i < g->n; i++)
+        free(g->p[i]);
+    free(g->p);
+    free(g);
 }
 
 bool kv_dict_check(const struct kv_dict *d)

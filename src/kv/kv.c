@@ -69,6 +69,34 @@ void kv_free(struct kv *kv)
     free(kv);
 }
 
+struct kv *kv_freeze(struct kv *kv)
+{
+    struct kv *v = malloc(sizeof(*v));
+    if (!v)
+        return NULL;
+    *v = *kv;
+    v->dict = NULL;
+    if (kv_sessions_copy(&kv->sessions, &v->sessions) != KV_OK) {
+        free(v);
+        return NULL;
+    }
+    if (!(v->dict = kv_dict_freeze(kv->dict))) {
+        kv_free(v);
+        return NULL;
+    }
+    return v;
+}
+
+struct kv_garbage *kv_thaw(struct kv *kv, struct kv *view)
+{
+    if (!view)
+        return NULL;
+    struct kv_garbage *g = kv_dict_thaw(kv->dict, view->dict);
+    view->dict = NULL;
+    kv_free(view);
+    return g;
+}
+
 uint64_t kv_applied_index(const struct kv *kv)
 {
     return kv->applied;
@@ -223,9 +251,10 @@ static int execute(struct kv *kv, const struct kv_command *c, struct kv_result *
     case KV_OP_SET:
         return put(kv, c, res);
     case KV_OP_DEL:
-        if (kv_dict_del(kv->dict, c->key, c->key_len) == KV_ENOTFOUND)
+        rc = kv_dict_del(kv->dict, c->key, c->key_len);
+        if (rc == KV_ENOTFOUND)
             res->status = KV_STATUS_NOT_FOUND;
-        return KV_OK;
+        return rc == KV_ENOMEM ? rc : KV_OK;
     case KV_OP_CAS:
         rc = kv_dict_get(kv->dict, c->key, c->key_len, &cur, &curlen);
         if ((rc == KV_OK && !c->expect_absent &&

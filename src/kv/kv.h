@@ -52,8 +52,22 @@ int kv_dict_get(const struct kv_dict *d, const void *key, size_t klen,
  * on any error the dictionary is unchanged. */
 int kv_dict_set(struct kv_dict *d, const void *key, size_t klen,
                 const void *val, size_t vlen);
-/* KV_OK or KV_ENOTFOUND.  Never allocates, never fails otherwise. */
+/* KV_OK or KV_ENOTFOUND.  Allocates only while frozen (copies of the
+ * nodes a view reads): then KV_ENOMEM, with the dictionary unchanged. */
 int kv_dict_del(struct kv_dict *d, const void *key, size_t klen);
+
+/* A read-only view of the dictionary as it is now, for one other thread to
+ * read (get, seek, iterate) while d goes on changing on its own thread;
+ * NULL when out of memory or a view is already out.  Until kv_dict_thaw,
+ * a change copies the nodes on its path the first time (about one node per
+ * tree level per first write to a region) and keeps what the view reads. */
+struct kv_dict *kv_dict_freeze(struct kv_dict *d);
+/* The view's reader is done: frees the view and returns what was kept for
+ * it (NULL if nothing), to be freed with kv_garbage_free() on any thread --
+ * after a long snapshot that is many small frees, better off the loop. */
+struct kv_garbage;
+struct kv_garbage *kv_dict_thaw(struct kv_dict *d, struct kv_dict *view);
+void kv_garbage_free(struct kv_garbage *g);
 
 size_t kv_dict_count(const struct kv_dict *d);
 /* Sum of key and value lengths. */
@@ -62,9 +76,15 @@ uint64_t kv_dict_data_bytes(const struct kv_dict *d);
  * overhead); what the dictionary costs in memory, short of allocator slack. */
 uint64_t kv_dict_mem_bytes(const struct kv_dict *d);
 
-/* A position in key order.  Invalidated by any change to the dictionary. */
+/* A position in key order: the path from the root down to a leaf.
+ * Invalidated by any change to the dictionary it was taken on (a view's
+ * iterator is not affected by changes to the live tree). */
+#define KV_ITER_MAX_DEPTH 16 /* every node holds >= 32 children: 2^64 keys fit */
 struct kv_iter {
     const struct kv_dict *d;
+    const void *path[KV_ITER_MAX_DEPTH]; /* inner nodes, root first */
+    uint8_t pos[KV_ITER_MAX_DEPTH];      /* the child taken in each */
+    unsigned depth;
     const void *leaf;
     unsigned idx;
 };
@@ -166,6 +186,15 @@ struct kv;
 /* cfg may be NULL for the defaults.  NULL on allocation failure. */
 struct kv *kv_new(const struct kv_config *cfg);
 void kv_free(struct kv *kv);
+
+/* The state machine as it is now, read only, for a snapshot written by
+ * another thread while kv goes on applying (kv_dict_freeze): the small
+ * tables are copied, the dictionary is shared.  NULL: out of memory, or a
+ * view is already out.  kv_thaw() ends it once the reader is done and
+ * returns what to free (kv_garbage_free, on any thread).  kv must not be
+ * freed while its view is out. */
+struct kv *kv_freeze(struct kv *kv);
+struct kv_garbage *kv_thaw(struct kv *kv, struct kv *view);
 
 enum kv_status {
     KV_STATUS_OK = 0,

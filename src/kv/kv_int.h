@@ -38,6 +38,8 @@ struct kv_sessions {
 };
 
 void kv_sessions_free(struct kv_sessions *t);
+/* A copy of the list (no lookup table: for writing a snapshot). */
+int kv_sessions_copy(const struct kv_sessions *from, struct kv_sessions *to);
 struct kv_session *kv_sessions_find(const struct kv_sessions *t, uint64_t client_id);
 /* Makes room for one more session so that kv_sessions_add cannot fail. */
 int kv_sessions_reserve(struct kv_sessions *t);

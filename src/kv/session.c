@@ -31,6 +31,34 @@ void kv_sessions_free(struct kv_sessions *t)
     memset(t, 0, sizeof(*t));
 }
 
+int kv_sessions_copy(const struct kv_sessions *from, struct kv_sessions *to)
+{
+    memset(to, 0, sizeof(*to));
+    for (const struct kv_session *s = from->head; s; s = s->next) {
+        struct kv_session *c = malloc(sizeof(*c));
+        uint8_t *v = s->has_value && s->value_len ? malloc(s->value_len) : NULL;
+        if (!c || (s->has_value && s->value_len && !v)) {
+            free(c);
+            free(v);
+            kv_sessions_free(to);
+            return KV_ENOMEM;
+        }
+        *c = *s;
+        c->value = v;
+        if (v)
+            memcpy(v, s->value, s->value_len);
+        c->hnext = c->next = NULL;
+        c->prev = to->tail;
+        if (to->tail)
+            to->tail->next = c;
+        else
+            to->head = c;
+        to->tail = c;
+        to->count++;
+    }
+    return KV_OK;
+}
+
 struct kv_session *kv_sessions_find(const struct kv_sessions *t, uint64_t client_id)
 {
     if (!t->nbuckets)

@@ -1,14 +1,12 @@
 /* hugepages.c - transparent huge pages for the node's heap.
  *
- * Background snapshots fork the node (storage_store.c).  fork() copies the
- * page tables on the event loop's thread: for 2 GB of dictionary in 4 KiB
- * pages that took 50-60 ms here (2 vCPUs, kernel 6.18), time in which no
- * heartbeat goes out.  With the heap in 2 MiB pages it took 2 ms.  Copy on
- * write stays per 4 KiB on current kernels: a write to a shared huge page
- * splits its mapping and copies one small page (measured: 20 000 random
- * writes after the fork copied 78 MB with and without huge pages), so the
- * extra memory of a snapshot does not grow.  The cost: with memory
- * fragmented, a page fault in a huge-page region may compact memory first
+ * Chosen when background snapshots forked the node: fork() copied the page
+ * tables on the event loop's thread, 50-60 ms for 2 GB of dictionary in
+ * 4 KiB pages here (2 vCPUs, kernel 6.18), 2 ms in 2 MiB pages.  Snapshots
+ * now read a frozen version of the dictionary from a thread (kv_freeze) and
+ * nothing forks; huge pages stay for TLB reach over a heap of gigabytes,
+ * not measured again since.  The cost: with memory fragmented, a page
+ * fault in a huge-page region may compact memory first
  * (transparent_hugepage/defrag); RAFTKV_MALLOC_HUGEPAGES=0 turns this off.
  */
 #include "node/hugepages.h"

@@ -1,7 +1,6 @@
 /* hugepages.h - raftkv-node asks glibc's malloc for transparent huge pages
- * (GLIBC_TUNABLES=glibc.malloc.hugetlb=1), so that fork() for a background
- * snapshot copies one page table entry per 2 MiB of dictionary instead of
- * one per 4 KiB.  See hugepages.c for the measurements and the trade-off. */
+ * (GLIBC_TUNABLES=glibc.malloc.hugetlb=1): fewer TLB entries cover a large
+ * dictionary.  See hugepages.c for the history and the trade-off. */
 #ifndef RAFTKV_NODE_HUGEPAGES_H
 #define RAFTKV_NODE_HUGEPAGES_H
 

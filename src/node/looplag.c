@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 /* One iteration that takes longer than this makes heartbeats late: worth a
- * journal line (at most one a minute). */
+ * journal line, at most one a minute -- except that an iteration twice as
+ * long as the last one warned about is always explained: the worst stall is
+ * the one an operator needs to see, and doubling bounds the extra lines. */
 #define LOOPLAG_WARN_S 0.050
 #define LOOPLAG_WARN_EVERY_S 60.0
 
@@ -112,8 +114,11 @@ double looplag_iteration(struct looplag *l, double start, double now)
     }
     if (lag > l->max_s)
         l->max_s = lag;
-    if (lag > LOOPLAG_WARN_S && start - l->warned_at >= LOOPLAG_WARN_EVERY_S) {
-        l->warned_at = start;
+    if (lag > LOOPLAG_WARN_S &&
+        (start - l->warned_at >= LOOPLAG_WARN_EVERY_S || lag >= 2 * l->warned_lag)) {
+        if (start - l->warned_at >= LOOPLAG_WARN_EVERY_S)
+            l->warned_at = start;
+        l->warned_lag = lag;
         warn(l, lag, start, now);
     }
     return lag;

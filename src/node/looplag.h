@@ -16,7 +16,8 @@ struct looplag_sched {
 
 struct looplag {
     double max_s;       /* the longest iteration since start (STATUS) */
-    double warned_at;
+    double warned_at;   /* when the last warning went out */
+    double warned_lag;  /* the longest iteration warned about in that minute */
     bool started;       /* the first iteration includes recovery: not counted */
     int fd;             /* the loop thread's schedstat, or -1 */
     struct looplag_sched tick; /* read at the last tick */

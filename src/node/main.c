@@ -23,6 +23,7 @@
  * its name turns it on (no config key, so no shared file can), it is
  * announced at start, and nothing happens until SIGUSR2. */
 struct test_fault {
+    bool snapshot; /* "snapshot:DELAY=MS": hold the background snapshot writer */
     enum store_fault_op op;
     int err;           /* fail once with this, or ... */
     unsigned delay_ms; /* ... make every call this much slower (SIGUSR2 toggles) */
@@ -51,6 +52,9 @@ static int test_fault_parse(const char *arg, struct test_fault *f)
         f->delay_ms = (unsigned)ms;
     } else
         return -EINVAL;
+    f->snapshot = (size_t)(colon - arg) == strlen("snapshot") && strncmp(arg, "snapshot", 8) == 0;
+    if (f->snapshot)
+        return f->delay_ms ? 0 : -EINVAL;
     for (int op = 0; op < STORE_FAULT_NOPS; op++) {
         const char *name = store_fault_op_name((enum store_fault_op)op);
         if (strlen(name) == (size_t)(colon - arg) && strncmp(arg, name, strlen(name)) == 0) {
@@ -65,6 +69,13 @@ static void on_test_fault(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)loop, (void)revents;
     struct test_fault *f = w->data;
+    if (f->snapshot) {
+        f->delaying = !f->delaying;
+        storage_store_test_stall(f->delaying ? f->delay_ms : 0);
+        log_warn("TEST: SIGUSR2: the background snapshot writer now waits %u ms before writing",
+                 f->delaying ? f->delay_ms : 0);
+        return;
+    }
     if (f->delay_ms) {
         f->delaying = !f->delaying;
         store_fault_delay(f->op, f->delaying ? f->delay_ms * 1000 : 0);
@@ -113,7 +124,9 @@ static void usage(FILE *out)
             "                          TESTS ONLY: on SIGUSR2, make the store's next OP call\n"
             "                          (write, fdatasync, fsync, rename, open, ...) fail\n"
             "                          with ERR (EIO or ENOSPC), or with ERR = DELAY=MS make\n"
-            "                          every OP call MS ms slower until the next SIGUSR2.\n"
+            "                          every OP call MS ms slower until the next SIGUSR2;\n"
+            "                          snapshot:DELAY=MS holds each background snapshot\n"
+            "                          writer MS ms before it writes.\n"
             "                          Never in production.\n"
             "\n"
             "Stops on SIGTERM or SIGINT; a leader first hands leadership to the most\n"
@@ -166,8 +179,8 @@ int main(int argc, char **argv)
         case 'F':
             if (test_fault_parse(optarg, &fault) < 0) {
                 fprintf(stderr,
-                        "raftkv-node: --test-disk-fault: '%s' is not OP:EIO, OP:ENOSPC or "
-                        "OP:DELAY=MS (1..60000)\n",
+                        "raftkv-node: --test-disk-fault: '%s' is not OP:EIO, OP:ENOSPC, "
+                        "OP:DELAY=MS (1..60000) or snapshot:DELAY=MS\n",
                         optarg);
                 return 2;
             }

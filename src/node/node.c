@@ -99,30 +99,16 @@ void node_background_thread(void)
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
 }
 
-static void *retire_thread(void *kv)
-{
-    node_background_thread();
-    kv_free(kv);
-    return NULL;
-}
-
-static void retire_join(struct node *n)
-{
-    if (n->retire.running)
-        pthread_join(n->retire.thread, NULL);
-    n->retire.running = false;
-}
-
-/* A received snapshot replaced the dictionary: freeing millions of keys
- * takes longer than an election timeout, so a thread does it. */
 static void on_retire(void *arg, struct kv *kv)
 {
     struct node *n = arg;
-    retire_join(n); /* the one before: long done by now */
-    if (pthread_create(&n->retire.thread, NULL, retire_thread, kv) == 0)
-        n->retire.running = true;
-    else
-        kv_free(kv);
+    reaper_free_later(&n->reaper, kv, NULL);
+}
+
+static void on_dispose(void *arg, struct kv_garbage *g)
+{
+    struct node *n = arg;
+    reaper_free_later(&n->reaper, NULL, g);
 }
 
 static uint64_t boottime_ns(void)
@@ -367,14 +353,14 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
         return -ENOMEM;
     n->cfg = cfg;
     n->id = id;
-    /* Not ev_default_loop(): the default loop watches SIGCHLD and reaps
-     * every child with waitpid(-1), racing the pidfd that tells us the
-     * background snapshot writer is done (its status would be lost). */
+    /* Not ev_default_loop(): the default loop takes over SIGCHLD, which is
+     * the embedding program's business. */
     n->loop = ev_loop_new(EVFLAG_AUTO);
     if (!n->loop) {
         free(n);
         return -ENOMEM;
     }
+    reaper_init(&n->reaper);
     n->start = ev_time();
     n->lag.fd = -1;
     n->exit_code = 0;
@@ -428,6 +414,7 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
         .soft_state = on_soft_state,
         .recovering = on_recovering,
         .retire = on_retire,
+        .dispose = on_dispose,
     };
     struct replica_storage io;
     struct storage_store_hooks sh = {.arg = n,
@@ -546,7 +533,7 @@ void node_free(struct node *n)
     peer_stop(n);
     node_security_stop(n);
     snapxfer_recv_abort(n, "the node is stopping");
-    retire_join(n);
+    reaper_stop(&n->reaper);
     free(n->snap_chunk_buf);
     bootstrap_free(n);
     guard_free(n);

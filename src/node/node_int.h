@@ -14,6 +14,7 @@
 #include "node/node_metrics.h"
 #include "node/node.h"
 #include "node/peer_codec.h"
+#include "node/reaper.h"
 #include "node/replica.h"
 #include "node/snapxfer.h"
 #include "node/storage_store.h"
@@ -100,12 +101,8 @@ struct node {
         int rv;
         double last_at, loaded_at;
     } rx_job;
-    /* dictionaries replaced by a received snapshot, freed on a thread */
-    struct {
-        bool running;
-        pthread_t thread;
-        struct kv *kv;
-    } retire;
+    /* frees replaced dictionaries and snapshot leftovers off the loop */
+    struct reaper reaper;
     uint8_t *snap_chunk_buf; /* one chunk, read from the snapshot file */
 
     struct net_listener *peer_l, *client_l, *admin_l;
@@ -122,7 +119,7 @@ struct node {
     } lease_clock;            /* node_lease_clock(), with cluster.lease_reads */
     ev_timer sweep;
     ev_io store_io;
-    ev_io snap_io; /* the background snapshot writer's pidfd */
+    ev_io snap_io; /* the background snapshot writer's eventfd */
     ev_prepare flush;
     ev_idle more; /* active while the replica has ready work left over */
     ev_signal sig_term, sig_int, sig_hup;

@@ -407,7 +407,7 @@ static int register_all(struct node *n, struct node_metrics *m)
     m->snapshots_installed = C("raftkv_snapshots_installed_total",
                                "Snapshots received from a leader and installed.");
     m->snapshot_seconds = metrics_hist_new(r, "raftkv_snapshot_duration_seconds",
-                                           "Time to write a snapshot (forked writer).", NULL,
+                                           "Time to write a snapshot (writer thread).", NULL,
                                            metrics_buckets_long, metrics_buckets_long_n, 0);
     m->snapshot_install_seconds = metrics_hist_new(
         r, "raftkv_snapshot_install_duration_seconds",

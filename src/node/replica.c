@@ -39,9 +39,13 @@ struct replica {
     struct held_msg *held; /* FIFO of after-persist messages */
     size_t n_held, cap_held;
 
-    /* a snapshot being written in the background (io.snapshot_begin) */
+    /* a snapshot being written in the background (io.snapshot_begin) from
+     * snap_view, a frozen view of snap_src (kv_freeze); snap_src is kv,
+     * or the state machine a received snapshot replaced meanwhile, kept
+     * until the writer is done with it */
     bool snap_writing;
     struct raft_snapshot_meta snap_meta;
+    struct kv *snap_src, *snap_view;
     /* a snapshot being written: taken by the core once durable */
     bool snap_saving;
     uint64_t snap_seq;
@@ -267,6 +271,16 @@ static void save_incarnations(struct replica *rp)
     rp->incs = inc;
 }
 
+/* Entries applied per replica_process() call at most.  A node that
+ * restarts from a snapshot re-applies the log after it (up to a quarter of
+ * the dataset: millions of entries, seconds of work) once it learns the
+ * commit index; in one loop iteration that starves heartbeats.  At ~2 us
+ * an entry on a 10 M-key dictionary this is ~4 ms of work, well inside the
+ * loop's 20 ms budget; the loop polls its sockets between slices
+ * (replica_has_ready).  A steady write load commits far fewer entries per
+ * iteration, so this bounds only catch-up. */
+#define APPLY_PER_CALL 2048
+
 void replica_config_defaults(struct replica_config *cfg, raft_id id)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -289,6 +303,9 @@ int replica_open(struct replica **out, const struct replica_config *cfg,
     rp->io = *io;
 
     struct raft_config rc = cfg->raft;
+    /* One ready batch is applied whole: it must not exceed a slice. */
+    if (rc.max_apply_entries > APPLY_PER_CALL)
+        rc.max_apply_entries = APPLY_PER_CALL;
     if (!rc.seed)
         rc.seed = rc.id ^ (uint64_t)(uintptr_t)rp; /* timeouts differ between runs, as they should */
     int rv = raft_new(&rp->raft, &rc);
@@ -314,12 +331,43 @@ int replica_open(struct replica **out, const struct replica_config *cfg,
     return 0;
 }
 
+/* A state machine nobody uses any more. */
+static void retire_kv(struct replica *rp, struct kv *kv)
+{
+    if (rp->hooks.retire)
+        rp->hooks.retire(rp->hooks.arg, kv);
+    else
+        kv_free(kv);
+}
+
+static void dispose(struct replica *rp, struct kv_garbage *g)
+{
+    if (g && rp->hooks.dispose)
+        rp->hooks.dispose(rp->hooks.arg, g);
+    else
+        kv_garbage_free(g);
+}
+
+/* The background writer is done with its view (or was stopped). */
+static void snap_view_end(struct replica *rp)
+{
+    if (!rp->snap_view)
+        return;
+    dispose(rp, kv_thaw(rp->snap_src, rp->snap_view));
+    if (rp->snap_src != rp->kv)
+        retire_kv(rp, rp->snap_src);
+    rp->snap_src = rp->snap_view = NULL;
+}
+
 void replica_close(struct replica *rp)
 {
     if (!rp)
         return;
     if (rp->io.close)
-        rp->io.close(rp->io.arg);
+        rp->io.close(rp->io.arg); /* stops a background writer first */
+    rp->hooks.retire = NULL;
+    rp->hooks.dispose = NULL; /* everything goes now */
+    snap_view_end(rp);
     raft_free(rp->raft);
     kv_free(rp->kv);
     kv_free(rp->rx_kv);
@@ -419,10 +467,10 @@ static void apply_snapshot(struct replica *rp, const struct raft_ready *rd)
             return;
         }
     }
-    if (rp->hooks.retire)
-        rp->hooks.retire(rp->hooks.arg, rp->kv);
-    else
-        kv_free(rp->kv);
+    /* A background writer still reads the old one: it goes when that is
+     * done (snap_view_end). */
+    if (rp->kv != rp->snap_src)
+        retire_kv(rp, rp->kv);
     rp->kv = kv;
     if (rp->hooks.installed)
         rp->hooks.installed(rp->hooks.arg, &rd->snap, rp->kv);
@@ -475,9 +523,9 @@ static void saving(struct replica *rp, raft_index index)
 /*
  * Each node also scales the three thresholds by 1, 1.25, 1.5 or 1.75 (by
  * its id): replicas that apply the same log would otherwise start their
- * snapshots at the same entry, so all of them pay the fork and the disk
- * writes at once and no quorum is left running at full speed (seen on a
- * 3-node cluster: all three forked within 50 ms, every time).  Staggered,
+ * snapshots at the same entry, so all of them pay the node copies and the
+ * disk writes at once and no quorum is left running at full speed (seen
+ * on a 3-node cluster: all three started within 50 ms, every time).  Staggered,
  * at most one node of a small cluster is usually snapshotting.
  */
 static uint64_t stagger(const struct replica_config *cfg, uint64_t threshold)
@@ -513,14 +561,21 @@ static void maybe_snapshot(struct replica *rp)
     rp->last_snap_index = applied;
     rp->log_bytes = 0;
     if (rp->io.snapshot_begin) {
-        int rv = rp->io.snapshot_begin(rp->io.arg, &meta, rp->kv);
+        /* The writer reads a frozen view while applying goes on: the loop
+         * pays one node copy per tree level for each region first written
+         * meanwhile, nothing per key now. */
+        struct kv *view = kv_freeze(rp->kv);
+        int rv = view ? rp->io.snapshot_begin(rp->io.arg, &meta, view) : -ENOMEM;
         if (rv == 0) {
             rp->snap_writing = true;
             rp->snap_meta = meta;
+            rp->snap_src = rp->kv;
+            rp->snap_view = view;
             log_info("snapshot: writing snapshot at index %llu in the background (%zu keys)",
                      (unsigned long long)applied, kv_dict_count(kv_dict(rp->kv)));
             return;
         }
+        dispose(rp, kv_thaw(rp->kv, view));
         log_warn("snapshot: cannot write in the background (%s); writing at index %llu on "
                  "the loop", strerror(-rv), (unsigned long long)applied);
     }
@@ -554,14 +609,6 @@ static bool durable_now(const struct replica *rp)
     return rp->last_seq <= rp->done_seq;
 #endif
 }
-
-/* Entries applied per replica_process() call at most.  A node that
- * restarts from a snapshot re-applies the log after it (up to a quarter of
- * the dataset: millions of entries, seconds of work) once it learns the
- * commit index; in one loop iteration that starves heartbeats.  At ~2 us
- * an entry on a 10 M-key dictionary this is ~15 ms of work; the loop polls
- * its sockets between slices (replica_has_ready). */
-#define APPLY_PER_CALL 8192
 
 bool replica_has_ready(const struct replica *rp)
 {
@@ -623,6 +670,7 @@ void replica_durable(struct replica *rp, const struct replica_durable *d)
 
 void replica_snapshot_written(struct replica *rp, int rv)
 {
+    snap_view_end(rp);
     if (!rp->snap_writing)
         return;
     rp->snap_writing = false;

@@ -61,6 +61,10 @@ struct replica_hooks {
      * snapshot replaced: millions of keys take a while, the owner may do
      * it off its loop. */
     void (*retire)(void *arg, struct kv *kv);
+    /* May be NULL (then kv_garbage_free()).  Free what the dictionary kept
+     * for a background snapshot writer (kv_thaw): after a long snapshot,
+     * many small frees, also better done off the loop. */
+    void (*dispose)(void *arg, struct kv_garbage *g);
 };
 
 /* Recover the log, hard state and snapshot from storage, and restore the

@@ -55,10 +55,10 @@ struct replica_storage {
     int (*snapshot_save)(void *arg, const struct raft_snapshot_meta *meta, const void *data,
                          size_t len, uint64_t *seq);
     /* Optional (NULL: the replica serialises kv on its own thread and calls
-     * snapshot_save).  Start writing kv as of meta->index without blocking
-     * the caller: from a copy that the caller's later writes do not change
-     * (node: a forked child, copy-on-write, as Redis's BGSAVE).  0: started;
-     * the owner then calls replica_snapshot_written() exactly once. */
+     * snapshot_save).  Start writing kv, a frozen view (kv_freeze) as of
+     * meta->index, without blocking the caller; the view stays valid and
+     * unchanged until replica_snapshot_written(), which the owner then calls
+     * exactly once (node: a writer thread).  0: started. */
     int (*snapshot_begin)(void *arg, const struct raft_snapshot_meta *meta, const struct kv *kv);
     /* What snapshot_begin wrote (received=false), or a snapshot the driver
      * streamed from the leader (received=true, replica_snapshot_received),

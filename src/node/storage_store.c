@@ -2,9 +2,9 @@
  * entries and snapshot metadata mapped to store records and the store's
  * opaque membership blob, the incarnation file's bytes (replica.c keeps the
  * records there), the store's log lines sent to the node's log, and
- * the background snapshot writer: a forked child that streams its
- * copy-on-write view of the dictionary into the store's snapshot.bg, watched
- * through a pidfd.
+ * the background snapshot writer: a thread that streams a frozen view of
+ * the state machine (kv_freeze) into the store's snapshot.bg and signals an
+ * eventfd when done.
  */
 #include "node/storage_store.h"
 
@@ -15,14 +15,14 @@
 #include "kv/kv.h"
 
 #include <errno.h>
-#include <signal.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/pidfd.h>
-#include <sys/prctl.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,10 +31,17 @@ struct storage_store {
     struct store_record *recs; /* reused per append: raft entries as store records */
     size_t cap_recs;
     struct storage_store_hooks hooks;
-    /* the background snapshot writer, if one runs */
-    pid_t child;
-    int child_fd; /* pidfd, -1 */
-    struct timespec child_start;
+    /* the background snapshot writer, if one runs (started, not reaped) */
+    struct {
+        bool running;
+        pthread_t thread;
+        int efd; /* eventfd, written once by the thread at its end */
+        atomic_bool cancel;
+        int result; /* 0 or -errno; read after the eventfd fired */
+        struct store_snap_meta sm;
+        const struct kv *view;
+        struct timespec start;
+    } bg;
 };
 
 static void store_log(void *arg, enum store_log_level level, const char *msg)
@@ -217,56 +224,66 @@ static int ss_incarnations_load(void *arg, struct replica_incarnations *out)
 
 /* ---- the background snapshot writer ------------------------------------ */
 
-/* Added to the node's nice value in the snapshot child. */
-#define SNAPSHOT_CHILD_NICE 10
+/* Added to the node's nice value for the writer thread: on a busy machine
+ * the loop's heartbeats come first, the snapshot just takes longer. */
+#define SNAPSHOT_WRITER_NICE 10
 
-struct child_out {
+struct bg_out {
     struct store_snap_stream *w;
-    int err; /* the store's -errno that stopped the write */
+    const atomic_bool *cancel;
+    int err; /* the store's -errno, or -ECANCELED, that stopped the write */
 };
 
-static int child_write(void *ctx, const void *buf, size_t len)
+static int bg_write(void *ctx, const void *buf, size_t len)
 {
-    struct child_out *o = ctx;
-    o->err = store_snapshot_stream_write(o->w, buf, len);
+    struct bg_out *o = ctx;
+    o->err = atomic_load_explicit(o->cancel, memory_order_relaxed)
+                 ? -ECANCELED
+                 : store_snapshot_stream_write(o->w, buf, len);
     return o->err;
 }
 
-/* In the child: nothing but the dictionary, the file and _exit().  Its exit
- * status is 0 or the errno that stopped it. */
-static void __attribute__((noreturn)) child_main(struct storage_store *ss, pid_t parent,
-                                                 const struct store_snap_meta *sm,
-                                                 const struct kv *kv)
+/* Tests only: storage_store_test_stall(). */
+static atomic_uint test_stall_ms;
+
+void storage_store_test_stall(unsigned ms)
 {
-    /* Die with the node; take the default action on the signals the node's
-     * loop handles (its handlers would only poke the parent's loop). */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent)
-        _exit(ESRCH);
-    sigset_t all;
-    sigfillset(&all);
-    sigprocmask(SIG_UNBLOCK, &all, NULL);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGHUP, SIG_DFL);
-    /* Below the node in CPU priority: on a busy machine the loop's
-     * heartbeats come first, the snapshot just takes longer. */
-    setpriority(PRIO_PROCESS, 0, SNAPSHOT_CHILD_NICE); /* failing is harmless */
-    /* Let go of the node's sockets and files: a connection the node closes
-     * must really close (peers see the FIN now, not when we exit). */
-    if (close_range(3, ~0U, 0) < 0)
-        for (int fd = 3; fd < 4096; fd++)
-            close(fd);
-    struct child_out o = {0};
-    int rv = store_snapshot_stream_open(ss->st, sm, STORE_SNAP_BG, &o.w);
-    if (rv < 0)
-        _exit(-rv);
-    if ((rv = kv_snapshot_write(kv, child_write, &o)) != KV_OK) {
-        store_snapshot_stream_close(o.w, false);
-        _exit(o.err < 0 ? -o.err : rv == KV_ENOMEM ? ENOMEM : EIO);
+    atomic_store(&test_stall_ms, ms);
+}
+
+/* Holds the writer (and so its view) as a huge dataset or a slow disk
+ * would, until the time is up, the stall is lifted or the store closes. */
+static void test_stall(const atomic_bool *cancel)
+{
+    unsigned ms = atomic_load(&test_stall_ms);
+    for (unsigned t = 0; t < ms && atomic_load(&test_stall_ms) && !atomic_load(cancel); t += 10)
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+}
+
+/* Only the view, the store's snapshot directory (read only) and its own
+ * stream: nothing the loop changes. */
+static void *bg_main(void *arg)
+{
+    struct storage_store *ss = arg;
+    /* On Linux a tid names one thread; failing is harmless. */
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), SNAPSHOT_WRITER_NICE);
+    struct bg_out o = {.cancel = &ss->bg.cancel};
+    int rv = store_snapshot_stream_open(ss->st, &ss->bg.sm, STORE_SNAP_BG, &o.w);
+    if (rv == 0) {
+        test_stall(&ss->bg.cancel);
+        int krv = kv_snapshot_write(ss->bg.view, bg_write, &o);
+        if (krv != KV_OK) {
+            store_snapshot_stream_close(o.w, false);
+            rv = o.err < 0 ? o.err : krv == KV_ENOMEM ? -ENOMEM : -EIO;
+        } else {
+            rv = store_snapshot_stream_close(o.w, true);
+        }
     }
-    rv = store_snapshot_stream_close(o.w, true);
-    _exit(rv < 0 ? -rv : 0);
+    ss->bg.result = rv < 0 ? rv : 0;
+    uint64_t one = 1;
+    /* The eventfd's counter cannot overflow on one write: never fails. */
+    (void)!write(ss->bg.efd, &one, sizeof(one));
+    return NULL;
 }
 
 static double seconds_since(const struct timespec *t0)
@@ -279,53 +296,46 @@ static double seconds_since(const struct timespec *t0)
 static int ss_snapshot_begin(void *arg, const struct raft_snapshot_meta *meta, const struct kv *kv)
 {
     struct storage_store *ss = arg;
-    if (ss->child > 0 || !ss->hooks.bg_started)
+    if (ss->bg.running || !ss->hooks.bg_started)
         return -EBUSY;
-    struct store_snap_meta sm;
-    meta_to_store(meta, &sm);
-    pid_t parent = getpid();
-    clock_gettime(CLOCK_MONOTONIC, &ss->child_start);
-    pid_t pid = fork();
-    if (pid < 0)
+    int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (efd < 0)
         return -errno;
-    if (pid == 0)
-        child_main(ss, parent, &sm, kv);
-    int fd = pidfd_open(pid, 0);
-    if (fd < 0) {
-        /* Cannot watch it: do not leave it running unobserved. */
-        int rv = -errno;
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        return rv;
+    meta_to_store(meta, &ss->bg.sm);
+    ss->bg.view = kv;
+    ss->bg.efd = efd;
+    ss->bg.result = 0;
+    atomic_store(&ss->bg.cancel, false);
+    clock_gettime(CLOCK_MONOTONIC, &ss->bg.start);
+    int rv = pthread_create(&ss->bg.thread, NULL, bg_main, ss);
+    if (rv != 0) {
+        close(efd);
+        return -rv;
     }
-    /* fork() copies the page tables on the loop's thread: at large datasets
-     * (and on some hypervisors) that is the loop's one remaining pause. */
-    log_info("snapshot: forked writer %d in %.1f ms", (int)pid,
-             seconds_since(&ss->child_start) * 1e3);
-    ss->child = pid;
-    ss->child_fd = fd;
-    ss->hooks.bg_started(ss->hooks.arg, fd);
+    ss->bg.running = true;
+    ss->hooks.bg_started(ss->hooks.arg, efd);
     return 0;
+}
+
+/* Joins a writer whose eventfd fired (or that was told to stop). */
+static int bg_join(struct storage_store *ss)
+{
+    pthread_join(ss->bg.thread, NULL);
+    close(ss->bg.efd);
+    ss->bg.efd = -1;
+    ss->bg.running = false;
+    return ss->bg.result;
 }
 
 int storage_store_bg_reap(struct storage_store *ss, double *seconds)
 {
-    if (ss->child <= 0)
+    if (!ss->bg.running)
         return -ECHILD;
-    int status = 0;
-    pid_t r = waitpid(ss->child, &status, WNOHANG);
-    if (r == 0)
-        return -EAGAIN; /* woken early: not gone yet */
-    *seconds = seconds_since(&ss->child_start);
-    close(ss->child_fd);
-    ss->child_fd = -1;
-    ss->child = 0;
-    if (r < 0)
-        return -errno;
-    if (WIFEXITED(status))
-        return -WEXITSTATUS(status);
-    log_warn("snapshot: background writer killed by signal %d", WTERMSIG(status));
-    return -EINTR;
+    uint64_t v;
+    if (read(ss->bg.efd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+        return -EAGAIN; /* woken early: not done yet */
+    *seconds = seconds_since(&ss->bg.start);
+    return bg_join(ss);
 }
 
 int storage_store_snapshot_bytes(struct storage_store *ss, uint64_t *bytes)
@@ -338,15 +348,12 @@ void storage_store_log_files(struct storage_store *ss, uint64_t *segments, uint6
     store_log_files(ss->st, segments, bytes);
 }
 
-static void kill_child(struct storage_store *ss)
+static void bg_stop(struct storage_store *ss)
 {
-    if (ss->child <= 0)
+    if (!ss->bg.running)
         return;
-    kill(ss->child, SIGKILL);
-    waitpid(ss->child, NULL, 0);
-    close(ss->child_fd);
-    ss->child = 0;
-    ss->child_fd = -1;
+    atomic_store(&ss->bg.cancel, true);
+    bg_join(ss);
 }
 
 static int ss_snapshot_adopt(void *arg, const struct raft_snapshot_meta *meta, bool received,
@@ -432,7 +439,7 @@ static const char *ss_errmsg(void *arg)
 static int ss_close(void *arg)
 {
     struct storage_store *ss = arg;
-    kill_child(ss); /* its half-written file goes on the next open */
+    bg_stop(ss); /* its half-written file goes on the next open */
     int rv = store_close(ss->st);
     if (rv < 0)
         log_warn("store closed with error: %s", strerror(-rv));
@@ -451,7 +458,7 @@ int storage_store_open(struct storage_store **out, struct replica_storage *ops, 
         return -ENOMEM;
     }
     ss->hooks = *hooks;
-    ss->child_fd = -1;
+    ss->bg.efd = -1;
     struct store_options so;
     store_options_default(&so);
     if (segment_size)

@@ -1,8 +1,8 @@
 /* storage_store.h - the replica's storage table (node/storage.h) over the
  * flat-file store (src/store): its writer thread signals an eventfd, and the
  * node turns each wake-up into replica_durable().  Snapshots are written by a
- * forked child (copy-on-write, as Redis's BGSAVE), so the node's loop never
- * serialises the dictionary. */
+ * thread from a frozen view of the state machine (kv_freeze), so the node's
+ * loop never serialises the dictionary. */
 #ifndef RAFTKV_NODE_STORAGE_STORE_H
 #define RAFTKV_NODE_STORAGE_STORE_H
 
@@ -15,7 +15,7 @@ struct storage_store_hooks {
     /* May be NULL: hears how a long recovery is going. */
     void (*recovering)(void *arg, const char *what);
     /* A background snapshot writer started: fd becomes readable when it
-     * exits; then call storage_store_bg_reap(). */
+     * is done; then call storage_store_bg_reap(). */
     void (*bg_started)(void *arg, int fd);
     /* May be NULL: called by the store's writer thread after each group
      * commit (store_options.synced). */
@@ -34,6 +34,10 @@ int storage_store_poll(struct storage_store *ss, struct replica_durable *d);
 /* After the background writer's fd woke up: its result for
  * replica_snapshot_written() (0, or -errno), and how long it took. */
 int storage_store_bg_reap(struct storage_store *ss, double *seconds);
+/* Tests only (raftkv-node --test-disk-fault snapshot:DELAY=MS): from now on
+ * each background writer waits up to ms before writing; 0 releases one that
+ * waits. */
+void storage_store_test_stall(unsigned ms);
 /* Snapshot transfer (snapxfer.c).  The sender reads the current snapshot
  * in pieces from fd: its bytes stay there even when a newer snapshot
  * replaces it; close(fd) when done. */

@@ -2,7 +2,7 @@
  * included index/term, the opaque membership blob and a CRC of everything.
  * Written as snapshot.tmp and renamed, so an older complete snapshot or the
  * new complete one is there after a crash, never a half one.  A snapshot
- * written in the background (a forked child, store_snapshot_stream_*) goes
+ * written in the background (a writer thread, store_snapshot_stream_*) goes
  * to snapshot.bg and is renamed by the writer thread, in order with the log
  * (store_snapshot_adopt).
  *   header (48 bytes): magic[8] "RAFTKVSN", u32 version, u32 conf_len,

@@ -120,11 +120,11 @@ int store_append(struct store *st, const struct store_hard_state *hs,
 int store_snapshot_save(struct store *st, const struct store_snap_meta *meta,
                         const void *data, size_t len, uint64_t *seq);
 
-/* A snapshot written without blocking the caller's loop: a forked child
- * (or another thread) streams it into snap/snapshot.bg with the
+/* A snapshot written without blocking the caller's loop: another thread
+ * (or a forked child) streams it into snap/snapshot.bg with the
  * stream_* calls (open, write any number of times, close with keep=true to
  * fill in the header and fsync; keep=false removes it).  Only the store's
- * snapdir is read, so a forked copy of st may be used.  Then, on the owner's
+ * snapdir is read, so another thread or a forked copy of st may use it.  Then, on the owner's
  * thread, store_snapshot_adopt() queues making it the current snapshot, in
  * order with the other writes, with store_snapshot_save()'s log rules;
  * -ESTALE (and the file removed) if the store already has a snapshot at or

@@ -3,6 +3,7 @@
 that missed a compaction catches up from a snapshot; a whole cluster
 stopped (SIGTERM, and kill -9) and started keeps every acknowledged write."""
 import os
+import re
 import signal
 import time
 
@@ -156,19 +157,22 @@ def test_full_stop_kill9():
     full_stop_start("kill -9")
 
 
-def children(pid):
-    """Child processes of pid (zombies included: they stay until reaped)."""
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return f.read().split()
-    except OSError:
-        return []
+BG_STARTED = r"writing snapshot at index \d+ in the background"
+BG_ENDED = (r"wrote snapshot at index \d+ in the background|background write at index \d+ failed"
+            r"|dropped the one at index \d+")
+
+
+def writers(c, i, since=0):
+    """(started, ended) background snapshot writers of node i, from its log."""
+    log = c.log_since(i, since)
+    return len(re.findall(BG_STARTED, log)), len(re.findall(BG_ENDED, log))
 
 
 def test_snapshot_in_background():
-    """Snapshots are written by a forked child (storage_store.c), adopted
-    and reported: STATUS carries their size and duration and the loop's
-    longest iteration; the child is reaped; a restart loads the snapshot."""
+    """Snapshots are written by a writer thread from a frozen view of the
+    state machine (storage_store.c, kv_freeze), adopted and reported: STATUS
+    carries their size and duration and the loop's longest iteration; every
+    writer started ends and is joined; a restart loads the snapshot."""
     with Cluster(3, snapshot_entries=200) as c:
         lead = c.start_and_lead()
         s = Session(c)
@@ -184,9 +188,9 @@ def test_snapshot_in_background():
                st.data_bytes)
         expect(st.memory_bytes > st.data_bytes, "memory_bytes %d below data_bytes %d",
                st.memory_bytes, st.data_bytes)
-        # no more writes, so no new snapshot: every writer must be reaped
-        pid = c.nodes[lead].pid
-        wait_until(lambda: not children(pid), T(10), "node %d's snapshot writers reaped" % lead)
+        # no more writes, so no new snapshot: every writer started must end
+        wait_until(lambda: (n := writers(c, lead)) and n[0] == n[1] and n[0] > 0, T(10),
+                   "node %d's snapshot writers to end" % lead)
         expect(c.stop(lead) == 0, "clean stop")
         c.start_node(lead)
         st2 = wait_until(lambda: (x := c.status(lead)) and x, T(10), "node %d back" % lead)
@@ -199,80 +203,54 @@ def test_snapshot_in_background():
                 st.loop_lag_max_us / 1000))
 
 
-def proc_state(pid):
-    """The one-letter state of pid ('T' stopped), or None once it is gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-
-
-def settled(pid):
-    """pid's state once a stop has taken effect or it is gone, else None."""
-    st = proc_state(pid) or "gone"
-    return st if st in ("T", "t", "Z", "gone") else None
-
-
-def test_snapshot_child_stopped():
+def test_snapshot_writer_stalled():
     """Issue 14: a snapshot that takes far longer than the election timeout
-    (its writer stopped with SIGSTOP) causes no election: the loop goes on,
-    writes commit and apply on that node, and no second writer starts.  After
-    SIGCONT it finishes, is adopted and reaped."""
+    (its writer held for a minute by --test-disk-fault snapshot:DELAY) causes
+    no election: the loop goes on, writes commit and apply on that node
+    while the view the writer holds stays frozen, and no second writer
+    starts.  Released, it finishes and is adopted."""
     from test_diskfault import Writer
     with Cluster(3, snapshot_entries=200) as c:
+        for nd in c.nodes.values():
+            nd.extra_args = ["--test-disk-fault", "snapshot:DELAY=60000"]
         lead = c.start_and_lead()
+        node = next(i for i in c.nodes if i != lead)
+        off = len(c.log(node).encode())
+        c.signal_nowait(node, signal.SIGUSR2)
+        c.wait_log(node, r"TEST: SIGUSR2: the background snapshot writer now waits 60000",
+                   since=off)
         w = Writer(c)
         w.start()
         try:
-            # catch one writer child of any node while it runs
-            # Every writer stopped is continued in the end: one stopped before
-            # it armed PR_SET_PDEATHSIG would outlive its node.
-            stopped = []
-
-            def caught():
-                for i in c.nodes:
-                    for ch in map(int, children(c.nodes[i].pid)):
-                        try:
-                            os.kill(ch, signal.SIGSTOP)
-                        except ProcessLookupError:
-                            continue
-                        stopped.append(ch)
-                        # the stop is delivered asynchronously: wait for it
-                        if wait_until(lambda: settled(ch), T(5), "writer %d to stop" % ch,
-                                      interval=0.001) in ("T", "t"):
-                            return (i, ch)
-                return None
-            node, child = wait_until(caught, T(30), "a snapshot writer to stop", interval=0.001)
+            wait_until(lambda: writers(c, node, off)[0] >= 1, T(30),
+                       "node %d to start a snapshot writer" % node)
             st0 = c.status(node)
             term0 = {i: c.status(i).term for i in c.nodes}
             # many election timeouts' worth of writes, all applied on that node
             target = st0.applied_index + 1000
             wait_until(lambda: (x := c.status(node)) and x.applied_index >= target, T(30),
-                       "node %d to apply 1000 entries past its stopped snapshot" % node)
+                       "node %d to apply 1000 entries past its held snapshot" % node)
             term1 = {i: c.status(i).term for i in c.nodes}
-            expect(term1 == term0, "terms moved while a snapshot writer was stopped: %s -> %s",
+            expect(term1 == term0, "terms moved while a snapshot writer was held: %s -> %s",
                    term0, term1)
-            expect(children(c.nodes[node].pid) == [str(child)],
-                   "node %d children %s: a second writer started", node,
-                   children(c.nodes[node].pid))
-            os.kill(child, signal.SIGCONT)
+            started, ended = writers(c, node, off)
+            expect((started, ended) == (1, 0),
+                   "node %d started %d and ended %d writers while one was held", node,
+                   started, ended)
+            expect(c.status(node).snapshot_index == st0.snapshot_index,
+                   "a snapshot was adopted while the writer was held")
+            c.signal_nowait(node, signal.SIGUSR2)
             wait_until(lambda: (x := c.status(node)) and x.snapshot_index > st0.snapshot_index,
-                       T(30), "node %d's stopped snapshot to be adopted" % node)
+                       T(30), "node %d's held snapshot to be adopted" % node)
         finally:
-            for ch in stopped:
-                try:
-                    os.kill(ch, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
             w.stop.set()
             w.join(T(30))
         expect(w.error is None, "writer: %s", w.error)
-        report("snapshot writer of node %d stopped while %d+ entries applied: no term change "
+        report("snapshot writer of node %d held while %d+ entries applied: no term change "
                "(%s), writes went on (%d acknowledged)" % (node, 1000, term0, len(w.acked)))
 
 
 if __name__ == "__main__":
     main([test_old_leader_rejoins_by_log, test_follower_catches_up_by_snapshot,
           test_old_leader_catches_up_by_snapshot, test_full_stop_sigterm,
-          test_full_stop_kill9, test_snapshot_in_background, test_snapshot_child_stopped])
+          test_full_stop_kill9, test_snapshot_in_background, test_snapshot_writer_stalled])

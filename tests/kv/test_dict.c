@@ -295,6 +295,32 @@ static void random_key(uint64_t *rng, uint8_t *k, size_t *kl)
         k[i] = alphabet[test_rand(rng) % 4];
 }
 
+/* One set (with probability grow %) or delete of key k, on d and on the
+ * model alike, checking what the dictionary answers. */
+static void model_change(struct kv_dict *d, struct ref *r, uint64_t *rng, unsigned grow,
+                         const uint8_t *k, size_t kl)
+{
+    size_t i = ref_lower(r, k, kl);
+    bool found = i < r->n && ref_cmp(r->p[i].k, r->p[i].kl, k, kl) == 0;
+    if (test_rand(rng) % 100 < grow) {
+        uint32_t val = (uint32_t)test_rand(rng);
+        assert_int_equal(kv_dict_set(d, k, kl, &val, 4), KV_OK);
+        if (!found) {
+            memmove(&r->p[i + 1], &r->p[i], (r->n - i) * sizeof(r->p[0]));
+            memcpy(r->p[i].k, k, kl);
+            r->p[i].kl = kl;
+            r->n++;
+        }
+        r->p[i].val = val;
+    } else {
+        assert_int_equal(kv_dict_del(d, k, kl), found ? KV_OK : KV_ENOTFOUND);
+        if (found) {
+            memmove(&r->p[i], &r->p[i + 1], (r->n - i - 1) * sizeof(r->p[0]));
+            r->n--;
+        }
+    }
+}
+
 static void test_random_model(void **state)
 {
     (void)state;
@@ -307,25 +333,11 @@ static void test_random_model(void **state)
         random_key(&rng, k, &kl);
         size_t i = ref_lower(&r, k, kl);
         bool found = i < r.n && ref_cmp(r.p[i].k, r.p[i].kl, k, kl) == 0;
-        /* Phases that mostly grow and mostly shrink, so merges happen too. */
+        /* Phases that mostly grow and mostly shrink, so merges happen too;
+         * one step in twenty lists instead. */
         unsigned grow = (step / 5000) % 2 ? 30 : 70;
-        unsigned op = (unsigned)(test_rand(&rng) % 100);
-        if (op < grow) {
-            uint32_t val = (uint32_t)test_rand(&rng);
-            assert_int_equal(kv_dict_set(d, k, kl, &val, 4), KV_OK);
-            if (!found) {
-                memmove(&r.p[i + 1], &r.p[i], (r.n - i) * sizeof(r.p[0]));
-                memcpy(r.p[i].k, k, kl);
-                r.p[i].kl = kl;
-                r.n++;
-            }
-            r.p[i].val = val;
-        } else if (op < 95) {
-            assert_int_equal(kv_dict_del(d, k, kl), found ? KV_OK : KV_ENOTFOUND);
-            if (found) {
-                memmove(&r.p[i], &r.p[i + 1], (r.n - i - 1) * sizeof(r.p[0]));
-                r.n--;
-            }
+        if (test_rand(&rng) % 100 < 95) {
+            model_change(d, &r, &rng, grow * 100 / 95, k, kl);
         } else {
             random_key(&rng, pre, &pl);
             pl = pl > 2 ? 2 : pl;
@@ -365,6 +377,71 @@ static void test_random_model(void **state)
     assert_int_equal(c.at, r.n);
     free(r.p);
     kv_dict_free(d);
+}
+
+/* A frozen view (kv_dict_freeze) keeps answering with the dictionary as it
+ * was, key for key and value for value, while the live tree goes through
+ * tens of thousands of sets, overwrites and deletes (splits and merges at
+ * every level); both trees keep their invariants; and after thaw the live
+ * tree is whole (ASan sees any node or entry freed while the view read it,
+ * or lost). */
+static void test_frozen_versions(void **state)
+{
+    (void)state;
+    uint64_t rng = 20261207;
+    struct kv_dict *d = kv_dict_new();
+    struct ref r = {calloc(6000, sizeof(struct ref_pair)), 0};
+    struct ref was = {calloc(6000, sizeof(struct ref_pair)), 0};
+    for (int round = 0; round < 8; round++) {
+        /* Round 0 freezes an empty tree; later ones a grown or shrunk one. */
+        struct kv_dict *v = kv_dict_freeze(d);
+        assert_non_null(v);
+        assert_null(kv_dict_freeze(d)); /* one view at a time */
+        memcpy(was.p, r.p, r.n * sizeof(r.p[0]));
+        was.n = r.n;
+        for (int step = 0; step < 8000; step++) {
+            uint8_t k[6];
+            size_t kl;
+            random_key(&rng, k, &kl);
+            model_change(d, &r, &rng, (round + step / 2000) % 2 ? 35 : 75, k, kl);
+            /* The view answers point lookups from the old version. */
+            const void *val;
+            size_t vl;
+            size_t i = ref_lower(&was, k, kl);
+            bool found = i < was.n && ref_cmp(was.p[i].k, was.p[i].kl, k, kl) == 0;
+            assert_int_equal(kv_dict_get(v, k, kl, &val, &vl), found ? KV_OK : KV_ENOTFOUND);
+            if (found)
+                assert_memory_equal(val, &was.p[i].val, 4);
+            if (step % 2000 == 0) {
+                assert_true(kv_dict_check(d));
+                assert_true(kv_dict_check(v));
+                struct ref_list_check c = {&was, 0};
+                assert_int_equal(kv_dict_list(v, "", 0, NULL, 0, 0, check_pair, &c, NULL), KV_OK);
+                assert_int_equal(c.at, was.n);
+            }
+        }
+        assert_int_equal(kv_dict_count(v), was.n);
+        struct ref_list_check c = {&was, 0};
+        assert_int_equal(kv_dict_list(v, "", 0, NULL, 0, 0, check_pair, &c, NULL), KV_OK);
+        assert_int_equal(c.at, was.n);
+        /* What the changes kept for the view is counted as memory in use. */
+        uint64_t frozen_mem = kv_dict_mem_bytes(d);
+        kv_garbage_free(kv_dict_thaw(d, v));
+        assert_true(kv_dict_mem_bytes(d) <= frozen_mem);
+        assert_true(kv_dict_check(d));
+        assert_int_equal(kv_dict_count(d), r.n);
+        c = (struct ref_list_check){&r, 0};
+        assert_int_equal(kv_dict_list(d, "", 0, NULL, 0, 0, check_pair, &c, NULL), KV_OK);
+        assert_int_equal(c.at, r.n);
+    }
+    /* Freed while frozen: the view's owner is gone too (kv_dict_free). */
+    struct kv_dict *v = kv_dict_freeze(d);
+    uint32_t val = 1;
+    assert_int_equal(kv_dict_set(d, "x", 1, &val, 4), KV_OK);
+    kv_dict_free(v);
+    kv_dict_free(d);
+    free(r.p);
+    free(was.p);
 }
 
 /* Replacing a value whose key is also a separator must not disturb lookups
@@ -409,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_tree_shapes),
         cmocka_unit_test(test_random_model),
         cmocka_unit_test(test_replace_separator_keys),
+        cmocka_unit_test(test_frozen_versions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
  * reports KV_ENOMEM leaves the state byte-identical, applying the entry again
  * afterwards gives what an unharmed replica got, and a snapshot load that
  * runs out of memory leaks nothing (ASan) and leaves the caller's pointer
- * alone. */
+ * alone.  The same holds with a frozen view out (kv_freeze), which keeps the
+ * state from before. */
 #include "helpers.h"
 
 #include <setjmp.h>
@@ -76,9 +77,11 @@ static struct kv *base_state(int nkeys)
     return kv;
 }
 
-static void test_apply_oom(void **state)
+/* With frozen set, each attempt runs with a view of the state out
+ * (kv_freeze, as while a snapshot is written): the view stays the state
+ * before, whether the apply failed or not. */
+static void apply_oom(bool frozen)
 {
-    (void)state;
     struct kv_command cmds[] = {
         cmd_set("k00001", "inserted", 3, 1, 10),        /* new session, new key */
         cmd_set("k00000", "a longer value", 1, 2, 10),  /* existing key, resized */
@@ -100,6 +103,8 @@ static void test_apply_oom(void **state)
         bool reached_ok = false;
         for (long fail_at = 0; !reached_ok; fail_at++) {
             struct kv *kv = clone(before);
+            struct kv *view = frozen ? kv_freeze(kv) : NULL;
+            assert_true(!frozen || view);
             countdown = fail_at;
             int rc = kv_apply(kv, index, buf, len, &got);
             countdown = -1;
@@ -112,12 +117,29 @@ static void test_apply_oom(void **state)
             }
             assert_int_equal(got.status, want.status);
             assert_same_state(kv, ref);
+            if (view) {
+                assert_same_state(view, before);
+                kv_garbage_free(kv_thaw(kv, view));
+                assert_same_state(kv, ref);
+            }
             kv_free(kv);
         }
         kv_free(before);
         free(buf);
     }
     kv_free(ref);
+}
+
+static void test_apply_oom(void **state)
+{
+    (void)state;
+    apply_oom(false);
+}
+
+static void test_apply_oom_frozen(void **state)
+{
+    (void)state;
+    apply_oom(true);
 }
 
 static void test_load_oom(void **state)
@@ -165,6 +187,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_apply_oom),
+        cmocka_unit_test(test_apply_oom_frozen),
         cmocka_unit_test(test_load_oom),
         cmocka_unit_test(test_constructors_oom),
     };

@@ -127,7 +127,7 @@ struct node {
      * from an empty disk, kept across crashes, gone with a wipe. */
     bool joined;
     /* A snapshot written "in the background" (storage.h snapshot_begin, a
-     * forked child in the node): serialised when it began, reported done
+     * writer thread in the node): the view serialised when it began, reported done
      * whenever the schedule says, gone with a crash. */
     bool bg_on;
     struct raft_snapshot_meta bg_meta;

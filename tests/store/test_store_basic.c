@@ -195,7 +195,7 @@ static void test_roll_compact_snapshot(void **state)
     free(dir);
 }
 
-/* A snapshot streamed in the background (as a forked child does), larger
+/* A snapshot streamed in the background (as the node's writer thread does), larger
  * than the stream's buffer, adopted in order with the log; a stale one is
  * refused and removed; a leftover snapshot.bg is removed on open. */
 static void test_snapshot_stream_adopt(void **state)
