@@ -165,6 +165,8 @@ static void on_read_state(void *arg, const struct raft_read_state *rs)
 static void on_send(void *arg, const struct raft_msg *m)
 {
     struct node *n = arg;
+    if (m->type == RAFT_MSG_TIMEOUT_NOW)
+        n->sim->handed_over = n->id;
     if (!n->sim->fail)
         net_send(n->sim, n, netmsg_copy(n->sim, n, m));
 }

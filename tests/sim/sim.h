@@ -186,6 +186,7 @@ struct params {
     bool lease;
     unsigned lease_drift;
     unsigned tick_min, tick_max;
+    uint32_t handover_ppm; /* chance that a leader goes deaf once it sent TimeoutNow */
 };
 
 /* --lease: clocks within the drift the lease allows for.  --lease-wild-clocks:
@@ -274,6 +275,7 @@ struct sim {
     raft_id churn_target;
     raft_id just_committed; /* a leader whose commit index moved this step */
     uint64_t churn_at;
+    raft_id handed_over; /* a leader that sent TimeoutNow this step */
 
     int trace_mode; /* 0 off, 1 keep the last TRACE_RING lines, 2 print all */
     char ring[TRACE_RING][TRACE_LINE];
@@ -327,7 +329,12 @@ struct netmsg *netmsg_copy(struct sim *s, struct node *from, const struct raft_m
 void net_send(struct sim *s, struct node *from, struct netmsg *nm);
 void net_deliver_due(struct sim *s);
 void net_heal(struct sim *s);
-void net_partition(struct sim *s, raft_id leader, bool isolate);
+enum part_how {
+    PART_RANDOM,         /* a random shape (leader: who may be cut off) */
+    PART_ISOLATE_LEADER, /* leader (and maybe one more) cut off from the rest */
+    PART_DEAF_LEADER,    /* leader hears nobody, everybody hears it */
+};
+void net_partition(struct sim *s, raft_id leader, enum part_how how);
 void net_free(struct sim *s);
 void fmt_msg(char *buf, size_t len, const struct raft_msg *m);
 

@@ -74,6 +74,8 @@ static void draw_params(struct sim *s)
             p->tick_min = LEASE_TICK_MIN;
             p->tick_max = LEASE_TICK_MAX;
         }
+        /* From the seed, not the stream, as bg_snapshots. */
+        p->handover_ppm = mix64(s->seed ^ 0x68616e646f766572ULL) % 4 ? 700000 : 0;
     }
 }
 
@@ -467,7 +469,7 @@ static void churn(struct sim *s)
     if (!n->up || replica_role(n->rp) != RAFT_LEADER)
         return;
     if (!s->net.partitioned && prng_chance(&s->rng, 600000)) {
-        net_partition(s, n->id, true);
+        net_partition(s, n->id, PART_ISOLATE_LEADER);
         return;
     }
     node_crash(s, n, "leader churn");
@@ -475,13 +477,28 @@ static void churn(struct sim *s)
     s->st.crashes++;
 }
 
+/* Lease reads: a leader that sent TimeoutNow may be deposed at once, its
+ * target's vote requests waiving the voters' stickiness, so it must answer
+ * no more reads on its lease (readindex.c).  Some seeds make it deaf right
+ * then: it cannot hear of the new term while clients go on reading from it,
+ * which random partitions alone almost never arrange. */
+static void handover_strike(struct sim *s)
+{
+    raft_id l = s->handed_over;
+    s->handed_over = RAFT_NONE;
+    if (l && !s->net.partitioned && prng_chance(&s->rng, s->p.handover_ppm))
+        net_partition(s, l, PART_DEAF_LEADER);
+}
+
 static void faults_step(struct sim *s)
 {
     struct prng *g = &s->rng;
+    if (s->p.handover_ppm)
+        handover_strike(s);
     if (s->p.churn_ppm || s->p.strike_ppm)
         churn(s);
     if (!s->net.partitioned && prng_chance(g, s->p.partition_ppm))
-        net_partition(s, world_leader(s), false);
+        net_partition(s, world_leader(s), PART_RANDOM);
     else if (s->net.partitioned && s->now >= s->net.heal_at)
         net_heal(s);
     if (prng_chance(g, s->p.crash_ppm))
