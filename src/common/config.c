@@ -139,7 +139,8 @@ static const struct opt options[] = {
         "between reading its clock and answering. The node counts its ticks from "
         "CLOCK_BOOTTIME, so a stall it can see is made up before a read, but one "
         "it cannot see is not. Not used while a leadership transfer is under way, "
-        "nor for the rest of a term in which one was started. Set it the same on "
+        "nor for the rest of a term in which the leader told a transfer target to "
+        "campaign. Set it the same on "
         "every node: a node with it on also refuses votes for one election "
         "timeout after it starts."),
     C("lease_clock_margin_ms", T_MS, lease_clock_margin_ms, "30", 0, 60000,
