@@ -230,6 +230,14 @@ static const struct opt options[] = {
       "event slow_request, with its op, key, how long each stage took and the "
       "node's state), at most one line a second; raftkv_slow_requests_total "
       "counts them all.  0 = never."),
+    C("loop_lag_warn_ms", T_MS, loop_lag_warn_ms, "50", 1, 60000,
+      "One event-loop iteration of a node longer than this is logged (journal "
+      "event loop_lag: how long the loop thread ran, waited for a CPU and "
+      "slept in the kernel meanwhile), at most one line a minute unless it is "
+      "twice the last one logged.  Past the heartbeat interval an iteration "
+      "delays heartbeats; past the election timeout it can cost the leader "
+      "its leadership.  Lower it to see what shorter stalls are made of.  "
+      "Like etcd's --warning-apply-duration."),
     C("log_level", T_LEVEL, log_level, "info", 0, 0,
       "error, warn, notice, info or debug."),
     C("log_target", T_TARGET, log_target, "auto", 0, 0,

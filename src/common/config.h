@@ -46,6 +46,7 @@ struct config_cluster {
     uint64_t max_sessions;
     uint64_t max_data_bytes;          /* quota, through the log (kv.h); 0 = none */
     uint64_t slow_request_ms;         /* log requests slower than this; 0 = off */
+    uint64_t loop_lag_warn_ms;        /* log loop iterations longer than this */
     int log_level;                    /* syslog level, LOG_ERR..LOG_DEBUG */
     int log_target;                   /* enum log_target */
     char *data_dir_base;

@@ -624,6 +624,11 @@ uint64_t kv_dict_mem_bytes(const struct kv_dict *d)
     return d->mem_bytes + d->garbage_bytes;
 }
 
+uint64_t kv_dict_frozen_bytes(const struct kv_dict *d)
+{
+    return d->garbage_bytes;
+}
+
 uint64_t kv_dict_gen(const struct kv_dict *d)
 {
     return d->gen;

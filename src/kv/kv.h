@@ -75,6 +75,9 @@ uint64_t kv_dict_data_bytes(const struct kv_dict *d);
 /* Bytes requested from malloc for entries and tree nodes (data plus
  * overhead); what the dictionary costs in memory, short of allocator slack. */
 uint64_t kv_dict_mem_bytes(const struct kv_dict *d);
+/* Of those, the bytes kept only for a frozen view: the nodes and entries
+ * changed since kv_dict_freeze.  A snapshot's extra memory. */
+uint64_t kv_dict_frozen_bytes(const struct kv_dict *d);
 
 /* A position in key order: the path from the root down to a leaf.
  * Invalidated by any change to the dictionary it was taken on (a view's

@@ -15,6 +15,7 @@ struct looplag_sched {
 };
 
 struct looplag {
+    double warn_s;      /* an iteration longer than this is worth a line */
     double max_s;       /* the longest iteration since start (STATUS) */
     double warned_at;   /* when the last warning went out */
     double warned_lag;  /* the longest iteration warned about in that minute */
@@ -39,8 +40,9 @@ void looplag_sample(const struct looplag *l, double now, struct looplag_sched *s
 void looplag_explain(const struct looplag_sched *before, const struct looplag_sched *after,
                      double start, struct looplag_why *why);
 
-/* Call from the loop's thread: the schedstat file named is that thread's. */
-void looplag_init(struct looplag *l);
+/* Call from the loop's thread: the schedstat file named is that thread's.
+ * warn_s: the journal line's threshold (cluster.loop_lag_warn_ms). */
+void looplag_init(struct looplag *l, double warn_s);
 void looplag_close(struct looplag *l);
 
 /* Once per tick. */

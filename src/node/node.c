@@ -487,7 +487,7 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
     n->more.data = n;
     n->flush.data = n;
     ev_prepare_start(n->loop, &n->flush);
-    looplag_init(&n->lag);
+    looplag_init(&n->lag, (double)cfg->cluster.loop_lag_warn_ms / 1e3);
     ev_signal_init(&n->sig_term, on_signal, SIGTERM);
     n->sig_term.data = n;
     ev_signal_start(n->loop, &n->sig_term);

@@ -670,6 +670,8 @@ void replica_durable(struct replica *rp, const struct replica_durable *d)
 
 void replica_snapshot_written(struct replica *rp, int rv)
 {
+    /* What the snapshot cost in memory: what changed while it was written. */
+    uint64_t kept = rp->snap_src ? kv_dict_frozen_bytes(kv_dict(rp->snap_src)) : 0;
     snap_view_end(rp);
     if (!rp->snap_writing)
         return;
@@ -695,8 +697,9 @@ void replica_snapshot_written(struct replica *rp, int rv)
         return;
     }
     saving(rp, index);
-    log_event(LOG_INFO, "snapshot", NULL, "wrote snapshot at index %llu in the background",
-              (unsigned long long)index);
+    log_event(LOG_INFO, "snapshot", NULL,
+              "wrote snapshot at index %llu in the background; %.1f MB of tree nodes and "
+              "entries were kept for it meanwhile", (unsigned long long)index, (double)kept / 1e6);
     replica_process(rp);
 }
 
@@ -735,18 +738,21 @@ int replica_step(struct replica *rp, const struct raft_msg *m)
 
 int replica_snapshot_received(struct replica *rp, const struct raft_msg *m, struct kv *kv)
 {
+    /* Freeing millions of keys takes a second: a dictionary not taken goes
+     * the way of any other retired one (the hook's thread), never here. */
     if (rp->err || m->type != RAFT_MSG_SNAPSHOT || m->snap_data ||
         kv_applied_index(kv) != m->snap.index) {
-        kv_free(kv);
+        retire_kv(rp, kv);
         return rp->err ? REPLICA_EFAILED : -EINVAL;
     }
-    kv_free(rp->rx_kv);
+    if (rp->rx_kv)
+        retire_kv(rp, rp->rx_kv);
     rp->rx_kv = kv;
     int rv = raft_step(rp->raft, m);
     replica_process(rp);
     if (rp->rx_kv) {
         /* The core did not take it (stale, or already covered). */
-        kv_free(rp->rx_kv);
+        retire_kv(rp, rp->rx_kv);
         rp->rx_kv = NULL;
         if (rp->io.snapshot_discard)
             rp->io.snapshot_discard(rp->io.arg);

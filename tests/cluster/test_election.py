@@ -12,7 +12,14 @@ def check_start(n):
     with Cluster(n) as c:
         lead = c.start_and_lead()
         elapsed = time.monotonic() - t0
-        st = c.statuses()
+
+        def all_members():
+            # A node that started after the others had elected joins the
+            # running cluster and learns the members from the log: a
+            # moment after it knows the leader.
+            st = c.statuses()
+            return st if all(len(s.members) == n for s in st.values()) else None
+        st = wait_until(all_members, T(10), "every node lists %d members" % n)
         leaders = [i for i, s in st.items() if s.role == "leader"]
         expect(leaders == [lead], "leaders: %s", leaders)
         term = st[lead].term

@@ -40,7 +40,7 @@ static void measure(void (*what)(void), struct looplag_why *why)
 {
     struct looplag l;
     struct looplag_sched before, after;
-    looplag_init(&l);
+    looplag_init(&l, 0.050);
     assert_true(l.fd >= 0 || l.fd == -1);
     looplag_sample(&l, mono(), &before);
     double start = mono();
@@ -127,12 +127,39 @@ static void test_cpu_short(void **state)
     assert_true(why.waited > BUSY_S / 2);
 }
 
+/* The threshold is the one configured (cluster.loop_lag_warn_ms); within a
+ * minute only an iteration twice the last one warned about is logged. */
+static void test_threshold(void **state)
+{
+    (void)state;
+    struct looplag l;
+    looplag_init(&l, 0.020);
+    assert_true(looplag_iteration(&l, 100.0, 100.5) < 0); /* the first: recovery */
+    assert_true(looplag_iteration(&l, 100.0, 100.015) > 0.014);
+    assert_true(l.warned_lag == 0);
+    looplag_iteration(&l, 101.0, 101.030);
+    assert_true(l.warned_lag > 0.029 && l.warned_lag < 0.031);
+    looplag_iteration(&l, 102.0, 102.050); /* < 2 x 30 ms, same minute: no line */
+    assert_true(l.warned_lag < 0.031);
+    looplag_iteration(&l, 103.0, 103.070); /* > 2 x 30 ms: a line */
+    assert_true(l.warned_lag > 0.069);
+    assert_true(l.max_s > 0.069);
+    looplag_close(&l);
+
+    looplag_init(&l, 0.050); /* the default: 30 ms says nothing */
+    looplag_iteration(&l, 100.0, 100.001);
+    looplag_iteration(&l, 101.0, 101.030);
+    assert_true(l.warned_lag == 0);
+    looplag_close(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocked),
         cmocka_unit_test(test_work),
         cmocka_unit_test(test_cpu_short),
+        cmocka_unit_test(test_threshold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
