@@ -30,6 +30,8 @@ DURATION = os.environ.get("DURATION", "10")
 ROUNDS = int(os.environ.get("ROUNDS", "1"))
 TRIALS = int(os.environ.get("TRIALS", "10"))
 PIPELINE = os.environ.get("PIPELINE", "1")  # requests in flight per client connection
+# LEASE=1: cluster.lease_reads on (leader-lease reads, raftkv.conf(5) LEASE READS).
+LEASE = os.environ.get("LEASE", "0") not in ("", "0")
 DEFAULT_TIMING = dict(tick_ms=10, heartbeat_interval_ms=20, election_timeout_ms=150,
                       request_timeout_ms=5000, reconnect_min_ms=10, reconnect_max_ms=1000)
 
@@ -96,7 +98,9 @@ def unavailability_trial(c, px):
 
 
 def main():
-    with ProxiedCluster(3, log_level="notice", **DEFAULT_TIMING) as (c, px):
+    timing = dict(DEFAULT_TIMING, lease_reads="true") if LEASE else DEFAULT_TIMING
+    print("cluster.lease_reads = %s" % ("true" if LEASE else "false"))
+    with ProxiedCluster(3, log_level="notice", **timing) as (c, px):
         lead = c.start_and_lead()
         px.start()
         px.wait_leader(lead)

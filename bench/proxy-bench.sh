@@ -7,6 +7,7 @@
 #   bench/proxy-bench.sh [BUILD_DIR]      (default: build)
 #   DURATION=10 ROUNDS=1 TRIALS=10 bench/proxy-bench.sh
 #   PIPELINE=16 TRIALS=0 bench/proxy-bench.sh build-release   (16 requests in flight per client)
+#   LEASE=1 TRIALS=0 bench/proxy-bench.sh build-release   (cluster.lease_reads on)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 b=${1:-build}

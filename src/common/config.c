@@ -127,6 +127,27 @@ static const struct opt options[] = {
       "Silence from the leader after which a follower starts an election; each "
       "node draws its timeout at random from [t, 2t). Sets the failover time: "
       "with the defaults a dead leader is replaced in about 150-300 ms on a LAN."),
+    ROW(S_CLUSTER, "cluster", "lease_reads", T_BOOL, 0, offsetof(struct config, cluster.lease_reads), "false", 0, 0,
+        "Leader-lease reads (Raft thesis 6.4.1): a leader that a majority "
+        "acknowledged within election_timeout_ms - tick_ms - lease_clock_margin_ms, "
+        "counted from when it sent those heartbeats, answers linearizable reads "
+        "(its own clients' and those its followers forward) without a heartbeat "
+        "round. Off by default, because it trades a network round for a clock "
+        "assumption: no node's clock runs faster than the leader's by more than "
+        "lease_clock_margin_ms over one election timeout, and the leader's host "
+        "is never frozen (a paused VM, a stopped process, a swap or suspend stall) "
+        "between reading its clock and answering. The node counts its ticks from "
+        "CLOCK_BOOTTIME, so a stall it can see is made up before a read, but one "
+        "it cannot see is not. Not used while a leadership transfer is under way, "
+        "nor for the rest of a term in which the leader told a transfer target to "
+        "campaign. Set it the same on "
+        "every node: a node with it on also refuses votes for one election "
+        "timeout after it starts."),
+    C("lease_clock_margin_ms", T_MS, lease_clock_margin_ms, "30", 0, 60000,
+      "With lease_reads: the part of the election timeout the lease leaves for "
+      "clock drift between nodes (rounded up to whole ticks). The lease lasts "
+      "election_timeout_ms - tick_ms - this, and must last longer than "
+      "heartbeat_interval_ms."),
     C("max_frame_bytes", T_SIZE, max_frame_bytes, "4MiB", KIB, GIB,
       "Largest message (one frame) accepted or sent on any socket. A longer "
       "length prefix is a protocol error that closes only that connection. "
@@ -142,8 +163,15 @@ static const struct opt options[] = {
       "none is idle is the new one accepted and closed at once."),
     C("max_pending_output_bytes", T_SIZE, max_pending_output_bytes, "8MiB", 64 * KIB, 4 * GIB,
       "Output queued on one connection that the other side has not read yet. "
-      "A reader that falls this far behind is disconnected instead of growing "
-      "the daemon's memory. Must be at least max_frame_bytes."),
+      "On a node's client and admin sockets (where the proxy's shared links "
+      "arrive) it is a high-water mark: the node reads no more requests from "
+      "that connection until half of it has drained, and answers to requests "
+      "already read still queue, so a batch of large answers never costs the "
+      "link; a reader that takes no byte for 5 s while over the mark is "
+      "disconnected. Elsewhere (peer links, the "
+      "proxy's sockets) a reader that falls this far behind is disconnected "
+      "at once instead of growing the daemon's memory. Must be at least "
+      "max_frame_bytes."),
     C("frame_timeout_ms", T_MS, frame_timeout_ms, "10000", 0, 3600000,
       "A message whose first bytes arrived must be complete within this long "
       "(the clock restarts whenever a message completes), else the connection "
@@ -1183,6 +1211,12 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
         return fail(&e, origin_max(origin_by_key(cfg, NULL, "reconnect_min_ms"), origin_by_key(cfg, NULL, "reconnect_max_ms")),
                     "reconnect_min_ms (%" PRIu64 ") must not exceed reconnect_max_ms (%" PRIu64 ")",
                     c->reconnect_min_ms, c->reconnect_max_ms);
+    if (c->lease_reads && c->election_timeout_ms <= c->tick_ms + config_lease_drift_ticks(cfg) * c->tick_ms +
+                                                      c->heartbeat_interval_ms)
+        return fail(&e, origin_max(origin_by_key(cfg, NULL, "lease_clock_margin_ms"), o_el),
+                    "lease_reads: the lease (election_timeout_ms - tick_ms - lease_clock_margin_ms) must "
+                    "last longer than heartbeat_interval_ms (%" PRIu64 ")",
+                    c->heartbeat_interval_ms);
     if (cfg->proxy.queue_wait_ms < 2 * c->election_timeout_ms)
         return fail(&e, origin_max(origin_by_key(cfg, NULL, "queue_wait_ms"), o_el),
                     "proxy queue_wait_ms (%" PRIu64 ") must be at least twice election_timeout_ms (%" PRIu64 ")",
@@ -1215,6 +1249,12 @@ unsigned config_election_ticks(const struct config *cfg)
 unsigned config_heartbeat_ticks(const struct config *cfg)
 {
     return (unsigned)(cfg->cluster.heartbeat_interval_ms / cfg->cluster.tick_ms);
+}
+
+unsigned config_lease_drift_ticks(const struct config *cfg)
+{
+    const struct config_cluster *c = &cfg->cluster;
+    return (unsigned)((c->lease_clock_margin_ms + c->tick_ms - 1) / c->tick_ms);
 }
 
 /* ---- output ------------------------------------------------------------- */

@@ -26,6 +26,8 @@ struct config_cluster {
     uint64_t tick_ms;
     uint64_t heartbeat_interval_ms;
     uint64_t election_timeout_ms;     /* minimum; raft randomizes in [e, 2e) */
+    int lease_reads;                  /* leader-lease reads (thesis 6.4.1); off by default */
+    uint64_t lease_clock_margin_ms;   /* what the lease leaves for clock drift */
     uint64_t max_frame_bytes;
     uint64_t max_key_bytes;
     uint64_t max_value_bytes;
@@ -136,6 +138,8 @@ const char *config_role_name(int role);
 /* Milliseconds -> raft ticks (validation guarantees exact division). */
 unsigned config_election_ticks(const struct config *cfg);
 unsigned config_heartbeat_ticks(const struct config *cfg);
+/* lease_clock_margin_ms in ticks, rounded up. */
+unsigned config_lease_drift_ticks(const struct config *cfg);
 
 /* The effective configuration as a valid raftkv.conf, every option listed;
  * options still at their default (or derived, like a node's data_dir) are

@@ -45,6 +45,8 @@ struct net_conn {
     ev_io rio, wio;
     ev_timer defer; /* deferred close callback, resumed dispatch, linger */
     ev_timer stall; /* a partial frame's deadline (frame_timeout_ms) */
+    ev_timer ostall; /* output_backpressure: the peer's deadline to take a byte */
+    uint64_t ostall_bytes; /* bytes_out when that deadline was armed */
     bool co_queued;         /* on the loop's coalescer list (out_kick) */
     struct net_conn *co_next;
     uint64_t stall_frames; /* frames_in when that deadline was armed */
@@ -60,7 +62,9 @@ struct net_conn {
     unsigned depth;         /* our libev callbacks on the stack */
     bool closed;            /* fd gone; on_close pending (unless destroyed) */
     bool destroyed;         /* free when depth drops to 0; no callbacks */
-    bool reading;
+    bool reading;           /* the socket is read: user_reading && !out_paused */
+    bool user_reading;      /* net_conn_set_reading() */
+    bool out_paused;        /* output_backpressure: output over the mark */
     bool dispatch_pending;  /* frames buffered while reading was off */
     bool flush_then_close;
     enum net_close_reason reason;
@@ -168,6 +172,7 @@ static void conn_free(struct net_conn *c)
 {
     ev_timer_stop(c->loop, &c->defer);
     ev_timer_stop(c->loop, &c->stall);
+    ev_timer_stop(c->loop, &c->ostall);
     co_unlink(c);
     ev_io_stop(c->loop, &c->rio);
     ev_io_stop(c->loop, &c->wio);
@@ -209,6 +214,7 @@ static void shut(struct net_conn *c, enum net_close_reason reason, int err)
     ev_io_stop(c->loop, &c->rio);
     ev_io_stop(c->loop, &c->wio);
     ev_timer_stop(c->loop, &c->stall);
+    ev_timer_stop(c->loop, &c->ostall);
     /* No close_notify: it could block or fail on a dead socket, and every
      * frame is length-prefixed, so a truncation is seen without it. */
     tls_unlink(c);
@@ -261,6 +267,63 @@ void net_conn_set_release_hook(struct net_conn *c, void (*fn)(struct net_conn *,
 
 /* ---- output ------------------------------------------------------------- */
 
+static void reading_apply(struct net_conn *c);
+
+/* What the output queue may hold before the connection is cut off.  With
+ * output_backpressure reading stops at max_pending_output, so past it come
+ * only answers to requests already read: at most max_in_flight of them. */
+static size_t out_ceiling(const struct net_conn *c)
+{
+    if (!c->lim.output_backpressure)
+        return c->lim.max_pending_output;
+    size_t n = c->lim.max_in_flight ? c->lim.max_in_flight : 1;
+    return c->lim.max_pending_output + n * (c->lim.max_frame + NET_FRAME_HDR);
+}
+
+static void ostall_arm(struct net_conn *c)
+{
+    c->ostall_bytes = c->st.bytes_out;
+    ev_timer_stop(c->loop, &c->ostall);
+    ev_timer_set(&c->ostall, NET_OUTPUT_STALL_MS / 1000.0, 0.);
+    ev_timer_start(c->loop, &c->ostall);
+}
+
+/* output_backpressure: over the mark, read no more requests (what is read
+ * already is answered, and queues); at half of it, read again.  The daemon
+ * thus never queues more than it was asked for, and a big batch of answers
+ * waits for the reader instead of costing it the connection. */
+static void out_pressure(struct net_conn *c)
+{
+    if (!c->lim.output_backpressure || c->closed)
+        return;
+    if (!c->out_paused && c->pending >= c->lim.max_pending_output) {
+        c->out_paused = true;
+        reading_apply(c);
+        ostall_arm(c);
+    } else if (c->out_paused && c->pending <= c->lim.max_pending_output / 2) {
+        c->out_paused = false;
+        ev_timer_stop(c->loop, &c->ostall);
+        reading_apply(c);
+    }
+}
+
+/* A peer that took no byte for a whole period while over the mark stopped
+ * reading: only now is it cut off. */
+static void ostall_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct net_conn *c = w->data;
+
+    (void)loop, (void)revents;
+    enter(c);
+    if (!c->closed && c->out_paused) {
+        if (c->st.bytes_out == c->ostall_bytes)
+            shut(c, NET_CLOSE_SLOW_READER, -ENOBUFS);
+        else
+            ostall_arm(c);
+    }
+    leave(c);
+}
+
 /* Space for one frame of len payload bytes at the queue's end, header
  * written; NULL with *r set on failure. */
 static uint8_t *out_reserve(struct net_conn *c, size_t len, int *r)
@@ -276,7 +339,7 @@ static uint8_t *out_reserve(struct net_conn *c, size_t len, int *r)
         *r = -EMSGSIZE;
         return NULL;
     }
-    if (c->pending + need > c->lim.max_pending_output) {
+    if (c->pending + need > out_ceiling(c)) {
         shut(c, NET_CLOSE_SLOW_READER, -ENOBUFS);
         *r = -ENOBUFS;
         return NULL;
@@ -303,6 +366,7 @@ static uint8_t *out_reserve(struct net_conn *c, size_t len, int *r)
     t->tail += need;
     c->pending += need;
     c->st.frames_out++;
+    out_pressure(c);
     return p + NET_FRAME_HDR;
 }
 
@@ -467,6 +531,7 @@ static void out_consume(struct net_conn *c, size_t n)
             c->out_tail = NULL;
         free(h);
     }
+    out_pressure(c);
 }
 
 static void tls_fail(struct net_conn *c, const char *what, int err);
@@ -735,8 +800,11 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents)
     leave(c);
 }
 
-void net_conn_set_reading(struct net_conn *c, bool on)
+/* Reads the socket when the daemon wants requests (net_conn_set_reading)
+ * and the output queue is below the mark (out_pressure). */
+static void reading_apply(struct net_conn *c)
 {
+    bool on = c->user_reading && !c->out_paused;
     if (c->closed || c->reading == on)
         return;
     c->reading = on;
@@ -756,6 +824,14 @@ void net_conn_set_reading(struct net_conn *c, bool on)
             ev_timer_start(c->loop, &c->defer);
         }
     }
+}
+
+void net_conn_set_reading(struct net_conn *c, bool on)
+{
+    if (c->closed)
+        return;
+    c->user_reading = on;
+    reading_apply(c);
 }
 
 static void defer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -957,7 +1033,7 @@ struct net_conn *net_conn_new(struct ev_loop *loop, int fd, const struct net_con
     c->lim = *limits;
     c->ops = *ops;
     c->ud = ud;
-    c->reading = true;
+    c->reading = c->user_reading = true;
     net_decoder_init(&c->dec, limits->max_frame);
     if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
         addr_from_sockaddr(&a, (struct sockaddr *)&ss, sl) == 0)
@@ -968,7 +1044,8 @@ struct net_conn *net_conn_new(struct ev_loop *loop, int fd, const struct net_con
     ev_io_init(&c->wio, wio_cb, fd, EV_WRITE);
     ev_timer_init(&c->defer, defer_cb, 0., 0.);
     ev_timer_init(&c->stall, stall_cb, 0., 0.);
-    c->rio.data = c->wio.data = c->defer.data = c->stall.data = c;
+    ev_timer_init(&c->ostall, ostall_cb, 0., 0.);
+    c->rio.data = c->wio.data = c->defer.data = c->stall.data = c->ostall.data = c;
     c->last_active = ev_now(loop);
     ev_io_start(loop, &c->rio);
     return c;

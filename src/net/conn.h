@@ -66,7 +66,26 @@ struct net_conn_limits {
      * connection stops being read until half of them are answered; 0 = no
      * cap. */
     uint32_t max_in_flight;
+    /* Request/response connections (a daemon's clients, the proxy's links
+     * among them): output queued past max_pending_output no longer closes
+     * the connection but stops the reading of new requests until half of
+     * it has drained (like Redis's output buffers of normal clients).  The
+     * answers to requests already read still queue (at most
+     * max_in_flight frames more), so a batch of large answers the daemon
+     * produced itself never costs a shared link.  The connection is closed
+     * as NET_CLOSE_SLOW_READER only when the peer takes no byte for
+     * NET_OUTPUT_STALL_MS while over the mark: a reader that really
+     * stopped.  false: the old rule,
+     * closed at once over max_pending_output (peer links, whose output the
+     * daemon paces itself). */
+    bool output_backpressure;
 };
+
+/* output_backpressure: how long a peer over the mark may take no byte
+ * before it is cut off.  Long enough for any live reader (a proxy, a client
+ * between two reads) and short enough that a dead one gives back its
+ * buffers and slot soon. */
+#define NET_OUTPUT_STALL_MS 5000u
 
 /* max_in_flight of client connections (node and proxy): one client
  * pipelining thousands of requests must not turn into thousands parked in
@@ -95,8 +114,9 @@ void net_coalesce_stop(struct ev_loop *loop);
  * otherwise see net_coalesce_start.  0, or:
  * -EPIPE the connection is closed/closing; -EMSGSIZE payload over max_frame
  * (nothing queued, connection stays up); -ENOBUFS the queue would exceed
- * max_pending_output: the connection is closed as NET_CLOSE_SLOW_READER;
- * -ENOMEM (closed as NET_CLOSE_NOMEM). */
+ * max_pending_output (with output_backpressure: its hard ceiling,
+ * max_pending_output + max_in_flight largest frames): the connection is
+ * closed as NET_CLOSE_SLOW_READER; -ENOMEM (closed as NET_CLOSE_NOMEM). */
 int net_conn_send(struct net_conn *c, const void *payload, size_t len);
 /* Same, one frame whose payload is the n pieces in order (a proxy
  * re-addressing a frame: new fields, then the bytes it keeps). */
@@ -126,7 +146,8 @@ void net_conn_close_now(struct net_conn *c);
 
 /* Stop/resume delivering frames (the socket is not read while stopped), so a
  * daemon can cap the requests in flight per client.  Resuming delivers
- * frames already buffered from the loop, not from inside this call. */
+ * frames already buffered from the loop, not from inside this call.  With
+ * output_backpressure, output over the mark keeps it stopped as well. */
 void net_conn_set_reading(struct net_conn *c, bool on);
 
 bool net_conn_is_open(const struct net_conn *c);

@@ -120,6 +120,8 @@ void api_reads_ask(struct node *n)
     if (!ctx)
         return;
     n->read_batch_ctx = 0;
+    if (n->cfg->cluster.lease_reads)
+        node_lease_clock(n); /* a lease is judged by the time now */
     int rv = replica_read_index(n->rp, ctx);
     if (rv == 0)
         return;

@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
 
@@ -110,11 +111,40 @@ static void on_dispose(void *arg, struct kv_garbage *g)
     reaper_free_later(&n->reaper, NULL, g);
 }
 
+static uint64_t boottime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* With lease reads the leader must never count fewer ticks than have
+ * passed, or it would serve reads on a lease that has run out (raft.h).
+ * A libev timer fires once after a stall however long it was, so ticks are
+ * counted from CLOCK_BOOTTIME (it runs on through a suspend) and made up
+ * here: from the tick timer, and before every read-index request.  Past
+ * two election timeouts more ticks change nothing (every lease is over),
+ * so a long stall costs no burst of heartbeats. */
+void node_lease_clock(struct node *n)
+{
+    uint64_t due = (boottime_ns() - n->lease_clock.t0) / n->lease_clock.tick_ns;
+    uint64_t cap = 2ull * config_election_ticks(n->cfg) + 1;
+    if (due - n->lease_clock.fed > cap)
+        n->lease_clock.fed = due - cap;
+    bool ticked = false;
+    for (; n->lease_clock.fed < due; n->lease_clock.fed++)
+        ticked |= replica_tick(n->rp) == 0;
+    if (ticked)
+        node_mark_dirty(n);
+}
+
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
     struct node *n = w->data;
-    if (replica_tick(n->rp) == 0)
+    if (n->cfg->cluster.lease_reads)
+        node_lease_clock(n);
+    else if (replica_tick(n->rp) == 0)
         node_mark_dirty(n);
     snapxfer_pump_all(n);
     looplag_tick(&n->lag, ev_now(loop));
@@ -187,6 +217,8 @@ static void notify_status(struct node *n)
     else
         snprintf(buf, sizeof(buf), "STATUS=%s, term %llu, no leader", raft_role_name(n->role),
                  (unsigned long long)n->term);
+    if (n->cfg->cluster.lease_reads) /* a clock assumption: say it is made */
+        snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), " (lease reads)");
     if (n->sec.insecure) /* said everywhere, so nobody runs it by mistake */
         snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), " (INSECURE)");
     if (strcmp(buf, n->status) == 0)
@@ -353,6 +385,8 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
     replica_config_defaults(&rc, id);
     rc.raft.election_ticks = config_election_ticks(cfg);
     rc.raft.heartbeat_ticks = config_heartbeat_ticks(cfg);
+    rc.raft.lease_reads = cfg->cluster.lease_reads != 0;
+    rc.raft.lease_drift_ticks = config_lease_drift_ticks(cfg);
     if (cfg->cluster.max_frame_bytes / 2)
         rc.raft.max_msg_bytes = (uint32_t)(cfg->cluster.max_frame_bytes / 2);
     rc.raft.snapshot_trailing = cfg->cluster.snapshot_entries / 10;
@@ -410,6 +444,9 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
     n->client_limits.frame_timeout_ms = n->peer_limits.frame_timeout_ms =
         (uint32_t)cfg->cluster.frame_timeout_ms;
     n->client_limits.max_in_flight = NET_CLIENT_MAX_IN_FLIGHT;
+    /* A proxy link carries many clients' requests: a batch of large answers
+     * must stop the reading of more requests, never cut the link (issue 17). */
+    n->client_limits.output_backpressure = true;
     /* Peer links carry whole snapshots in a burst of chunks. */
     n->peer_limits.max_frame = cfg->cluster.max_frame_bytes;
     n->peer_limits.max_pending_output = cfg->cluster.max_pending_output_bytes < (1u << 30)
@@ -424,6 +461,18 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
     }
 
     double tick = (double)cfg->cluster.tick_ms / 1000.0;
+    n->lease_clock.tick_ns = cfg->cluster.tick_ms * 1000000u;
+    n->lease_clock.t0 = boottime_ns();
+    if (cfg->cluster.lease_reads)
+        log_info("lease reads on: a leader answers linearizable reads without a heartbeat round "
+                 "for %llu ms after a majority acknowledged it (election_timeout_ms %llu - tick_ms "
+                 "%llu - lease_clock_margin_ms %llu, rounded to ticks); this assumes bounded clock "
+                 "drift and no frozen leader (raftkv.conf(5))",
+                 (unsigned long long)((config_election_ticks(cfg) - 1 - config_lease_drift_ticks(cfg)) *
+                                      cfg->cluster.tick_ms),
+                 (unsigned long long)cfg->cluster.election_timeout_ms,
+                 (unsigned long long)cfg->cluster.tick_ms,
+                 (unsigned long long)cfg->cluster.lease_clock_margin_ms);
     ev_timer_init(&n->tick, on_tick, tick, tick);
     n->tick.data = n;
     ev_timer_start(n->loop, &n->tick);

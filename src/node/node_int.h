@@ -113,6 +113,10 @@ struct node {
     struct rpc_security sec;
 
     ev_timer tick;
+    struct {
+        uint64_t t0, tick_ns; /* CLOCK_BOOTTIME at start, one tick */
+        uint64_t fed;         /* ticks given to the replica so far */
+    } lease_clock;            /* node_lease_clock(), with cluster.lease_reads */
     ev_timer sweep;
     ev_io store_io;
     ev_io snap_io; /* the background snapshot writer's eventfd */
@@ -156,6 +160,9 @@ struct node {
 
 /* node.c */
 void node_mark_dirty(struct node *n);
+/* cluster.lease_reads: give the replica every tick that has passed by
+ * CLOCK_BOOTTIME, before anything that may answer a read on the lease. */
+void node_lease_clock(struct node *n);
 /* Called first on a thread that does bulk work for the loop (loading a
  * received snapshot, freeing a replaced dictionary): nice +10 for that
  * thread alone, so on a machine short of CPUs the loop, which sends the

@@ -326,6 +326,7 @@ void node_metrics_publish_slow(struct node *n)
     metrics_counter_set(m->prevotes, st.counters.prevotes_started);
     metrics_counter_set(m->prevotes_lost, st.counters.prevotes_lost);
     metrics_counter_set(m->read_index_rounds, st.counters.read_index_rounds);
+    metrics_counter_set(m->lease_reads, st.counters.lease_reads);
     const struct kv *kv = replica_kv(n->rp);
     metrics_gauge_set(m->keys, (double)kv_dict_count(kv_dict(kv)));
     metrics_gauge_set(m->data_bytes, (double)kv_dict_data_bytes(kv_dict(kv)));
@@ -419,6 +420,9 @@ static int register_all(struct node *n, struct node_metrics *m)
                          "Pre-vote rounds a majority refused (a sign of a partitioned or lagging node).");
     m->read_index_rounds = C("raftkv_raft_read_index_rounds_total",
                              "Heartbeat rounds this node ran as leader to confirm linearizable reads.");
+    m->lease_reads = C("raftkv_raft_lease_reads_total",
+                       "Read-index requests this node answered as leader on its lease, without a "
+                       "heartbeat round (cluster.lease_reads).");
     for (size_t i = 0; i < n->cfg->n_nodes; i++)
         if (n->cfg->nodes[i].id != n->id && !peer_metrics(m, n->cfg->nodes[i].id) &&
             m->n_peers < RAFT_MAX_MEMBERS)
@@ -468,7 +472,7 @@ static int register_all(struct node *n, struct node_metrics *m)
         !m->batch_records || !m->bytes_written || !m->records_written || !m->disk_failed ||
         !m->keys || !m->data_bytes || !m->quota_bytes || !m->in_flight || !m->connections ||
         !m->loop_lag || !m->slow_requests || !m->prevotes || !m->prevotes_lost ||
-        !m->read_index_rounds || !m->segments || !m->log_bytes)
+        !m->read_index_rounds || !m->lease_reads || !m->segments || !m->log_bytes)
         return -ENOMEM;
     return metrics_add_process(r, RAFTKV_VERSION_STRING);
 }

@@ -45,7 +45,7 @@ struct node_metrics {
     struct metrics_counter *leader_changes, *elections, *proposals_committed, *proposals_failed;
     struct metrics_counter *snapshots_taken, *snapshots_installed;
     struct metrics_hist *snapshot_seconds, *snapshot_install_seconds;
-    struct metrics_counter *prevotes, *prevotes_lost, *read_index_rounds;
+    struct metrics_counter *prevotes, *prevotes_lost, *read_index_rounds, *lease_reads;
     /* Per other member, registered the first time it is seen (members
      * added at runtime too); a removed member's series stay, at lag 0. */
     struct node_peer_metrics {

@@ -71,6 +71,10 @@ static void deliver(struct node *n, struct net_conn *c, struct peer_decoded *d)
         if (d->has_chunk)
             snapxfer_recv(n, net_conn_userdata(c), m, &d->chunk);
     } else {
+        /* A follower's read may be answered on the lease: judge it by the
+         * time now, not by the last tick the timer gave. */
+        if (m->type == RAFT_MSG_READ_INDEX && n->cfg->cluster.lease_reads)
+            node_lease_clock(n);
         replica_step(n->rp, m);
     }
     node_mark_dirty(n);

@@ -26,7 +26,15 @@ void election_reset_timeout(struct raft *r)
 
 bool election_in_lease(const struct raft *r)
 {
-    return r->cfg.check_quorum && r->leader != RAFT_NONE && r->election_elapsed < r->cfg.election_ticks;
+    if (!r->cfg.check_quorum)
+        return false;
+    if (r->leader != RAFT_NONE && r->election_elapsed < r->cfg.election_ticks)
+        return true;
+    /* Lease reads: before a crash we may have acknowledged a heartbeat that
+     * a leader's lease counts on, and we no longer know when.  So for the
+     * first election timeout of our clock after a (re)start we vote for
+     * nobody, as if we had just heard from that leader (readindex.c). */
+    return r->cfg.lease_reads && r->ticks < r->cfg.election_ticks;
 }
 
 static void votes_reset(struct raft *r)

@@ -24,6 +24,7 @@ void progress_reset(struct raft_progress *pr, raft_index next)
     pr->next = next;
     pr->pending_snapshot = 0;
     pr->read_ack = 0;
+    pr->lease_tick = 0;
     pr->stall_ticks = 0;
     pr->inflight_head = pr->inflight_count = 0;
 }

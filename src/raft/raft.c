@@ -94,6 +94,10 @@ int raft_new(struct raft **out, const struct raft_config *cfg)
         cfg->heartbeat_ticks >= cfg->election_ticks || cfg->max_msg_entries == 0 ||
         cfg->max_inflight == 0 || cfg->max_apply_entries == 0)
         return RAFT_EINVAL;
+    /* The lease rests on leader stickiness (check_quorum) and must last at
+     * least a tick. */
+    if (cfg->lease_reads && (!cfg->check_quorum || cfg->lease_drift_ticks + 2 > cfg->election_ticks))
+        return RAFT_EINVAL;
     struct raft *r = raft_realloc(NULL, sizeof(*r));
     if (!r)
         return RAFT_ENOMEM;
@@ -209,6 +213,7 @@ bool raft_append_entry(struct raft *r, raft_term term, uint8_t type, const void 
 
 static int tick(struct raft *r)
 {
+    r->ticks++;
     if (r->role == RAFT_LEADER)
         replication_tick(r);
     else
@@ -493,6 +498,7 @@ void raft_status(const struct raft *r, struct raft_status *st)
     st->last_term = raftlog_last_term(&r->log);
     st->snap_index = r->snapshot.index;
     st->transferee = r->transferee;
+    st->lease_valid = readindex_lease_valid(r);
     st->refused_terms = r->refused_terms;
     st->counters = r->counters;
     st->conf = r->conf;

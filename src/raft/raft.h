@@ -252,6 +252,22 @@ struct raft_config {
     raft_index snapshot_trailing; /* entries kept behind a snapshot for slow followers */
     bool pre_vote;
     bool check_quorum;
+    /* Leader-lease reads (thesis §6.4.1), off by default; needs check_quorum
+     * (raft_new refuses it without).  A leader that has committed an entry
+     * of its term, is not transferring leadership (nor sent a TimeoutNow in
+     * this term), and whose heartbeats a quorum acknowledged within the
+     * last election_ticks - 1 - lease_drift_ticks ticks, counted from when
+     * they were SENT, answers raft_read_index() (its own and forwarded
+     * ones) at once with its commit index, without a heartbeat round.
+     * Safe only under a clock assumption the core cannot check: no node's
+     * ticks run faster than the leader's by more than lease_drift_ticks over
+     * an election timeout, and the leader never counts fewer ticks than
+     * have passed (a paused or stalled leader must catch its ticks up before
+     * it is asked for a read).  Every voter must run with it on: the
+     * voter-side rule (no vote for an election timeout after a (re)start,
+     * see election_in_lease) is what makes the lease hold across crashes. */
+    bool lease_reads;
+    unsigned lease_drift_ticks; /* < election_ticks - 1 */
     uint64_t seed; /* for election timeout randomization; give each node its own */
 };
 void raft_config_defaults(struct raft_config *cfg, raft_id id);
@@ -272,6 +288,7 @@ struct raft_counters {
     uint64_t prevotes_started; /* pre-vote campaigns */
     uint64_t prevotes_lost;    /* ... that a majority refused */
     uint64_t read_index_rounds; /* heartbeat rounds a leader ran for reads */
+    uint64_t lease_reads;       /* read-index requests a leader answered on its lease */
 };
 
 struct raft_status {
@@ -288,6 +305,7 @@ struct raft_status {
     raft_term last_term;
     raft_index snap_index;
     raft_id transferee;
+    bool lease_valid; /* leader: a read-index request now would be answered on the lease */
     uint64_t refused_terms; /* messages/campaigns refused at RAFT_TERM_MAX */
     struct raft_counters counters;
     struct raft_conf conf;

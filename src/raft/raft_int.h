@@ -24,6 +24,9 @@
     } while (0)
 
 #define RAFT_MAX_INFLIGHT 256
+/* Rounds whose send time a leader remembers for its lease; an answer to an
+ * older one is simply not counted (reads then take a round). */
+#define RAFT_LEASE_RING 64
 /* Progress slots: every member of the newest configuration, and, until it
  * commits, every member it drops from the one it replaced (conf.c). */
 #define RAFT_MAX_PROGRESS (2 * RAFT_MAX_MEMBERS)
@@ -91,6 +94,9 @@ struct raft_progress {
     raft_index match, next;
     raft_index pending_snapshot;
     uint64_t read_ack; /* highest read-index round it acknowledged */
+    /* Lease reads: 1 + the leader's tick count when it first sent the
+     * newest round this follower acknowledged (0: none this term). */
+    uint64_t lease_tick;
     unsigned stall_ticks; /* ticks with appends in flight and no progress */
     /* last index carried by each in-flight AppendEntries, oldest first */
     raft_index inflight[RAFT_MAX_INFLIGHT];
@@ -179,6 +185,15 @@ struct raft {
     bool read_round_wanted;
     struct raft_vec reads; /* struct raft_pending_read, FIFO */
 
+    /* lease reads (readindex.c) */
+    uint64_t ticks; /* raft_tick() calls since raft_new(): the node's clock */
+    /* When each of the newest rounds first went out: an acknowledgement of
+     * round r proves the follower heard from us no earlier than that. */
+    struct {
+        uint64_t round, tick; /* tick: 1 + ticks at the send */
+    } lease_sent[RAFT_LEASE_RING];
+    raft_term lease_off_term; /* a TimeoutNow went out in this term: no lease in it */
+
     /* output, and what the last ready batch reported (to spot changes) */
     struct raft_vec msgs;               /* struct raft_msg, may go at once */
     struct raft_vec msgs_after_persist; /* struct raft_msg, wait for durability */
@@ -259,6 +274,11 @@ void readindex_fail_all(struct raft *r, int err);
 void readindex_handle_resp(struct raft *r, const struct raft_msg *m);
 void readindex_start_round(struct raft *r);
 bool readindex_round_due(const struct raft *r);
+/* Lease reads: the periodic heartbeat (a new round each time, so its
+ * answers date the lease), an answer to a round, and whether it holds. */
+void readindex_lease_heartbeat(struct raft *r);
+void readindex_lease_ack(struct raft *r, struct raft_progress *pr, uint64_t round);
+bool readindex_lease_valid(const struct raft *r);
 
 /* transfer.c */
 int transfer_start(struct raft *r, raft_id target); /* raft_transfer_leader() */

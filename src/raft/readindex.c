@@ -6,6 +6,15 @@
  * state machine may serve the read as soon as it has applied that index.
  * Reads that arrive together share one round: raft_ready() broadcasts at
  * most one round per batch, however many reads wait on it.
+ *
+ * With cfg.lease_reads (thesis §6.4.1) a leader skips the round while its
+ * lease holds: a quorum acknowledged heartbeats it sent less than
+ * election_ticks - 1 - lease_drift_ticks ticks ago.  Each of those voters
+ * then refuses to vote for anybody else until a whole election timeout of
+ * its own ticks has passed since it received one (leader stickiness,
+ * election_in_lease), so no other leader can exist before the lease ends.
+ * The "- 1" is the tick granularity: a tick count says only that the time
+ * lies somewhere within that tick.
  */
 #include "raft/raft_int.h"
 
@@ -33,6 +42,12 @@ static void emit(struct raft *r, const struct raft_pending_read *p, int err)
 
 int readindex_request(struct raft *r, raft_id from, uint64_t ctx)
 {
+    if (readindex_lease_valid(r)) {
+        struct raft_pending_read now = {.ctx = ctx, .from = from, .index = r->commit};
+        r->counters.lease_reads++;
+        emit(r, &now, RAFT_OK);
+        return 0;
+    }
     struct raft_pending_read *p = raft_vec_push(&r->reads, sizeof(*p));
     if (!p) {
         r->out_of_memory = true;
@@ -84,13 +99,69 @@ bool readindex_round_due(const struct raft *r)
     return r->read_round_wanted && quorum_round(r) >= r->read_round;
 }
 
-void readindex_start_round(struct raft *r)
+/* A new round goes out; every read stamped so far waits for this one at
+ * the latest (they carry read_round + 1), so none wants another yet. */
+static void new_round(struct raft *r)
 {
     r->read_round++;
-    r->counters.read_index_rounds++;
     r->read_round_wanted = false;
+    unsigned slot = (unsigned)(r->read_round % RAFT_LEASE_RING);
+    r->lease_sent[slot].round = r->read_round;
+    r->lease_sent[slot].tick = r->ticks + 1;
     replication_broadcast_heartbeat(r, r->read_round);
+}
+
+void readindex_start_round(struct raft *r)
+{
+    r->counters.read_index_rounds++;
+    new_round(r);
     readindex_release(r);
+}
+
+void readindex_lease_heartbeat(struct raft *r)
+{
+    new_round(r);
+}
+
+void readindex_lease_ack(struct raft *r, struct raft_progress *pr, uint64_t round)
+{
+    if (!r->cfg.lease_reads || round == 0)
+        return;
+    unsigned slot = (unsigned)(round % RAFT_LEASE_RING);
+    /* Overwritten: a round this old dates nothing we still need. */
+    if (r->lease_sent[slot].round != round)
+        return;
+    if (r->lease_sent[slot].tick > pr->lease_tick)
+        pr->lease_tick = r->lease_sent[slot].tick;
+}
+
+static uint64_t lease_heard(const struct raft *r, const struct raft_progress *pr)
+{
+    return pr->id == r->id ? r->ticks + 1 : pr->lease_tick;
+}
+
+bool readindex_lease_valid(const struct raft *r)
+{
+    if (!r->cfg.lease_reads || r->role != RAFT_LEADER || !r->committed_in_term)
+        return false;
+    /* A transfer target campaigns on TimeoutNow and the voters waive their
+     * stickiness for it, so it may win while our lease runs: no lease while
+     * a transfer is under way, nor for the rest of a term in which a
+     * TimeoutNow went out (a delayed one may still arrive). */
+#ifndef RAFT_BREAK_LEASE
+#ifndef RAFT_BREAK_LEASE_TRANSFER /* test-only: a lease that outlives a TimeoutNow */
+    if (r->transferee != RAFT_NONE || r->lease_off_term == r->term)
+        return false;
+#endif
+    uint64_t since = quorum_agreed(r, lease_heard);
+    unsigned window = r->cfg.election_ticks - 1 - r->cfg.lease_drift_ticks;
+#else
+    /* test-only: a lease that ignores transfers and outlives the voters'
+     * stickiness; the simulator must catch the stale reads */
+    uint64_t since = quorum_agreed(r, lease_heard);
+    unsigned window = 3 * r->cfg.election_ticks;
+#endif
+    return since != 0 && r->ticks + 1 - since < window;
 }
 
 void readindex_release(struct raft *r)

@@ -132,7 +132,12 @@ void replication_tick(struct raft *r)
     }
     if (r->heartbeat_elapsed >= r->cfg.heartbeat_ticks) {
         r->heartbeat_elapsed = 0;
-        replication_broadcast_heartbeat(r, r->read_round);
+        /* For the lease each heartbeat is a round of its own: its answers
+         * must say when they were sent, not when a read last asked. */
+        if (r->cfg.lease_reads)
+            readindex_lease_heartbeat(r);
+        else
+            replication_broadcast_heartbeat(r, r->read_round);
     }
 }
 
@@ -298,6 +303,7 @@ void replication_handle_heartbeat_resp(struct raft *r, const struct raft_msg *m)
     pr->probe_sent = false;
     if (m->ctx > pr->read_ack)
         pr->read_ack = m->ctx;
+    readindex_lease_ack(r, pr, m->ctx);
     readindex_release(r);
 }
 

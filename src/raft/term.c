@@ -40,6 +40,16 @@ static bool newer_term(struct raft *r, const struct raft_msg *m)
      * a disruption, not an election -- unless the leader itself asked. */
     if (vote_request && m->ctx != RAFT_CTX_TRANSFER && election_in_lease(r))
         return false;
+    /* Lease reads: nor may anything but a leader's message move a follower
+     * in lease to a newer term.  A stale reply to what it sent long ago as
+     * leader or candidate would leave it in that term with no leader and no
+     * vote, free to elect somebody at once while the leader it acknowledged
+     * still serves reads on its lease. */
+    bool from_leader = m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
+                       m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_TIMEOUT_NOW;
+    if (r->cfg.lease_reads && !vote_request && !from_leader && r->role == RAFT_FOLLOWER &&
+        election_in_lease(r))
+        return false;
     switch (m->type) {
     case RAFT_MSG_PREVOTE:
         break; /* a pre-vote never changes our term */

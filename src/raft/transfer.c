@@ -7,6 +7,8 @@
 
 static void send_timeout_now(struct raft *r, raft_id to)
 {
+    /* Its target may now win without waiting out our lease (readindex.c). */
+    r->lease_off_term = r->term;
     raft_msg_new(r, RAFT_MSG_TIMEOUT_NOW, to);
 }
 

@@ -387,7 +387,12 @@ def pipeline(what):
                 expect(peak - rss0 < PIPE_MIB, "%s RSS grew %.1f MiB while the client did not read "
                        "(bound %d MiB)", t.name, peak - rss0, PIPE_MIB)
                 return server_closed(s)
-            wait_until(dropped, T(10), "%s to drop the client that never reads" % t.name)
+            # A node stops reading at the mark and cuts the client once a
+            # whole NET_OUTPUT_STALL_MS (5 s) passes with no byte taken; the
+            # first period usually sees the kernel take the last bytes, so
+            # the cut comes 10 s after the mark, and the burst is written
+            # (into socket buffers) well before it: 10 s here raced it.
+            wait_until(dropped, T(20), "%s to drop the client that never reads" % t.name)
             good.ops(10)
             rss1 = rss_mib(t.pid)
         finally:

@@ -2,13 +2,17 @@
 """Concurrent clients on one register while leaders are killed and
 restarted; the recorded history (writes with sessions, linearizable reads
 on every node) must be linearizable.  Checked with the Wing-Gong-Lowe
-search over the history."""
+search over the history.  The same with leader-lease reads on
+(cluster.lease_reads), where the leader is also frozen (SIGSTOP) for
+longer than its lease and asked to hand over."""
 import random
+import re
 import threading
 import time
+import urllib.request
 
 from harness import (NOT_FOUND, NOT_LEADER, OK, TIMEOUT, UNAVAILABLE, Cluster, Session, T, expect,
-                     main, report, req_get, req_set, status_name)
+                     main, report, req_get, req_set, req_transfer, status_name)
 
 INF = float("inf")
 
@@ -68,9 +72,28 @@ def linearizable(ops, initial=None):
     return "no linearization; at most %d of %d ops could be ordered" % (best, n)
 
 
-def test_register_under_failures():
-    with Cluster(3) as c:
+def lease_reads_served(c):
+    """raftkv_raft_lease_reads_total summed over the running nodes."""
+    total = 0
+    for nd in c.nodes.values():
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % nd.metrics_port,
+                                        timeout=T(5)) as f:
+                text = f.read().decode()
+        except OSError:
+            continue
+        m = re.search(r"^raftkv_raft_lease_reads_total (\d+)", text, re.M)
+        total += int(m.group(1)) if m else 0
+    return total
+
+
+def register_under_failures(lease):
+    opts = dict(lease_reads="true", metrics=True) if lease else {}
+    with Cluster(3, **opts) as c:
         c.start_and_lead()
+        if lease:
+            for i in c.nodes:
+                expect(c.log_has(i, "lease reads on"), "node %d does not log that lease reads are on", i)
         history, lock = [], threading.Lock()
         stop = threading.Event()
         errors = []
@@ -122,7 +145,7 @@ def test_register_under_failures():
         threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(1, 5)]
         for t in threads:
             t.start()
-        kills = []
+        kills, faults = [], []
         try:
             for rnd in range(3):
                 time.sleep(0.4)
@@ -132,6 +155,25 @@ def test_register_under_failures():
                     kills.append(lead)
                     time.sleep(0.4)
                     c.start_node(lead)
+                if not lease:
+                    continue
+                # Frozen for longer than the election timeout (300 ms): the
+                # others elect a new leader and take writes meanwhile; once
+                # resumed, the old one must not answer a read on its lease.
+                time.sleep(0.4)
+                lead = c.find_leader()
+                if lead:
+                    c.pause(lead)
+                    time.sleep(0.8)
+                    c.resume(lead)
+                    faults.append("stop %d" % lead)
+                # A transfer: the target may win while the lease would run.
+                time.sleep(0.4)
+                lead = c.find_leader()
+                if lead:
+                    target = [i for i in c.nodes if i != lead][rnd % 2]
+                    r = c.admin_call(lead, req_transfer(target), timeout=T(15))
+                    faults.append("transfer %d->%d %s" % (lead, target, status_name(r.status)))
             time.sleep(0.4)
         finally:
             stop.set()
@@ -149,8 +191,22 @@ def test_register_under_failures():
             for o in sorted(history, key=lambda o: o.inv)[:400]:
                 print("   ", o)
         expect(ok is True, "history of %d ops is not linearizable: %s", len(history), ok)
+        served = lease_reads_served(c) if lease else 0
+        if lease:
+            expect(served > 0, "no read was answered on a lease")
         report("4 clients, %d writes + %d linearizable reads on all nodes, leaders %s killed and "
-               "restarted: linearizable (checked in %.2fs)" % (writes, reads, kills, took))
+               "restarted%s: linearizable (checked in %.2fs)" %
+               (writes, reads, kills, "; lease reads on, %s, %d read-index requests answered on a "
+                "lease" % (", ".join(faults), served) if lease else "", took))
+
+
+def test_register_under_failures():
+    register_under_failures(lease=False)
+
+
+def test_register_lease_reads():
+    """Lease reads on: kills, a leader frozen past its lease, transfers."""
+    register_under_failures(lease=True)
 
 
 def test_checker_rejects_stale_read():
@@ -167,4 +223,4 @@ def test_checker_rejects_stale_read():
 
 
 if __name__ == "__main__":
-    main([test_checker_rejects_stale_read, test_register_under_failures])
+    main([test_checker_rejects_stale_read, test_register_under_failures, test_register_lease_reads])

@@ -2,7 +2,9 @@
 """raftkv-proxy's data path (issue 17): many clients share a few upstream
 connections per node, with every answer back on its own client's
 connection (writes in the order the client sent them); a client that stops
-reading its answers holds up nobody else on those shared connections."""
+reading its answers holds up nobody else on those shared connections; a
+batch of large answers on one shared link is answered whole, without the
+node cutting that link."""
 import os
 import socket
 import sys
@@ -150,5 +152,64 @@ def test_stalled_reader():
                "client was cut off, every node link stayed up" % (took, worst * 1000))
 
 
+def node_links(px, c):
+    """The proxy's established connections to the nodes' client ports, as
+    a set of (proxy's local port, node port): equal sets mean no link was
+    replaced."""
+    ports = {nd.client_port for nd in c.nodes.values()}
+    return {(lp, rp) for lp, rp in proxy_tcp(px) if rp in ports}
+
+
+def test_large_answers_shared_link():
+    """24 clients each pipeline 8 linearizable GETs of a 250 kB value through
+    the proxy, with the nodes' output mark (max_pending_output_bytes) at
+    1 MiB: a node's answers to one read batch on one proxy link are many
+    times that mark.  The node must stop reading that link until its
+    answers drain, not cut it off (which would fail every client on it):
+    all 192 GETs are answered OK with the whole value, the proxy's links to
+    the nodes are the same connections before and after, and no node logs
+    a slow reader."""
+    n_clients, k = 24, 8
+    value = bytes(range(256)) * 976 + b"v" * 144  # 250 000 bytes
+    args = PX_ARGS + ("--set", "cluster.max_pending_output_bytes=64MiB")
+    with ProxiedCluster(3, proxy_args=args, max_value_bytes="256KiB", max_frame_bytes="512KiB",
+                        max_pending_output_bytes="1MiB") as (c, px):
+        c.start_and_lead()
+        px.start()
+        px.wait_leader()
+        with px.client(timeout=T(10)) as cl:
+            expect_status(cl.call(req_set(b"large", value)), OK, "SET large")
+            for _ in range(20):  # every node has applied it before the batch
+                expect_status(cl.call(req_get(b"large")), OK, "GET large")
+        logs0 = {i: c.log_size(i) for i in c.nodes}
+        links0 = node_links(px, c)
+        clients = [px.client(timeout=T(30)) for _ in range(n_clients)]
+        t0 = time.monotonic()
+        try:
+            for j in range(k):
+                for ci, cl in enumerate(clients):
+                    cl.send(req_get(b"large", id=(ci + 1) * 1000 + j))
+            for ci, cl in enumerate(clients):
+                for _ in range(k):
+                    r = cl.recv()
+                    expect(r.status == OK and r.get.value == value,
+                           "client %d: GET %d answered %s with %d bytes", ci, r.id,
+                           harness.status_name(r.status), len(r.get.value))
+        finally:
+            for cl in clients:
+                cl.close()
+        took = time.monotonic() - t0
+        links1 = node_links(px, c)
+        expect(links0 == links1, "proxy->node links changed: %s -> %s", sorted(links0), sorted(links1))
+        for i in c.nodes:
+            text = c.log_since(i, logs0[i])
+            expect("not reading" not in text, "node %d cut a reader off:\n%s", i, text[-2000:])
+        log = px.log()
+        expect("down:" not in log, "a proxy->node link went down:\n%s", log[-3000:])
+        report("%d clients x %d pipelined GETs of 250 kB (%d MB of answers, node output mark 1 MiB): "
+               "all answered in %.2f s over the same %d proxy->node links" %
+               (n_clients, k, n_clients * k * len(value) // 1000000, took, len(links1)))
+
+
 if __name__ == "__main__":
-    harness.main([test_shared_upstreams, test_stalled_reader])
+    harness.main([test_shared_upstreams, test_stalled_reader, test_large_answers_shared_link])

@@ -285,14 +285,28 @@ static void cut_between(struct sim *s, const bool *side)
                 s->net.cut[a][b] = true;
 }
 
-/* Form one partition of a random shape (or, with isolate, the leader cut
- * off from the majority), to heal at a random later time. */
-void net_partition(struct sim *s, raft_id leader, bool isolate)
+/* x hears nobody (deaf) or nobody hears x. */
+static void cut_one_way(struct sim *s, raft_id x, bool deaf)
+{
+    for (unsigned i = 1; i <= s->n_nodes; i++) {
+        if (deaf)
+            s->net.cut[i][x] = true;
+        else
+            s->net.cut[x][i] = true;
+    }
+}
+
+/* Form one partition of a random shape (or the one how names), to heal at
+ * a random later time. */
+void net_partition(struct sim *s, raft_id leader, enum part_how how)
 {
     bool side[SIM_MAX_NODES + 1] = {false};
     unsigned nn = s->n_nodes;
     const char *shape;
-    switch (isolate ? 4 : prng_below(&s->rng, leader ? 5 : 4)) {
+    unsigned pick = how == PART_ISOLATE_LEADER ? 4
+                    : how == PART_DEAF_LEADER  ? 5
+                                               : (unsigned)prng_below(&s->rng, leader ? 5 : 4);
+    switch (pick) {
     case 0: /* random symmetric split */
         for (unsigned i = 1; i <= nn; i++)
             side[i] = prng_chance(&s->rng, 500000);
@@ -308,15 +322,14 @@ void net_partition(struct sim *s, raft_id leader, bool isolate)
     case 2: { /* asymmetric: one node can send but not receive, or the reverse */
         unsigned x = (unsigned)prng_range(&s->rng, 1, nn);
         bool deaf = prng_chance(&s->rng, 500000);
-        for (unsigned i = 1; i <= nn; i++) {
-            if (deaf)
-                s->net.cut[i][x] = true;
-            else
-                s->net.cut[x][i] = true;
-        }
+        cut_one_way(s, x, deaf);
         shape = deaf ? "one node deaf" : "one node mute";
         break;
     }
+    case 5: /* the leader that just sent TimeoutNow hears nobody (world.c) */
+        cut_one_way(s, leader, true);
+        shape = "leader deaf after its TimeoutNow";
+        break;
     case 3: /* random one-way link cuts */
         for (unsigned a = 1; a <= nn; a++)
             for (unsigned b = 1; b <= nn; b++)

@@ -165,6 +165,8 @@ static void on_read_state(void *arg, const struct raft_read_state *rs)
 static void on_send(void *arg, const struct raft_msg *m)
 {
     struct node *n = arg;
+    if (m->type == RAFT_MSG_TIMEOUT_NOW)
+        n->sim->handed_over = n->id;
     if (!n->sim->fail)
         net_send(n->sim, n, netmsg_copy(n->sim, n, m));
 }
@@ -222,6 +224,8 @@ static void node_config(struct sim *s, struct node *n, struct replica_config *rc
     cfg->snapshot_trailing = s->p.snapshot_trailing;
     cfg->pre_vote = s->p.pre_vote;
     cfg->check_quorum = s->p.check_quorum;
+    cfg->lease_reads = s->p.lease;
+    cfg->lease_drift_ticks = s->p.lease_drift;
     /* Each incarnation its own timeout sequence, all derived from the seed
      * (never 0: that asks the replica for a per-run one). */
     cfg->seed = mix64(s->seed * 1000003ULL + n->id * 7919ULL + n->inc) | 1;
@@ -296,10 +300,21 @@ void node_start(struct sim *s, struct node *n)
 
 /* Power loss: memory and unacknowledged writes are gone, except a random
  * prefix of the write queue that happened to reach the platter. */
+/* What the replica counted that the checker's totals want, before it goes. */
+static void count_closing(struct sim *s, struct node *n)
+{
+    if (!n->rp)
+        return;
+    struct raft_status st;
+    replica_status(n->rp, &st);
+    s->st.lease_reads += st.counters.lease_reads;
+}
+
 void node_crash(struct sim *s, struct node *n, const char *why)
 {
     if (!n->up)
         return;
+    count_closing(s, n);
     disk_crash(s, n);
     replica_close(n->rp);
     n->rp = NULL;
@@ -333,6 +348,8 @@ void node_wipe(struct sim *s, struct node *n)
 
 void node_free(struct node *n)
 {
+    if (n->sim)
+        count_closing(n->sim, n);
     replica_close(n->rp);
     n->rp = NULL;
     disk_free(n);

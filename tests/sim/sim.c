@@ -81,8 +81,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: sim --seeds N [--nodes 3|5] [--first-seed S] [--steps K] [--expect-violation]\n"
-            "                   [--keep-going]\n"
-            "       sim --seed S [--nodes 3|5] [--steps K] [--trace]\n"
+            "                   [--keep-going] [--lease | --lease-wild-clocks]\n"
+            "       sim --seed S [--nodes 3|5] [--steps K] [--lease | --lease-wild-clocks] [--trace]\n"
             "Runs the Raft core in simulated clusters under seeded faults, checking safety\n"
             "after every step and liveness after the final heal.\n"
             "  --seeds N            run seeds first..first+N-1 and print one summary line\n"
@@ -93,6 +93,10 @@ static void usage(FILE *f)
             "  --trace              print every event of the run\n"
             "  --expect-violation   exit 0 iff some seed breaks a SAFETY invariant\n"
             "  --keep-going         report every failing seed in one line, do not stop\n"
+            "  --lease              leader-lease reads on, clocks within 20%% of each other\n"
+            "                       (the drift margin the lease is given)\n"
+            "  --lease-wild-clocks  the same lease and margin, clocks 3x apart: beyond the\n"
+            "                       assumption (a lease may then be stale)\n"
             "exit: 0 ok, 1 violation (or none found with --expect-violation), 2 usage\n",
             DEFAULT_STEPS);
 }
@@ -137,6 +141,7 @@ static void add_stats(struct stats *a, const struct stats *b)
     a->wipes += b->wipes;
     a->stale += b->stale;
     a->withheld += b->withheld;
+    a->lease_reads += b->lease_reads;
 }
 
 /* Replay a failed seed keeping the last TRACE_RING lines, and show them. */
@@ -147,7 +152,7 @@ static void report_failure(const struct sim *failed, unsigned nodes, uint64_t st
     struct sim *r = calloc(1, sizeof *r);
     if (!r)
         return;
-    world_run(r, failed->seed, nodes, steps, 1);
+    world_run(r, failed->seed, nodes, steps, 1, failed->lease_mode);
     printf("--- last %d events of seed %llu ---\n", TRACE_RING, U(failed->seed));
     unsigned n = r->ring_n < TRACE_RING ? r->ring_n : TRACE_RING;
     for (unsigned i = r->ring_n - n; i < r->ring_n; i++)
@@ -156,11 +161,14 @@ static void report_failure(const struct sim *failed, unsigned nodes, uint64_t st
         printf("sim: WARNING: the replay ended differently (%s: %s): the run is not "
                "deterministic, which is a bug in itself\n",
                fail_kind_name(r->fail), r->fail_msg);
+    const char *lease = failed->lease_mode == LEASE_BOUNDED ? " --lease"
+                        : failed->lease_mode == LEASE_WILD  ? " --lease-wild-clocks"
+                                                            : "";
     if (steps == DEFAULT_STEPS)
-        printf("rerun: sim --nodes %u --seed %llu --trace\n", nodes, U(failed->seed));
+        printf("rerun: sim --nodes %u --seed %llu%s --trace\n", nodes, U(failed->seed), lease);
     else
-        printf("rerun: sim --nodes %u --seed %llu --steps %llu --trace\n", nodes,
-               U(failed->seed), U(steps));
+        printf("rerun: sim --nodes %u --seed %llu --steps %llu%s --trace\n", nodes,
+               U(failed->seed), U(steps), lease);
     world_free(r);
     free(r);
 }
@@ -169,6 +177,7 @@ int main(int argc, char **argv)
 {
     uint64_t seeds = 0, first = 1, steps = DEFAULT_STEPS, nodes = 3;
     bool have_seeds = false, have_seed = false, trace = false, expect = false, keep = false;
+    enum lease_mode lease = LEASE_OFF;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -196,6 +205,10 @@ int main(int argc, char **argv)
             expect = true;
         } else if (!strcmp(a, "--keep-going")) {
             keep = true;
+        } else if (!strcmp(a, "--lease")) {
+            lease = LEASE_BOUNDED;
+        } else if (!strcmp(a, "--lease-wild-clocks")) {
+            lease = LEASE_WILD;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -226,7 +239,7 @@ int main(int argc, char **argv)
     for (uint64_t k = 0; k < seeds; k++) {
         memset(s, 0, sizeof *s);
         uint64_t seed = first + k;
-        world_run(s, seed, (unsigned)nodes, steps, trace ? 2 : 0);
+        world_run(s, seed, (unsigned)nodes, steps, trace ? 2 : 0, lease);
         add_stats(&total, &s->st);
         if (s->fail && expect) {
             if (s->fail == FAIL_SAFETY) {
@@ -269,12 +282,12 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("sim: %llu seed%s, nodes=%llu, 0 violations | %llu proposals committed (of %llu), "
-           "%llu reads (%llu refused), %llu elections, %llu snapshots taken, %llu installed, "
+           "%llu reads (%llu refused, %llu on a lease), %llu elections, %llu snapshots taken, %llu installed, "
            "%llu conf changes, %llu transfers, %llu crashes (%llu wiped, %llu stale msgs "
            "dropped, %llu votes withheld), %llu partitions, "
            "%llu msgs delivered, %llu dropped | %llu steps/seed, %.1f s (%.0f seeds/s)\n",
            U(seeds), seeds == 1 ? "" : "s", U(nodes), U(total.committed), U(total.proposals),
-           U(total.reads), U(total.reads_failed), U(total.elections), U(total.snaps_taken),
+           U(total.reads), U(total.reads_failed), U(total.lease_reads), U(total.elections), U(total.snaps_taken),
            U(total.snaps_installed), U(total.conf_changes), U(total.transfers),
            U(total.crashes), U(total.wipes), U(total.stale), U(total.withheld),
            U(total.partitions),

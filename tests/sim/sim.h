@@ -181,7 +181,17 @@ struct params {
     bool pre_vote, check_quorum;
     uint32_t wipe_ppm; /* per step, chance that a down node's disk is wiped (when safe) */
     bool bg_snapshots; /* the replica writes snapshots through snapshot_begin/adopt */
+    /* Leader-lease reads (--lease): on in every node, with the drift margin
+     * the clocks below need; tick periods are drawn from [tick_min, tick_max]. */
+    bool lease;
+    unsigned lease_drift;
+    unsigned tick_min, tick_max;
+    uint32_t handover_ppm; /* chance that a leader goes deaf once it sent TimeoutNow */
 };
+
+/* --lease: clocks within the drift the lease allows for.  --lease-wild-clocks:
+ * the same lease and margin, with clocks that break that bound. */
+enum lease_mode { LEASE_OFF = 0, LEASE_BOUNDED, LEASE_WILD };
 
 struct stats {
     uint64_t proposals, committed, reads, reads_failed, elections;
@@ -190,6 +200,7 @@ struct stats {
     uint64_t delivered, dropped, steps;
     uint64_t wipes, stale; /* disks wiped; messages the incarnation rule dropped */
     uint64_t withheld;     /* vote requests a joined, unrecorded node left unanswered */
+    uint64_t lease_reads;  /* read-index requests a leader answered on its lease */
 };
 
 /* (index, term) -> what that entry must look like everywhere. */
@@ -246,6 +257,7 @@ struct net {
 
 struct sim {
     uint64_t seed;
+    enum lease_mode lease_mode;
     unsigned n_init;  /* initial members 1..n_init */
     unsigned n_nodes; /* n_init + the spare */
     uint64_t now;
@@ -263,6 +275,7 @@ struct sim {
     raft_id churn_target;
     raft_id just_committed; /* a leader whose commit index moved this step */
     uint64_t churn_at;
+    raft_id handed_over; /* a leader that sent TimeoutNow this step */
 
     int trace_mode; /* 0 off, 1 keep the last TRACE_RING lines, 2 print all */
     char ring[TRACE_RING][TRACE_LINE];
@@ -287,7 +300,8 @@ void *xrealloc(void *p, size_t size);
 void grow(void *arr, size_t *cap, size_t need, size_t elem);
 
 /* world.c */
-void world_run(struct sim *s, uint64_t seed, unsigned nodes, uint64_t steps, int trace_mode);
+void world_run(struct sim *s, uint64_t seed, unsigned nodes, uint64_t steps, int trace_mode,
+               enum lease_mode lease);
 void world_free(struct sim *s);
 raft_id world_leader(struct sim *s);
 
@@ -315,7 +329,12 @@ struct netmsg *netmsg_copy(struct sim *s, struct node *from, const struct raft_m
 void net_send(struct sim *s, struct node *from, struct netmsg *nm);
 void net_deliver_due(struct sim *s);
 void net_heal(struct sim *s);
-void net_partition(struct sim *s, raft_id leader, bool isolate);
+enum part_how {
+    PART_RANDOM,         /* a random shape (leader: who may be cut off) */
+    PART_ISOLATE_LEADER, /* leader (and maybe one more) cut off from the rest */
+    PART_DEAF_LEADER,    /* leader hears nobody, everybody hears it */
+};
+void net_partition(struct sim *s, raft_id leader, enum part_how how);
 void net_free(struct sim *s);
 void fmt_msg(char *buf, size_t len, const struct raft_msg *m);
 

@@ -10,6 +10,10 @@
 /* A tick lasts this many time units on a node's clock at the slowest. */
 #define TICK_MAX 15
 #define TICK_MIN 5
+/* With lease reads the clocks stay within 20% of each other: no node's
+ * ticks run more than 12/10 as fast as another's. */
+#define LEASE_TICK_MAX 12
+#define LEASE_TICK_MIN 10
 
 static uint32_t pick_u32(struct prng *g, const uint32_t *v, size_t n)
 {
@@ -57,6 +61,22 @@ static void draw_params(struct sim *s)
     p->wipe_ppm = prng_chance(g, 500000) ? (uint32_t)prng_range(g, 2000, 30000) : 0;
     /* From the seed, not the stream: adding this knob changed no other draw. */
     p->bg_snapshots = mix64(s->seed ^ 0x62675f736e6170ULL) & 1;
+    p->tick_min = TICK_MIN;
+    p->tick_max = TICK_MAX;
+    if (s->lease_mode != LEASE_OFF) {
+        /* The lease holds while a quorum's election timers cannot have run
+         * out: lease * fastest period <= (election - 1) * slowest period,
+         * i.e. (E - 1 - drift) * 12 <= (E - 1) * 10 (readindex.c). */
+        p->lease = true;
+        p->check_quorum = true; /* the lease rests on leader stickiness */
+        p->lease_drift = (p->election_ticks - 1 + 5) / 6;
+        if (s->lease_mode == LEASE_BOUNDED) {
+            p->tick_min = LEASE_TICK_MIN;
+            p->tick_max = LEASE_TICK_MAX;
+        }
+        /* From the seed, not the stream, as bg_snapshots. */
+        p->handover_ppm = mix64(s->seed ^ 0x68616e646f766572ULL) % 4 ? 700000 : 0;
+    }
 }
 
 static bool is_member(const struct raft_conf *c, raft_id id)
@@ -449,7 +469,7 @@ static void churn(struct sim *s)
     if (!n->up || replica_role(n->rp) != RAFT_LEADER)
         return;
     if (!s->net.partitioned && prng_chance(&s->rng, 600000)) {
-        net_partition(s, n->id, true);
+        net_partition(s, n->id, PART_ISOLATE_LEADER);
         return;
     }
     node_crash(s, n, "leader churn");
@@ -457,20 +477,35 @@ static void churn(struct sim *s)
     s->st.crashes++;
 }
 
+/* Lease reads: a leader that sent TimeoutNow may be deposed at once, its
+ * target's vote requests waiving the voters' stickiness, so it must answer
+ * no more reads on its lease (readindex.c).  Some seeds make it deaf right
+ * then: it cannot hear of the new term while clients go on reading from it,
+ * which random partitions alone almost never arrange. */
+static void handover_strike(struct sim *s)
+{
+    raft_id l = s->handed_over;
+    s->handed_over = RAFT_NONE;
+    if (l && !s->net.partitioned && prng_chance(&s->rng, s->p.handover_ppm))
+        net_partition(s, l, PART_DEAF_LEADER);
+}
+
 static void faults_step(struct sim *s)
 {
     struct prng *g = &s->rng;
+    if (s->p.handover_ppm)
+        handover_strike(s);
     if (s->p.churn_ppm || s->p.strike_ppm)
         churn(s);
     if (!s->net.partitioned && prng_chance(g, s->p.partition_ppm))
-        net_partition(s, world_leader(s), false);
+        net_partition(s, world_leader(s), PART_RANDOM);
     else if (s->net.partitioned && s->now >= s->net.heal_at)
         net_heal(s);
     if (prng_chance(g, s->p.crash_ppm))
         do_crash(s);
     if (prng_chance(g, s->p.clock_change_ppm)) {
         struct node *n = &s->nodes[prng_range(g, 1, s->n_nodes)];
-        n->tick_period = (unsigned)prng_range(g, TICK_MIN, TICK_MAX);
+        n->tick_period = (unsigned)prng_range(g, s->p.tick_min, s->p.tick_max);
         TRACE(s, "n%llu clock now ticks every %u units", U(n->id), n->tick_period);
     }
     if (prng_chance(g, s->p.prop_ppm)) {
@@ -623,9 +658,11 @@ static void liveness(struct sim *s)
     }
 }
 
-void world_run(struct sim *s, uint64_t seed, unsigned nodes, uint64_t steps, int trace_mode)
+void world_run(struct sim *s, uint64_t seed, unsigned nodes, uint64_t steps, int trace_mode,
+               enum lease_mode lease)
 {
     s->seed = seed;
+    s->lease_mode = lease;
     s->n_init = nodes;
     s->n_nodes = nodes + 1;
     s->steps = steps;
@@ -639,17 +676,18 @@ void world_run(struct sim *s, uint64_t seed, unsigned nodes, uint64_t steps, int
           "seed %llu: %u nodes + 1 spare, loss %u ppm, dup %u ppm, delay 1..%u (+%u ppm long), "
           "election %u hb %u ticks, batch %u entries/%u bytes, inflight %u, apply %u, "
           "pre-vote %d, check-quorum %d, snapshot every %u (trailing %u), disk %u ppm, "
-          "wipe %u ppm, background snapshots %d",
+          "wipe %u ppm, background snapshots %d, lease %d (drift %u, ticks %u..%u units)",
           U(seed), nodes, p->loss_ppm, p->dup_ppm, p->delay_max, p->long_delay_ppm,
           p->election_ticks, p->heartbeat_ticks, p->max_msg_entries, p->max_msg_bytes,
           p->max_inflight, p->max_apply, p->pre_vote, p->check_quorum, p->snap_every,
-          p->snapshot_trailing, p->disk_ppm, p->wipe_ppm, p->bg_snapshots);
+          p->snapshot_trailing, p->disk_ppm, p->wipe_ppm, p->bg_snapshots, p->lease,
+          p->lease_drift, p->tick_min, p->tick_max);
 
     struct raft_conf conf = {0};
     for (unsigned i = 1; i <= s->n_nodes; i++) {
         struct node *n = &s->nodes[i];
         n->id = i;
-        n->tick_period = (unsigned)prng_range(&s->rng, TICK_MIN, TICK_MAX);
+        n->tick_period = (unsigned)prng_range(&s->rng, s->p.tick_min, s->p.tick_max);
         n->restart_at = SIM_NEVER;
         n->stop_at = SIM_NEVER;
         if (i <= nodes)
