@@ -225,8 +225,10 @@ size_t raftlog_memory(const struct raft_log *l)
     return l->cap * sizeof(*l->entries) + l->chunk_bytes;
 }
 
-size_t raftlog_batch(const struct raft_log *l, raft_index from, uint32_t max_entries, uint32_t max_bytes)
+size_t raftlog_batch(const struct raft_log *l, raft_index from, uint32_t max_entries, uint32_t max_bytes,
+                     uint64_t *wire_bytes)
 {
+    *wire_bytes = 0;
     raft_index last = raftlog_last_index(l);
     if (from > last || from <= l->prev_index)
         return 0;
@@ -239,6 +241,7 @@ size_t raftlog_batch(const struct raft_log *l, raft_index from, uint32_t max_ent
         bytes += e[k].len;
         if (k > 0 && bytes > max_bytes)
             break;
+        *wire_bytes += e[k].len + RAFT_ENTRY_WIRE_BYTES;
         k++;
     }
     return k;

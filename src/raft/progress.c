@@ -6,6 +6,12 @@
  */
 #include "raft/raft_int.h"
 
+static void inflight_clear(struct raft_progress *pr)
+{
+    pr->inflight_head = pr->inflight_count = 0;
+    pr->inflight_bytes = 0;
+}
+
 struct raft_progress *progress_get(struct raft *r, raft_id id)
 {
     for (unsigned i = 0; i < r->n_progress; i++)
@@ -26,7 +32,7 @@ void progress_reset(struct raft_progress *pr, raft_index next)
     pr->read_ack = 0;
     pr->lease_tick = 0;
     pr->stall_ticks = 0;
-    pr->inflight_head = pr->inflight_count = 0;
+    inflight_clear(pr);
 }
 
 void progress_become_probe(struct raft_progress *pr)
@@ -40,7 +46,7 @@ void progress_become_probe(struct raft_progress *pr)
     pr->probe_sent = false;
     pr->pending_snapshot = 0;
     pr->stall_ticks = 0;
-    pr->inflight_head = pr->inflight_count = 0;
+    inflight_clear(pr);
 }
 
 void progress_become_replicate(struct raft_progress *pr)
@@ -50,7 +56,7 @@ void progress_become_replicate(struct raft_progress *pr)
     pr->probe_sent = false;
     pr->pending_snapshot = 0;
     pr->stall_ticks = 0;
-    pr->inflight_head = pr->inflight_count = 0;
+    inflight_clear(pr);
 }
 
 void progress_become_snapshot(struct raft_progress *pr, raft_index snap_index)
@@ -59,7 +65,7 @@ void progress_become_snapshot(struct raft_progress *pr, raft_index snap_index)
     pr->pending_snapshot = snap_index;
     pr->probe_sent = false;
     pr->stall_ticks = 0;
-    pr->inflight_head = pr->inflight_count = 0;
+    inflight_clear(pr);
 }
 
 /* A successful AppendEntries reply for index.  False if it tells us nothing
@@ -123,34 +129,39 @@ void progress_forget(struct raft_progress *pr, raft_index next)
     pr->next = next;
 }
 
-bool progress_inflight_full(const struct raft_progress *pr, uint32_t max_inflight)
+bool progress_inflight_full(const struct raft_progress *pr, const struct raft_config *cfg)
 {
-    uint32_t cap = max_inflight < RAFT_MAX_INFLIGHT ? max_inflight : RAFT_MAX_INFLIGHT;
-    return pr->inflight_count >= cap;
+    uint32_t cap = cfg->max_inflight < RAFT_MAX_INFLIGHT ? cfg->max_inflight : RAFT_MAX_INFLIGHT;
+    return pr->inflight_count >= cap ||
+           (cfg->max_inflight_bytes && pr->inflight_bytes >= cfg->max_inflight_bytes);
 }
 
-void progress_inflight_add(struct raft_progress *pr, raft_index last)
+void progress_inflight_add(struct raft_progress *pr, raft_index last, uint64_t bytes)
 {
     RAFT_ASSERT(pr->inflight_count < RAFT_MAX_INFLIGHT);
-    pr->inflight[(pr->inflight_head + pr->inflight_count) % RAFT_MAX_INFLIGHT] = last;
+    unsigned slot = (pr->inflight_head + pr->inflight_count) % RAFT_MAX_INFLIGHT;
+    pr->inflight[slot] = last;
+    pr->inflight_size[slot] = bytes;
+    pr->inflight_bytes += bytes;
     pr->inflight_count++;
 }
 
 void progress_inflight_free_to(struct raft_progress *pr, raft_index index)
 {
     while (pr->inflight_count && pr->inflight[pr->inflight_head] <= index) {
+        pr->inflight_bytes -= pr->inflight_size[pr->inflight_head];
         pr->inflight_head = (pr->inflight_head + 1) % RAFT_MAX_INFLIGHT;
         pr->inflight_count--;
     }
 }
 
-bool progress_paused(const struct raft_progress *pr, uint32_t max_inflight)
+bool progress_paused(const struct raft_progress *pr, const struct raft_config *cfg)
 {
     switch (pr->state) {
     case PROGRESS_PROBE:
         return pr->probe_sent;
     case PROGRESS_REPLICATE:
-        return progress_inflight_full(pr, max_inflight);
+        return progress_inflight_full(pr, cfg);
     default:
         return true;
     }

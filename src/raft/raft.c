@@ -52,6 +52,7 @@ void raft_config_defaults(struct raft_config *cfg, raft_id id)
     cfg->max_msg_entries = 4096;
     cfg->max_msg_bytes = 1u << 20;
     cfg->max_inflight = 64;
+    cfg->max_inflight_bytes = 1u << 20;
     cfg->max_apply_entries = 16384;
     cfg->learner_max_lag = 1000;
     cfg->snapshot_trailing = 0;

@@ -75,7 +75,8 @@ void raftlog_compact_to(struct raft_log *l, raft_index i);
 void raftlog_reset(struct raft_log *l, raft_index prev_index, raft_term prev_term);
 size_t raftlog_memory(const struct raft_log *l);
 /* Number of entries starting at from that fit the limits (at least one when from <= last). */
-size_t raftlog_batch(const struct raft_log *l, raft_index from, uint32_t max_entries, uint32_t max_bytes);
+size_t raftlog_batch(const struct raft_log *l, raft_index from, uint32_t max_entries, uint32_t max_bytes,
+                     uint64_t *wire_bytes);
 
 /* ---- per-follower replication progress (progress.c) ------------------ */
 
@@ -98,8 +99,11 @@ struct raft_progress {
      * newest round this follower acknowledged (0: none this term). */
     uint64_t lease_tick;
     unsigned stall_ticks; /* ticks with appends in flight and no progress */
-    /* last index carried by each in-flight AppendEntries, oldest first */
+    /* last index carried by each in-flight AppendEntries, oldest first,
+     * and its size (raftlog_batch's count) */
     raft_index inflight[RAFT_MAX_INFLIGHT];
+    uint64_t inflight_size[RAFT_MAX_INFLIGHT];
+    uint64_t inflight_bytes; /* sum of inflight_size */
     uint32_t inflight_head, inflight_count;
 };
 
@@ -116,10 +120,10 @@ bool progress_maybe_decr(struct raft_progress *pr, raft_index rejected, raft_ind
  * like any new follower. */
 bool progress_lost_entries(const struct raft_progress *pr, raft_index rejected, raft_index hint_next);
 void progress_forget(struct raft_progress *pr, raft_index next);
-bool progress_inflight_full(const struct raft_progress *pr, uint32_t max_inflight);
-void progress_inflight_add(struct raft_progress *pr, raft_index last);
+bool progress_inflight_full(const struct raft_progress *pr, const struct raft_config *cfg);
+void progress_inflight_add(struct raft_progress *pr, raft_index last, uint64_t bytes);
 void progress_inflight_free_to(struct raft_progress *pr, raft_index index);
-bool progress_paused(const struct raft_progress *pr, uint32_t max_inflight);
+bool progress_paused(const struct raft_progress *pr, const struct raft_config *cfg);
 
 /* ---- the node --------------------------------------------------------- */
 

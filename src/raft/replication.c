@@ -20,7 +20,7 @@ void replication_commit_to(struct raft *r, raft_index index)
 /* Does this follower have something the leader should send now? */
 static bool wants_send(const struct raft *r, const struct raft_progress *pr)
 {
-    if (pr->id == r->id || progress_paused(pr, r->cfg.max_inflight))
+    if (pr->id == r->id || progress_paused(pr, &r->cfg))
         return false;
     if (pr->next - 1 < r->log.prev_index)
         return true; /* needs a snapshot */
@@ -50,7 +50,9 @@ static void send_to(struct raft *r, struct raft_progress *pr)
         raft_term prev_term;
         int rv = raftlog_term(&r->log, prev, &prev_term);
         RAFT_ASSERT(rv == 0);
-        size_t n = raftlog_batch(&r->log, pr->next, r->cfg.max_msg_entries, r->cfg.max_msg_bytes);
+        uint64_t bytes;
+        size_t n = raftlog_batch(&r->log, pr->next, r->cfg.max_msg_entries, r->cfg.max_msg_bytes,
+                                 &bytes);
         struct raft_msg *m = raft_msg_new(r, RAFT_MSG_APPEND, pr->id);
         m->index = prev;
         m->log_term = prev_term;
@@ -62,7 +64,7 @@ static void send_to(struct raft *r, struct raft_progress *pr)
             return;
         }
         pr->next += n;
-        progress_inflight_add(pr, pr->next - 1);
+        progress_inflight_add(pr, pr->next - 1, bytes);
     }
 }
 

@@ -85,13 +85,19 @@ struct pipe_case {
     uint32_t max_entries;
     unsigned proposals;
     size_t first_burst; /* appends to node 2 in the first batch */
+    uint64_t max_bytes; /* max_inflight_bytes; 0 = no limit */
 };
 
+/* Proposals are 16 bytes: 40 on the wire with RAFT_ENTRY_WIRE_BYTES. */
 static const struct pipe_case pipe_cases[] = {
-    {"window of 3, one entry per message", 3, 1, 5, 3},
-    {"window of 1", 1, 1, 3, 1},
-    {"window larger than the work", 64, 1, 5, 5},
-    {"window of 2, two entries per message", 2, 2, 10, 2},
+    {"window of 3, one entry per message", 3, 1, 5, 3, 0},
+    {"window of 1", 1, 1, 3, 1, 0},
+    {"window larger than the work", 64, 1, 5, 5, 0},
+    {"window of 2, two entries per message", 2, 2, 10, 2, 0},
+    /* a follower far behind: the bytes, not the count, close the window */
+    {"byte window: 160 + 160 >= 300", 64, 4, 40, 2, 300},
+    {"byte window below one message: one still goes", 64, 4, 40, 1, 10},
+    {"byte window of exactly one message", 64, 4, 40, 1, 160},
 };
 
 static void test_pipelining_table(void **state)
@@ -103,6 +109,7 @@ static void test_pipelining_table(void **state)
         struct raft_config cfg = h_config(1);
         cfg.max_inflight = c->max_inflight;
         cfg.max_msg_entries = c->max_entries;
+        cfg.max_inflight_bytes = c->max_bytes;
         struct h_node *l = leader_with(T(1), 1, 3, &cfg);
         h_ack_all(l);
         raft_index base = raft_last_index(l->r);
