@@ -4,10 +4,12 @@
  * tables on the event loop's thread, 50-60 ms for 2 GB of dictionary in
  * 4 KiB pages here (2 vCPUs, kernel 6.18), 2 ms in 2 MiB pages.  Snapshots
  * now read a frozen version of the dictionary from a thread (kv_freeze) and
- * nothing forks; huge pages stay for TLB reach over a heap of gigabytes,
- * not measured again since.  The cost: with memory fragmented, a page
- * fault in a huge-page region may compact memory first
- * (transparent_hugepage/defrag); RAFTKV_MALLOC_HUGEPAGES=0 turns this off.
+ * nothing forks, and huge pages are now opt-in (RAFTKV_MALLOC_HUGEPAGES=1):
+ * on this VM the first touch of each new 2 MiB page stalled its thread
+ * 4.5-6 ms (a log append every ~16 k entries of 130 B), and 10 M keys with
+ * 4 KiB pages had the same peak RSS and the lowest p99.9 of any run
+ * (BENCHMARKS.md, issue 14 without fork).  Also with huge pages, a fault
+ * in a fragmented memory may compact first (transparent_hugepage/defrag).
  */
 #include "node/hugepages.h"
 
@@ -40,8 +42,8 @@ static const char *why_not(void)
     static char mode[32];
     const char *opt = getenv("RAFTKV_MALLOC_HUGEPAGES");
     const char *t = getenv("GLIBC_TUNABLES");
-    if (opt && strcmp(opt, "0") == 0)
-        return "RAFTKV_MALLOC_HUGEPAGES=0";
+    if (!opt || strcmp(opt, "1") != 0)
+        return "the default; RAFTKV_MALLOC_HUGEPAGES=1 asks for huge pages";
     if (thp_mode(mode, sizeof(mode)) < 0)
         return "the kernel has no transparent huge pages";
     if (strcmp(mode, "never") == 0)

@@ -1,12 +1,13 @@
-/* hugepages.h - raftkv-node asks glibc's malloc for transparent huge pages
- * (GLIBC_TUNABLES=glibc.malloc.hugetlb=1): fewer TLB entries cover a large
- * dictionary.  See hugepages.c for the history and the trade-off. */
+/* hugepages.h - with RAFTKV_MALLOC_HUGEPAGES=1, raftkv-node asks glibc's
+ * malloc for transparent huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1):
+ * fewer TLB entries cover a large dictionary.  See hugepages.c for the
+ * history and why it is off by default. */
 #ifndef RAFTKV_NODE_HUGEPAGES_H
 #define RAFTKV_NODE_HUGEPAGES_H
 
-/* First thing in main(): unless the environment already decides
- * (GLIBC_TUNABLES names glibc.malloc.hugetlb, or RAFTKV_MALLOC_HUGEPAGES=0)
- * or the kernel has transparent huge pages off, sets the tunable and execs
+/* First thing in main(): when RAFTKV_MALLOC_HUGEPAGES=1, unless
+ * GLIBC_TUNABLES already names glibc.malloc.hugetlb or the kernel has
+ * transparent huge pages off, sets the tunable and execs
  * this program again with the same arguments (malloc reads tunables only at
  * start).  Returns only when it did not exec. */
 void node_hugepages_reexec(char **argv);
