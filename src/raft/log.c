@@ -2,8 +2,9 @@
  *
  * Headers sit in a sliding array, payloads in never-moving chunks (see
  * struct raft_log).  Appends copy the payload once; compaction and
- * truncation only move cursors, and chunks nobody needs are freed at the
- * next append, so a payload pointer stays valid until then, as before.
+ * truncation only move cursors, and chunks nobody needs are freed a few
+ * per append, never in between, so a payload pointer stays valid until the
+ * next append, as before.
  */
 #include "raft/raft_int.h"
 
@@ -15,6 +16,8 @@ void raftlog_init(struct raft_log *l)
 }
 
 #define CHUNK_MIN 4096u
+/* Headers moved at most by a compaction's slide: 8 MB, about 1.5 ms. */
+#define EAGER_SLIDE_MAX (1u << 18)
 #define CHUNK_SIZE (1u << 20)
 
 static void free_chunks(struct raftlog_chunk *c)
@@ -67,12 +70,24 @@ raft_term raftlog_term_or0(const struct raft_log *l, raft_index i)
     return raftlog_term(l, i, &t) == 0 ? t : 0;
 }
 
-/* Frees the oldest chunks once no entry we hold has its payload there;
- * the newest is kept (and emptied) for the next payloads. */
+/* Chunks freed per append, at most.  A compaction after 2 M entries of
+ * 130 B leaves ~270 chunks of 1 MiB behind; freeing them all in one append
+ * (one munmap each) took 12 ms of the loop, a few per append cost nothing
+ * and still return the memory within a few hundred appends. */
+#define CHUNKS_FREED_PER_APPEND 4
+
+/* Frees some of the oldest chunks once no entry we hold has its payload
+ * there, and some of those cut off by truncation; the newest is kept (and
+ * emptied) for the next payloads. */
 static void release_chunks(struct raft_log *l)
 {
-    free_chunks(l->dead);
-    l->dead = NULL;
+    unsigned budget = CHUNKS_FREED_PER_APPEND;
+    while (l->dead && budget) {
+        struct raftlog_chunk *c = l->dead;
+        l->dead = c->next;
+        free(c);
+        budget--;
+    }
     while (l->chunks && l->chunks->last <= l->prev_index) {
         struct raftlog_chunk *c = l->chunks;
         if (c == l->chunk_tail) {
@@ -80,9 +95,12 @@ static void release_chunks(struct raft_log *l)
             c->last = 0;
             return;
         }
+        if (!budget)
+            return;
         l->chunks = c->next;
         l->chunk_bytes -= c->cap;
         free(c);
+        budget--;
     }
 }
 
@@ -179,7 +197,7 @@ void raftlog_truncate_from(struct raft_log *l, raft_index i)
         c->used = (size_t)(e->data - c->data);
         c->last = j - 1; /* an upper bound is enough (struct raftlog_chunk) */
         l->chunk_tail = c;
-        /* Freed at the next append, like compacted ones. */
+        /* Freed by later appends, like compacted ones. */
         for (struct raftlog_chunk *d = c->next; d; d = d->next) {
             l->chunk_bytes -= d->cap;
             if (!d->next) {
@@ -205,14 +223,21 @@ void raftlog_compact_to(struct raft_log *l, raft_index i)
     l->head += drop;
     l->n -= drop;
     l->prev_index = i;
-    if (l->n == 0)
+    /* Slide the survivors to the front now, while they are few (the
+     * trailing entries and what came in during the snapshot), rather than
+     * when the tail reaches the end of the array: by then up to half of it
+     * is live (2 M headers, 64 MB, 12 ms on the loop at 10 M keys).  Never
+     * more than what was dropped, so each header moves O(1) times. */
+    if (l->n <= l->head && l->n <= EAGER_SLIDE_MAX) {
+        memmove(l->entries, l->entries + l->head, l->n * sizeof(*l->entries));
         l->head = 0;
+    }
 }
 
 void raftlog_reset(struct raft_log *l, raft_index prev_index, raft_term prev_term)
 {
     l->head = l->n = 0;
-    /* No entry is left: every chunk goes at the next append, even if
+    /* No entry is left: every chunk goes over the next appends, even if
      * prev_index moved back. */
     for (struct raftlog_chunk *c = l->chunks; c; c = c->next)
         c->last = 0;

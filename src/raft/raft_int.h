@@ -37,10 +37,11 @@
  * sliding array that only grows at the tail, shrinks at the tail (conflict
  * truncation) or at the head (compaction).  Their payloads live back to
  * back in a list of chunks (4 KiB, doubling up to 1 MiB, or one payload if
- * larger) that are never moved: a chunk is freed at the next append once
- * no entry held has its payload there, so a payload pointer stays valid
- * until then.  One copy per entry, no allocation per entry, and no pause to
- * copy the whole log (the single byte buffer this replaces was doubled and
+ * larger) that are never moved: once no entry held has its payload
+ * there, a chunk is freed by a later append (a few per append), never in
+ * between, so a payload pointer stays valid until the next append.  One
+ * copy per entry, no allocation per entry, and no pause to copy the whole
+ * log (the single byte buffer this replaces was doubled and
  * copied whole: hundreds of MB on the loop at millions of keys). */
 struct raftlog_chunk {
     struct raftlog_chunk *next;

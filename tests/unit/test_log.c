@@ -48,6 +48,16 @@ static void check(const struct raft_log *l, raft_index from, raft_index to, unsi
     }
 }
 
+static size_t chunk_count(const struct raft_log *l)
+{
+    size_t k = 0;
+    for (const struct raftlog_chunk *c = l->chunks; c; c = c->next)
+        k++;
+    for (const struct raftlog_chunk *c = l->dead; c; c = c->next)
+        k++;
+    return k;
+}
+
 static void test_chunks(void **state)
 {
     (void)state;
@@ -59,9 +69,15 @@ static void test_chunks(void **state)
     size_t full = raftlog_memory(&l);
 
     raftlog_compact_to(&l, 5000);
-    append(&l, 6001, 1); /* compacted chunks go now */
+    /* compacted chunks go over the next appends, a few at a time */
+    size_t before = chunk_count(&l);
+    append(&l, 6001, 1);
+    assert_true(before - chunk_count(&l) <= 4);
+    raft_index next = 6002;
+    while (raftlog_memory(&l) >= full / 2 && next < 6100)
+        append(&l, next++, 1);
     assert_true(raftlog_memory(&l) < full / 2);
-    check(&l, 5001, 6001, 1);
+    check(&l, 5001, next - 1, 1);
 
     /* a conflicting leader: everything from 5500 is replaced */
     raftlog_truncate_from(&l, 5500);
@@ -89,10 +105,43 @@ static void test_chunks(void **state)
     raftlog_free(&l);
 }
 
+/* A compaction that leaves fewer headers than it drops slides them to the
+ * front at once, so the array's end is never reached with half of it live
+ * (a 64 MB memmove in one append at 10 M keys); one that leaves more, or
+ * very many, does not. */
+static void test_slide(void **state)
+{
+    (void)state;
+    struct raft_log l;
+    raftlog_init(&l);
+    for (raft_index i = 1; i <= 3000; i++)
+        append(&l, i, 1);
+    raftlog_compact_to(&l, 1000); /* 2000 left, 1000 dropped: stays */
+    assert_int_equal(l.head, 1000);
+    raftlog_compact_to(&l, 2500); /* 500 left: slides */
+    assert_int_equal(l.head, 0);
+    assert_int_equal(l.n, 500);
+    check(&l, 2501, 3000, 1);
+    append(&l, 3001, 1);
+    check(&l, 2501, 3001, 1);
+    raftlog_free(&l);
+
+    /* more than the slide's bound survive: left where they are */
+    raftlog_init(&l);
+    static const uint8_t none[1];
+    for (raft_index i = 1; i <= 700000; i++)
+        assert_int_equal(raftlog_append(&l, 1, 1, none, 0), 0);
+    raftlog_compact_to(&l, 400000);
+    assert_int_equal(l.head, 400000);
+    assert_int_equal(raftlog_get(&l, 400001)->index, 400001);
+    raftlog_free(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chunks),
+        cmocka_unit_test(test_slide),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
