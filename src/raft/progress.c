@@ -29,6 +29,7 @@ void progress_reset(struct raft_progress *pr, raft_index next)
     pr->match = 0;
     pr->next = next;
     pr->pending_snapshot = 0;
+    pr->snap_sent = 0;
     pr->read_ack = 0;
     pr->lease_tick = 0;
     pr->stall_ticks = 0;

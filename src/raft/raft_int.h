@@ -95,6 +95,9 @@ struct raft_progress {
     bool active_prev;
     raft_index match, next;
     raft_index pending_snapshot;
+    /* Newest snapshot sent to it (snapshot.c): until it holds the entry
+     * after it, the next compaction keeps that entry for it. */
+    raft_index snap_sent;
     uint64_t read_ack; /* highest read-index round it acknowledged */
     /* Lease reads: 1 + the leader's tick count when it first sent the
      * newest round this follower acknowledged (0: none this term). */

@@ -212,6 +212,71 @@ static void test_leader_snapshot_table(void **state)
     h_case = NULL;
 }
 
+enum hold_how { HOLD_LOADING, HOLD_SILENT, HOLD_CAUGHT_UP, HOLD_ONE_INTERVAL };
+
+struct hold_case {
+    const char *name;
+    enum hold_how how;
+    raft_index first_after; /* after the snapshot at 12 (or at 17) */
+};
+
+static const struct hold_case hold_cases[] = {
+    {"a follower loading our snapshot keeps the entry after it", HOLD_LOADING, 8},
+    {"a silent one does not", HOLD_SILENT, 13},
+    {"nor one that acknowledged it", HOLD_CAUGHT_UP, 13},
+    {"the hold lasts one snapshot interval", HOLD_ONE_INTERVAL, 18},
+};
+
+/* The leader snapshots again while node 3 still loads the snapshot at 7:
+ * compaction stops at 7 so that node 3 continues with entries, not with a
+ * second snapshot, as long as it answers and only until the next snapshot. */
+static void test_compaction_hold_table(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(hold_cases) / sizeof(hold_cases[0]); i++) {
+        const struct hold_case *c = &hold_cases[i];
+        h_case = c->name;
+        struct h_node *l = leader_with_snapshot();
+        send_snapshot_to_3(l);
+        if (c->how == HOLD_SILENT) {
+            /* two check-quorum rounds answered by node 2 only */
+            struct raft_config cfg = h_config(1);
+            for (unsigned k = 0; k < 2 * cfg.election_ticks; k++) {
+                h_tick(l, 1);
+                h_heartbeat_resp(l, 2, 0);
+            }
+            CHECK_EQ(h_status(l).role, RAFT_LEADER);
+        }
+        if (c->how == HOLD_CAUGHT_UP)
+            h_ack(l, 3, 7);
+        h_propose(l, 5, 16);
+        h_sync(l);
+        h_ack(l, 2, 12);
+        CHECK_EQ(h_status(l).applied, 12);
+        CHECK_RV(raft_snapshot_taken(l->r, 12), RAFT_OK);
+        if (c->how == HOLD_ONE_INTERVAL) {
+            CHECK_EQ(h_status(l).first_index, 8);
+            h_propose(l, 5, 16);
+            h_sync(l);
+            h_ack(l, 2, 17);
+            CHECK_RV(raft_snapshot_taken(l->r, 17), RAFT_OK);
+        }
+        CHECK_EQ(h_status(l).first_index, c->first_after);
+        if (c->how == HOLD_LOADING) {
+            /* loaded: it goes on from the entries, no second snapshot */
+            h_drain(l);
+            h_ack(l, 3, 7);
+            CHECK_EQ(h_count(l, H_NOW, RAFT_MSG_SNAPSHOT, 3), 0);
+            const struct raft_msg *m = h_find(l, H_NOW, RAFT_MSG_APPEND, 3);
+            CHECK(m != NULL);
+            CHECK_EQ(m->index, 7);
+            CHECK_EQ(m->n_entries, raft_last_index(l->r) - 7);
+        }
+        h_free(l);
+    }
+    h_case = NULL;
+}
+
 struct taken_case {
     const char *name;
     raft_index trailing;
@@ -299,6 +364,7 @@ int main(void)
         cmocka_unit_test(test_follower_continues_after_snapshot),
         cmocka_unit_test(test_leader_snapshot_table),
         cmocka_unit_test(test_snapshot_taken_table),
+        cmocka_unit_test(test_compaction_hold_table),
         cmocka_unit_test(test_snapshot_carries_conf),
     };
     return cmocka_run_group_tests_name("raft-snapshot", tests, NULL, NULL);
