@@ -113,8 +113,32 @@ static void schedule_retry(struct net_dial *d, int err)
 
 /* ---- connecting --------------------------------------------------------- */
 
+/* TCP lets a socket dialing a port in the ephemeral range on its own host
+ * be given that very port and connect to itself (simultaneous open) when
+ * nothing listens there.  The "peer" then echoes our own frames, and the
+ * socket holds the port the real server needs. */
+bool net_fd_connected_to_itself(int fd)
+{
+    struct sockaddr_storage local, peer;
+    socklen_t llen = sizeof(local), plen = sizeof(peer);
+    struct addr a, b;
+    if (getsockname(fd, (struct sockaddr *)&local, &llen) < 0 ||
+        getpeername(fd, (struct sockaddr *)&peer, &plen) < 0)
+        return false;
+    if (addr_from_sockaddr(&a, (struct sockaddr *)&local, llen) < 0 ||
+        addr_from_sockaddr(&b, (struct sockaddr *)&peer, plen) < 0)
+        return false;
+    return addr_family(&a) != AF_UNIX && addr_equal(&a, &b);
+}
+
 static void become_up(struct net_dial *d, int fd)
 {
+    if (net_fd_connected_to_itself(fd)) {
+        /* Nobody listens there: the same as a refused connect. */
+        close(fd);
+        schedule_retry(d, -ECONNREFUSED);
+        return;
+    }
     ev_timer_stop(d->loop, &d->timer);
     d->state = DIAL_UP;
     d->heard = false;

@@ -17,6 +17,10 @@ void net_conn_set_release_hook(struct net_conn *c, void (*fn)(struct net_conn *c
  * latency matter more than packet count).  -errno. */
 int net_socket_prepare(int fd);
 
+/* A TCP socket whose local and peer addresses are the same: it connected
+ * to itself (dial.c treats that as a refused connect). */
+bool net_fd_connected_to_itself(int fd);
+
 /* tls.c for conn.c. */
 struct ssl_st;
 /* The node id the verified peer certificate names (tls.h, "Names").  0, or

@@ -20,6 +20,7 @@
 #include "evtest.h"
 #include "net/dial.h"
 #include "net/listener.h"
+#include "net/net_int.h"
 
 static const struct net_conn_limits limits = {.max_frame = 1u << 20, .max_pending_output = 4u << 20};
 
@@ -341,6 +342,36 @@ static void test_refused_then_backoff(void **state)
     ev_loop_destroy(loop);
 }
 
+/* A socket that connected to itself (the TCP simultaneous open a dialer
+ * gets when the kernel hands it the very port it dials and nobody listens)
+ * is told apart from a real connection, which the dialer would keep. */
+static void test_self_connect(void **state)
+{
+    (void)state;
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sin);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_true(net_fd_connected_to_itself(fd));
+    close(fd);
+
+    struct addr a;
+    assert_int_equal(addr_parse("127.0.0.1:0", &a), 0);
+    int lfd = net_listen_bind(&a, 1, 0);
+    assert_true(lfd >= 0);
+    sl = sizeof(sin);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &sl), 0);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_false(net_fd_connected_to_itself(fd));
+    assert_false(net_fd_connected_to_itself(lfd)); /* not connected at all */
+    close(fd);
+    close(lfd);
+}
+
 /* A listener whose accept queue is full drops SYNs, so connect() hangs:
  * the dialer must give up after connect_timeout_ms and retry. */
 static void test_connect_timeout(void **state)
@@ -459,6 +490,7 @@ int main(void)
         cmocka_unit_test(test_unix_echo_and_stale_file),
         cmocka_unit_test(test_max_conns),
         cmocka_unit_test(test_refused_then_backoff),
+        cmocka_unit_test(test_self_connect),
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_reconnect_after_restart),
         cmocka_unit_test(test_free_from_callback),
