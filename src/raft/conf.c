@@ -99,6 +99,14 @@ int raft_conf_at(const struct raft *r, raft_index index, struct raft_conf *out)
 {
     if (index < r->snapshot.index || index > raftlog_last_index(&r->log))
         return index < r->snapshot.index ? RAFT_ECOMPACTED : RAFT_EUNAVAIL;
+    /* At or after the newest configuration entry (or with none in the log:
+     * conf_index 0), it is the one in force.  Scanning back instead walked
+     * the whole log since the last compaction, twice per snapshot: 2 M
+     * entries, 10 ms of the loop at 10 M keys. */
+    if (index >= r->conf_index) {
+        *out = r->conf;
+        return 0;
+    }
     conf_newest(r, index, out);
     return 0;
 }

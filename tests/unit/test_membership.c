@@ -400,6 +400,12 @@ static void test_conf_reverts_when_truncated(void **state)
     assert_int_equal(raft_commit_index(f->r), 0);
     assert_int_equal(h_status(f).conf.n, 4);
     assert_int_equal(h_status(f).conf_index, 3);
+    /* raft_conf_at (a snapshot's membership): the entry's from its index */
+    struct raft_conf at;
+    assert_int_equal(raft_conf_at(f->r, 2, &at), RAFT_OK);
+    assert_int_equal(at.n, 3);
+    assert_int_equal(raft_conf_at(f->r, 3, &at), RAFT_OK);
+    assert_int_equal(at.n, 4);
     static const uint8_t b = 1;
     struct raft_entry ne = {.index = 3, .term = 3, .data = &b, .len = 1};
     h_step(f, (struct raft_msg){.type = RAFT_MSG_APPEND, .from = 3, .term = 3, .index = 2,
@@ -410,6 +416,8 @@ static void test_conf_reverts_when_truncated(void **state)
     assert_int_equal(st.conf.n, 3);
     assert_true(st.conf_index < 3);
     assert_null(raft_conf_find(&st.conf, 4));
+    assert_int_equal(raft_conf_at(f->r, 3, &at), RAFT_OK);
+    assert_int_equal(at.n, 3);
     h_free(f);
 }
 
