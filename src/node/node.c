@@ -60,6 +60,8 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
             ev_idle_start(loop, &n->more);
         }
     }
+    /* This iteration's slice of applying is spent; the next one has its own. */
+    replica_turn(n->rp);
     double lag = looplag_iteration(&n->lag, ev_now(n->loop), ev_time());
     if (lag >= 0 && n->m)
         metrics_hist_observe(n->m->loop_lag, lag);

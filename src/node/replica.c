@@ -33,6 +33,8 @@ struct replica {
     /* the leader's snapshot, loaded by the driver, until the core takes it */
     struct kv *rx_kv;
 
+    uint64_t turn_applied; /* entries applied since replica_turn() */
+
     uint64_t last_seq; /* newest store operation queued */
     uint64_t done_seq; /* newest store operation known durable */
 
@@ -271,15 +273,16 @@ static void save_incarnations(struct replica *rp)
     rp->incs = inc;
 }
 
-/* Entries applied per replica_process() call at most.  A node that
- * restarts from a snapshot re-applies the log after it (up to a quarter of
- * the dataset: millions of entries, seconds of work) once it learns the
- * commit index; in one loop iteration that starves heartbeats.  At ~2 us
- * an entry on a 10 M-key dictionary this is ~4 ms of work, well inside the
- * loop's 20 ms budget; the loop polls its sockets between slices
- * (replica_has_ready).  A steady write load commits far fewer entries per
- * iteration, so this bounds only catch-up. */
-#define APPLY_PER_CALL 2048
+/* Entries applied per turn (loop iteration) at most, by default.  A node
+ * that restarts from a snapshot re-applies the log after it (up to a
+ * quarter of the dataset: millions of entries, seconds of work) once it
+ * learns the commit index, and a follower that waited for a CPU has a
+ * backlog; in one loop iteration that starves heartbeats.  An entry costs
+ * 2-5 us on a 10 M-key dictionary (cache misses down the tree), so this is
+ * 2-5 ms of work, well inside the loop's 20 ms; the loop polls its sockets
+ * between turns (replica_has_ready).  A steady write load commits far
+ * fewer entries per iteration, so this bounds only catch-up. */
+#define APPLY_PER_TURN 1024
 
 void replica_config_defaults(struct replica_config *cfg, raft_id id)
 {
@@ -303,9 +306,13 @@ int replica_open(struct replica **out, const struct replica_config *cfg,
     rp->io = *io;
 
     struct raft_config rc = cfg->raft;
-    /* One ready batch is applied whole: it must not exceed a slice. */
-    if (rc.max_apply_entries > APPLY_PER_CALL)
-        rc.max_apply_entries = APPLY_PER_CALL;
+    if (!rp->cfg.apply_per_turn)
+        rp->cfg.apply_per_turn = APPLY_PER_TURN;
+    /* One ready batch is applied whole, so a turn's last one may overrun
+     * the slice: by at most a quarter of it. */
+    uint32_t batch = rp->cfg.apply_per_turn / 4 ? rp->cfg.apply_per_turn / 4 : 1;
+    if (rc.max_apply_entries > batch)
+        rc.max_apply_entries = batch;
     if (!rc.seed)
         rc.seed = rc.id ^ (uint64_t)(uintptr_t)rp; /* timeouts differ between runs, as they should */
     int rv = raft_new(&rp->raft, &rc);
@@ -615,10 +622,15 @@ bool replica_has_ready(const struct replica *rp)
     return !rp->err && raft_has_ready(rp->raft);
 }
 
+void replica_turn(struct replica *rp)
+{
+    rp->turn_applied = 0;
+}
+
 void replica_process(struct replica *rp)
 {
-    size_t applied = 0;
-    for (unsigned guard = 0; guard < 1024 && applied < APPLY_PER_CALL && replica_has_ready(rp);
+    for (unsigned guard = 0;
+         guard < 1024 && rp->turn_applied < rp->cfg.apply_per_turn && replica_has_ready(rp);
          guard++) {
         struct raft_ready rd;
         raft_ready(rp->raft, &rd);
@@ -640,7 +652,7 @@ void replica_process(struct replica *rp)
             apply_snapshot(rp, &rd);
         for (size_t i = 0; i < rd.n_committed; i++)
             apply(rp, &rd.committed[i]);
-        applied += rd.n_committed;
+        rp->turn_applied += rd.n_committed;
         for (size_t i = 0; i < rd.n_reads; i++)
             rp->hooks.read_state(rp->hooks.arg, &rd.reads[i]);
         if (rd.ss_changed)

@@ -133,6 +133,7 @@ void disk_complete(struct sim *s, struct node *n, size_t max)
     TRACE(s, "n%llu durable through write %llu (log ends at %llu, term %llu)", U(n->id), U(seq),
           U(done.index), U(done.term));
     n->dirty = true;
+    replica_turn(n->rp); /* no loop iterations here: each input is a turn */
     replica_durable(n->rp, &done);
 }
 
@@ -352,6 +353,7 @@ void disk_bg_done(struct sim *s, struct node *n)
     TRACE(s, "n%llu background snapshot at %llu %s", U(n->id), U(n->bg_meta.index),
           rv ? "FAILED" : "written");
     n->bg_on = false;
+    replica_turn(n->rp);
     replica_snapshot_written(n->rp, rv);
     bg_drop(n);
 }

@@ -369,8 +369,10 @@ void node_drive(struct sim *s, struct node *n)
         return;
     n->dirty = true;
     /* all of it now: the simulator has no loop to come back on */
-    for (unsigned i = 0; i < 1024 && replica_has_ready(n->rp); i++)
+    for (unsigned i = 0; i < 1024 && replica_has_ready(n->rp); i++) {
+        replica_turn(n->rp);
         replica_process(n->rp);
+    }
     if (!s->fail && replica_error(n->rp))
         sim_fail(s, FAIL_CONTRACT, "n%llu: the replica failed: %s", U(n->id),
                  replica_errmsg(n->rp));
