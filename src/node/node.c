@@ -36,6 +36,11 @@ void node_mark_dirty(struct node *n)
     n->dirty = true;
 }
 
+/* Wall time an iteration's ready round may keep taking further slices of
+ * committed entries to apply (replica_turn); the iteration's total stays
+ * well under the 20 ms that delays heartbeats. */
+#define APPLY_S 0.005
+
 /* Only there to keep the next poll from blocking (see on_prepare). */
 static void on_more(struct ev_loop *loop, ev_idle *w, int revents)
 {
@@ -50,7 +55,19 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     if (n->dirty) {
         n->dirty = false;
         api_reads_ask(n);
+        /* What is left of this iteration's slice, then more slices while
+         * they took little time: a catch-up goes as fast as the loop
+         * allows when its iterations are short, and no iteration applies
+         * for much longer than APPLY_S.  With one slice per iteration
+         * alone, a member added at 10 M keys replayed 2 M entries at ~16 k
+         * a second (its iterations were long for other reasons: blocked in
+         * the kernel, waiting for a CPU): 156 s to a caught-up voter. */
+        double t0 = ev_time();
         replica_process(n->rp);
+        while (replica_has_ready(n->rp) && ev_time() - t0 < APPLY_S) {
+            replica_turn(n->rp);
+            replica_process(n->rp);
+        }
         node_metrics_committed(n);
         api_serve_ready_reads(n);
         /* A long catch-up is applied in slices: poll the sockets (peers'
