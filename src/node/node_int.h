@@ -64,6 +64,7 @@ struct snap_tx {
     double started;
     /* the last transfer that went out whole, on a link still up since */
     raft_index done_index;
+    uint64_t done_len;
     double done_at;
 };
 

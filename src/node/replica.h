@@ -125,6 +125,7 @@ int replica_read_index(struct replica *rp, uint64_t ctx);
 int replica_transfer(struct replica *rp, raft_id target); /* RAFT_NONE: best follower */
 int replica_propose_conf(struct replica *rp, const struct raft_conf_change *cc, raft_index *index);
 void replica_report_snapshot(struct replica *rp, raft_id to, bool ok);
+void replica_snapshot_shipping(struct replica *rp, raft_id to, raft_index index);
 int replica_tick(struct replica *rp);
 void replica_report_unreachable(struct replica *rp, raft_id to);
 /* A failed replica reports itself a follower without a leader. */

@@ -33,8 +33,14 @@
  * same connection within this long: at 1 M keys it went out four times.
  * The load takes longer the larger the file (11-14 s for 1.1 GB at 10 M
  * keys, so a fixed 10 s sent it twice), hence a second per
- * SNAP_LOAD_BYTES_PER_S on top.  Waiting long costs nothing when the
- * follower is gone: a link that goes down clears done_index. */
+ * SNAP_LOAD_BYTES_PER_S on top.  Nor is a newer one: when the leader
+ * snapshots again meanwhile, the core asks for the new one as soon as a
+ * heartbeat answer unblocks its probe and the loading follower refuses
+ * it, and at 10 M keys that made a member add fetch and load a second
+ * 1.1 GB.  The core keeps the log after the first for a loading follower
+ * (snapshot.c), so once loaded it continues with entries.  Waiting long
+ * costs nothing when the follower is gone: a link that goes down clears
+ * done_index. */
 #define SNAP_RESEND_AFTER_S 10.0
 #define SNAP_LOAD_BYTES_PER_S (25.0 * 1024 * 1024)
 
@@ -86,8 +92,8 @@ void snapxfer_send(struct node *n, struct peer_link *pl, const struct raft_msg *
         return;
     }
     if ((tx->active && tx->src.meta.index == src.meta.index) ||
-        (!tx->active && tx->done_index == src.meta.index &&
-         ev_time() - tx->done_at < SNAP_RESEND_AFTER_S + (double)src.len / SNAP_LOAD_BYTES_PER_S)) {
+        (!tx->active && tx->done_index && tx->done_index <= src.meta.index &&
+         ev_time() - tx->done_at < SNAP_RESEND_AFTER_S + (double)tx->done_len / SNAP_LOAD_BYTES_PER_S)) {
         /* The core asked again (its snapshot timeout) while this one is on
          * its way, or is being loaded: let it arrive rather than start over. */
         store_snapshot_reader_close(src.fd);
@@ -108,6 +114,9 @@ void snapxfer_send(struct node *n, struct peer_link *pl, const struct raft_msg *
     tx->sent = 0;
     tx->started = ev_time();
     tx->active = true;
+    /* The store's newest, not necessarily the core's: tell it which, so
+     * compaction keeps what follows this one. */
+    replica_snapshot_shipping(n->rp, pl->id, src.meta.index);
     log_info("snapshot: sending snapshot %llu (%llu bytes) to node %u",
              (unsigned long long)src.meta.index, (unsigned long long)src.len, pl->id);
     snapxfer_pump(n, pl);
@@ -168,6 +177,7 @@ void snapxfer_pump(struct node *n, struct peer_link *pl)
                       pl->id, (ev_time() - tx->started) * 1e3);
             snapxfer_send_close(tx);
             tx->done_index = tx->src.meta.index;
+            tx->done_len = tx->src.len;
             tx->done_at = ev_time();
             return;
         }

@@ -382,6 +382,11 @@ int raft_conf_at(const struct raft *r, raft_index index, struct raft_conf *out);
 /* The latest snapshot's metadata (index 0 when there is none). */
 void raft_snapshot_meta(const struct raft *r, struct raft_snapshot_meta *out);
 void raft_report_snapshot(struct raft *r, raft_id to, bool ok);
+/* The application started sending `to` its snapshot at index: its newest,
+ * which may be older or newer than the one the core asked for (the core
+ * learns of a snapshot only once it is durable).  Compaction keeps the
+ * entries after it while that follower loads it (snapshot.c). */
+void raft_snapshot_shipping(struct raft *r, raft_id to, raft_index index);
 void raft_report_unreachable(struct raft *r, raft_id to);
 
 /* Output. */

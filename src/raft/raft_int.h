@@ -95,8 +95,8 @@ struct raft_progress {
     bool active_prev;
     raft_index match, next;
     raft_index pending_snapshot;
-    /* Newest snapshot sent to it (snapshot.c): until it holds the entry
-     * after it, the next compaction keeps that entry for it. */
+    /* Oldest snapshot sent to it that it has not acknowledged
+     * (snapshot.c): compaction keeps the entry after it for a while. */
     raft_index snap_sent;
     uint64_t read_ack; /* highest read-index round it acknowledged */
     /* Lease reads: 1 + the leader's tick count when it first sent the
@@ -167,6 +167,7 @@ struct raft {
     raft_index conf_index;         /* entry that set conf; 0 if from snapshot */
     raft_index pending_conf_index; /* leader: no new change until commit >= this */
     struct raft_snapshot_meta snapshot; /* latest snapshot the application holds */
+    raft_index snapshot_before;         /* the one taken before it (snapshot.c) */
 
     /* one per member of conf, plus one per departing member (conf.c), kept
      * on every role; the leader drives them */

@@ -13,16 +13,18 @@
  * it next.  Compacting past them would make it fetch and load a second,
  * newer snapshot (at 10 M keys a 1.1 GB transfer and 12-17 s of loading
  * cost a member add 90 s instead of 30).  So while it answers, the entry
- * after its snapshot stays, but only if that was our newest snapshot until
- * now: the hold spans one snapshot interval, and a follower that never
- * finishes cannot make the log grow without bound. */
-static raft_index compaction_floor(const struct raft *r, raft_index prev_snap, raft_index to)
+ * after its snapshot stays.  The node ships the newest snapshot its store
+ * holds, which can be one newer than ours (we learn of a snapshot only
+ * once it is durable), so the hold covers a snapshot sent from either of
+ * our last two, and no older: it spans two snapshot intervals at most, and
+ * a follower that never finishes cannot make the log grow without bound. */
+static raft_index compaction_floor(const struct raft *r, raft_index oldest, raft_index to)
 {
     if (r->role != RAFT_LEADER)
         return to;
     for (unsigned i = 0; i < r->n_progress; i++) {
         const struct raft_progress *pr = &r->progress[i];
-        if (pr->id == r->id || !pr->snap_sent || pr->snap_sent < prev_snap || pr->match >= pr->snap_sent)
+        if (pr->id == r->id || !pr->snap_sent || pr->snap_sent < oldest || pr->match >= pr->snap_sent)
             continue;
         if ((pr->recent_active || pr->active_prev) && pr->snap_sent < to)
             to = pr->snap_sent;
@@ -42,10 +44,11 @@ int raft_snapshot_taken(struct raft *r, raft_index index)
     int rv = raft_conf_at(r, index, &meta.conf);
     if (rv)
         return rv;
-    raft_index prev_snap = r->snapshot.index;
+    raft_index oldest = r->snapshot_before;
+    r->snapshot_before = r->snapshot.index;
     r->snapshot = meta;
     raft_index to = index > r->cfg.snapshot_trailing ? index - r->cfg.snapshot_trailing : 0;
-    raftlog_compact_to(&r->log, compaction_floor(r, prev_snap, to));
+    raftlog_compact_to(&r->log, compaction_floor(r, oldest, to));
     return 0;
 }
 
@@ -61,8 +64,22 @@ void snapshot_send(struct raft *r, struct raft_progress *pr)
     m->snap = r->snapshot;
     m->index = r->snapshot.index;
     m->log_term = r->snapshot.term;
-    pr->snap_sent = r->snapshot.index;
+    /* Asked again while it loads the first one (a heartbeat answer
+     * unblocked a probe it refused), the hold stays with the first. */
+    if (!pr->snap_sent || pr->match >= pr->snap_sent)
+        pr->snap_sent = r->snapshot.index;
     progress_become_snapshot(pr, r->snapshot.index);
+}
+
+void raft_snapshot_shipping(struct raft *r, raft_id to, raft_index index)
+{
+    struct raft_progress *pr = r->role == RAFT_LEADER ? progress_get(r, to) : NULL;
+    if (!pr || !index)
+        return;
+    pr->snap_sent = index;
+    /* Its acknowledgement of this one ends the SNAPSHOT state. */
+    if (pr->state == PROGRESS_SNAPSHOT)
+        pr->pending_snapshot = index;
 }
 
 void raft_report_snapshot(struct raft *r, raft_id to, bool ok)

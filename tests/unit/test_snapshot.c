@@ -212,7 +212,14 @@ static void test_leader_snapshot_table(void **state)
     h_case = NULL;
 }
 
-enum hold_how { HOLD_LOADING, HOLD_SILENT, HOLD_CAUGHT_UP, HOLD_ONE_INTERVAL };
+enum hold_how {
+    HOLD_LOADING,
+    HOLD_SILENT,
+    HOLD_CAUGHT_UP,
+    HOLD_ASKED_AGAIN,
+    HOLD_SHIPPED,
+    HOLD_TWO_INTERVALS,
+};
 
 struct hold_case {
     const char *name;
@@ -224,12 +231,50 @@ static const struct hold_case hold_cases[] = {
     {"a follower loading our snapshot keeps the entry after it", HOLD_LOADING, 8},
     {"a silent one does not", HOLD_SILENT, 13},
     {"nor one that acknowledged it", HOLD_CAUGHT_UP, 13},
-    {"the hold lasts one snapshot interval", HOLD_ONE_INTERVAL, 18},
+    {"asked again after a newer snapshot, the hold stays with the first", HOLD_ASKED_AGAIN, 8},
+    {"the node ships its newer one: the hold moves to it", HOLD_SHIPPED, 13},
+    {"the hold lasts two snapshot intervals", HOLD_TWO_INTERVALS, 23},
 };
+
+/* After a silent stretch node 3's progress probes again; its refusal
+ * (it is still loading) makes the leader send its newest snapshot. */
+static void ask_again(struct h_node *l)
+{
+    struct raft_config cfg = h_config(1);
+    raft_index probed = 0;
+    bool found = false;
+    for (unsigned k = 0; k < 8 * cfg.election_ticks && !found; k++) {
+        h_tick(l, 1);
+        h_heartbeat_resp(l, 2, 0);
+        h_heartbeat_resp(l, 3, 0);
+        const struct raft_msg *probe = h_find(l, H_ANY, RAFT_MSG_APPEND, 3);
+        if (probe) {
+            probed = probe->index;
+            found = true;
+        }
+    }
+    CHECK(found);
+    h_step(l, (struct raft_msg){.type = RAFT_MSG_APPEND_RESP, .from = 3,
+                                .term = raft_current_term(l->r), .reject = true,
+                                .index = probed, .hint_index = 1});
+    h_drain(l);
+    CHECK_EQ(h_count(l, H_NOW, RAFT_MSG_SNAPSHOT, 3), 1);
+}
+
+/* Entries up to `upto` proposed, committed by node 2 and snapshotted. */
+static void snapshot_at(struct h_node *l, raft_index upto)
+{
+    h_propose(l, (unsigned)(upto - raft_last_index(l->r)), 16);
+    h_sync(l);
+    h_ack(l, 2, upto);
+    CHECK_EQ(h_status(l).applied, upto);
+    CHECK_RV(raft_snapshot_taken(l->r, upto), RAFT_OK);
+}
 
 /* The leader snapshots again while node 3 still loads the snapshot at 7:
  * compaction stops at 7 so that node 3 continues with entries, not with a
- * second snapshot, as long as it answers and only until the next snapshot. */
+ * second snapshot, as long as it answers, even if the leader was asked
+ * for a newer one meanwhile, and for two snapshot intervals at most. */
 static void test_compaction_hold_table(void **state)
 {
     (void)state;
@@ -249,19 +294,28 @@ static void test_compaction_hold_table(void **state)
         }
         if (c->how == HOLD_CAUGHT_UP)
             h_ack(l, 3, 7);
-        h_propose(l, 5, 16);
-        h_sync(l);
-        h_ack(l, 2, 12);
-        CHECK_EQ(h_status(l).applied, 12);
-        CHECK_RV(raft_snapshot_taken(l->r, 12), RAFT_OK);
-        if (c->how == HOLD_ONE_INTERVAL) {
+        snapshot_at(l, 12);
+        if (c->how == HOLD_ASKED_AGAIN || c->how == HOLD_SHIPPED) {
             CHECK_EQ(h_status(l).first_index, 8);
-            h_propose(l, 5, 16);
-            h_sync(l);
-            h_ack(l, 2, 17);
-            CHECK_RV(raft_snapshot_taken(l->r, 17), RAFT_OK);
+            ask_again(l); /* now with the snapshot at 12 */
+            if (c->how == HOLD_SHIPPED)
+                raft_snapshot_shipping(l->r, 3, 12); /* what the node's store sent */
+            snapshot_at(l, 17);
+        }
+        if (c->how == HOLD_TWO_INTERVALS) {
+            snapshot_at(l, 17);
+            CHECK_EQ(h_status(l).first_index, 8);
+            snapshot_at(l, 22);
         }
         CHECK_EQ(h_status(l).first_index, c->first_after);
+        if (c->how == HOLD_SHIPPED) {
+            h_drain(l);
+            h_ack(l, 3, 12);
+            CHECK_EQ(h_count(l, H_NOW, RAFT_MSG_SNAPSHOT, 3), 0);
+            const struct raft_msg *m = h_find(l, H_NOW, RAFT_MSG_APPEND, 3);
+            CHECK(m != NULL);
+            CHECK_EQ(m->index, 12);
+        }
         if (c->how == HOLD_LOADING) {
             /* loaded: it goes on from the entries, no second snapshot */
             h_drain(l);
