@@ -673,12 +673,11 @@ void replica_durable(struct replica *rp, const struct replica_durable *d)
     if (rp->snap_saving && rp->done_seq >= rp->snap_seq) {
         rp->snap_saving = false;
         raft_snapshot_taken(rp->raft, rp->snap_index);
-        struct raft_status st;
-        raft_status(rp->raft, &st);
-        if (st.first_index + rp->cfg.raft.snapshot_trailing <= rp->snap_index)
+        raft_index first = raft_first_index(rp->raft);
+        if (first + rp->cfg.raft.snapshot_trailing <= rp->snap_index)
             log_info("snapshot: the log is kept from index %llu, not %llu: a follower is still "
                      "loading the snapshot before it",
-                     (unsigned long long)st.first_index,
+                     (unsigned long long)first,
                      (unsigned long long)(rp->snap_index - rp->cfg.raft.snapshot_trailing + 1));
         int rv = rp->io.compact(rp->io.arg, rp->snap_index, &rp->last_seq);
         if (rv < 0)

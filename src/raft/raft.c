@@ -525,6 +525,7 @@ enum raft_role raft_role(const struct raft *r) { return r->role; }
 raft_term raft_current_term(const struct raft *r) { return r->term; }
 raft_id raft_leader(const struct raft *r) { return r->leader; }
 raft_index raft_commit_index(const struct raft *r) { return r->commit; }
+raft_index raft_first_index(const struct raft *r) { return raftlog_first_index(&r->log); }
 raft_index raft_last_index(const struct raft *r) { return raftlog_last_index(&r->log); }
 size_t raft_log_memory(const struct raft *r) { return raftlog_memory(&r->log); }
 

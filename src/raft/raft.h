@@ -405,6 +405,7 @@ enum raft_role raft_role(const struct raft *r);
 raft_term raft_current_term(const struct raft *r);
 raft_id raft_leader(const struct raft *r);
 raft_index raft_commit_index(const struct raft *r);
+raft_index raft_first_index(const struct raft *r); /* the oldest entry held (after compaction) */
 raft_index raft_last_index(const struct raft *r);
 /* Entry at index from the in-memory log, or RAFT_ECOMPACTED / RAFT_EUNAVAIL. */
 int raft_entry_at(const struct raft *r, raft_index index, struct raft_entry *out);

@@ -145,8 +145,6 @@ static void on_soft(void *arg, raft_id l, enum raft_role r, raft_term t)
     (void)arg, (void)l, (void)r, (void)t;
 }
 
-/* Open (or reopen) replica id over f->mem; with_file: the storage has the
- * incarnation file ops. */
 void fix_open(struct fix *f, raft_id id, bool with_file)
 {
     struct replica_config cfg;
@@ -172,7 +170,6 @@ void fix_open(struct fix *f, raft_id id, bool with_file)
     f->n_sent = 0;
 }
 
-/* Everything queued is durable now. */
 void fix_sync(struct fix *f)
 {
     for (int round = 0; round < 2; round++) { /* the second: what the first wrote */
@@ -189,7 +186,6 @@ void fix_sync(struct fix *f)
 
 static uint8_t ebuf[MEM_MAX][64];
 
-/* An entry at index: a conf of voters 1..3, a no-op, or a record. */
 struct raft_entry conf_entry(raft_index index, raft_term term)
 {
     struct raft_conf c = {.n = 3, .m = {{1, RAFT_VOTER}, {2, RAFT_VOTER}, {3, RAFT_VOTER}}};
@@ -214,7 +210,6 @@ struct raft_entry record_entry(raft_index index, raft_term term, raft_id member,
                                .data = ebuf[index], .len = (uint32_t)len};
 }
 
-/* Leader `from` of term appends ents after (prev, prev_term), commit. */
 void fix_append(struct fix *f, raft_id from, raft_term term, raft_index prev,
                    raft_term prev_term, const struct raft_entry *ents, uint32_t n,
                    raft_index commit)
@@ -227,7 +222,6 @@ void fix_append(struct fix *f, raft_id from, raft_term term, raft_index prev,
     fix_sync(f);
 }
 
-/* A vote request from `from` (directory inc) whose log ends at (index, log_term). */
 int ask_vote(struct fix *f, uint8_t type, raft_id from, uint64_t inc, raft_term term,
                     raft_index index, raft_term log_term)
 {
@@ -239,7 +233,6 @@ int ask_vote(struct fix *f, uint8_t type, raft_id from, uint64_t inc, raft_term 
     return rv;
 }
 
-/* Whether a granted VOTE_RESP to `to` went out. */
 bool granted(const struct fix *f, raft_id to)
 {
     for (size_t i = 0; i < f->n_sent; i++)
