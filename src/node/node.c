@@ -380,6 +380,7 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
         return -ENOMEM;
     }
     reaper_init(&n->reaper);
+    snapread_init(&n->snapread, n->loop, snapxfer_read_done, n);
     n->start = ev_time();
     n->lag.fd = -1;
     n->exit_code = 0;
@@ -549,11 +550,11 @@ void node_free(struct node *n)
         return;
     api_fail_all(n);
     api_stop(n);
+    snapread_stop(&n->snapread); /* its reads done, peer_stop closes their files */
     peer_stop(n);
     node_security_stop(n);
     snapxfer_recv_abort(n, "the node is stopping");
     reaper_stop(&n->reaper);
-    free(n->snap_chunk_buf);
     bootstrap_free(n);
     guard_free(n);
     /* flush the last ready round (e.g. the TimeoutNow of a hand-off) */

@@ -15,6 +15,7 @@
 #include "node/node.h"
 #include "node/peer_codec.h"
 #include "node/reaper.h"
+#include "node/snapread.h"
 #include "node/replica.h"
 #include "node/snapxfer.h"
 #include "node/storage_store.h"
@@ -62,6 +63,12 @@ struct snap_tx {
     struct raft_msg msg; /* the SNAPSHOT message every chunk rides on */
     uint64_t sent;       /* data bytes queued so far */
     double started;
+    /* The chunk at `sent`, read by the snapread thread into buf: have once
+     * it is there.  orphan: the transfer was closed while a read was on
+     * the thread, whose fd (rd.fd) is closed once it is collected. */
+    struct snapread_req rd;
+    uint8_t *buf;
+    bool have, orphan;
     /* the last transfer that went out whole, on a link still up since */
     raft_index done_index;
     uint64_t done_len;
@@ -104,7 +111,8 @@ struct node {
     } rx_job;
     /* frees replaced dictionaries and snapshot leftovers off the loop */
     struct reaper reaper;
-    uint8_t *snap_chunk_buf; /* one chunk, read from the snapshot file */
+    /* reads outgoing snapshot chunks off the loop */
+    struct snapread snapread;
 
     struct net_listener *peer_l, *client_l, *admin_l;
     struct net_conn_limits client_limits, peer_limits;
@@ -191,9 +199,11 @@ bool peer_link_has(struct node *n, raft_id id);
 void snapxfer_send(struct node *n, struct peer_link *pl, const struct raft_msg *m);
 void snapxfer_pump(struct node *n, struct peer_link *pl);
 void snapxfer_pump_all(struct node *n); /* every tick: refill the windows */
+/* The snapread thread read a chunk (its ev_async; data is the node). */
+void snapxfer_read_done(struct ev_loop *loop, ev_async *w, int revents);
 void snapxfer_send_abort(struct node *n, struct peer_link *pl, const char *why);
 /* Drop a transfer without telling the core (the node is stopping). */
-void snapxfer_send_close(struct snap_tx *tx);
+void snapxfer_send_close(struct node *n, struct snap_tx *tx);
 /* The link broke: stop sending, and what went out whole may be lost too. */
 void snapxfer_link_down(struct node *n, struct peer_link *pl);
 void snapxfer_recv(struct node *n, struct peer_in *in, const struct raft_msg *m,

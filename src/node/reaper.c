@@ -1,50 +1,29 @@
-/* reaper.c - the background freeing thread (reaper.h).  Started on first
- * use: most nodes never replace their dictionary, but every node that
- * writes snapshots hands their leftovers here. */
+/* reaper.c - the background freeing thread (reaper.h), a workq: started on
+ * first use, since most nodes never replace their dictionary, but every
+ * node that writes snapshots hands their leftovers here. */
 #include "node/reaper.h"
 
 #include "kv/kv.h"
-#include "node/node_int.h"
 
 #include <stdlib.h>
 
 struct reap_job {
-    struct reap_job *next;
+    struct workq_job job; /* first: run() gets this */
     struct kv *kv;
     struct kv_garbage *g;
 };
 
-void reaper_init(struct reaper *r)
+static void reap(struct workq_job *wj)
 {
-    *r = (struct reaper){0};
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
+    struct reap_job *j = (struct reap_job *)wj;
+    kv_free(j->kv);
+    kv_garbage_free(j->g);
+    free(j);
 }
 
-static void *reaper_main(void *arg)
+void reaper_init(struct reaper *r)
 {
-    struct reaper *r = arg;
-    node_background_thread();
-    pthread_mutex_lock(&r->mu);
-    for (;;) {
-        struct reap_job *j = r->head;
-        if (!j) {
-            if (r->stopping)
-                break;
-            pthread_cond_wait(&r->cv, &r->mu);
-            continue;
-        }
-        r->head = j->next;
-        if (!r->head)
-            r->tail = NULL;
-        pthread_mutex_unlock(&r->mu);
-        kv_free(j->kv);
-        kv_garbage_free(j->g);
-        free(j);
-        pthread_mutex_lock(&r->mu);
-    }
-    pthread_mutex_unlock(&r->mu);
-    return NULL;
+    workq_init(&r->q);
 }
 
 void reaper_free_later(struct reaper *r, struct kv *kv, struct kv_garbage *g)
@@ -52,35 +31,17 @@ void reaper_free_later(struct reaper *r, struct kv *kv, struct kv_garbage *g)
     if (!kv && !g)
         return;
     struct reap_job *j = malloc(sizeof(*j));
-    if (!r->started && j && pthread_create(&r->thread, NULL, reaper_main, r) == 0)
-        r->started = true;
-    if (!j || !r->started) {
-        free(j);
+    if (!j) {
         kv_free(kv);
         kv_garbage_free(g);
         return;
     }
-    *j = (struct reap_job){.kv = kv, .g = g};
-    pthread_mutex_lock(&r->mu);
-    if (r->tail)
-        r->tail->next = j;
-    else
-        r->head = j;
-    r->tail = j;
-    pthread_cond_signal(&r->cv);
-    pthread_mutex_unlock(&r->mu);
+    *j = (struct reap_job){.job.run = reap, .kv = kv, .g = g};
+    if (!workq_push(&r->q, &j->job))
+        reap(&j->job); /* no thread to be had: free on the spot */
 }
 
 void reaper_stop(struct reaper *r)
 {
-    if (r->started) {
-        pthread_mutex_lock(&r->mu);
-        r->stopping = true;
-        pthread_cond_signal(&r->cv);
-        pthread_mutex_unlock(&r->mu);
-        pthread_join(r->thread, NULL);
-        r->started = false;
-    }
-    pthread_cond_destroy(&r->cv);
-    pthread_mutex_destroy(&r->mu);
+    workq_stop(&r->q);
 }

@@ -6,19 +6,13 @@
 #ifndef RAFTKV_NODE_REAPER_H
 #define RAFTKV_NODE_REAPER_H
 
-#include <pthread.h>
-#include <stdbool.h>
+#include "node/workq.h"
 
 struct kv;
 struct kv_garbage;
-struct reap_job;
 
 struct reaper {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    pthread_t thread;
-    bool started, stopping;
-    struct reap_job *head, *tail;
+    struct workq q;
 };
 
 void reaper_init(struct reaper *r);

@@ -54,11 +54,43 @@ static size_t chunk_size(const struct node *n)
 
 /* ---- sending ---------------------------------------------------------- */
 
-void snapxfer_send_close(struct snap_tx *tx)
+/* Whether no read of tx's is on the snapread thread any more; collects one
+ * that finished: the active transfer's chunk is then in buf, an orphaned
+ * one's fd is closed. */
+static bool tx_read_idle(struct node *n, struct snap_tx *tx)
 {
-    if (tx->active)
-        store_snapshot_reader_close(tx->src.fd);
-    tx->active = false;
+    if (!tx->rd.busy)
+        return true;
+    if (!snapread_collect(&tx->rd))
+        return false;
+    if (!tx->orphan) {
+        tx->have = true;
+        return true;
+    }
+    store_snapshot_reader_close(tx->rd.fd);
+    tx->orphan = false;
+    if (!tx->active) {
+        free(tx->buf);
+        tx->buf = NULL;
+    }
+    return true;
+}
+
+void snapxfer_send_close(struct node *n, struct snap_tx *tx)
+{
+    bool idle = tx_read_idle(n, tx);
+    if (tx->active) {
+        tx->active = false;
+        tx->have = false;
+        if (idle || tx->orphan)
+            store_snapshot_reader_close(tx->src.fd); /* the thread has none of ours */
+        else
+            tx->orphan = true; /* rd.fd is src.fd: closed when the read is done */
+    }
+    if (idle) {
+        free(tx->buf);
+        tx->buf = NULL;
+    }
 }
 
 void snapxfer_send_abort(struct node *n, struct peer_link *pl, const char *why)
@@ -69,7 +101,7 @@ void snapxfer_send_abort(struct node *n, struct peer_link *pl, const char *why)
     log_info("snapshot: transfer of %llu to node %u stopped after %llu of %llu bytes: %s",
              (unsigned long long)tx->src.meta.index, pl->id, (unsigned long long)tx->sent,
              (unsigned long long)tx->src.len, why);
-    snapxfer_send_close(tx);
+    snapxfer_send_close(n, tx);
     /* The core waits in SNAPSHOT state for this follower: let it probe
      * again now rather than after its snapshot timeout. */
     replica_report_snapshot(n->rp, pl->id, false);
@@ -112,6 +144,7 @@ void snapxfer_send(struct node *n, struct peer_link *pl, const struct raft_msg *
     tx->msg.snap_len = 0;
     tx->src = src;
     tx->sent = 0;
+    tx->have = false;
     tx->started = ev_time();
     tx->active = true;
     /* The store's newest, not necessarily the core's: tell it which, so
@@ -125,7 +158,7 @@ void snapxfer_send(struct node *n, struct peer_link *pl, const struct raft_msg *
 void snapxfer_pump(struct node *n, struct peer_link *pl)
 {
     struct snap_tx *tx = &pl->tx;
-    if (!tx->active)
+    if (!tx_read_idle(n, tx) || !tx->active)
         return;
     if (n->role != RAFT_LEADER || n->term != tx->msg.term) {
         snapxfer_send_abort(n, pl, "no longer the leader of that term");
@@ -137,7 +170,7 @@ void snapxfer_pump(struct node *n, struct peer_link *pl)
         return;
     }
     size_t chunk = chunk_size(n);
-    if (!n->snap_chunk_buf && !(n->snap_chunk_buf = malloc(chunk))) {
+    if (!tx->buf && !(tx->buf = malloc(chunk))) {
         snapxfer_send_abort(n, pl, "out of memory");
         return;
     }
@@ -147,20 +180,29 @@ void snapxfer_pump(struct node *n, struct peer_link *pl)
     /* An empty snapshot still needs its one (last) chunk. */
     while (net_conn_pending_output(c) < SNAP_WINDOW_CHUNKS * chunk &&
            (tx->sent < tx->src.len || tx->src.len == 0)) {
-        size_t k = tx->src.len - tx->sent < chunk ? (size_t)(tx->src.len - tx->sent) : chunk;
-        if (rate && k) {
-            double budget = elapsed * (double)rate - (double)tx->sent;
-            if (budget < 1.0)
-                return;
-            if ((double)k > budget)
-                k = (size_t)budget;
+        if (!tx->have) {
+            size_t k = tx->src.len - tx->sent < chunk ? (size_t)(tx->src.len - tx->sent) : chunk;
+            if (rate && k) {
+                double budget = elapsed * (double)rate - (double)tx->sent;
+                if (budget < 1.0)
+                    return;
+                if ((double)k > budget)
+                    k = (size_t)budget;
+            }
+            tx->rd = (struct snapread_req){.fd = tx->src.fd, .off = tx->src.off + tx->sent,
+                                           .len = k, .buf = tx->buf};
+            snapread_submit(&n->snapread, &tx->rd);
+            if (!tx_read_idle(n, tx))
+                return; /* snapxfer_read_done pumps again */
         }
-        ssize_t r = k ? pread(tx->src.fd, n->snap_chunk_buf, k, (off_t)(tx->src.off + tx->sent)) : 0;
-        if (r != (ssize_t)k) {
-            snapxfer_send_abort(n, pl, r < 0 ? strerror(errno) : "snapshot file shorter than its header");
+        size_t k = tx->rd.len;
+        if (tx->rd.rv != (ssize_t)k) {
+            snapxfer_send_abort(n, pl, tx->rd.rv < 0 ? strerror((int)-tx->rd.rv)
+                                                     : "snapshot file shorter than its header");
             return;
         }
-        struct peer_chunk pc = {.offset = tx->sent, .total = tx->src.len, .data = n->snap_chunk_buf,
+        tx->have = false;
+        struct peer_chunk pc = {.offset = tx->sent, .total = tx->src.len, .data = tx->buf,
                                 .len = k, .last = tx->sent + k == tx->src.len, .has_crc = true,
                                 .crc = tx->src.crc};
         const struct ProtobufCMessage *pm = peer_encode(&n->enc, &n->pident, &tx->msg, &pc);
@@ -175,13 +217,19 @@ void snapxfer_pump(struct node *n, struct peer_link *pl)
                       "sent snapshot %llu (%llu bytes) to node %u in %.0f ms",
                       (unsigned long long)tx->src.meta.index, (unsigned long long)tx->src.len,
                       pl->id, (ev_time() - tx->started) * 1e3);
-            snapxfer_send_close(tx);
+            snapxfer_send_close(n, tx);
             tx->done_index = tx->src.meta.index;
             tx->done_len = tx->src.len;
             tx->done_at = ev_time();
             return;
         }
     }
+}
+
+void snapxfer_read_done(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop, (void)revents;
+    snapxfer_pump_all(w->data);
 }
 
 void snapxfer_pump_all(struct node *n)
