@@ -11,6 +11,8 @@
  * the dictionary as it was. */
 #include "kv/kv_int.h"
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -804,14 +806,34 @@ struct kv_garbage *kv_dict_thaw(struct kv_dict *d, struct kv_dict *view)
     return g;
 }
 
-void kv_garbage_free(struct kv_garbage *g)
+bool kv_garbage_free_some(struct kv_garbage *g, size_t max)
 {
-    if (!g)
-        return;
-    for (size_t i = 0; i < g->n; i++)
-        free(g->p[i]);
+    while (g->n && max--)
+        free(g->p[--g->n]);
+    if (g->n)
+        return false;
     free(g->p);
     free(g);
+    return true;
+}
+
+void kv_garbage_free(struct kv_garbage *g)
+{
+    if (g)
+        kv_garbage_free_some(g, SIZE_MAX);
+}
+
+int kv_garbage_merge(struct kv_garbage *dst, struct kv_garbage *src)
+{
+    void **p = realloc(dst->p, (dst->n + src->n) * sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    memcpy(p + dst->n, src->p, src->n * sizeof(*p));
+    dst->p = p;
+    dst->n += src->n;
+    free(src->p);
+    free(src);
+    return 0;
 }
 
 bool kv_dict_check(const struct kv_dict *d)

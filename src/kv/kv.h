@@ -63,11 +63,21 @@ int kv_dict_del(struct kv_dict *d, const void *key, size_t klen);
  * tree level per first write to a region) and keeps what the view reads. */
 struct kv_dict *kv_dict_freeze(struct kv_dict *d);
 /* The view's reader is done: frees the view and returns what was kept for
- * it (NULL if nothing), to be freed with kv_garbage_free() on any thread --
- * after a long snapshot that is many small frees, better off the loop. */
+ * it (NULL if nothing), to be freed with kv_garbage_free() -- after a long
+ * snapshot many small frees, which kv_garbage_free_some() slices.  Best
+ * freed on the thread that changed d: from another thread every free takes
+ * the malloc arena lock of d's thread, which d's thread then waits for in
+ * its own malloc and free (seen with perf at 10 M keys), the longer when
+ * the freeing thread runs at a low priority and is preempted holding it. */
 struct kv_garbage;
 struct kv_garbage *kv_dict_thaw(struct kv_dict *d, struct kv_dict *view);
 void kv_garbage_free(struct kv_garbage *g);
+/* Frees at most max of g's nodes and entries: true once none are left and
+ * g is freed with them. */
+bool kv_garbage_free_some(struct kv_garbage *g, size_t max);
+/* Moves what src holds into dst, and frees src: 0, or -ENOMEM with both
+ * unchanged. */
+int kv_garbage_merge(struct kv_garbage *dst, struct kv_garbage *src);
 
 size_t kv_dict_count(const struct kv_dict *d);
 /* Sum of key and value lengths. */

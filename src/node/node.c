@@ -40,6 +40,10 @@ void node_mark_dirty(struct node *n)
  * committed entries to apply (replica_turn); the iteration's total stays
  * well under the 20 ms that delays heartbeats. */
 #define APPLY_S 0.005
+/* Snapshot leftovers freed per loop iteration: a free is 20-100 ns, so at
+ * most ~0.2 ms; what one snapshot at 10 M keys under 64 writers leaves (up
+ * to 58 MB of nodes and entries measured) takes a few hundred iterations. */
+#define GARBAGE_PER_TURN 2048
 
 /* Only there to keep the next poll from blocking (see on_prepare). */
 static void on_more(struct ev_loop *loop, ev_idle *w, int revents)
@@ -77,6 +81,8 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
             ev_idle_start(loop, &n->more);
         }
     }
+    if (n->garbage && kv_garbage_free_some(n->garbage, GARBAGE_PER_TURN))
+        n->garbage = NULL;
     /* This iteration's slice of applying is spent; the next one has its own. */
     replica_turn(n->rp);
     double lag = looplag_iteration(&n->lag, ev_now(n->loop), ev_time());
@@ -124,10 +130,15 @@ static void on_retire(void *arg, struct kv *kv)
     reaper_free_later(&n->reaper, kv, NULL);
 }
 
+/* A snapshot's leftovers are freed here, on the loop that allocated them,
+ * GARBAGE_PER_TURN per iteration (kv.h says why not on the reaper). */
 static void on_dispose(void *arg, struct kv_garbage *g)
 {
     struct node *n = arg;
-    reaper_free_later(&n->reaper, NULL, g);
+    if (!n->garbage)
+        n->garbage = g;
+    else if (kv_garbage_merge(n->garbage, g) < 0)
+        reaper_free_later(&n->reaper, NULL, g);
 }
 
 static uint64_t boottime_ns(void)
@@ -555,6 +566,7 @@ void node_free(struct node *n)
     node_security_stop(n);
     snapxfer_recv_abort(n, "the node is stopping");
     reaper_stop(&n->reaper);
+    kv_garbage_free(n->garbage);
     bootstrap_free(n);
     guard_free(n);
     /* flush the last ready round (e.g. the TimeoutNow of a hand-off) */

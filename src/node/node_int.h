@@ -111,6 +111,8 @@ struct node {
     } rx_job;
     /* frees replaced dictionaries and snapshot leftovers off the loop */
     struct reaper reaper;
+    /* snapshot leftovers not freed yet (node.c, on_dispose) */
+    struct kv_garbage *garbage;
     /* reads outgoing snapshot chunks off the loop */
     struct snapread snapread;
 
