@@ -23,7 +23,7 @@ static void reap(struct workq_job *wj)
 
 void reaper_init(struct reaper *r)
 {
-    workq_init(&r->q);
+    workq_init(&r->q, true);
 }
 
 void reaper_free_later(struct reaper *r, struct kv *kv, struct kv_garbage *g)

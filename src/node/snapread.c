@@ -11,7 +11,10 @@ void snapread_init(struct snapread *r, struct ev_loop *loop,
                    void (*cb)(struct ev_loop *, ev_async *, int), void *data)
 {
     *r = (struct snapread){.loop = loop};
-    workq_init(&r->q);
+    /* Not in the background: each chunk's read is short, and the transfer
+     * waits for it; at a lower priority under load it waited for a CPU
+     * after every chunk, and 1.1 GB took 10 s to send instead of 3.6. */
+    workq_init(&r->q, false);
     ev_async_init(&r->done, cb);
     r->done.data = data;
 }

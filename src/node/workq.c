@@ -1,12 +1,12 @@
-/* workq.c - a job queue served by one background thread (workq.h), at a
- * lower priority than the loop (node_background_thread). */
+/* workq.c - a job queue served by one thread (workq.h), at a lower
+ * priority than the loop if asked (node_background_thread). */
 #include "node/workq.h"
 
 #include "node/node_int.h"
 
-void workq_init(struct workq *q)
+void workq_init(struct workq *q, bool background)
 {
-    *q = (struct workq){0};
+    *q = (struct workq){.background = background};
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->cv, NULL);
 }
@@ -14,7 +14,8 @@ void workq_init(struct workq *q)
 static void *workq_main(void *arg)
 {
     struct workq *q = arg;
-    node_background_thread();
+    if (q->background)
+        node_background_thread();
     pthread_mutex_lock(&q->mu);
     for (;;) {
         struct workq_job *j = q->head;

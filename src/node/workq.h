@@ -18,11 +18,14 @@ struct workq {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_t thread;
+    bool background; /* the thread runs at a lower priority than the loop */
     bool started, stopping, stopped;
     struct workq_job *head, *tail;
 };
 
-void workq_init(struct workq *q);
+/* background: a lower priority (node_background_thread), for work that
+ * must not take CPU from the loop; not for work the loop waits for. */
+void workq_init(struct workq *q, bool background);
 /* Queues j.  false when no thread could be started (or the queue is
  * stopped): j was not queued, and the caller runs it itself. */
 bool workq_push(struct workq *q, struct workq_job *j);
