@@ -57,18 +57,29 @@ struct waitq {
 };
 
 /* A snapshot being streamed to one follower (snapxfer.c). */
+/* Reads of one outgoing snapshot on the snapread thread at once: one at a
+ * time waited a loop iteration per 1 MiB chunk, 9.5 s for 1.1 GB under load
+ * against 3.6 s read on the loop. */
+#define SNAP_READS 4
+
 struct snap_tx {
     bool active;
     struct storage_snap_source src;
     struct raft_msg msg; /* the SNAPSHOT message every chunk rides on */
     uint64_t sent;       /* data bytes queued so far */
     double started;
-    /* The chunk at `sent`, read by the snapread thread into buf: have once
-     * it is there.  orphan: the transfer was closed while a read was on
-     * the thread, whose fd (rd.fd) is closed once it is collected. */
-    struct snapread_req rd;
-    uint8_t *buf;
-    bool have, orphan;
+    /* Chunks read ahead by the snapread thread, in order from `sent`: a
+     * ring of `used` slots from `head`; read_off is where the next read
+     * starts.  orphan: the transfer was closed while reads were on the
+     * thread; orphan_fd is closed once they are all collected. */
+    struct snap_slot {
+        struct snapread_req rd;
+        uint8_t *buf;
+    } slot[SNAP_READS];
+    unsigned head, used;
+    uint64_t read_off;
+    bool orphan;
+    int orphan_fd;
     /* the last transfer that went out whole, on a link still up since */
     raft_index done_index;
     uint64_t done_len;

@@ -54,43 +54,44 @@ static size_t chunk_size(const struct node *n)
 
 /* ---- sending ---------------------------------------------------------- */
 
-/* Whether no read of tx's is on the snapread thread any more; collects one
- * that finished: the active transfer's chunk is then in buf, an orphaned
- * one's fd is closed. */
-static bool tx_read_idle(struct node *n, struct snap_tx *tx)
+/* Collects tx's finished reads; whether none is on the snapread thread any
+ * more.  Once an orphaned transfer's last read is in, its fd is closed. */
+static bool tx_reads_idle(struct snap_tx *tx)
 {
-    if (!tx->rd.busy)
-        return true;
-    if (!snapread_collect(&tx->rd))
-        return false;
-    if (!tx->orphan) {
-        tx->have = true;
-        return true;
+    bool idle = true;
+    for (unsigned i = 0; i < SNAP_READS; i++)
+        idle &= snapread_collect(&tx->slot[i].rd);
+    if (idle && tx->orphan) {
+        store_snapshot_reader_close(tx->orphan_fd);
+        tx->orphan = false;
     }
-    store_snapshot_reader_close(tx->rd.fd);
-    tx->orphan = false;
-    if (!tx->active) {
-        free(tx->buf);
-        tx->buf = NULL;
+    return idle;
+}
+
+static void tx_free_bufs(struct snap_tx *tx)
+{
+    for (unsigned i = 0; i < SNAP_READS; i++) {
+        free(tx->slot[i].buf);
+        tx->slot[i].buf = NULL;
     }
-    return true;
 }
 
 void snapxfer_send_close(struct node *n, struct snap_tx *tx)
 {
-    bool idle = tx_read_idle(n, tx);
+    (void)n;
+    bool idle = tx_reads_idle(tx);
     if (tx->active) {
         tx->active = false;
-        tx->have = false;
-        if (idle || tx->orphan)
-            store_snapshot_reader_close(tx->src.fd); /* the thread has none of ours */
-        else
-            tx->orphan = true; /* rd.fd is src.fd: closed when the read is done */
+        tx->head = tx->used = 0;
+        if (idle || tx->orphan) {
+            store_snapshot_reader_close(tx->src.fd); /* the thread reads none of ours */
+        } else {
+            tx->orphan = true; /* its reads use src.fd: closed when they are in */
+            tx->orphan_fd = tx->src.fd;
+        }
     }
-    if (idle) {
-        free(tx->buf);
-        tx->buf = NULL;
-    }
+    if (idle)
+        tx_free_bufs(tx);
 }
 
 void snapxfer_send_abort(struct node *n, struct peer_link *pl, const char *why)
@@ -143,8 +144,8 @@ void snapxfer_send(struct node *n, struct peer_link *pl, const struct raft_msg *
     tx->msg.snap_data = NULL;
     tx->msg.snap_len = 0;
     tx->src = src;
-    tx->sent = 0;
-    tx->have = false;
+    tx->sent = tx->read_off = 0;
+    tx->head = tx->used = 0;
     tx->started = ev_time();
     tx->active = true;
     /* The store's newest, not necessarily the core's: tell it which, so
@@ -155,11 +156,49 @@ void snapxfer_send(struct node *n, struct peer_link *pl, const struct raft_msg *
     snapxfer_pump(n, pl);
 }
 
+/* Queues reads ahead of what is sent, up to SNAP_READS chunks and what the
+ * rate allows by now.  false: out of memory. */
+static bool tx_read_ahead(struct node *n, struct snap_tx *tx, size_t chunk)
+{
+    uint64_t rate = n->cfg->cluster.snapshot_send_rate;
+    /* An empty snapshot still needs its one (last) chunk: a read of 0. */
+    while (tx->used < SNAP_READS &&
+           (tx->read_off < tx->src.len || (tx->src.len == 0 && tx->sent == 0 && tx->used == 0))) {
+        size_t k = tx->src.len - tx->read_off < chunk ? (size_t)(tx->src.len - tx->read_off) : chunk;
+        if (rate && k) {
+            /* With a rate: what the time since the start allows (each
+             * tick pumps). */
+            double budget = (ev_time() - tx->started) * (double)rate - (double)tx->read_off;
+            if (budget < 1.0)
+                return true;
+            if ((double)k > budget)
+                k = (size_t)budget;
+        }
+        struct snap_slot *sl = &tx->slot[(tx->head + tx->used) % SNAP_READS];
+        if (!sl->buf && !(sl->buf = malloc(chunk)))
+            return false;
+        sl->rd = (struct snapread_req){.fd = tx->src.fd, .off = tx->src.off + tx->read_off,
+                                       .len = k, .buf = sl->buf};
+        snapread_submit(&n->snapread, &sl->rd);
+        tx->read_off += k;
+        tx->used++;
+        if (!k)
+            break;
+    }
+    return true;
+}
+
 void snapxfer_pump(struct node *n, struct peer_link *pl)
 {
     struct snap_tx *tx = &pl->tx;
-    if (!tx_read_idle(n, tx) || !tx->active)
+    bool idle = tx_reads_idle(tx);
+    if (!tx->active) {
+        if (idle)
+            tx_free_bufs(tx); /* a closed transfer's last reads are in */
         return;
+    }
+    if (tx->orphan)
+        return; /* the closed transfer's reads finish before this one reads */
     if (n->role != RAFT_LEADER || n->term != tx->msg.term) {
         snapxfer_send_abort(n, pl, "no longer the leader of that term");
         return;
@@ -170,39 +209,22 @@ void snapxfer_pump(struct node *n, struct peer_link *pl)
         return;
     }
     size_t chunk = chunk_size(n);
-    if (!tx->buf && !(tx->buf = malloc(chunk))) {
+    if (!tx_read_ahead(n, tx, chunk)) {
         snapxfer_send_abort(n, pl, "out of memory");
         return;
     }
-    /* With a rate: what the time since the start allows (each tick pumps). */
-    uint64_t rate = n->cfg->cluster.snapshot_send_rate;
-    double elapsed = ev_time() - tx->started;
-    /* An empty snapshot still needs its one (last) chunk. */
-    while (net_conn_pending_output(c) < SNAP_WINDOW_CHUNKS * chunk &&
-           (tx->sent < tx->src.len || tx->src.len == 0)) {
-        if (!tx->have) {
-            size_t k = tx->src.len - tx->sent < chunk ? (size_t)(tx->src.len - tx->sent) : chunk;
-            if (rate && k) {
-                double budget = elapsed * (double)rate - (double)tx->sent;
-                if (budget < 1.0)
-                    return;
-                if ((double)k > budget)
-                    k = (size_t)budget;
-            }
-            tx->rd = (struct snapread_req){.fd = tx->src.fd, .off = tx->src.off + tx->sent,
-                                           .len = k, .buf = tx->buf};
-            snapread_submit(&n->snapread, &tx->rd);
-            if (!tx_read_idle(n, tx))
-                return; /* snapxfer_read_done pumps again */
-        }
-        size_t k = tx->rd.len;
-        if (tx->rd.rv != (ssize_t)k) {
-            snapxfer_send_abort(n, pl, tx->rd.rv < 0 ? strerror((int)-tx->rd.rv)
+    /* Send the chunks that are in, in order, while the link's window has
+     * room; each one sent frees a slot for the next read. */
+    while (tx->used && !tx->slot[tx->head].rd.busy &&
+           net_conn_pending_output(c) < SNAP_WINDOW_CHUNKS * chunk) {
+        struct snap_slot *sl = &tx->slot[tx->head];
+        size_t k = sl->rd.len;
+        if (sl->rd.rv != (ssize_t)k) {
+            snapxfer_send_abort(n, pl, sl->rd.rv < 0 ? strerror((int)-sl->rd.rv)
                                                      : "snapshot file shorter than its header");
             return;
         }
-        tx->have = false;
-        struct peer_chunk pc = {.offset = tx->sent, .total = tx->src.len, .data = tx->buf,
+        struct peer_chunk pc = {.offset = tx->sent, .total = tx->src.len, .data = sl->buf,
                                 .len = k, .last = tx->sent + k == tx->src.len, .has_crc = true,
                                 .crc = tx->src.crc};
         const struct ProtobufCMessage *pm = peer_encode(&n->enc, &n->pident, &tx->msg, &pc);
@@ -212,6 +234,8 @@ void snapxfer_pump(struct node *n, struct peer_link *pl)
             return;
         }
         tx->sent += k;
+        tx->head = (tx->head + 1) % SNAP_READS;
+        tx->used--;
         if (pc.last) {
             log_event(LOG_INFO, "snapshot", NULL,
                       "sent snapshot %llu (%llu bytes) to node %u in %.0f ms",
@@ -221,6 +245,10 @@ void snapxfer_pump(struct node *n, struct peer_link *pl)
             tx->done_index = tx->src.meta.index;
             tx->done_len = tx->src.len;
             tx->done_at = ev_time();
+            return;
+        }
+        if (!tx_read_ahead(n, tx, chunk)) {
+            snapxfer_send_abort(n, pl, "out of memory");
             return;
         }
     }
