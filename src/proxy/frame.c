@@ -62,7 +62,10 @@ static int next_field(const uint8_t *b, size_t len, size_t *pos, struct field *f
         *pos += n;
         break;
     case WT_LEN:
-        if (get_varint(b, len, pos, &n) < 0 || n > len - *pos)
+        /* protobuf-c reads a length in at most 5 bytes too: a longer one
+         * (an overlong zero, say) passed here and failed on the node. */
+        f->value = *pos;
+        if (get_varint(b, len, pos, &n) < 0 || *pos - f->value > 5 || n > len - *pos)
             return -EPROTO;
         f->value = *pos;
         *pos += n;
