@@ -56,11 +56,11 @@ struct waitq {
     size_t n;
 };
 
-/* A snapshot being streamed to one follower (snapxfer.c). */
-/* Reads of one outgoing snapshot on the snapread thread at once: one at a
- * time waited a loop iteration per 1 MiB chunk, 9.5 s for 1.1 GB under load
- * against 3.6 s read on the loop. */
+/* Reads of one outgoing snapshot on the snapread thread at once: with one
+ * at a time, each 1 MiB chunk waited a loop iteration for its turn. */
 #define SNAP_READS 4
+
+/* A snapshot being streamed to one follower (snapxfer.c). */
 
 struct snap_tx {
     bool active;
@@ -216,7 +216,7 @@ void snapxfer_pump_all(struct node *n); /* every tick: refill the windows */
 void snapxfer_read_done(struct ev_loop *loop, ev_async *w, int revents);
 void snapxfer_send_abort(struct node *n, struct peer_link *pl, const char *why);
 /* Drop a transfer without telling the core (the node is stopping). */
-void snapxfer_send_close(struct node *n, struct snap_tx *tx);
+void snapxfer_send_close(struct snap_tx *tx);
 /* The link broke: stop sending, and what went out whole may be lost too. */
 void snapxfer_link_down(struct node *n, struct peer_link *pl);
 void snapxfer_recv(struct node *n, struct peer_in *in, const struct raft_msg *m,

@@ -265,7 +265,7 @@ void peer_stop(struct node *n)
                 net_conn_flush(c);
             net_dial_free(n->peers[i].dial);
         }
-        snapxfer_send_close(n, &n->peers[i].tx);
+        snapxfer_send_close(&n->peers[i].tx);
         n->peers[i].dial = NULL;
     }
     n->n_peers = 0;

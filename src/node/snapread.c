@@ -1,7 +1,7 @@
 /* snapread.c - outgoing snapshot chunks read on a workq thread
- * (snapread.h).  One thread serves every transfer, and each has at most
- * one read queued, so a transfer waits at most for the others' single
- * chunks. */
+ * (snapread.h).  One thread serves every transfer; each has at most
+ * SNAP_READS reads queued, so a transfer waits at most for the others'
+ * few chunks. */
 #include "node/snapread.h"
 
 #include <errno.h>
@@ -12,8 +12,8 @@ void snapread_init(struct snapread *r, struct ev_loop *loop,
 {
     *r = (struct snapread){.loop = loop};
     /* Not in the background: each chunk's read is short, and the transfer
-     * waits for it; at a lower priority under load it waited for a CPU
-     * after every chunk, and 1.1 GB took 10 s to send instead of 3.6. */
+     * waits for it; at a lower priority under load it would wait for a CPU
+     * after every chunk. */
     workq_init(&r->q, false);
     ev_async_init(&r->done, cb);
     r->done.data = data;

@@ -2,8 +2,8 @@
  * snapshot file the page cache no longer holds (evicted, or written long
  * ago) made pread wait for the disk on the leader's loop: at 10 M keys, 51
  * waits while it sent 1.1 GB to a new member, one of them a 12 ms loop
- * iteration.  The loop queues one chunk's read per transfer and sends the
- * chunk when the thread has it. */
+ * iteration.  The loop queues a few chunks' reads per transfer and sends
+ * each chunk, in order, when the thread has it. */
 #ifndef RAFTKV_NODE_SNAPREAD_H
 #define RAFTKV_NODE_SNAPREAD_H
 

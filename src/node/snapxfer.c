@@ -76,9 +76,8 @@ static void tx_free_bufs(struct snap_tx *tx)
     }
 }
 
-void snapxfer_send_close(struct node *n, struct snap_tx *tx)
+void snapxfer_send_close(struct snap_tx *tx)
 {
-    (void)n;
     bool idle = tx_reads_idle(tx);
     if (tx->active) {
         tx->active = false;
@@ -102,7 +101,7 @@ void snapxfer_send_abort(struct node *n, struct peer_link *pl, const char *why)
     log_info("snapshot: transfer of %llu to node %u stopped after %llu of %llu bytes: %s",
              (unsigned long long)tx->src.meta.index, pl->id, (unsigned long long)tx->sent,
              (unsigned long long)tx->src.len, why);
-    snapxfer_send_close(n, tx);
+    snapxfer_send_close(tx);
     /* The core waits in SNAPSHOT state for this follower: let it probe
      * again now rather than after its snapshot timeout. */
     replica_report_snapshot(n->rp, pl->id, false);
@@ -241,7 +240,7 @@ void snapxfer_pump(struct node *n, struct peer_link *pl)
                       "sent snapshot %llu (%llu bytes) to node %u in %.0f ms",
                       (unsigned long long)tx->src.meta.index, (unsigned long long)tx->src.len,
                       pl->id, (ev_time() - tx->started) * 1e3);
-            snapxfer_send_close(n, tx);
+            snapxfer_send_close(tx);
             tx->done_index = tx->src.meta.index;
             tx->done_len = tx->src.len;
             tx->done_at = ev_time();
