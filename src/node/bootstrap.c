@@ -6,13 +6,18 @@
  * wait for the leader; only a majority of empty initial members bootstraps
  * (never with --join).  Whether the directory joined is kept in its
  * identity file: it grants no vote until the log records it (replica.h).
+ * That file is written and fsynced on a thread: on a disk busy with
+ * writeback its two fsyncs took 28 ms, an event-loop iteration long enough
+ * to delay heartbeats.
  */
 #include "node/node_int.h"
+#include "node/workq.h"
 
 #include "common/log.h"
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,15 +32,32 @@ struct probe_seen {
     struct peer_probe_reply r;
 };
 
+/* One identity_save on the thread, and what the loop does once it is on
+ * disk: bootstrap (then_join NULL) or join the cluster then_join saw. */
+struct save_job {
+    struct workq_job job;
+    struct bootstrap *b;
+    struct identity id; /* a copy: the thread never touches the node */
+    atomic_bool done;   /* release: rv and err are written before */
+    int rv;
+    char err[256];
+    bool then_join;
+    struct probe_seen then_seen;
+};
+
 struct bootstrap {
     struct node *n;
     const char *data_dir;
     bool unsaved;   /* identity chosen but not on disk yet */
     bool deciding;
+    bool saving;    /* a decision waits for its identity file (save_job) */
     bool join;      /* --join: never bootstrap */
     ev_timer probe;
     double started, logged;
     struct probe_seen seen[CONFIG_MAX_NODES];
+    struct workq q; /* started by the first save only */
+    ev_async saved;
+    struct save_job sj;
 };
 
 static void id_hex(const uint8_t *id, char out[2 * PEER_CLUSTER_ID_LEN + 1])
@@ -50,6 +72,7 @@ int bootstrap_identity(struct node *n, const char *data_dir, char *err, size_t e
         return -ENOMEM;
     b->n = n;
     b->data_dir = data_dir;
+    workq_init(&b->q, false); /* the decision waits for it: not background */
     n->boot = b;
     uint8_t cid[PEER_CLUSTER_ID_LEN];
     bool derived;
@@ -97,7 +120,8 @@ int bootstrap_identity(struct node *n, const char *data_dir, char *err, size_t e
     return 0;
 }
 
-static int save(struct bootstrap *b, char *err, size_t errlen)
+/* Only for data from before identity files existed, before the loop runs. */
+static int save_now(struct bootstrap *b, char *err, size_t errlen)
 {
     if (!b->unsaved)
         return 0;
@@ -105,29 +129,6 @@ static int save(struct bootstrap *b, char *err, size_t errlen)
     if (rv == 0)
         b->unsaved = false;
     return rv;
-}
-
-/* Whether this empty directory joined a running cluster: kept in the
- * identity file, since a joined directory grants no vote until the log
- * records it, across restarts too (replica_set_identity).  A directory
- * that joined once and then bootstraps (no cluster answered after all)
- * never held anything of a running cluster's: it votes. */
-static int decide_joined(struct bootstrap *b, bool joined, char *err, size_t errlen)
-{
-    struct node *n = b->n;
-    if (n->ident.joined != joined) {
-        n->ident.joined = joined;
-        b->unsaved = true;
-    }
-    int rv = save(b, err, errlen);
-    if (rv == 0)
-        replica_set_identity(n->rp, n->ident.incarnation, joined);
-    return rv;
-}
-
-bool bootstrap_deciding(const struct node *n)
-{
-    return n->boot && n->boot->deciding;
 }
 
 static void done(struct bootstrap *b)
@@ -153,31 +154,18 @@ static void fail_start(struct bootstrap *b, int code, const char *fmt, ...)
     ev_break(b->n->loop, EVBREAK_ALL);
 }
 
-static void decide_bootstrap(struct bootstrap *b)
+static void bootstrap_now(struct bootstrap *b)
 {
     char err[256];
-    if (decide_joined(b, false, err, sizeof(err)) < 0 ||
-        replica_bootstrap(b->n->rp, err, sizeof(err)) < 0) {
+    if (replica_bootstrap(b->n->rp, err, sizeof(err)) < 0) {
         fail_start(b, 1, "cannot bootstrap: %s", err);
         return;
     }
     done(b);
 }
 
-static void decide_join(struct bootstrap *b, const struct probe_seen *p)
+static void join_now(struct bootstrap *b, const struct probe_seen *p)
 {
-    char err[256];
-    /* A cluster that never held an election (term 1: its members only
-     * bootstrapped) has recorded no directory, so this one cannot be a
-     * recorded member that lost its data; and it is the usual race of a
-     * cluster's first start (one member bootstrapped, the rest join it),
-     * where the joiners' votes elect the first leader: withholding them
-     * would leave the cluster without one. */
-    bool joined = p->r.term > 1;
-    if (decide_joined(b, joined, err, sizeof(err)) < 0) {
-        fail_start(b, 1, "%s", err);
-        return;
-    }
     if (p->r.is_member)
         log_notice("node %u is a %s of the running cluster (seen from node %llu, term %llu) "
                    "and never held data: joining, waiting for the leader", b->n->id,
@@ -190,10 +178,104 @@ static void decide_join(struct bootstrap *b, const struct probe_seen *p)
     done(b);
 }
 
+/* The identity file is on disk (or could not be written): the decision
+ * the save waited for goes ahead. */
+static void saved(struct bootstrap *b)
+{
+    struct save_job *j = &b->sj;
+    b->saving = false;
+    if (j->rv < 0) {
+        fail_start(b, 1, "%s", j->err);
+        return;
+    }
+    b->unsaved = false;
+    replica_set_identity(b->n->rp, b->n->ident.incarnation, b->n->ident.joined);
+    if (j->then_join)
+        join_now(b, &j->then_seen);
+    else
+        bootstrap_now(b);
+}
+
+static void run_save(struct workq_job *wj)
+{
+    struct save_job *j = (struct save_job *)wj;
+    j->rv = identity_save(j->b->data_dir, &j->id, j->err, sizeof(j->err));
+    atomic_store_explicit(&j->done, true, memory_order_release);
+    ev_async_send(j->b->n->loop, &j->b->saved);
+}
+
+static void on_saved(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)revents;
+    struct bootstrap *b = w->data;
+    if (!b->saving || !atomic_load_explicit(&b->sj.done, memory_order_acquire))
+        return;
+    ev_async_stop(loop, w);
+    workq_stop(&b->q); /* its one job is done: no idle thread for the node's life */
+    saved(b);
+}
+
+/* Whether this empty directory joined a running cluster: kept in the
+ * identity file, since a joined directory grants no vote until the log
+ * records it, across restarts too (replica_set_identity).  A directory
+ * that joined once and then bootstraps (no cluster answered after all)
+ * never held anything of a running cluster's: it votes.  The decision
+ * (join when p, else bootstrap) is carried out once the file is on disk. */
+static void decide_joined(struct bootstrap *b, bool joined, const struct probe_seen *p)
+{
+    struct node *n = b->n;
+    struct save_job *j = &b->sj;
+    if (n->ident.joined != joined) {
+        n->ident.joined = joined;
+        b->unsaved = true;
+    }
+    *j = (struct save_job){.b = b, .id = n->ident, .then_join = p != NULL};
+    if (p)
+        j->then_seen = *p;
+    b->saving = true;
+    if (!b->unsaved) {
+        saved(b);
+        return;
+    }
+    j->job.run = run_save;
+    ev_async_init(&b->saved, on_saved);
+    b->saved.data = b;
+    ev_async_start(n->loop, &b->saved);
+    if (!workq_push(&b->q, &j->job)) {
+        /* No thread to be had: write it here, the loop waits for the disk. */
+        ev_async_stop(n->loop, &b->saved);
+        j->rv = identity_save(b->data_dir, &j->id, j->err, sizeof(j->err));
+        saved(b);
+    }
+}
+
+bool bootstrap_deciding(const struct node *n)
+{
+    return n->boot && n->boot->deciding;
+}
+
+static void decide_bootstrap(struct bootstrap *b)
+{
+    decide_joined(b, false, NULL);
+}
+
+static void decide_join(struct bootstrap *b, const struct probe_seen *p)
+{
+    /* A cluster that never held an election (term 1: its members only
+     * bootstrapped) has recorded no directory, so this one cannot be a
+     * recorded member that lost its data; and it is the usual race of a
+     * cluster's first start (one member bootstrapped, the rest join it),
+     * where the joiners' votes elect the first leader: withholding them
+     * would leave the cluster without one. */
+    decide_joined(b, p->r.term > 1, p);
+}
+
 /* The decision table of raftkv-node(8), on the replies so far. */
 static void decide(struct bootstrap *b)
 {
     struct node *n = b->n;
+    if (b->saving) /* decided: replies meanwhile change nothing */
+        return;
     const struct probe_seen *best = NULL;
     unsigned empty = config_node_find(n->cfg, n->id) ? 1 : 0; /* itself */
     for (size_t i = 0; i < n->cfg->n_nodes; i++) {
@@ -258,7 +340,7 @@ int bootstrap_start(struct node *n, bool join, char *err, size_t errlen)
     replica_set_identity(n->rp, n->ident.incarnation, n->ident.joined);
     if (!replica_empty(n->rp)) {
         /* Data from before identity files existed: adopt it as it is. */
-        int rv = save(b, err, errlen);
+        int rv = save_now(b, err, errlen);
         bootstrap_free(n);
         return rv;
     }
@@ -281,6 +363,8 @@ void bootstrap_free(struct node *n)
 {
     if (!n->boot)
         return;
+    workq_stop(&n->boot->q); /* a save in progress finishes first */
+    ev_async_stop(n->loop, &n->boot->saved);
     ev_timer_stop(n->loop, &n->boot->probe);
     free(n->boot);
     n->boot = NULL;

@@ -9,6 +9,7 @@
 
 #include "common/crc32c.h"
 #include "common/endian.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -125,9 +126,6 @@ int identity_load(const char *data_dir, struct identity *out, char *err, size_t 
 
 int identity_save(const char *data_dir, const struct identity *id, char *err, size_t errlen)
 {
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof(path), "%s/%s", data_dir, IDENTITY_FILE);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     uint8_t b[ID_LEN_V2];
     size_t len = id->joined ? ID_LEN_V2 : ID_LEN_V1;
     memcpy(b, "RKID", 4);
@@ -138,33 +136,5 @@ int identity_save(const char *data_dir, const struct identity *id, char *err, si
     if (id->joined)
         put_le32(b + 36, ID_FLAG_JOINED);
     put_le32(b + len - 4, crc32c(0, b, len - 4));
-    const char *what = tmp;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0)
-        goto fail;
-    if (write(fd, b, len) != (ssize_t)len || fsync(fd) < 0) {
-        int e = errno ? errno : EIO;
-        close(fd);
-        errno = e;
-        goto fail;
-    }
-    close(fd);
-    if (rename(tmp, path) < 0)
-        goto fail;
-    what = data_dir;
-    fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        goto fail;
-    if (fsync(fd) < 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        goto fail;
-    }
-    close(fd);
-    return 0;
-fail:;
-    int e = errno ? errno : EIO;
-    snprintf(err, errlen, "cannot write %s: %s", what, strerror(e));
-    return -e;
+    return store_file_replace(data_dir, IDENTITY_FILE, b, len, err, errlen);
 }

@@ -39,7 +39,8 @@ int identity_random(void *buf, size_t len);
 /* 0, -ENOENT when the file does not exist, -EBADMSG when it is damaged
  * (err says how), other -errno on I/O errors. */
 int identity_load(const char *data_dir, struct identity *out, char *err, size_t errlen);
-/* Atomically: temp file, fsync, rename, fsync the directory. */
+/* Atomically and durably (store_file_replace): blocks for two fsyncs, so
+ * never on the event loop (bootstrap.c writes it on a thread). */
 int identity_save(const char *data_dir, const struct identity *id, char *err, size_t errlen);
 
 #endif

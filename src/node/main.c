@@ -27,7 +27,7 @@ struct test_fault {
     enum store_fault_op op;
     int err;           /* fail once with this, or ... */
     unsigned delay_ms; /* ... make every call this much slower (SIGUSR2 toggles) */
-    bool delaying;
+    bool delaying; /* the delay is on (SIGUSR2 toggles; ",start" starts with it) */
     ev_signal sig;
 };
 
@@ -47,14 +47,20 @@ static int test_fault_parse(const char *arg, struct test_fault *f)
         char *end;
         errno = 0;
         unsigned long ms = strtoul(colon + 7, &end, 10);
-        if (errno || end == colon + 7 || *end || ms == 0 || ms > 60000)
+        if (errno || end == colon + 7 || ms == 0 || ms > 60000)
+            return -EINVAL;
+        /* ",start": slow from the start, for what a node does once at
+         * start-up (its identity file); SIGUSR2 then ends it */
+        if (strcmp(end, ",start") == 0)
+            f->delaying = true;
+        else if (*end)
             return -EINVAL;
         f->delay_ms = (unsigned)ms;
     } else
         return -EINVAL;
     f->snapshot = (size_t)(colon - arg) == strlen("snapshot") && strncmp(arg, "snapshot", 8) == 0;
     if (f->snapshot)
-        return f->delay_ms ? 0 : -EINVAL;
+        return f->delay_ms && !f->delaying ? 0 : -EINVAL;
     for (int op = 0; op < STORE_FAULT_NOPS; op++) {
         const char *name = store_fault_op_name((enum store_fault_op)op);
         if (strlen(name) == (size_t)(colon - arg) && strncmp(arg, name, strlen(name)) == 0) {
@@ -124,7 +130,8 @@ static void usage(FILE *out)
             "                          TESTS ONLY: on SIGUSR2, make the store's next OP call\n"
             "                          (write, fdatasync, fsync, rename, open, ...) fail\n"
             "                          with ERR (EIO or ENOSPC), or with ERR = DELAY=MS make\n"
-            "                          every OP call MS ms slower until the next SIGUSR2;\n"
+            "                          every OP call MS ms slower until the next SIGUSR2\n"
+            "                          (DELAY=MS,start: slower from the start);\n"
             "                          snapshot:DELAY=MS holds each background snapshot\n"
             "                          writer MS ms before it writes.\n"
             "                          Never in production.\n"
@@ -145,6 +152,7 @@ int main(int argc, char **argv)
         {0, 0, 0, 0},
     };
     node_hugepages_reexec(argv);
+    node_malloc_setup();
     struct test_fault fault;
     bool fault_on = false, join = false;
     const char *path = CONFIG_DEFAULT_PATH, *data_dir = NULL, *level = NULL;
@@ -180,7 +188,7 @@ int main(int argc, char **argv)
             if (test_fault_parse(optarg, &fault) < 0) {
                 fprintf(stderr,
                         "raftkv-node: --test-disk-fault: '%s' is not OP:EIO, OP:ENOSPC, "
-                        "OP:DELAY=MS (1..60000) or snapshot:DELAY=MS\n",
+                        "OP:DELAY=MS[,start] (1..60000) or snapshot:DELAY=MS\n",
                         optarg);
                 return 2;
             }
@@ -242,7 +250,11 @@ int main(int argc, char **argv)
         return rv == -ENOENT || rv == -EINVAL || rv == -EPERM ? 2 : 1;
     }
     if (fault_on) {
-        if (fault.delay_ms)
+        if (fault.delaying && !fault.snapshot) {
+            store_fault_delay(fault.op, fault.delay_ms * 1000);
+            log_warn("TEST-ONLY disk fault injection enabled: every %s is %u ms slower from the "
+                     "start, until SIGUSR2", store_fault_op_name(fault.op), fault.delay_ms);
+        } else if (fault.delay_ms)
             log_warn("TEST-ONLY disk fault injection enabled: SIGUSR2 makes every %s %u ms "
                      "slower, and the next SIGUSR2 normal again",
                      store_fault_op_name(fault.op), fault.delay_ms);

@@ -92,6 +92,23 @@ out:
     return rc;
 }
 
+int store_file_replace(const char *dir, const char *name, const void *buf, size_t len,
+                       char *err, size_t errlen)
+{
+    struct serr e = {0};
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = dirfd < 0 ? serr_set(&e, -errno, "open directory %s: %s", dir, strerror(errno))
+                       : file_replace_atomic(dir, dirfd, name,
+                                             &(struct iovec){.iov_base = (void *)buf,
+                                                             .iov_len = len},
+                                             1, &e);
+    if (dirfd >= 0)
+        close(dirfd);
+    if (rc < 0)
+        snprintf(err, errlen, "%s", e.msg);
+    return rc;
+}
+
 int file_open_ro(const char *path, uint64_t *size, struct serr *e)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -225,6 +225,14 @@ void store_log_files(struct store *st, uint64_t *segments, uint64_t *bytes);
 int store_snapshot_load(struct store *st, struct store_snap_meta *meta,
                         void **data, size_t *len);
 
+/* Replaces dir/name with len bytes of buf, atomically and durably: a temp
+ * file, fsync, rename over name, fsync of dir.  For the node's own small
+ * files beside the store's (the identity file): one implementation, and
+ * the same fault seam as the store's files, so tests can slow or fail it.
+ * 0 or -errno; err says which step failed. */
+int store_file_replace(const char *dir, const char *name, const void *buf, size_t len,
+                       char *err, size_t errlen);
+
 /* --- test hooks --------------------------------------------------------
  * Every write, pwrite, fdatasync, fsync, rename, open, ftruncate and unlink
  * the store makes goes through one seam (fault.c).  Tests (and a node test

@@ -6,6 +6,7 @@ backup catches up and loses nothing."""
 import os
 import secrets
 import shutil
+import signal
 import socket
 import time
 
@@ -167,6 +168,39 @@ def test_wiped_follower_refuses_to_start():
                 c.running_ids()))
 
 
+def test_slow_disk_start():
+    """A fresh cluster on a disk whose every fsync takes SLOW_FSYNC_MS: each
+    node writes its identity file (two fsyncs) while it decides to
+    bootstrap, and none of that may happen on the event loop, or one
+    iteration would take twice SLOW_FSYNC_MS and delay heartbeats."""
+    slow_ms = 400
+    with Cluster(3) as c:
+        for nd in c.nodes.values():
+            nd.extra_args = ["--test-disk-fault", "fsync:DELAY=%d,start" % slow_ms]
+        c.start(wait=False)
+        for i in c.nodes:
+            c.wait_log(i, r"every fsync is %d ms slower from the start" % slow_ms)
+        for i in c.nodes:  # decided (bootstrap, or join one that did): the file is written
+            c.wait_log(i, r"bootstrapping a new cluster|never held data: joining", timeout=T(20))
+        # Elections cannot settle while saving a vote takes two slow fsyncs
+        # (longer than the election timeout): the disk turns fast again.
+        for i in c.nodes:
+            c.signal_nowait(i, signal.SIGUSR2)
+            c.wait_log(i, r"TEST: SIGUSR2: every fsync of the store now takes 0 ms longer")
+        lead = c.wait_leader()
+        expect_status(Session(c).set(b"slow", b"disk"), OK, "write on the slow disk")
+        lags = {}
+        for i in c.nodes:
+            ident = os.path.join(c.nodes[i].data_dir, "identity")
+            wait_until(lambda: os.path.exists(ident), T(10), "node %d's identity file" % i)
+            lags[i] = c.status(i).loop_lag_max_us / 1000.0
+        for i, lag in lags.items():
+            expect(lag < slow_ms / 2, "node %d: an event-loop iteration took %.1f ms with "
+                   "%d ms fsyncs: the loop waited for the disk", i, lag, slow_ms)
+        report("fresh cluster with %d ms fsyncs: leader %d; longest loop iteration %s ms" %
+               (slow_ms, lead, ", ".join("%.1f" % lags[i] for i in sorted(lags))))
+
+
 def test_stale_backup_catches_up():
     with Cluster(3) as c:
         lead = c.start_and_lead()
@@ -195,4 +229,5 @@ def test_stale_backup_catches_up():
 
 
 if __name__ == "__main__":
-    main([test_foreign_cluster, test_wiped_follower_refuses_to_start, test_stale_backup_catches_up])
+    main([test_foreign_cluster, test_wiped_follower_refuses_to_start, test_slow_disk_start,
+          test_stale_backup_catches_up])
