@@ -10,9 +10,12 @@
  * 4 KiB pages had the same peak RSS and the lowest p99.9 of any run
  * (BENCHMARKS.md, issue 14 without fork).  Also with huge pages, a fault
  * in a fragmented memory may compact first (transparent_hugepage/defrag).
+ *
+ * Also the heap's growth steps (node_malloc_setup).
  */
 #include "node/hugepages.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,4 +85,27 @@ const char *node_hugepages_state(void)
     else
         snprintf(line, sizeof(line), "malloc uses 4 KiB pages (could not re-exec with " TUNABLE "=1)");
     return line;
+}
+
+/* The event loop is the main thread: its allocations grow the main arena
+ * with brk, by 128 KiB past the request by default, so loading 1 GB of
+ * dictionary makes thousands of brk calls on the loop, and each waits for
+ * the heap's mapping locks while another thread faults pages of it in or
+ * out (once 849 ms at 10 M keys).  Growing by 64 MiB makes that a few
+ * dozen calls; memory is only touched (counted in RSS) when used.  Setting
+ * the pad turns off glibc's sliding mmap threshold, so the two thresholds
+ * are set to where it would slide to (its maximum, and twice that for
+ * trimming): buffers up to 32 MiB stay out of mmap/munmap, and the heap is
+ * given back past 64 MiB free at its top. */
+#define HEAP_TOP_PAD (64u << 20)
+#define HEAP_MMAP_THRESHOLD (32u << 20)
+#define HEAP_TRIM_THRESHOLD (64u << 20)
+
+void node_malloc_setup(void)
+{
+    if (getenv("RAFTKV_MALLOC_DEFAULT"))
+        return;
+    (void)mallopt(M_TOP_PAD, HEAP_TOP_PAD);
+    (void)mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD);
+    (void)mallopt(M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD);
 }
