@@ -1,10 +1,10 @@
 /* log.c - the in-memory Raft log: entries after the last compaction point.
  *
- * Headers sit in a sliding array, payloads in never-moving chunks (see
- * struct raft_log).  Appends copy the payload once; compaction and
- * truncation only move cursors, and chunks nobody needs are freed a few
- * per append, never in between, so a payload pointer stays valid until the
- * next append, as before.
+ * Headers sit in fixed blocks, payloads in never-moving chunks (see struct
+ * raft_log).  Appends copy the payload once and never move a header;
+ * compaction and truncation only move cursors, and blocks and chunks
+ * nobody needs are freed a few per append, never in between, so a pointer
+ * into the log stays valid until the next append, as before.
  */
 #include "raft/raft_int.h"
 
@@ -16,9 +16,8 @@ void raftlog_init(struct raft_log *l)
 }
 
 #define CHUNK_MIN 4096u
-/* Headers moved at most by a compaction's slide: 8 MB, about 1.5 ms. */
-#define EAGER_SLIDE_MAX (1u << 18)
 #define CHUNK_SIZE (1u << 20)
+#define BLOCK_BYTES (RAFTLOG_BLOCK * sizeof(struct raft_entry))
 
 static void free_chunks(struct raftlog_chunk *c)
 {
@@ -31,22 +30,40 @@ static void free_chunks(struct raftlog_chunk *c)
 
 void raftlog_free(struct raft_log *l)
 {
-    free(l->entries);
+    for (size_t b = 0; b < l->n_blocks; b++)
+        free(l->blocks[b]);
+    free(l->blocks);
     free_chunks(l->chunks);
     free_chunks(l->dead);
     memset(l, 0, sizeof(*l));
 }
 
+static struct raft_entry *at(const struct raft_log *l, size_t pos)
+{
+    return (struct raft_entry *)l->blocks[pos / RAFTLOG_BLOCK]->data + pos % RAFTLOG_BLOCK;
+}
+
 raft_term raftlog_last_term(const struct raft_log *l)
 {
-    return l->n ? l->entries[l->head + l->n - 1].term : l->prev_term;
+    return l->n ? at(l, l->head + l->n - 1)->term : l->prev_term;
 }
 
 const struct raft_entry *raftlog_get(const struct raft_log *l, raft_index i)
 {
     if (i <= l->prev_index || i > raftlog_last_index(l))
         return NULL;
-    return &l->entries[l->head + (i - l->prev_index - 1)];
+    return at(l, l->head + (i - l->prev_index - 1));
+}
+
+size_t raftlog_run(const struct raft_log *l, raft_index i, raft_index last)
+{
+    if (last > raftlog_last_index(l))
+        last = raftlog_last_index(l);
+    if (i <= l->prev_index || i > last)
+        return 0;
+    size_t pos = l->head + (i - l->prev_index - 1);
+    size_t to_block_end = RAFTLOG_BLOCK - pos % RAFTLOG_BLOCK;
+    return last - i + 1 < to_block_end ? (size_t)(last - i + 1) : to_block_end;
 }
 
 int raftlog_term(const struct raft_log *l, raft_index i, raft_term *term)
@@ -129,27 +146,26 @@ static int reserve_bytes(struct raft_log *l, size_t len)
     return 0;
 }
 
-/* Room for one more header at the tail.  Growing uses realloc, which for
- * a large block moves page mappings (mremap) instead of copying, and keeps
- * head where it is: copying the live headers into a fresh block of twice
- * the size touched all of it at once, and on a VM whose memory the host
- * backs lazily that stalled the loop for 0.3 s at 2^22 entries (perf:
- * clear_page_erms in huge-page faults under raftlog_append's memcpy). */
+/* Room for one more header at the tail: a block that was emptied by a
+ * truncation or a reset, or a new one.  Only the small array of block
+ * pointers ever grows by copying. */
 static int reserve_ent(struct raft_log *l)
 {
-    if (l->head + l->n < l->cap)
+    if (l->head + l->n < l->n_blocks * RAFTLOG_BLOCK)
         return 0;
-    if (l->n + 1 <= l->cap / 2) {
-        memmove(l->entries, l->entries + l->head, l->n * sizeof(*l->entries));
-        l->head = 0;
-        return 0;
+    if (l->n_blocks == l->cap_blocks) {
+        size_t cap = l->cap_blocks ? l->cap_blocks * 2 : 4;
+        struct raftlog_chunk **nb = raft_realloc(l->blocks, cap * sizeof(*nb));
+        if (!nb)
+            return RAFT_ENOMEM;
+        l->blocks = nb;
+        l->cap_blocks = cap;
     }
-    size_t cap = l->cap ? l->cap * 2 : 256;
-    struct raft_entry *ne = raft_realloc(l->entries, cap * sizeof(*ne));
-    if (!ne)
+    struct raftlog_chunk *b = raft_realloc(NULL, sizeof(*b) + BLOCK_BYTES);
+    if (!b)
         return RAFT_ENOMEM;
-    l->entries = ne;
-    l->cap = cap;
+    *b = (struct raftlog_chunk){.cap = BLOCK_BYTES};
+    l->blocks[l->n_blocks++] = b;
     return 0;
 }
 
@@ -161,7 +177,7 @@ int raftlog_append(struct raft_log *l, raft_term term, uint8_t type, const void 
         rv = reserve_ent(l);
     if (rv)
         return rv;
-    struct raft_entry *e = &l->entries[l->head + l->n];
+    struct raft_entry *e = at(l, l->head + l->n);
     e->term = term;
     e->index = raftlog_last_index(l) + 1;
     e->type = type;
@@ -223,14 +239,17 @@ void raftlog_compact_to(struct raft_log *l, raft_index i)
     l->head += drop;
     l->n -= drop;
     l->prev_index = i;
-    /* Slide the survivors to the front now, while they are few (the
-     * trailing entries and what came in during the snapshot), rather than
-     * when the tail reaches the end of the array: by then up to half of it
-     * is live (2 M headers, 64 MB, 12 ms on the loop at 10 M keys).  Never
-     * more than what was dropped, so each header moves O(1) times. */
-    if (l->n <= l->head && l->n <= EAGER_SLIDE_MAX) {
-        memmove(l->entries, l->entries + l->head, l->n * sizeof(*l->entries));
-        l->head = 0;
+    /* Blocks wholly before head go to the dead list, freed a few per
+     * append like chunks (a compaction after 4 M entries drops 256). */
+    size_t whole = l->head / RAFTLOG_BLOCK;
+    if (whole) {
+        for (size_t b = 0; b < whole; b++) {
+            l->blocks[b]->next = l->dead;
+            l->dead = l->blocks[b];
+        }
+        memmove(l->blocks, l->blocks + whole, (l->n_blocks - whole) * sizeof(*l->blocks));
+        l->n_blocks -= whole;
+        l->head -= whole * RAFTLOG_BLOCK;
     }
 }
 
@@ -247,7 +266,7 @@ void raftlog_reset(struct raft_log *l, raft_index prev_index, raft_term prev_ter
 
 size_t raftlog_memory(const struct raft_log *l)
 {
-    return l->cap * sizeof(*l->entries) + l->chunk_bytes;
+    return l->n_blocks * BLOCK_BYTES + l->chunk_bytes;
 }
 
 size_t raftlog_batch(const struct raft_log *l, raft_index from, uint32_t max_entries, uint32_t max_bytes,
@@ -260,6 +279,9 @@ size_t raftlog_batch(const struct raft_log *l, raft_index from, uint32_t max_ent
     size_t avail = last - from + 1;
     if (avail > max_entries)
         avail = max_entries;
+    size_t run = raftlog_run(l, from, last);
+    if (avail > run)
+        avail = run;
     const struct raft_entry *e = raftlog_get(l, from);
     size_t k = 0, bytes = 0;
     while (k < avail) {

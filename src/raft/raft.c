@@ -437,24 +437,30 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
     raft_index last = raftlog_last_index(&r->log);
     if (r->next_to_persist < raftlog_first_index(&r->log))
         r->next_to_persist = raftlog_first_index(&r->log);
+    /* Each is one array, so it ends where the log's block does; the rest
+     * is the next round's (raft_has_ready stays true). */
     if (r->next_to_persist <= last) {
         rd->entries = raftlog_get(&r->log, r->next_to_persist);
-        rd->n_entries = last - r->next_to_persist + 1;
-        r->next_to_persist = last + 1;
+        rd->n_entries = raftlog_run(&r->log, r->next_to_persist, last);
+        r->next_to_persist += rd->n_entries;
     }
 
     raft_index lim = apply_limit(r);
     if (lim > r->applied) {
         rd->committed = raftlog_get(&r->log, r->applied + 1);
         RAFT_ASSERT(rd->committed != NULL);
-        rd->n_committed = lim - r->applied;
-        r->applied = lim;
+        rd->n_committed = raftlog_run(&r->log, r->applied + 1, lim);
+        r->applied += rd->n_committed;
     }
 
     rd->msgs = r->msgs.items;
     rd->n_msgs = r->msgs.n;
-    rd->msgs_after_persist = r->msgs_after_persist.items;
-    rd->n_msgs_after_persist = r->msgs_after_persist.n;
+    /* They acknowledge every entry appended so far: while some wait for
+     * the next round, so do they. */
+    if (r->next_to_persist > last) {
+        rd->msgs_after_persist = r->msgs_after_persist.items;
+        rd->n_msgs_after_persist = r->msgs_after_persist.n;
+    }
     rd->reads = r->read_results.items;
     rd->n_reads = r->read_results.n;
 
@@ -469,9 +475,9 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
 
 void raft_advance(struct raft *r, const struct raft_ready *rd)
 {
-    (void)rd;
     r->msgs.n = 0;
-    r->msgs_after_persist.n = 0;
+    if (rd->n_msgs_after_persist == r->msgs_after_persist.n)
+        r->msgs_after_persist.n = 0; /* handed out, not held back (raft_ready) */
     r->read_results.n = 0;
     if (r->received_snap_pending) {
         free(r->received_snap_data);

@@ -219,7 +219,11 @@ struct raft_ready {
     const void *snap_data;
     size_t snap_len;
 
-    const struct raft_entry *entries; /* to persist; replaces the log from entries[0].index on */
+    /* To persist; replaces the log from entries[0].index on.  Possibly
+     * only the first part of what is new (one block of the log, log.c),
+     * and committed likewise: the rest comes in the next batch, and
+     * msgs_after_persist, which acknowledge all of it, with the last part. */
+    const struct raft_entry *entries;
     size_t n_entries;
 
     const struct raft_msg *msgs;

@@ -50,9 +50,18 @@ struct raftlog_chunk {
     uint8_t data[];
 };
 
+/* Headers live in blocks of RAFTLOG_BLOCK: position p (head + k for the
+ * k-th entry held) is blocks[p / RAFTLOG_BLOCK][p % RAFTLOG_BLOCK].  Blocks
+ * never move or grow, so no append ever copies the headers held: one
+ * array doubling to 2^22 headers copied 64 MB into fresh pages, 0.3-0.5 s
+ * on the loop (10 M keys, a leader change).  A run of entries handed out
+ * as an array (raftlog_run) ends at its block's end. */
+#define RAFTLOG_BLOCK 16384u
+
 struct raft_log {
-    struct raft_entry *entries;
-    size_t head, n, cap;
+    struct raftlog_chunk **blocks; /* each holds RAFTLOG_BLOCK headers in data */
+    size_t n_blocks, cap_blocks;
+    size_t head, n;                /* head < RAFTLOG_BLOCK once compacted */
     struct raftlog_chunk *chunks, *chunk_tail; /* oldest .. newest */
     struct raftlog_chunk *dead;                /* cut off by truncation */
     size_t chunk_bytes;                        /* allocated, for raftlog_memory */
@@ -70,6 +79,9 @@ int raftlog_term(const struct raft_log *l, raft_index i, raft_term *term);
 /* Term at i, or 0 when i is outside what we know (0 is never a real term). */
 raft_term raftlog_term_or0(const struct raft_log *l, raft_index i);
 const struct raft_entry *raftlog_get(const struct raft_log *l, raft_index i);
+/* How many entries from i on (at most to last) raftlog_get(l, i) returns as
+ * one array: up to the end of i's block.  0 when i is not held. */
+size_t raftlog_run(const struct raft_log *l, raft_index i, raft_index last);
 int raftlog_append(struct raft_log *l, raft_term term, uint8_t type, const void *data, uint32_t len);
 void raftlog_truncate_from(struct raft_log *l, raft_index i);
 void raftlog_compact_to(struct raft_log *l, raft_index i);

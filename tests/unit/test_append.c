@@ -2,6 +2,7 @@
  * consistency check and its hint, truncation of a conflicting suffix,
  * idempotence, and the follower's commit rule. */
 #include "harness.h"
+#include "raft/raft_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,6 +214,48 @@ static void test_apply_waits_for_persist(void **state)
     h_free(n);
 }
 
+/* Entries that cross a block of the in-memory log (log.c) are handed out
+ * to persist in two batches; the reply, which acknowledges all of them,
+ * waits for the second: sent after the first alone, it would count entries
+ * not yet durable towards the leader's quorum. */
+static void test_append_across_blocks(void **state)
+{
+    (void)state;
+    static const uint8_t payload = PAYLOAD;
+    static raft_term terms[RAFTLOG_BLOCK - 2];
+    for (size_t i = 0; i < RAFTLOG_BLOCK - 2; i++)
+        terms[i] = 1;
+    struct h_node *n = h_restore(1, 3, 3, 0, terms, RAFTLOG_BLOCK - 2, NULL);
+    h_drain(n);
+    struct raft_entry ents[4];
+    for (unsigned k = 0; k < 4; k++)
+        ents[k] = (struct raft_entry){.index = RAFTLOG_BLOCK - 1 + k, .term = 3, .data = &payload,
+                                      .len = 1};
+    assert_int_equal(raft_step(n->r, &(struct raft_msg){.type = RAFT_MSG_APPEND, .from = 2, .to = 1,
+                                                        .term = 3, .index = RAFTLOG_BLOCK - 2,
+                                                        .log_term = 1, .entries = ents,
+                                                        .n_entries = 4}),
+                     RAFT_OK);
+    struct raft_ready rd;
+    raft_ready(n->r, &rd);
+    assert_int_equal(rd.n_entries, 2);
+    assert_int_equal(rd.entries[0].index, RAFTLOG_BLOCK - 1);
+    assert_int_equal(rd.entries[1].index, RAFTLOG_BLOCK);
+    assert_int_equal(rd.n_msgs_after_persist, 0);
+    raft_advance(n->r, &rd);
+    assert_true(raft_has_ready(n->r));
+    raft_ready(n->r, &rd);
+    assert_int_equal(rd.n_entries, 2);
+    assert_int_equal(rd.entries[0].index, RAFTLOG_BLOCK + 1);
+    assert_int_equal(rd.entries[1].index, RAFTLOG_BLOCK + 2);
+    assert_int_equal(rd.n_msgs_after_persist, 1);
+    assert_int_equal(rd.msgs_after_persist[0].type, RAFT_MSG_APPEND_RESP);
+    assert_int_equal(rd.msgs_after_persist[0].index, RAFTLOG_BLOCK + 2);
+    raft_advance(n->r, &rd);
+    assert_false(raft_has_ready(n->r));
+    h_free(n);
+}
+
 /* A persistence report for entries a conflicting append has since replaced
  * must not make the replacements count as durable. */
 static void test_persisted_report_after_truncation(void **state)
@@ -398,6 +441,7 @@ int main(void)
         cmocka_unit_test(test_append_term_table),
         cmocka_unit_test(test_apply_waits_for_persist),
         cmocka_unit_test(test_persisted_report_after_truncation),
+        cmocka_unit_test(test_append_across_blocks),
         cmocka_unit_test(test_heartbeat_commit),
         cmocka_unit_test(test_append_random_model),
     };

@@ -1,7 +1,8 @@
 /* test_log.c - the in-memory log's payload chunks (src/raft/log.c): across
  * many chunks, compaction, conflict truncation and a reset, every entry
  * held reads back exactly what was appended, and memory is given back once
- * compacted chunks are released at the next append. */
+ * compacted chunks are released at the next append; headers sit in fixed
+ * blocks that never move. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -105,35 +106,67 @@ static void test_chunks(void **state)
     raftlog_free(&l);
 }
 
-/* A compaction that leaves fewer headers than it drops slides them to the
- * front at once, so the array's end is never reached with half of it live
- * (a 64 MB memmove in one append at 10 M keys); one that leaves more, or
- * very many, does not. */
-static void test_slide(void **state)
+static size_t dead_count(const struct raft_log *l)
+{
+    size_t k = 0;
+    for (const struct raftlog_chunk *c = l->dead; c; c = c->next)
+        k++;
+    return k;
+}
+
+/* Headers live in fixed blocks: no append moves one (the address of every
+ * header held stays the same across appends that add blocks), a run
+ * handed out as an array ends at its block's end, and a compaction gives
+ * whole blocks back, a few per append. */
+static void test_blocks(void **state)
 {
     (void)state;
     struct raft_log l;
     raftlog_init(&l);
-    for (raft_index i = 1; i <= 3000; i++)
-        append(&l, i, 1);
-    raftlog_compact_to(&l, 1000); /* 2000 left, 1000 dropped: stays */
-    assert_int_equal(l.head, 1000);
-    raftlog_compact_to(&l, 2500); /* 500 left: slides */
-    assert_int_equal(l.head, 0);
-    assert_int_equal(l.n, 500);
-    check(&l, 2501, 3000, 1);
-    append(&l, 3001, 1);
-    check(&l, 2501, 3001, 1);
-    raftlog_free(&l);
-
-    /* more than the slide's bound survive: left where they are */
-    raftlog_init(&l);
     static const uint8_t none[1];
-    for (raft_index i = 1; i <= 700000; i++)
+    const raft_index total = 5 * RAFTLOG_BLOCK + 123;
+    for (raft_index i = 1; i <= RAFTLOG_BLOCK; i++)
         assert_int_equal(raftlog_append(&l, 1, 1, none, 0), 0);
-    raftlog_compact_to(&l, 400000);
-    assert_int_equal(l.head, 400000);
-    assert_int_equal(raftlog_get(&l, 400001)->index, 400001);
+    const struct raft_entry *first = raftlog_get(&l, 1), *last0 = raftlog_get(&l, RAFTLOG_BLOCK);
+    for (raft_index i = RAFTLOG_BLOCK + 1; i <= total; i++)
+        assert_int_equal(raftlog_append(&l, 1, 1, none, 0), 0);
+    assert_ptr_equal(raftlog_get(&l, 1), first);
+    assert_ptr_equal(raftlog_get(&l, RAFTLOG_BLOCK), last0);
+    assert_int_equal(l.n_blocks, 6);
+    assert_int_equal(raftlog_memory(&l), 6 * RAFTLOG_BLOCK * sizeof(struct raft_entry));
+
+    /* runs: each one array of consecutive entries, never past a block */
+    for (raft_index i = 1; i <= total;) {
+        size_t run = raftlog_run(&l, i, total);
+        assert_true(run >= 1 && run <= RAFTLOG_BLOCK);
+        const struct raft_entry *e = raftlog_get(&l, i);
+        for (size_t k = 0; k < run; k++)
+            assert_int_equal(e[k].index, i + k);
+        i += run;
+        assert_true(i > total || (i - 1) % RAFTLOG_BLOCK == 0);
+    }
+    assert_int_equal(raftlog_run(&l, 10, 20), 11);
+    assert_int_equal(raftlog_run(&l, total, total + 100), 1);
+    assert_int_equal(raftlog_run(&l, total + 1, total + 100), 0);
+    uint64_t wire;
+    assert_int_equal(raftlog_batch(&l, RAFTLOG_BLOCK - 9, 4096, 1u << 20, &wire), 10);
+
+    /* a compaction into the third block: two blocks go, over the next appends */
+    raftlog_compact_to(&l, 2 * RAFTLOG_BLOCK + 7);
+    assert_int_equal(l.n_blocks, 4);
+    assert_int_equal(l.head, 7);
+    assert_int_equal(dead_count(&l), 2);
+    assert_int_equal(raftlog_get(&l, 2 * RAFTLOG_BLOCK + 8)->index, 2 * RAFTLOG_BLOCK + 8);
+    assert_int_equal(raftlog_append(&l, 1, 1, none, 0), 0);
+    assert_int_equal(dead_count(&l), 0);
+    assert_int_equal(raftlog_get(&l, total + 1)->index, total + 1);
+
+    /* everything compacted: the next append starts a block of its own */
+    raftlog_compact_to(&l, total + 1);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(raftlog_append(&l, 1, 1, none, 0), 0);
+    assert_int_equal(raftlog_get(&l, total + 2)->index, total + 2);
+    assert_null(raftlog_get(&l, total + 1));
     raftlog_free(&l);
 }
 
@@ -141,7 +174,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chunks),
-        cmocka_unit_test(test_slide),
+        cmocka_unit_test(test_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

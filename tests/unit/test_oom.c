@@ -3,6 +3,7 @@
  * it could not do is dropped like a lost message), and the same input
  * succeeds once memory is back.  Failures come from raft_set_alloc_fail(). */
 #include "harness.h"
+#include "raft/raft_int.h"
 
 #include <string.h>
 
@@ -157,7 +158,7 @@ static void read_pending(struct h_node *n)
 
 /* ---- a new leader whose no-op cannot be appended ---- */
 
-#define FULL_LOG 256 /* the log's first entry array holds exactly this many */
+#define FULL_LOG RAFTLOG_BLOCK /* the log's first block of headers holds exactly this many */
 
 static struct h_node *candidate_with_full_log(void)
 {
