@@ -168,14 +168,21 @@ static void track_members(struct raft *r, const struct raft_conf *prev)
             track(r, prev->m[i].id, RAFT_LEARNER, true);
 }
 
-void conf_apply(struct raft *r, const struct raft_conf *c, raft_index index)
+void conf_apply(struct raft *r, const struct raft_conf *c, raft_index index,
+                const struct raft_conf *before)
 {
     /* A leader proposes a change only once the one before has committed, so
      * the configuration before an uncommitted one is the committed one, even
-     * where our own commit index lags (a restarted node knows little). */
+     * where our own commit index lags (a restarted node knows little).  An
+     * append knows it (before): looking it up walks back to the last
+     * compaction, millions of entries at 10 M keys, 18 ms of the loop. */
     struct raft_conf prev = {.n = 0};
-    if (index > r->commit)
-        conf_newest(r, index - 1, &prev);
+    if (index > r->commit) {
+        if (before)
+            prev = *before;
+        else
+            conf_newest(r, index - 1, &prev);
+    }
     r->conf = *c;
     r->conf_index = index;
     track_members(r, &prev);
@@ -199,7 +206,7 @@ void conf_recompute(struct raft *r)
 {
     struct raft_conf c;
     raft_index at = conf_newest(r, raftlog_last_index(&r->log), &c);
-    conf_apply(r, &c, at);
+    conf_apply(r, &c, at, NULL);
 }
 
 int conf_change_make(const struct raft *r, const struct raft_conf_change *cc, struct raft_conf *out)

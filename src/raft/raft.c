@@ -205,9 +205,10 @@ bool raft_append_entry(struct raft *r, raft_term term, uint8_t type, const void 
         return false;
     }
     if (type == RAFT_ENTRY_CONF) {
-        struct raft_conf c;
+        /* r->conf is the newest configuration before this entry */
+        struct raft_conf c, before = r->conf;
         if (raft_conf_decode(data, len, &c) == 0)
-            conf_apply(r, &c, raftlog_last_index(&r->log));
+            conf_apply(r, &c, raftlog_last_index(&r->log), &before);
     }
     return true;
 }

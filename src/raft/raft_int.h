@@ -314,7 +314,10 @@ void snapshot_handle(struct raft *r, const struct raft_msg *m);
 
 /* conf.c */
 bool conf_is_voter(const struct raft *r, raft_id id);
-void conf_apply(struct raft *r, const struct raft_conf *c, raft_index index);
+/* c takes effect as of index; before: the configuration in force just
+ * before it, when the caller knows it (NULL: looked up in the log). */
+void conf_apply(struct raft *r, const struct raft_conf *c, raft_index index,
+                const struct raft_conf *before);
 void conf_recompute(struct raft *r);
 void conf_on_commit(struct raft *r); /* commit moved: drop departing members once it is in force */
 int conf_change_make(const struct raft *r, const struct raft_conf_change *cc, struct raft_conf *out);

@@ -136,7 +136,7 @@ void snapshot_handle(struct raft *r, const struct raft_msg *m)
     r->snapshot = *s;
     r->commit = r->applied = r->persisted = s->index;
     r->next_to_persist = s->index + 1;
-    conf_apply(r, &s->conf, 0);
+    conf_apply(r, &s->conf, 0, NULL);
     out = raft_msg_new(r, RAFT_MSG_APPEND_RESP, m->from);
     out->index = s->index;
 }
