@@ -392,6 +392,7 @@ int node_new(struct node **out, const struct config *cfg, uint32_t id, bool join
     }
     reaper_init(&n->reaper);
     snapread_init(&n->snapread, n->loop, snapxfer_read_done, n);
+    snapxfer_recv_init(n);
     n->start = ev_time();
     n->lag.fd = -1;
     n->exit_code = 0;

@@ -111,7 +111,14 @@ struct node {
     struct peer_encoder enc;
     struct snap_rx rx;
     /* the received snapshot checked and loaded on a thread (snapxfer.c) */
+    /* writes the received chunks off the loop (snapxfer.c) */
+    struct workq rx_writer;
+    ev_async rx_written;
+    /* the connection not read while the writer catches up, and its peer_in */
+    struct net_conn *rx_paused;
+    const struct peer_in *rx_paused_in;
     struct {
+        bool want; /* all chunks in: check and load once they are written */
         bool running, on_loop;
         pthread_t thread;
         ev_async done;
@@ -219,8 +226,10 @@ void snapxfer_send_abort(struct node *n, struct peer_link *pl, const char *why);
 void snapxfer_send_close(struct snap_tx *tx);
 /* The link broke: stop sending, and what went out whole may be lost too. */
 void snapxfer_link_down(struct node *n, struct peer_link *pl);
-void snapxfer_recv(struct node *n, struct peer_in *in, const struct raft_msg *m,
-                   const struct peer_chunk *c);
+void snapxfer_recv_init(struct node *n);
+/* One chunk from connection c; *own as for snaprx_chunk. */
+void snapxfer_recv(struct node *n, struct peer_in *in, struct net_conn *c,
+                   const struct raft_msg *m, const struct peer_chunk *chunk, void **own);
 void snapxfer_recv_abort(struct node *n, const char *why);
 void snapxfer_conn_closed(struct node *n, const struct peer_in *in);
 

@@ -68,8 +68,11 @@ static void deliver(struct node *n, struct net_conn *c, struct peer_decoded *d)
         return;
     }
     if (m->type == RAFT_MSG_SNAPSHOT) {
-        if (d->has_chunk)
-            snapxfer_recv(n, net_conn_userdata(c), m, &d->chunk);
+        if (d->has_chunk) {
+            void *own = peer_decoded_take_chunk(d);
+            snapxfer_recv(n, net_conn_userdata(c), c, m, &d->chunk, &own);
+            free(own);
+        }
     } else {
         /* A follower's read may be answered on the lease: judge it by the
          * time now, not by the last tick the timer gave. */

@@ -345,6 +345,19 @@ fail:
     return rv;
 }
 
+void *peer_decoded_take_chunk(struct peer_decoded *d)
+{
+    Raftkv__Peer__PeerMessage *pm = d->pb;
+    if (!d->has_chunk || !pm || !pm->raft || !pm->raft->snapshot_chunk.data)
+        return NULL;
+    /* protobuf-c copied the bytes into a block of their own (the default
+     * allocator is malloc), and frees it only if the field still holds it. */
+    void *p = pm->raft->snapshot_chunk.data;
+    pm->raft->snapshot_chunk.data = NULL;
+    pm->raft->snapshot_chunk.len = 0;
+    return p;
+}
+
 void peer_decoded_free(struct peer_decoded *d)
 {
     if (d->pb)

@@ -92,5 +92,9 @@ int peer_decode(const uint8_t *buf, size_t len, const struct peer_ident *self,
 /* 32 hex digits and a NUL. */
 void peer_cluster_id_hex(const uint8_t *id, size_t len, char out[2 * PEER_CLUSTER_ID_LEN + 1]);
 void peer_decoded_free(struct peer_decoded *d);
+/* Takes the heap block d->chunk.data points into out of d, which no
+ * longer frees it: the caller free()s it.  NULL when d has no chunk data,
+ * which then stays d's. */
+void *peer_decoded_take_chunk(struct peer_decoded *d);
 
 #endif

@@ -1,7 +1,8 @@
 /* snapxfer.c - InstallSnapshot between nodes, streamed.  The leader reads
  * its snapshot file one chunk at a time and never has more than a fixed
  * window of bytes queued on a link; the follower writes the chunks to the
- * store's receive file, checks the data's CRC, loads the dictionary from
+ * store's receive file from a thread (and stops reading the link while
+ * that thread is behind), checks the data's CRC, loads the dictionary from
  * the file (mapped, not read) and only then hands the core the snapshot's
  * metadata (replica_snapshot_received).  Neither side holds a whole
  * snapshot in memory.  A transfer cut by a leader change, a crash or a
@@ -18,6 +19,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -267,23 +269,163 @@ void snapxfer_pump_all(struct node *n)
 
 /* ---- receiving -------------------------------------------------------- */
 
+/* The file work, as jobs run in order on rx->q's thread (or on the spot). */
+enum rx_op { RX_OPEN, RX_WRITE, RX_DROP };
+
+struct rx_job {
+    struct workq_job job; /* first */
+    struct snap_rx *rx;
+    enum rx_op op;
+    uint64_t gen;
+    struct storage_store *ss;        /* RX_OPEN */
+    struct raft_snapshot_meta meta;  /* RX_OPEN */
+    const void *data;                /* RX_WRITE */
+    size_t len;
+    void *own; /* a heap block data lies in: freed once written */
+};
+
+void snaprx_init(struct snap_rx *rx, struct workq *q, void (*wake)(void *arg), void *arg)
+{
+    *rx = (struct snap_rx){.q = q, .wake = wake, .wake_arg = arg};
+}
+
+/* The file is gone; the loop learns it from failed_gen (snaprx_check). */
+static void rx_fail(struct snap_rx *rx, uint64_t gen, int rv)
+{
+    if (rx->w)
+        store_snapshot_stream_close(rx->w, false);
+    rx->w = NULL;
+    atomic_store_explicit(&rx->failed_rv, rv, memory_order_relaxed);
+    atomic_store_explicit(&rx->failed_gen, gen, memory_order_release);
+}
+
+static void rx_run(struct rx_job *j)
+{
+    struct snap_rx *rx = j->rx;
+    int rv;
+    switch (j->op) {
+    case RX_OPEN:
+        /* a file left over (the drop before this one always comes first,
+         * but the file must not outlive the transfer in any case) */
+        if (rx->w)
+            store_snapshot_stream_close(rx->w, false);
+        rx->w = NULL;
+        if ((rv = storage_store_rx_open(j->ss, &j->meta, &rx->w)) < 0) {
+            rx->w = NULL;
+            rx_fail(rx, j->gen, rv);
+        }
+        break;
+    case RX_WRITE:
+        /* no file: this transfer failed already, and its chunks go nowhere */
+        if (rx->w && (rv = store_snapshot_stream_write(rx->w, j->data, j->len)) < 0)
+            rx_fail(rx, j->gen, rv);
+        break;
+    case RX_DROP:
+        if (rx->w)
+            store_snapshot_stream_close(rx->w, false);
+        rx->w = NULL;
+        break;
+    }
+    free(j->own);
+}
+
+static void rx_job_run(struct workq_job *wj)
+{
+    struct rx_job *j = (struct rx_job *)wj;
+    struct snap_rx *rx = j->rx;
+    rx_run(j);
+    free(j);
+    /* release: the loop that counts this job done sees rx->w as it left it */
+    atomic_fetch_add_explicit(&rx->done, 1, memory_order_release);
+    rx->wake(rx->wake_arg);
+}
+
+unsigned snaprx_pending(const struct snap_rx *rx)
+{
+    return rx->queued - atomic_load_explicit(&rx->done, memory_order_acquire);
+}
+
+bool snaprx_idle(const struct snap_rx *rx)
+{
+    return snaprx_pending(rx) == 0;
+}
+
+/* Runs t's work after whatever is queued: on the thread, or here when
+ * there is none.  Out of memory for the job, the loop waits for the queue
+ * to drain (at most a few chunks' writes) and does it itself. */
+static void rx_do(struct snap_rx *rx, struct rx_job *t)
+{
+    t->rx = rx;
+    if (rx->q) {
+        struct rx_job *j = malloc(sizeof(*j));
+        if (j && t->op == RX_WRITE && !t->own && t->len) {
+            /* bytes that are not ours to keep: the thread writes a copy */
+            if ((t->own = malloc(t->len)))
+                t->data = memcpy(t->own, t->data, t->len);
+            else
+                free(j), j = NULL;
+        }
+        if (j) {
+            *j = *t;
+            j->job.run = rx_job_run;
+            rx->queued++;
+            if (workq_push(rx->q, &j->job))
+                return;
+            /* No thread (none could start, or it is stopped): nothing is
+             * queued either, so doing it here keeps the order. */
+            rx->queued--;
+            *t = *j;
+            free(j);
+        } else {
+            for (int i = 0; !snaprx_idle(rx); i++)
+                (void)usleep(i < 100 ? 100 : 1000);
+        }
+    }
+    rx_run(t);
+}
+
+int snaprx_check(struct snap_rx *rx)
+{
+    if (!rx->active || rx->finishing ||
+        atomic_load_explicit(&rx->failed_gen, memory_order_acquire) != rx->gen)
+        return 0;
+    int rv = atomic_load_explicit(&rx->failed_rv, memory_order_relaxed);
+    log_warn("snapshot: receiving snapshot %llu stopped after %llu of %llu bytes: "
+             "cannot write it: %s",
+             (unsigned long long)rx->msg.snap.index, (unsigned long long)rx->got,
+             (unsigned long long)rx->total, strerror(-rv));
+    rx->active = false; /* the failure closed the file */
+    rx->owner = NULL;
+    return rv;
+}
+
 void snaprx_abort(struct snap_rx *rx, const char *why)
 {
-    if (!rx->w || rx->finishing)
+    if (!rx->active || rx->finishing)
         return;
     log_info("snapshot: receiving snapshot %llu stopped after %llu of %llu bytes: %s",
              (unsigned long long)rx->msg.snap.index, (unsigned long long)rx->got,
              (unsigned long long)rx->total, why);
-    store_snapshot_stream_close(rx->w, false);
-    rx->w = NULL;
+    /* Deleting a file of a gigabyte takes the file system a while: the
+     * thread does it. */
+    rx_do(rx, &(struct rx_job){.op = RX_DROP, .gen = rx->gen});
+    rx->active = false;
     rx->owner = NULL;
 }
 
 int snaprx_finish(struct snap_rx *rx, struct storage_store *ss, const struct kv_config *kvc,
                   struct kv **kv)
 {
-    int rv = storage_store_rx_finish(ss, rx->w, rx->has_crc ? &rx->crc : NULL, kvc, kv);
-    rx->w = NULL;
+    int rv;
+    if (!rx->w) {
+        /* the file is gone: a write failed after the last chunk came */
+        rv = atomic_load_explicit(&rx->failed_gen, memory_order_acquire) == rx->gen
+                 ? atomic_load_explicit(&rx->failed_rv, memory_order_relaxed)
+                 : -EIO;
+    } else {
+        rv = storage_store_rx_finish(ss, rx->w, rx->has_crc ? &rx->crc : NULL, kvc, kv);
+        rx->w = NULL;
+    }
     if (rv < 0) {
         log_warn("snapshot: snapshot %llu from node %llu (%llu bytes) is unusable: %s",
                  (unsigned long long)rx->msg.snap.index, (unsigned long long)rx->msg.from,
@@ -297,6 +439,21 @@ int snaprx_finish(struct snap_rx *rx, struct storage_store *ss, const struct kv_
 void snaprx_finished(struct snap_rx *rx)
 {
     rx->finishing = false;
+    rx->active = false;
+    rx->owner = NULL;
+}
+
+void snaprx_stop(struct snap_rx *rx, const char *why)
+{
+    /* the transfer in progress, or one all in whose check never started */
+    if (rx->active && !rx->finishing)
+        snaprx_abort(rx, why);
+    if (rx->q)
+        workq_stop(rx->q);
+    if (rx->w)
+        store_snapshot_stream_close(rx->w, false);
+    rx->w = NULL;
+    rx->active = rx->finishing = false;
     rx->owner = NULL;
 }
 
@@ -305,13 +462,13 @@ void snaprx_finished(struct snap_rx *rx)
 static bool continues(const struct snap_rx *rx, const void *owner, const struct raft_msg *m,
                       const struct peer_chunk *c)
 {
-    return rx->w && !rx->finishing && rx->owner == owner &&
+    return rx->active && !rx->finishing && rx->owner == owner &&
            rx->msg.snap.index == m->snap.index && rx->msg.snap.term == m->snap.term &&
            rx->total == c->total && rx->got == c->offset;
 }
 
 int snaprx_chunk(struct snap_rx *rx, struct storage_store *ss, const void *owner,
-                 const struct raft_msg *m, const struct peer_chunk *c, double now)
+                 const struct raft_msg *m, const struct peer_chunk *c, void **own, double now)
 {
     if (c->offset == 0 && !rx->finishing) {
         /* A new transfer (from this leader or another) replaces any other:
@@ -319,13 +476,8 @@ int snaprx_chunk(struct snap_rx *rx, struct storage_store *ss, const void *owner
          * loaded, that one owns the file: whatever comes is dropped, and
          * the sender repeats it when its core asks.) */
         snaprx_abort(rx, "a new transfer started");
-        int rv = storage_store_rx_open(ss, &m->snap, &rx->w);
-        if (rv < 0) {
-            log_warn("snapshot: cannot receive snapshot %llu: %s",
-                     (unsigned long long)m->snap.index, strerror(-rv));
-            rx->w = NULL;
-            return rv;
-        }
+        rx->gen++;
+        rx->active = true;
         rx->owner = owner;
         rx->msg = *m;
         rx->msg.snap_data = NULL;
@@ -333,6 +485,7 @@ int snaprx_chunk(struct snap_rx *rx, struct storage_store *ss, const void *owner
         rx->total = c->total;
         rx->got = 0;
         rx->started = now;
+        rx_do(rx, &(struct rx_job){.op = RX_OPEN, .gen = rx->gen, .ss = ss, .meta = m->snap});
     } else if (!continues(rx, owner, m, c)) {
         /* A piece of a transfer we are not receiving (cut short, or
          * replaced by a newer one): the sender starts over when its core
@@ -344,15 +497,21 @@ int snaprx_chunk(struct snap_rx *rx, struct storage_store *ss, const void *owner
                      "not the transfer in progress (%llu more not logged)",
                      (unsigned long long)m->snap.index, (unsigned long long)c->offset,
                      (unsigned long long)m->from, (unsigned long long)more);
-        if (rx->w && rx->owner == owner)
+        if (rx->active && rx->owner == owner)
             snaprx_abort(rx, "a chunk out of order");
         return SNAPRX_MORE;
     }
-    int rv = store_snapshot_stream_write(rx->w, c->data, c->len);
-    if (rv < 0) {
-        snaprx_abort(rx, strerror(-rv));
-        return rv;
+    struct rx_job t = {.op = RX_WRITE, .gen = rx->gen, .data = c->data, .len = c->len};
+    if (own && *own) {
+        t.own = *own;
+        *own = NULL;
     }
+    rx_do(rx, &t);
+    /* Without a thread a failure shows at once; with one, at a later
+     * chunk or the wake after it. */
+    int rv = snaprx_check(rx);
+    if (rv < 0)
+        return rv;
     rx->got += c->len;
     /* The step message carries the term and commit of the last chunk's
      * sender: the same leader and term (it stops a transfer otherwise). */
@@ -366,7 +525,14 @@ int snaprx_chunk(struct snap_rx *rx, struct storage_store *ss, const void *owner
     return SNAPRX_LAST;
 }
 
-/* ---- the node's receiver: the last step off the loop ------------------ */
+/* ---- the node's receiver: file work and the last step off the loop ---- */
+
+/* Chunks queued for the writer thread before the sending connection is
+ * no longer read, and the number at which it is read again: with TCP's
+ * own flow control behind it, this bounds what a receiver holds when its
+ * disk is slower than the link. */
+#define RX_QUEUE_MAX 4
+#define RX_QUEUE_RESUME 1
 
 static void *rx_thread(void *arg)
 {
@@ -412,12 +578,12 @@ static void on_rx_loaded(struct ev_loop *loop, ev_async *w, int revents)
     rx_deliver(n);
 }
 
-void snapxfer_recv(struct node *n, struct peer_in *in, const struct raft_msg *m,
-                   const struct peer_chunk *c)
+/* All chunks in and written: check and load the file on a thread. */
+static void rx_finish_when_written(struct node *n)
 {
-    if (snaprx_chunk(&n->rx, n->storage, in, m, c, ev_now(n->loop)) != SNAPRX_LAST)
+    if (!n->rx_job.want || !snaprx_idle(&n->rx))
         return;
-    replica_kv_config(n->rp, &n->rx_job.kvc);
+    n->rx_job.want = false;
     n->rx_job.kv = NULL;
     n->rx_job.last_at = ev_time();
     n->rx_job.on_loop = false;
@@ -437,6 +603,66 @@ void snapxfer_recv(struct node *n, struct peer_in *in, const struct raft_msg *m,
     rx_deliver(n);
 }
 
+static void rx_resume_reading(struct node *n)
+{
+    if (n->rx_paused && snaprx_pending(&n->rx) <= RX_QUEUE_RESUME) {
+        log_debug("snapshot: the writer caught up: reading node %llu's chunks again",
+                  (unsigned long long)n->rx.msg.from);
+        net_conn_set_reading(n->rx_paused, true);
+        n->rx_paused = NULL;
+        n->rx_paused_in = NULL;
+    }
+}
+
+/* From the writer thread: a job is done. */
+static void rx_wake(void *arg)
+{
+    struct node *n = arg;
+    ev_async_send(n->loop, &n->rx_written);
+}
+
+static void on_rx_written(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct node *n = w->data;
+    (void)snaprx_check(&n->rx); /* a failed write stops the transfer (logged) */
+    rx_resume_reading(n);
+    rx_finish_when_written(n);
+}
+
+void snapxfer_recv_init(struct node *n)
+{
+    workq_init(&n->rx_writer, false);
+    snaprx_init(&n->rx, &n->rx_writer, rx_wake, n);
+    ev_async_init(&n->rx_written, on_rx_written);
+    n->rx_written.data = n;
+}
+
+void snapxfer_recv(struct node *n, struct peer_in *in, struct net_conn *c,
+                   const struct raft_msg *m, const struct peer_chunk *chunk, void **own)
+{
+    if (!ev_is_active(&n->rx_written))
+        ev_async_start(n->loop, &n->rx_written);
+    int rv = snaprx_chunk(&n->rx, n->storage, in, m, chunk, own, ev_now(n->loop));
+    if (n->rx_paused != c && snaprx_pending(&n->rx) >= RX_QUEUE_MAX) {
+        /* The disk is behind the link: let TCP hold the rest.  Only the
+         * connection whose chunks are queued is held; one held before
+         * (its transfer replaced by this one) sends nothing that is kept. */
+        if (n->rx_paused)
+            net_conn_set_reading(n->rx_paused, true);
+        log_debug("snapshot: %u chunks wait for the disk: not reading node %llu's for now",
+                  snaprx_pending(&n->rx), (unsigned long long)m->from);
+        net_conn_set_reading(c, false);
+        n->rx_paused = c;
+        n->rx_paused_in = in;
+    }
+    if (rv != SNAPRX_LAST)
+        return;
+    replica_kv_config(n->rp, &n->rx_job.kvc);
+    n->rx_job.want = true;
+    rx_finish_when_written(n);
+}
+
 void snapxfer_recv_abort(struct node *n, const char *why)
 {
     if (n->rx_job.running) {
@@ -445,15 +671,22 @@ void snapxfer_recv_abort(struct node *n, const char *why)
         n->rx_job.running = false;
         snaprx_finished(&n->rx);
     }
+    n->rx_job.want = false;
     kv_free(n->rx_job.kv);
     n->rx_job.kv = NULL;
     if (ev_is_active(&n->rx_job.done))
         ev_async_stop(n->loop, &n->rx_job.done);
-    snaprx_abort(&n->rx, why);
+    snaprx_stop(&n->rx, why);
+    if (ev_is_active(&n->rx_written))
+        ev_async_stop(n->loop, &n->rx_written);
 }
 
 void snapxfer_conn_closed(struct node *n, const struct peer_in *in)
 {
-    if (n->rx.w && n->rx.owner == in)
+    if (n->rx_paused_in == in) {
+        n->rx_paused = NULL;
+        n->rx_paused_in = NULL;
+    }
+    if (n->rx.active && n->rx.owner == in)
         snaprx_abort(&n->rx, "the connection closed");
 }

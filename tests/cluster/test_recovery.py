@@ -250,7 +250,46 @@ def test_snapshot_writer_stalled():
                "(%s), writes went on (%d acknowledged)" % (node, 1000, term0, len(w.acked)))
 
 
+def test_snapshot_received_on_slow_disk():
+    """Issue 14: a node receiving a snapshot writes it off its event loop.
+    The follower's disk takes SLOW_MS longer for every write while it
+    receives a snapshot of ~8-12 MB (chunks of 1 MiB): written on the loop,
+    each chunk's write was an iteration of at least SLOW_MS.  With the
+    writes on a thread, and the connection not read while the writer is
+    behind, the loop stays short and the snapshot still arrives whole."""
+    slow_ms = 100
+    with Cluster(3, snapshot_entries=100, log_level="debug") as c:
+        lead = c.start_and_lead()
+        f = [i for i in c.nodes if i != lead][0]
+        s = Session(c)
+        want = s.set_all((b"w%04d" % k, b"first-%d" % k) for k in range(20))
+        c.wait_applied(f, c.status(lead).commit_index)
+        f_last = c.status(f).last_index
+        c.kill(f)
+        want.update(s.set_all((b"w%04d" % k, (b"%07d-" % k) * 1000) for k in range(1500)))
+        lst = wait_until(lambda: (st := c.status(lead)) and st.snapshot_index > f_last + 50 and st,
+                         T(20), "leader %d's snapshot to pass node %d's log" % (lead, f))
+        c.nodes[f].extra_args = ["--test-disk-fault", "write:DELAY=%d,start" % slow_ms]
+        size0 = c.log_size(f)
+        c.start_node(f)
+        c.wait_log(f, r"every write is %d ms slower from the start" % slow_ms, since=size0)
+        st = wait_until(lambda: (x := c.status(f)) and x.snapshot_index >= lst.snapshot_index and x,
+                        T(60), "node %d to install snapshot %d" % (f, lst.snapshot_index))
+        c.wait_log(f, r"received snapshot \d+ \(\d+ bytes\)", since=size0)
+        # the writer fell behind the link, and the link waited for it
+        c.wait_log(f, r"chunks wait for the disk: not reading", since=size0)
+        c.wait_log(f, r"the writer caught up: reading node \d+'s chunks again", since=size0)
+        c.wait_applied(f, lst.commit_index, T(30))
+        lag = c.status(f).loop_lag_max_us / 1000.0
+        check_all_keys(c, f, want)
+        expect(lag < slow_ms / 2, "node %d: an event-loop iteration took %.1f ms with %d ms "
+               "writes: it waited for the disk", f, lag, slow_ms)
+        report("node %d received snapshot %d (%d keys) with %d ms writes; longest loop "
+               "iteration %.1f ms" % (f, st.snapshot_index, len(want), slow_ms, lag))
+
+
 if __name__ == "__main__":
     main([test_old_leader_rejoins_by_log, test_follower_catches_up_by_snapshot,
           test_old_leader_catches_up_by_snapshot, test_full_stop_sigterm,
-          test_full_stop_kill9, test_snapshot_in_background, test_snapshot_writer_stalled])
+          test_full_stop_kill9, test_snapshot_in_background, test_snapshot_writer_stalled,
+          test_snapshot_received_on_slow_disk])

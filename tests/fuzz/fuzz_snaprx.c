@@ -59,7 +59,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!ss)
         setup();
     static const int owners[2];
-    struct snap_rx rx = {0};
+    struct snap_rx rx;
+    snaprx_init(&rx, NULL, NULL, NULL); /* no thread: every chunk written at once */
     struct kv_config kvc = {.session_ttl_ms = 600000, .max_sessions = 100};
     uint32_t crc[2] = {0, 0}; /* per connection: of what it sent since offset 0 */
     size_t p = 0;
@@ -94,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                .last = last, .has_crc = fl & 0x04,
                                .crc = (fl & 0x08) ? next_crc : 0x12345678u};
         struct kv *kv = NULL;
-        int rv = snaprx_chunk(&rx, ss, &owners[o], &m, &c, 0.0);
+        int rv = snaprx_chunk(&rx, ss, &owners[o], &m, &c, NULL, 0.0);
         if (rv == SNAPRX_LAST) {
             rv = snaprx_finish(&rx, ss, &kvc, &kv);
             snaprx_finished(&rx);
@@ -112,6 +113,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         crc[o] = next_crc;
         p += len;
     }
-    snaprx_abort(&rx, "end of input");
+    snaprx_stop(&rx, "end of input");
     return 0;
 }
