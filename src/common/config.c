@@ -234,7 +234,7 @@ static const struct opt options[] = {
       "One event-loop iteration of a node longer than this is logged (journal "
       "event loop_lag: how long the loop thread ran, waited for a CPU and "
       "slept in the kernel meanwhile), at most one line a minute unless it is "
-      "twice the last one logged.  Past the heartbeat interval an iteration "
+      "1.25 times the last one logged.  Past the heartbeat interval an iteration "
       "delays heartbeats; past the election timeout it can cost the leader "
       "its leadership.  Lower it to see what shorter stalls are made of.  "
       "Like etcd's --warning-apply-duration."),
