@@ -150,6 +150,7 @@ struct node {
     ev_io store_io;
     ev_io snap_io; /* the background snapshot writer's eventfd */
     ev_prepare flush;
+    ev_check lag_start; /* the loop-lag reading, first in an iteration */
     ev_idle more; /* active while the replica has ready work left over */
     ev_signal sig_term, sig_int, sig_hup;
     ev_timer stop_timer;
