@@ -29,14 +29,46 @@
 void looplag_init(struct looplag *l, double warn_s)
 {
     *l = (struct looplag){.warn_s = warn_s,
-                          .fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC)};
+                          .fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC),
+                          .stat_fd = open("/proc/stat", O_RDONLY | O_CLOEXEC)};
+}
+
+static double clk_tck(void)
+{
+    long t = sysconf(_SC_CLK_TCK);
+    return t > 0 ? (double)t : 100.0;
+}
+
+static double ncpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (double)n : 1.0;
+}
+
+/* The "cpu" line's eighth number: all CPUs' steal.  About 6 us a read
+ * (the kernel formats the whole file), once a tick. */
+static uint64_t read_steal(int fd)
+{
+    char buf[256];
+    ssize_t n = fd >= 0 ? pread(fd, buf, sizeof(buf) - 1, 0) : -1;
+    if (n <= 0)
+        return UINT64_MAX;
+    buf[n] = '\0';
+    uint64_t v[8];
+    if (sscanf(buf, "cpu %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64
+                    " %" SCNu64 " %" SCNu64, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+               &v[7]) != 8)
+        return UINT64_MAX;
+    return v[7];
 }
 
 void looplag_close(struct looplag *l)
 {
     if (l->fd >= 0)
         close(l->fd);
-    l->fd = -1;
+    if (l->stat_fd >= 0)
+        close(l->stat_fd);
+    l->fd = l->stat_fd = -1;
 }
 
 /* schedstat is "cpu_ns wait_ns timeslices"; without it (a kernel without
@@ -45,7 +77,7 @@ void looplag_sample(const struct looplag *l, double now, struct looplag_sched *s
 {
     char buf[96];
     ssize_t n = l->fd >= 0 ? pread(l->fd, buf, sizeof(buf) - 1, 0) : -1;
-    *s = (struct looplag_sched){.at = now};
+    *s = (struct looplag_sched){.at = now, .steal_ticks = read_steal(l->stat_fd)};
     if (n > 0) {
         buf[n] = '\0';
         if (sscanf(buf, "%" SCNu64 " %" SCNu64, &s->cpu_ns, &s->wait_ns) == 2)
@@ -78,9 +110,18 @@ void looplag_explain(const struct looplag_sched *before, const struct looplag_sc
     why->slept = why->window - why->ran - why->waited - idle;
     if (why->slept < 0)
         why->slept = 0;
+    /* Time the thread neither ran nor waited for may be the hypervisor's:
+     * on a VM, 25-36 ms "asleep" with 1 ms run came with bursts of steal
+     * in /proc/stat, and bpftrace saw the thread leave no CPU for that
+     * long.  Steal is counted per CPU in 10 ms ticks, so it is a bound on
+     * what this thread lost, not a measure of it. */
+    why->stolen = before->steal_ticks == UINT64_MAX || after->steal_ticks == UINT64_MAX
+                      ? -1
+                      : (double)(after->steal_ticks - before->steal_ticks) / clk_tck() / ncpus();
     why->cause = !known                   ? LOOPLAG_UNKNOWN
                  : why->waited > lag / 2  ? LOOPLAG_CPU_SHORT
-                 : why->slept > lag / 2   ? LOOPLAG_BLOCKED
+                 : why->slept > lag / 2   ? (why->stolen >= why->slept / 2 ? LOOPLAG_STOLEN
+                                                                           : LOOPLAG_BLOCKED)
                  : why->ran > lag / 2     ? LOOPLAG_WORK
                                           : LOOPLAG_UNKNOWN;
 }
@@ -92,18 +133,23 @@ static void warn(struct looplag *l, double lag, double start, double now)
         [LOOPLAG_CPU_SHORT] = ": the machine is short of CPUs",
         [LOOPLAG_BLOCKED] = ": the loop blocked in the kernel (disk I/O, a page fault or a lock)",
         [LOOPLAG_WORK] = ": work on the loop",
+        [LOOPLAG_STOLEN] = ": the hypervisor took the CPU (steal)",
     };
     struct looplag_sched s;
     struct looplag_why why;
     looplag_sample(l, now, &s);
     looplag_explain(&l->tick, &s, start, &why);
+    char steal[80] = "";
+    if (why.stolen > 0)
+        snprintf(steal, sizeof(steal), " (meanwhile the hypervisor took %.0f ms of each CPU)",
+                 why.stolen * 1e3);
     if (s.wait_ns != UINT64_MAX)
         log_event(LOG_WARNING, "loop_lag", NULL,
                   "one event loop iteration took %.0f ms (over %.0f ms delays heartbeats and may cause "
                   "elections); over the last %.0f ms the loop thread ran %.0f ms, waited %.0f ms for a "
-                  "CPU and slept %.0f ms outside its poll%s",
+                  "CPU and slept %.0f ms outside its poll%s%s",
                   lag * 1e3, l->warn_s * 1e3, why.window * 1e3, why.ran * 1e3, why.waited * 1e3,
-                  why.slept * 1e3, cause[why.cause]);
+                  why.slept * 1e3, steal, cause[why.cause]);
     else
         log_event(LOG_WARNING, "loop_lag", NULL,
                   "one event loop iteration took %.0f ms (over %.0f ms delays heartbeats and may cause "

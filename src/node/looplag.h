@@ -11,6 +11,7 @@
 
 struct looplag_sched {
     uint64_t cpu_ns, wait_ns; /* on a CPU; runnable but waiting for one */
+    uint64_t steal_ticks;     /* all CPUs' steal (/proc/stat, USER_HZ); UINT64_MAX: unknown */
     double at;                /* monotonic seconds of the reading */
 };
 
@@ -21,6 +22,7 @@ struct looplag {
     double warned_lag;  /* the longest iteration warned about in that minute */
     bool started;       /* the first iteration includes recovery: not counted */
     int fd;             /* the loop thread's schedstat, or -1 */
+    int stat_fd;        /* /proc/stat (steal), or -1 */
     struct looplag_sched tick; /* read at the last tick */
 };
 
@@ -31,9 +33,14 @@ enum looplag_cause {
     LOOPLAG_CPU_SHORT, /* runnable, waiting for a CPU */
     LOOPLAG_BLOCKED,   /* asleep in the kernel outside the poll */
     LOOPLAG_WORK,      /* running: our own code */
+    /* "asleep", while the hypervisor took at least half as much of each
+     * CPU: the guest's clocks leave steal out of run and wait times, so a
+     * thread whose vCPU is taken looks asleep */
+    LOOPLAG_STOLEN,
 };
 struct looplag_why {
-    double window, ran, waited, slept; /* seconds */
+    double window, ran, waited, slept; /* seconds; slept includes steal */
+    double stolen; /* steal per CPU over the window (10 ms resolution); -1 unknown */
     enum looplag_cause cause;
 };
 void looplag_sample(const struct looplag *l, double now, struct looplag_sched *s);

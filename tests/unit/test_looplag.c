@@ -153,11 +153,41 @@ static void test_threshold(void **state)
     looplag_close(&l);
 }
 
+/* Synthetic readings: a 30 ms iteration with 1 ms run and no wait.  With
+ * 30 ms of steal on each CPU meanwhile the 29 ms "asleep" are put down to
+ * the hypervisor; with none, or steal unknown, to a block in the kernel. */
+static void test_stolen(void **state)
+{
+    (void)state;
+    uint64_t ncpu = (uint64_t)sysconf(_SC_NPROCESSORS_ONLN);
+    uint64_t hz = (uint64_t)sysconf(_SC_CLK_TCK);
+    struct looplag_sched before = {.cpu_ns = 1000000000, .wait_ns = 5000000, .steal_ticks = 1000,
+                                   .at = 100.0};
+    struct looplag_sched after = {.cpu_ns = 1001000000, .wait_ns = 5000000,
+                                  .steal_ticks = 1000 + 3 * ncpu * hz / 100, .at = 100.030};
+    struct looplag_why why;
+    looplag_explain(&before, &after, 100.0, &why);
+    assert_true(why.stolen > 0.029 && why.stolen < 0.031);
+    assert_true(why.slept > 0.028 && why.slept < 0.030);
+    assert_int_equal(why.cause, LOOPLAG_STOLEN);
+
+    after.steal_ticks = before.steal_ticks; /* no steal: a sleep */
+    looplag_explain(&before, &after, 100.0, &why);
+    assert_true(why.stolen == 0);
+    assert_int_equal(why.cause, LOOPLAG_BLOCKED);
+
+    before.steal_ticks = UINT64_MAX; /* no /proc/stat */
+    looplag_explain(&before, &after, 100.0, &why);
+    assert_true(why.stolen < 0);
+    assert_int_equal(why.cause, LOOPLAG_BLOCKED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocked),
         cmocka_unit_test(test_work),
+        cmocka_unit_test(test_stolen),
         cmocka_unit_test(test_cpu_short),
         cmocka_unit_test(test_threshold),
     };
