@@ -15,10 +15,8 @@
 #include <unistd.h>
 
 /* An iteration over the threshold (50 ms by default: it makes heartbeats
- * late) is worth a journal line, at most one a minute -- except that an
- * iteration twice as long as the last one warned about is always explained:
- * the worst stall is the one an operator needs to see, and doubling bounds
- * the extra lines. */
+ * late) is worth a journal line, at most one a minute -- except that a
+ * longer one is explained too (LOOPLAG_WARN_GROWTH). */
 #define LOOPLAG_WARN_EVERY_S 60.0
 /* Within the minute, an iteration this much longer than the last one
  * warned about is logged too: the worst ones are what an operator needs
