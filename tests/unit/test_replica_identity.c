@@ -67,6 +67,21 @@ static void test_joined_withholds_until_recorded(void **state)
     f->n_sent = 0;
     assert_int_equal(ask_vote(f, RAFT_MSG_VOTE, 3, 0xC3, 3, 5, 2), 0);
     assert_true(granted(f, 3));
+    /* The answer is kept between calls (ticks ask often) and must follow
+     * the log: leader 3 of term 3 replaces the uncommitted record at 5,
+     * so node 2 withholds again (the forget at 4 is the newest now)... */
+    struct raft_entry r3[] = {noop_entry(5, 3)};
+    fix_append(f, 3, 3, 4, 2, r3, 1, 3);
+    assert_true(replica_withholding(f->rp));
+    /* ... until a record of B2 is logged again, and it stays so once
+     * applied, when the tail no longer holds it. */
+    struct raft_entry r4[] = {record_entry(6, 3, 2, 0xB2), noop_entry(7, 3)};
+    fix_append(f, 3, 3, 5, 3, r4, 2, 3);
+    assert_false(replica_withholding(f->rp));
+    struct raft_entry r5[] = {noop_entry(8, 3)};
+    fix_append(f, 3, 3, 7, 3, r5, 1, 8);
+    fix_sync(f);
+    assert_false(replica_withholding(f->rp));
     fix_free(f);
 }
 
